@@ -1,0 +1,254 @@
+//! `apply`: (state, command, leader timestamp) → new state, track operations, events.
+//!
+//! Every change to a volume record goes through [`Tx::record_mut`], which keeps the digest and
+//! the list of touched records exact; every change to a track goes through [`Tx::store`].
+//! Handlers validate everything before they change anything, so a refused command changes
+//! nothing (multi-pair commands are all-or-nothing).
+
+use crate::command::Command;
+use crate::digest;
+use crate::error::CommandError;
+use crate::event::Event;
+use crate::relationship::Relationship;
+use crate::state::{State, VolumeRecord};
+use crate::timestamp::Timestamp;
+use crate::track::{TrackOp, TrackReader, TrackView, VolumeId};
+use crate::{background_copy, establish, freeze, host_write, resync, reverse, volume, withdraw};
+use std::collections::BTreeSet;
+
+/// What one apply produced. Storage must make `ops`, the `touched` records and the applied
+/// index durable in one atomic write.
+#[derive(Debug)]
+pub struct Applied {
+    /// The command's own outcome (a refusal is also in `events`).
+    pub result: Result<(), CommandError>,
+    pub events: Vec<Event>,
+    pub ops: Vec<TrackOp>,
+    /// Volume records changed, created or removed by this apply, in id order.
+    pub touched: Vec<VolumeId>,
+}
+
+/// Applies one command. `Err` only if reading a stored track failed; then the in-memory state
+/// may be half-changed and must be discarded (reload it from storage).
+pub fn apply<R: TrackReader>(
+    state: &mut State,
+    tracks: &R,
+    command: &Command,
+    now: Timestamp,
+) -> Result<Applied, R::Error> {
+    let mut tx = Tx::new(state, tracks, now);
+    let outcome = match tx.thaw_due() {
+        Ok(()) => dispatch(&mut tx, command),
+        Err(failure) => Err(failure),
+    };
+    let result = match outcome {
+        Ok(()) => Ok(()),
+        Err(Failure::Refused(error)) => {
+            tx.events.push(Event::Refused { error: error.clone() });
+            Err(error)
+        }
+        Err(Failure::Storage(error)) => return Err(error),
+    };
+    tx.finish(result)
+}
+
+fn dispatch<R: TrackReader>(tx: &mut Tx<'_, R>, command: &Command) -> Result<(), Failure<R::Error>> {
+    match command {
+        Command::CreateVolume { name, size } => volume::create(tx, name, *size),
+        Command::DeleteVolume { name } => volume::delete(tx, name),
+        Command::Write(write) => host_write::write(tx, write),
+        Command::MkFlash { pairs, options } => establish::mkflash(tx, pairs, options),
+        Command::RmFlash { pairs, cp, seqnum } => withdraw::rmflash(tx, pairs, *cp, *seqnum),
+        Command::ResyncFlash {
+            pairs,
+            nocp,
+            tgtinhibit,
+            seqnum,
+        } => resync::resyncflash(tx, pairs, *nocp, *tgtinhibit, *seqnum),
+        Command::ReverseFlash { pairs, fast, seqnum } => reverse::reverseflash(tx, pairs, *fast, *seqnum),
+        Command::UnfreezeFlash { sources } => freeze::unfreezeflash(tx, sources),
+        Command::CopyStep {
+            source,
+            target,
+            max_tracks,
+        } => background_copy::copy_step(tx, source, target, *max_tracks),
+        Command::Tick => Ok(()),
+    }
+}
+
+/// Why a handler stopped: the command was refused, or storage failed underneath it.
+pub(crate) enum Failure<E> {
+    Refused(CommandError),
+    Storage(E),
+}
+
+impl<E> From<CommandError> for Failure<E> {
+    fn from(error: CommandError) -> Self {
+        Failure::Refused(error)
+    }
+}
+
+pub(crate) struct Tx<'a, R> {
+    pub(crate) state: &'a mut State,
+    tracks: TrackView<'a, R>,
+    pub(crate) events: Vec<Event>,
+    pub(crate) now: Timestamp,
+    touched: BTreeSet<VolumeId>,
+    /// Targets whose out-of-sync bitmap a copy emptied during this apply.
+    copied_out: Vec<VolumeId>,
+}
+
+impl<'a, R: TrackReader> Tx<'a, R> {
+    fn new(state: &'a mut State, tracks: &'a R, now: Timestamp) -> Self {
+        let track_size = state.track_size();
+        Tx {
+            state,
+            tracks: TrackView::new(tracks, track_size),
+            events: Vec::new(),
+            now,
+            touched: BTreeSet::new(),
+            copied_out: Vec::new(),
+        }
+    }
+
+    /// The only way to change a record: the first touch takes its hash out of the digest, and
+    /// `finish` puts the new hash back.
+    pub(crate) fn record_mut(&mut self, id: VolumeId) -> &mut VolumeRecord {
+        if self.touched.insert(id) {
+            if let Some(record) = self.state.records.get(&id) {
+                self.state.meta_digest = self.state.meta_digest.wrapping_sub(digest::record_hash(record));
+            }
+        }
+        self.state
+            .records
+            .get_mut(&id)
+            .expect("records are looked up before they are changed")
+    }
+
+    pub(crate) fn relationship_mut(&mut self, target: VolumeId) -> &mut Relationship {
+        self.record_mut(target)
+            .incoming
+            .as_mut()
+            .expect("relationships are looked up before they are changed")
+    }
+
+    pub(crate) fn insert_record(&mut self, record: VolumeRecord) {
+        let id = record.volume.id;
+        self.touched.insert(id);
+        self.state.index(&record);
+        self.state.records.insert(id, record);
+    }
+
+    pub(crate) fn remove_record(&mut self, id: VolumeId) {
+        self.record_mut(id);
+        let record = self.state.records.remove(&id).expect("record exists");
+        self.state.unindex(&record);
+        self.state.content_digest = self.state.content_digest.wrapping_sub(record.content_digest);
+        self.tracks.drop_volume(id);
+    }
+
+    pub(crate) fn name(&self, id: VolumeId) -> String {
+        self.state.name(id).to_string()
+    }
+
+    pub(crate) fn read_track(&self, volume: VolumeId, track: u32) -> Result<Vec<u8>, Failure<R::Error>> {
+        self.tracks.read(volume, track).map_err(Failure::Storage)
+    }
+
+    /// Sets a track's content (a whole track), keeping the content digest exact.
+    pub(crate) fn store(
+        &mut self,
+        volume: VolumeId,
+        track: u32,
+        data: Vec<u8>,
+        from: Option<VolumeId>,
+    ) -> Result<(), Failure<R::Error>> {
+        let old = self.read_track(volume, track)?;
+        let old_hash = digest::track_hash(volume, track, &old);
+        let new_hash = digest::track_hash(volume, track, &data);
+        if old_hash == 0 && new_hash == 0 {
+            return Ok(()); // zeros over zeros: nothing to store
+        }
+        let record = self.record_mut(volume);
+        record.content_digest = record.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
+        self.state.content_digest = self.state.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
+        self.tracks.store(volume, track, data, from);
+        Ok(())
+    }
+
+    /// Copies a track of the target's source to the target and marks it in sync.
+    pub(crate) fn copy_to_target(
+        &mut self,
+        source: VolumeId,
+        target: VolumeId,
+        track: u32,
+    ) -> Result<(), Failure<R::Error>> {
+        let data = self.read_track(source, track)?;
+        self.store(target, track, data, Some(source))?;
+        self.mark_copied(target, track);
+        Ok(())
+    }
+
+    /// Marks a target track in sync without copying (a host write replaced it whole).
+    pub(crate) fn mark_copied(&mut self, target: VolumeId, track: u32) {
+        let rel = self.relationship_mut(target);
+        if rel.out_of_sync.mark_copied(track) && rel.out_of_sync.is_empty() {
+            self.copied_out.push(target);
+        }
+    }
+
+    pub(crate) fn set_frozen(&mut self, id: VolumeId, until: Option<Timestamp>) {
+        let record = self.record_mut(id);
+        let old = std::mem::replace(&mut record.volume.frozen_until, until);
+        if let Some(old) = old {
+            self.state.thaw_queue.remove(&(old, id));
+        }
+        if let Some(until) = until {
+            self.state.thaw_queue.insert((until, id));
+        }
+    }
+
+    /// Thaws every volume whose automatic thaw is due at this entry's timestamp.
+    fn thaw_due(&mut self) -> Result<(), Failure<R::Error>> {
+        while let Some(&(until, id)) = self.state.thaw_queue.first() {
+            if until > self.now {
+                break;
+            }
+            freeze::thaw(self, id, true)?;
+        }
+        Ok(())
+    }
+
+    /// Ends relationships whose copy completed in this apply (non-persistent or completing),
+    /// then puts the touched records' hashes back into the digest.
+    fn finish(mut self, result: Result<(), CommandError>) -> Result<Applied, R::Error> {
+        for target in std::mem::take(&mut self.copied_out) {
+            let Some(rel) = self.state.records.get(&target).and_then(|r| r.incoming.as_ref()) else {
+                continue;
+            };
+            if !rel.out_of_sync.is_empty() {
+                continue;
+            }
+            let ends = rel.ends_when_copied();
+            let (source, target_name) = (self.name(rel.source), self.name(target));
+            self.events.push(Event::CopyCompleted {
+                source,
+                target: target_name,
+            });
+            if ends {
+                withdraw::withdraw(&mut self, target, true);
+            }
+        }
+        for id in &self.touched {
+            if let Some(record) = self.state.records.get(id) {
+                self.state.meta_digest = self.state.meta_digest.wrapping_add(digest::record_hash(record));
+            }
+        }
+        Ok(Applied {
+            result,
+            events: self.events,
+            ops: self.tracks.ops,
+            touched: self.touched.into_iter().collect(),
+        })
+    }
+}

@@ -1,0 +1,193 @@
+//! Per-relationship track bitmaps.
+//!
+//! `OutOfSync` is the FlashCopy out-of-sync bitmap: bit set = "the target's track still lives on
+//! the source". Establishing a relationship sets every bit of a volume that may hold 2^28 tracks,
+//! and that must cost the same as for a tiny volume. roaring 0.10 has no run containers, so a
+//! full bitmap would be eagerly large; instead the bitmap may be stored *inverted* (the set of
+//! tracks already in sync), which makes "all out of sync" an empty set. Each operation picks
+//! whichever side is cheap; callers never see the representation.
+
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+
+/// Which tracks of a relationship's target are still out of sync with its point in time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct OutOfSync {
+    /// Number of tracks of the volumes.
+    tracks: u32,
+    /// `false`: `bits` is the set of out-of-sync tracks. `true`: `bits` is the set of in-sync tracks.
+    inverted: bool,
+    bits: RoaringBitmap,
+}
+
+impl OutOfSync {
+    /// Every track out of sync (a fresh establish). Constant size.
+    pub fn all(tracks: u32) -> Self {
+        OutOfSync {
+            tracks,
+            inverted: true,
+            bits: RoaringBitmap::new(),
+        }
+    }
+
+    /// Exactly the tracks of `set` out of sync.
+    pub fn from_set(tracks: u32, set: RoaringBitmap) -> Self {
+        let mut oos = OutOfSync {
+            tracks,
+            inverted: false,
+            bits: set,
+        };
+        oos.bits.remove_range(tracks..);
+        oos
+    }
+
+    /// The complement: tracks out of sync here are in sync in the result and vice versa.
+    /// Cheap whatever the sizes (it flips the representation).
+    pub fn complement(&self) -> Self {
+        OutOfSync {
+            tracks: self.tracks,
+            inverted: !self.inverted,
+            bits: self.bits.clone(),
+        }
+    }
+
+    pub fn tracks(&self) -> u32 {
+        self.tracks
+    }
+
+    pub fn contains(&self, track: u32) -> bool {
+        track < self.tracks && (self.bits.contains(track) != self.inverted)
+    }
+
+    /// Number of tracks out of sync.
+    pub fn len(&self) -> u64 {
+        if self.inverted {
+            u64::from(self.tracks) - self.bits.len()
+        } else {
+            self.bits.len()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Marks a track as in sync (copied). Returns whether it was out of sync.
+    pub fn mark_copied(&mut self, track: u32) -> bool {
+        if !self.contains(track) {
+            return false;
+        }
+        if self.inverted {
+            self.bits.insert(track);
+        } else {
+            self.bits.remove(track);
+        }
+        if self.is_empty() {
+            // Fully copied: drop the (possibly large) in-sync set.
+            *self = OutOfSync::from_set(self.tracks, RoaringBitmap::new());
+        }
+        true
+    }
+
+    /// Marks every track of `set` out of sync again (resync merges change bitmaps this way).
+    pub fn mark_out_of_sync(&mut self, set: &RoaringBitmap) {
+        if self.inverted {
+            self.bits -= set;
+        } else {
+            self.bits |= set;
+            self.bits.remove_range(self.tracks..);
+        }
+    }
+
+    /// The lowest out-of-sync track at or after `from`.
+    pub fn first_from(&self, from: u32) -> Option<u32> {
+        if from >= self.tracks {
+            return None;
+        }
+        if !self.inverted {
+            return self.bits.range(from..).next();
+        }
+        // Inverted: find the first track not in the in-sync set. Binary search on the number of
+        // in-sync tracks in [from, mid], which is `mid - from + 1` exactly while no gap is seen.
+        let (mut lo, mut hi) = (from, self.tracks - 1);
+        if self.bits.range_cardinality(from..=hi) == u64::from(hi - from + 1) {
+            return None;
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.bits.range_cardinality(from..=mid) == u64::from(mid - from + 1) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Some(lo)
+    }
+
+    /// The out-of-sync tracks as an explicit set. Costs O(tracks) when stored inverted, so only
+    /// for small volumes: tests and diagnostics.
+    pub fn to_set(&self) -> RoaringBitmap {
+        if self.inverted {
+            let mut all = RoaringBitmap::new();
+            all.insert_range(0..self.tracks);
+            all - &self.bits
+        } else {
+            self.bits.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn establish_of_the_largest_volume_is_constant_size() {
+        let oos = OutOfSync::all(1 << 28);
+        assert_eq!(oos.len(), 1 << 28);
+        assert!(oos.bits.is_empty());
+        assert_eq!(oos.first_from(0), Some(0));
+    }
+
+    #[test]
+    fn copying_in_any_order_empties_it() {
+        let mut oos = OutOfSync::all(10);
+        for t in [3, 0, 9, 1, 2, 4, 5, 6, 8] {
+            assert!(oos.mark_copied(t));
+            assert!(!oos.mark_copied(t), "second copy of {t} is a no-op");
+        }
+        assert_eq!(oos.first_from(0), Some(7));
+        assert_eq!(oos.first_from(8), None);
+        assert!(oos.mark_copied(7));
+        assert!(oos.is_empty());
+        assert!(!oos.inverted, "an empty bitmap is stored plainly");
+    }
+
+    #[test]
+    fn first_from_skips_copied_tracks_in_both_representations() {
+        let mut inverted = OutOfSync::all(1000);
+        for t in 0..700 {
+            inverted.mark_copied(t);
+        }
+        inverted.mark_copied(701);
+        assert_eq!(inverted.first_from(0), Some(700));
+        assert_eq!(inverted.first_from(701), Some(702));
+        let plain = OutOfSync::from_set(1000, inverted.to_set());
+        assert_eq!(plain.first_from(0), Some(700));
+        assert_eq!(plain.first_from(701), Some(702));
+        assert_eq!(plain.len(), inverted.len());
+    }
+
+    #[test]
+    fn complement_and_merge() {
+        let mut oos = OutOfSync::from_set(8, RoaringBitmap::from_iter([1, 2, 30]));
+        assert_eq!(oos.len(), 2, "bits past the end are ignored");
+        let c = oos.complement();
+        assert_eq!(c.to_set(), RoaringBitmap::from_iter([0, 3, 4, 5, 6, 7]));
+        oos.mark_out_of_sync(&RoaringBitmap::from_iter([5, 9]));
+        assert_eq!(oos.to_set(), RoaringBitmap::from_iter([1, 2, 5]));
+        let mut c = c;
+        c.mark_out_of_sync(&RoaringBitmap::from_iter([1]));
+        assert_eq!(c.len(), 7);
+    }
+}

@@ -1,0 +1,210 @@
+//! Commands: everything that changes the state is one of these, carried in one log entry.
+
+use crate::error::CommandError;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A `SRC:TGT` pair of volume names.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Pair {
+    pub source: String,
+    pub target: String,
+}
+
+impl Pair {
+    pub fn new(source: impl Into<String>, target: impl Into<String>) -> Self {
+        Pair {
+            source: source.into(),
+            target: target.into(),
+        }
+    }
+}
+
+impl fmt::Display for Pair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.source, self.target)
+    }
+}
+
+impl std::str::FromStr for Pair {
+    type Err = CommandError;
+    /// Parses `SRC:TGT`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((source, target)) if !source.is_empty() && !target.is_empty() && !target.contains(':') => {
+                Ok(Pair::new(source, target))
+            }
+            _ => Err(CommandError::InvalidPair {
+                pair: s.to_string(),
+                reason: "a pair is written SRC:TGT, two volume names separated by one colon".into(),
+            }),
+        }
+    }
+}
+
+/// Options of `mkflash`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EstablishOptions {
+    /// `--nocp`: no background copy; only copy-on-write moves tracks.
+    pub nocp: bool,
+    pub persist: bool,
+    /// Change recording (needed by resync and reverse). Requires `persist`.
+    pub record: bool,
+    /// Hosts may not write the target while the relationship exists.
+    pub tgtinhibit: bool,
+    /// Hold host writes to the sources until `unfreezeflash` or the automatic thaw.
+    pub freeze: bool,
+    pub seqnum: u32,
+}
+
+/// What a host write puts into the volume.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteData {
+    Bytes(Vec<u8>),
+    /// NBD WRITE_ZEROES and TRIM: the range reads as zeros afterwards.
+    Zeroes(u64),
+}
+
+impl WriteData {
+    pub fn len(&self) -> u64 {
+        match self {
+            WriteData::Bytes(b) => b.len() as u64,
+            WriteData::Zeroes(n) => *n,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A host write as it travels in the log. `tag` is chosen by the proposer so it can recognise
+/// the outcome of a write that a freeze held and a later entry released.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostWrite {
+    pub volume: String,
+    pub offset: u64,
+    pub data: WriteData,
+    pub tag: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    CreateVolume {
+        name: String,
+        size: u64,
+    },
+    DeleteVolume {
+        name: String,
+    },
+    Write(HostWrite),
+    MkFlash {
+        pairs: Vec<Pair>,
+        options: EstablishOptions,
+    },
+    RmFlash {
+        pairs: Vec<Pair>,
+        /// `--cp`: finish the background copy first, then withdraw.
+        cp: bool,
+        /// Refuse unless the relationship carries this sequence number.
+        seqnum: Option<u32>,
+    },
+    ResyncFlash {
+        pairs: Vec<Pair>,
+        nocp: bool,
+        tgtinhibit: bool,
+        /// Sets the relationship's sequence number.
+        seqnum: Option<u32>,
+    },
+    ReverseFlash {
+        pairs: Vec<Pair>,
+        fast: bool,
+        /// Sets the relationship's sequence number.
+        seqnum: Option<u32>,
+    },
+    UnfreezeFlash {
+        sources: Vec<String>,
+    },
+    /// Background copy: copy up to `max_tracks` out-of-sync tracks of one relationship, lowest first.
+    CopyStep {
+        source: String,
+        target: String,
+        max_tracks: u32,
+    },
+    /// Carries only a timestamp, so time-driven rules (the automatic thaw) fire.
+    Tick,
+}
+
+impl Command {
+    /// A short description for the audit history (host writes summarised, never their bytes).
+    pub fn summary(&self) -> String {
+        let pairs = |p: &[Pair]| p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+        let flag = |on: bool, name: &str| if on { format!(" --{name}") } else { String::new() };
+        let seq = |s: &Option<u32>| s.map(|n| format!(" --seqnum {n}")).unwrap_or_default();
+        match self {
+            Command::CreateVolume { name, size } => format!("mkvol {name} --size {size}"),
+            Command::DeleteVolume { name } => format!("rmvol {name}"),
+            Command::Write(w) => match &w.data {
+                WriteData::Bytes(b) => format!("write {} offset={} length={}", w.volume, w.offset, b.len()),
+                WriteData::Zeroes(n) => format!("write-zeroes {} offset={} length={n}", w.volume, w.offset),
+            },
+            Command::MkFlash { pairs: p, options: o } => format!(
+                "mkflash {}{}{}{}{}{}{}",
+                pairs(p),
+                flag(o.nocp, "nocp"),
+                flag(o.persist, "persist"),
+                flag(o.record, "record"),
+                flag(o.tgtinhibit, "tgtinhibit"),
+                flag(o.freeze, "freeze"),
+                if o.seqnum != 0 {
+                    format!(" --seqnum {}", o.seqnum)
+                } else {
+                    String::new()
+                }
+            ),
+            Command::RmFlash { pairs: p, cp, seqnum } => {
+                format!("rmflash {}{}{}", pairs(p), flag(*cp, "cp"), seq(seqnum))
+            }
+            Command::ResyncFlash {
+                pairs: p,
+                nocp,
+                tgtinhibit,
+                seqnum,
+            } => format!(
+                "resyncflash {}{}{}{}",
+                pairs(p),
+                flag(*nocp, "nocp"),
+                flag(*tgtinhibit, "tgtinhibit"),
+                seq(seqnum)
+            ),
+            Command::ReverseFlash { pairs: p, fast, seqnum } => {
+                format!("reverseflash {}{}{}", pairs(p), flag(*fast, "fast"), seq(seqnum))
+            }
+            Command::UnfreezeFlash { sources } => format!("unfreezeflash {}", sources.join(" ")),
+            Command::CopyStep {
+                source,
+                target,
+                max_tracks,
+            } => format!("copy-step {source}:{target} max_tracks={max_tracks}"),
+            Command::Tick => "tick".to_string(),
+        }
+    }
+
+    /// Volume names this command is about (for `audit --volume`).
+    pub fn volumes(&self) -> Vec<&str> {
+        match self {
+            Command::CreateVolume { name, .. } | Command::DeleteVolume { name } => vec![name.as_str()],
+            Command::Write(w) => vec![w.volume.as_str()],
+            Command::MkFlash { pairs, .. }
+            | Command::RmFlash { pairs, .. }
+            | Command::ResyncFlash { pairs, .. }
+            | Command::ReverseFlash { pairs, .. } => pairs
+                .iter()
+                .flat_map(|p| [p.source.as_str(), p.target.as_str()])
+                .collect(),
+            Command::UnfreezeFlash { sources } => sources.iter().map(String::as_str).collect(),
+            Command::CopyStep { source, target, .. } => vec![source.as_str(), target.as_str()],
+            Command::Tick => vec![],
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! Events: what an apply did, in order. They feed the audit history and tell a proposer how its
+//! command (or a write a freeze held) turned out.
+
+use crate::error::CommandError;
+use crate::timestamp::Timestamp;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    VolumeCreated {
+        volume: String,
+        size: u64,
+    },
+    VolumeDeleted {
+        volume: String,
+    },
+    Written {
+        volume: String,
+        offset: u64,
+        length: u64,
+        tag: u64,
+    },
+    /// The volume is frozen: the write waits in the log-replicated queue until the thaw.
+    WriteHeld {
+        volume: String,
+        offset: u64,
+        length: u64,
+        tag: u64,
+    },
+    /// A held write that could not be applied at the thaw.
+    HeldWriteRefused {
+        volume: String,
+        tag: u64,
+        error: CommandError,
+    },
+    Established {
+        source: String,
+        target: String,
+        seqnum: u32,
+    },
+    /// `rmflash --cp`: background copy runs, then the relationship is withdrawn.
+    WithdrawScheduled {
+        source: String,
+        target: String,
+    },
+    /// `incomplete`: the target had tracks still out of sync and is not a valid copy.
+    /// `automatic`: the copy completed and the relationship was not persistent (or was completing).
+    Withdrawn {
+        source: String,
+        target: String,
+        incomplete: bool,
+        automatic: bool,
+    },
+    Resynced {
+        source: String,
+        target: String,
+        tracks_to_copy: u64,
+    },
+    /// The relationship now runs `source` → `target` (the old target is the new source).
+    Reversed {
+        source: String,
+        target: String,
+        fast: bool,
+        tracks_to_copy: u64,
+    },
+    TracksCopied {
+        source: String,
+        target: String,
+        tracks: u32,
+        remaining: u64,
+    },
+    CopyCompleted {
+        source: String,
+        target: String,
+    },
+    Frozen {
+        volume: String,
+        until: Timestamp,
+    },
+    Thawed {
+        volume: String,
+        automatic: bool,
+        released_writes: usize,
+    },
+    Refused {
+        error: CommandError,
+    },
+}

@@ -1,0 +1,102 @@
+//! Host writes (and write-zeroes/trim): copy-on-write to every target still sharing a track,
+//! bring a target's track home before overwriting part of it, record changes, then write.
+//! Cost is O(tracks written × relationships of the volume), never O(volume size).
+
+use crate::apply::{Failure, Tx};
+use crate::command::{HostWrite, WriteData};
+use crate::error::CommandError;
+use crate::event::Event;
+use crate::track::{TrackReader, VolumeId};
+
+pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Result<(), Failure<R::Error>> {
+    let id = tx.state.check_range(&write.volume, write.offset, write.data.len())?;
+    let record = tx.state.record(id).expect("checked");
+    if let Some(rel) = record.incoming.as_ref().filter(|r| r.target_write_inhibit) {
+        return Err(CommandError::TargetWriteInhibited {
+            volume: write.volume.clone(),
+            relationship: tx.state.pair_name(rel),
+        }
+        .into());
+    }
+    if record.volume.frozen_until.is_some() {
+        tx.record_mut(id).held_writes.push_back(write.clone());
+        tx.events.push(Event::WriteHeld {
+            volume: write.volume.clone(),
+            offset: write.offset,
+            length: write.data.len(),
+            tag: write.tag,
+        });
+        return Ok(());
+    }
+    write_now(tx, id, write)
+}
+
+/// Applies a write that is allowed and not held.
+pub(crate) fn write_now<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    id: VolumeId,
+    write: &HostWrite,
+) -> Result<(), Failure<R::Error>> {
+    let track_size = u64::from(tx.state.track_size());
+    let record = tx.state.record(id).expect("checked");
+    let targets: Vec<VolumeId> = record.volume.targets.iter().copied().collect();
+    let source = record.incoming.as_ref().map(|r| r.source);
+
+    let end = write.offset + write.data.len();
+    let mut pos = write.offset;
+    while pos < end {
+        let track = (pos / track_size) as u32;
+        let within = (pos % track_size) as usize;
+        let take = (track_size - within as u64).min(end - pos) as usize;
+
+        // As a source: every target still sharing this track gets the old content first.
+        for &target in &targets {
+            let rel = tx
+                .state
+                .record(target)
+                .and_then(|r| r.incoming.as_ref())
+                .expect("targets have relationships");
+            let (shared, recording) = (rel.out_of_sync.contains(track), rel.recording);
+            if shared {
+                tx.copy_to_target(id, target, track)?;
+            }
+            if recording {
+                tx.relationship_mut(target).source_changes.insert(track);
+            }
+        }
+
+        // As a target: the track stops living on the source; a partial write keeps the rest of
+        // the source's track.
+        let mut base = id;
+        if let Some(source) = source {
+            let rel = tx.relationship_mut(id);
+            if rel.recording {
+                rel.target_changes.insert(track);
+            }
+            if rel.out_of_sync.contains(track) {
+                base = source;
+                tx.mark_copied(id, track);
+            }
+        }
+
+        let mut data = if take as u64 == track_size {
+            vec![0; take]
+        } else {
+            tx.read_track(base, track)?
+        };
+        let from = (pos - write.offset) as usize;
+        match &write.data {
+            WriteData::Bytes(bytes) => data[within..within + take].copy_from_slice(&bytes[from..from + take]),
+            WriteData::Zeroes(_) => data[within..within + take].fill(0),
+        }
+        tx.store(id, track, data, None)?;
+        pos += take as u64;
+    }
+    tx.events.push(Event::Written {
+        volume: write.volume.clone(),
+        offset: write.offset,
+        length: write.data.len(),
+        tag: write.tag,
+    });
+    Ok(())
+}

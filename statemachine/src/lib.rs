@@ -1,0 +1,37 @@
+//! The deterministic FlashCopy state machine.
+//!
+//! Pure: no I/O, no clock, no randomness, no async. [`apply`] takes the state, a command and the
+//! leader's timestamp, reads stored tracks through a [`TrackReader`], and returns the track
+//! operations storage must execute atomically plus the events it produced. Replaying the same
+//! commands from an empty state gives the same state and the same [`State::digest`].
+
+mod apply;
+mod background_copy;
+mod bitmap;
+mod command;
+mod digest;
+mod error;
+mod establish;
+mod event;
+mod freeze;
+mod host_write;
+mod relationship;
+mod resync;
+mod reverse;
+mod state;
+mod timestamp;
+mod track;
+mod volume;
+mod withdraw;
+
+pub use apply::{apply, Applied};
+pub use bitmap::OutOfSync;
+pub use command::{Command, EstablishOptions, HostWrite, Pair, WriteData};
+pub use error::CommandError;
+pub use establish::FREEZE_TIMEOUT_MILLIS;
+pub use event::Event;
+pub use relationship::{Relationship, RelationshipState, MAX_TARGETS_PER_SOURCE};
+pub use state::{CopyWork, Globals, RelationshipInfo, State, VolumeInfo, VolumeRecord};
+pub use timestamp::Timestamp;
+pub use track::{MemTracks, TrackOp, TrackReader, VolumeId, TRACK_SIZE};
+pub use volume::{Volume, VolumeState, MAX_VOLUME_SIZE};

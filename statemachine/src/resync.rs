@@ -1,0 +1,52 @@
+//! resyncflash: incremental refresh. The target becomes a point-in-time copy of the source as of
+//! this entry; only tracks changed on either side since the last point in time go out of sync.
+
+use crate::apply::{Failure, Tx};
+use crate::command::Pair;
+use crate::error::CommandError;
+use crate::event::Event;
+use crate::relationship::find_existing;
+use crate::track::TrackReader;
+
+pub(crate) fn resyncflash<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    pairs: &[Pair],
+    nocp: bool,
+    tgtinhibit: bool,
+    seqnum: Option<u32>,
+) -> Result<(), Failure<R::Error>> {
+    let targets = find_existing(tx.state, pairs)?;
+    for (pair, target) in pairs.iter().zip(&targets) {
+        let rel = tx
+            .state
+            .record(*target)
+            .and_then(|r| r.incoming.as_ref())
+            .expect("found");
+        if !rel.recording {
+            return Err(CommandError::NotRecording { pair: pair.to_string() }.into());
+        }
+        if rel.completing {
+            return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());
+        }
+    }
+    for (pair, target) in pairs.iter().zip(targets) {
+        let now = tx.now;
+        let rel = tx.relationship_mut(target);
+        let mut changed = std::mem::take(&mut rel.source_changes);
+        changed |= std::mem::take(&mut rel.target_changes);
+        rel.out_of_sync.mark_out_of_sync(&changed);
+        rel.background_copy = !nocp;
+        rel.target_write_inhibit = tgtinhibit;
+        if let Some(seqnum) = seqnum {
+            rel.seqnum = seqnum;
+        }
+        rel.synced_at = now;
+        let tracks_to_copy = rel.out_of_sync.len();
+        tx.events.push(Event::Resynced {
+            source: pair.source.clone(),
+            target: pair.target.clone(),
+            tracks_to_copy,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,106 @@
+//! reverseflash: restore. The relationship turns around (the old target becomes the source) and
+//! the old source becomes a point-in-time copy of the old target as of this entry. Only tracks
+//! where the two diverged are copied back.
+
+use crate::apply::{Failure, Tx};
+use crate::bitmap::OutOfSync;
+use crate::command::Pair;
+use crate::error::CommandError;
+use crate::event::Event;
+use crate::relationship::{find_existing, Relationship};
+use crate::track::TrackReader;
+use roaring::RoaringBitmap;
+
+pub(crate) fn reverseflash<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    pairs: &[Pair],
+    fast: bool,
+    seqnum: Option<u32>,
+) -> Result<(), Failure<R::Error>> {
+    let targets = find_existing(tx.state, pairs)?;
+    for (pair, target) in pairs.iter().zip(&targets) {
+        let rel = tx
+            .state
+            .record(*target)
+            .and_then(|r| r.incoming.as_ref())
+            .expect("found");
+        if rel.completing {
+            return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());
+        }
+        if !fast && !rel.recording {
+            return Err(CommandError::NotRecording { pair: pair.to_string() }.into());
+        }
+        if !fast && !rel.out_of_sync.is_empty() {
+            return Err(CommandError::CopyNotFinished {
+                pair: pair.to_string(),
+                remaining: rel.out_of_sync.len(),
+            }
+            .into());
+        }
+        let source = tx.state.record(rel.source).expect("sources exist");
+        if let Some(other) = source.volume.targets.iter().find(|t| *t != target) {
+            return Err(CommandError::CascadeNotAllowed {
+                pair: pair.to_string(),
+                reason: format!(
+                    "\"{}\" is also the source of {}:{} and cannot become a target; withdraw that relationship first",
+                    pair.source,
+                    pair.source,
+                    tx.state.name(*other)
+                ),
+            }
+            .into());
+        }
+    }
+
+    for (pair, old_target) in pairs.iter().zip(targets) {
+        let old = tx.record_mut(old_target).incoming.take().expect("found");
+        let old_source = old.source;
+        // Tracks where the two volumes may differ. Tracks still out of sync are identical by
+        // construction (the target reads them from the source), so they never diverge.
+        let diverged = if old.recording {
+            let mut changed = old.source_changes.clone();
+            changed |= &old.target_changes;
+            OutOfSync::from_set(old.out_of_sync.tracks(), changed)
+        } else {
+            old.out_of_sync.complement()
+        };
+        let tracks_to_copy = diverged.len();
+        let reversed = Relationship {
+            source: old_target,
+            target: old_source,
+            seqnum: seqnum.unwrap_or(old.seqnum),
+            persistent: old.persistent && !fast,
+            recording: old.recording && !fast,
+            background_copy: true,
+            target_write_inhibit: false,
+            completing: false,
+            out_of_sync: diverged,
+            source_changes: RoaringBitmap::new(),
+            target_changes: RoaringBitmap::new(),
+            created_at: old.created_at,
+            synced_at: tx.now,
+        };
+        let empty = reversed.out_of_sync.is_empty();
+        tx.record_mut(old_source).volume.targets.remove(&old_target);
+        let new_target = tx.record_mut(old_source);
+        new_target.incoming = Some(reversed);
+        new_target.volume.incomplete = false;
+        let new_source = tx.record_mut(old_target);
+        new_source.volume.targets.insert(old_source);
+        if fast {
+            // Its tracks that were never copied hold stale data: not a valid image any more.
+            new_source.volume.incomplete = true;
+        }
+        tx.events.push(Event::Reversed {
+            source: pair.target.clone(),
+            target: pair.source.clone(),
+            fast,
+            tracks_to_copy,
+        });
+        if empty && fast {
+            // Nothing to copy back: a fast-reversed relationship ends at once.
+            crate::withdraw::withdraw(tx, old_source, true);
+        }
+    }
+    Ok(())
+}

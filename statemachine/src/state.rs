@@ -1,0 +1,362 @@
+//! The replicated state: volume records (each with the relationship it is the target of) and
+//! the queries the node answers from it. Track contents live in storage, not here.
+
+use crate::command::HostWrite;
+use crate::digest;
+use crate::relationship::{Relationship, RelationshipState};
+use crate::timestamp::Timestamp;
+use crate::track::{TrackReader, VolumeId, TRACK_SIZE};
+use crate::volume::{Volume, VolumeState};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Everything the state keeps about one volume. It is also the unit of persistence: an apply
+/// reports which records it touched and storage rewrites exactly those.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub volume: Volume,
+    /// The relationship whose target this volume is (a target has exactly one source).
+    pub incoming: Option<Relationship>,
+    /// Host writes held by a freeze, in arrival order.
+    pub held_writes: VecDeque<HostWrite>,
+    /// Sum of the track hashes of this volume's stored content.
+    pub content_digest: u64,
+}
+
+/// State-wide values that are not part of any volume record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Globals {
+    pub track_size: u32,
+    pub next_volume_id: u64,
+}
+
+/// The replicated FlashCopy state. Change it only through [`crate::apply`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StateParts", into = "StateParts")]
+pub struct State {
+    pub(crate) globals: Globals,
+    pub(crate) records: BTreeMap<VolumeId, VolumeRecord>,
+    // Derived from the records (rebuilt on load):
+    pub(crate) names: BTreeMap<String, VolumeId>,
+    pub(crate) thaw_queue: BTreeSet<(Timestamp, VolumeId)>,
+    pub(crate) meta_digest: u64,
+    pub(crate) content_digest: u64,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct StateParts {
+    globals: Globals,
+    records: Vec<VolumeRecord>,
+}
+
+impl From<StateParts> for State {
+    fn from(parts: StateParts) -> State {
+        State::from_records(parts.globals, parts.records)
+    }
+}
+
+impl From<State> for StateParts {
+    fn from(state: State) -> StateParts {
+        StateParts {
+            globals: state.globals,
+            records: state.records.into_values().collect(),
+        }
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+/// One row of `lsvol`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub size: u64,
+    pub state: VolumeState,
+    pub source_of: Vec<String>,
+    pub target_of: Option<String>,
+}
+
+/// One row of `lsflash`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RelationshipInfo {
+    pub source: String,
+    pub target: String,
+    pub seqnum: u32,
+    pub state: RelationshipState,
+    pub persistent: bool,
+    pub recording: bool,
+    pub background_copy: bool,
+    pub target_write_inhibit: bool,
+    pub frozen: bool,
+    pub out_of_sync_tracks: u64,
+    pub total_tracks: u32,
+    pub created_at: String,
+    pub synced_at: String,
+}
+
+/// Background-copy work the leader should schedule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyWork {
+    pub source: String,
+    pub target: String,
+    pub remaining: u64,
+}
+
+impl State {
+    /// An empty state with 64 KiB tracks.
+    pub fn new() -> State {
+        State::with_track_size(TRACK_SIZE)
+    }
+
+    /// An empty state with another track size. Production uses [`TRACK_SIZE`]; tests use tiny
+    /// tracks so a reference model can hold whole volumes.
+    pub fn with_track_size(track_size: u32) -> State {
+        assert!(track_size > 0, "track size must be positive");
+        State::from_records(
+            Globals {
+                track_size,
+                next_volume_id: 1,
+            },
+            Vec::new(),
+        )
+    }
+
+    /// Rebuilds a state from its persisted parts.
+    pub fn from_records(globals: Globals, records: impl IntoIterator<Item = VolumeRecord>) -> State {
+        let mut state = State {
+            globals,
+            records: BTreeMap::new(),
+            names: BTreeMap::new(),
+            thaw_queue: BTreeSet::new(),
+            meta_digest: 0,
+            content_digest: 0,
+        };
+        for record in records {
+            state.index(&record);
+            state.meta_digest = state.meta_digest.wrapping_add(digest::record_hash(&record));
+            state.content_digest = state.content_digest.wrapping_add(record.content_digest);
+            state.records.insert(record.volume.id, record);
+        }
+        state
+    }
+
+    pub(crate) fn index(&mut self, record: &VolumeRecord) {
+        self.names.insert(record.volume.name.clone(), record.volume.id);
+        if let Some(until) = record.volume.frozen_until {
+            self.thaw_queue.insert((until, record.volume.id));
+        }
+    }
+
+    pub(crate) fn unindex(&mut self, record: &VolumeRecord) {
+        self.names.remove(&record.volume.name);
+        if let Some(until) = record.volume.frozen_until {
+            self.thaw_queue.remove(&(until, record.volume.id));
+        }
+    }
+
+    pub fn globals(&self) -> Globals {
+        self.globals
+    }
+
+    pub fn track_size(&self) -> u32 {
+        self.globals.track_size
+    }
+
+    pub fn record(&self, id: VolumeId) -> Option<&VolumeRecord> {
+        self.records.get(&id)
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = &VolumeRecord> {
+        self.records.values()
+    }
+
+    pub fn volume_id(&self, name: &str) -> Option<VolumeId> {
+        self.names.get(name).copied()
+    }
+
+    pub fn volume(&self, name: &str) -> Option<&Volume> {
+        self.volume_id(name).map(|id| &self.records[&id].volume)
+    }
+
+    pub(crate) fn name(&self, id: VolumeId) -> &str {
+        &self.records[&id].volume.name
+    }
+
+    pub(crate) fn pair_name(&self, rel: &Relationship) -> String {
+        format!("{}:{}", self.name(rel.source), self.name(rel.target))
+    }
+
+    /// The digest of the whole state (metadata and every track), comparable across replicas.
+    pub fn digest(&self) -> u64 {
+        self.meta_digest
+            .wrapping_add(self.content_digest)
+            .wrapping_add(digest::globals_hash(
+                self.globals.next_volume_id,
+                self.globals.track_size,
+            ))
+    }
+
+    /// Recomputes the digest from scratch (reads every track): for tests and audits that check
+    /// the incremental one.
+    pub fn recompute_digest<R: TrackReader>(&self, tracks: &R) -> Result<u64, R::Error> {
+        let mut meta = 0u64;
+        let mut content = 0u64;
+        for record in self.records.values() {
+            meta = meta.wrapping_add(digest::record_hash(record));
+            let id = record.volume.id;
+            for track in 0..self.track_count(record.volume.size) {
+                if let Some(data) = tracks.read_track(id, track)? {
+                    content = content.wrapping_add(digest::track_hash(id, track, &data));
+                }
+            }
+        }
+        Ok(meta.wrapping_add(content).wrapping_add(digest::globals_hash(
+            self.globals.next_volume_id,
+            self.globals.track_size,
+        )))
+    }
+
+    pub(crate) fn track_count(&self, size: u64) -> u32 {
+        u32::try_from(size / u64::from(self.globals.track_size)).expect("volume sizes are validated")
+    }
+
+    /// Which volume's stored track holds the bytes a host reading `track` of `volume` must see:
+    /// the volume itself, or the source of its relationship while the track is out of sync.
+    /// No cascading, so one hop is enough.
+    pub fn resolve_read(&self, volume: VolumeId, track: u32) -> VolumeId {
+        match self.records.get(&volume).and_then(|r| r.incoming.as_ref()) {
+            Some(rel) if rel.out_of_sync.contains(track) => rel.source,
+            _ => volume,
+        }
+    }
+
+    /// Reads `length` bytes at `offset` of a volume as a host sees them. The caller checks the
+    /// range (see [`State::check_range`]).
+    pub fn read<R: TrackReader>(
+        &self,
+        tracks: &R,
+        volume: VolumeId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, R::Error> {
+        let ts = u64::from(self.globals.track_size);
+        let mut out = Vec::with_capacity(length as usize);
+        let mut pos = offset;
+        let end = offset + length;
+        while pos < end {
+            let track = (pos / ts) as u32;
+            let within = (pos % ts) as usize;
+            let take = ((ts - within as u64).min(end - pos)) as usize;
+            match tracks.read_track(self.resolve_read(volume, track), track)? {
+                Some(data) => out.extend_from_slice(&data[within..within + take]),
+                None => out.resize(out.len() + take, 0),
+            }
+            pos += take as u64;
+        }
+        Ok(out)
+    }
+
+    /// Checks that a host request fits the volume.
+    pub fn check_range(&self, name: &str, offset: u64, length: u64) -> Result<VolumeId, crate::CommandError> {
+        let id = self
+            .volume_id(name)
+            .ok_or_else(|| crate::CommandError::VolumeNotFound { name: name.to_string() })?;
+        let size = self.records[&id].volume.size;
+        match offset.checked_add(length) {
+            Some(end) if end <= size => Ok(id),
+            _ => Err(crate::CommandError::OutOfRange {
+                volume: name.to_string(),
+                offset,
+                length,
+                size,
+            }),
+        }
+    }
+
+    /// Whether hosts may write the volume (false for the target of a `--tgtinhibit` relationship).
+    pub fn writable(&self, volume: VolumeId) -> bool {
+        !self
+            .records
+            .get(&volume)
+            .and_then(|r| r.incoming.as_ref())
+            .is_some_and(|r| r.target_write_inhibit)
+    }
+
+    pub fn volumes(&self) -> Vec<VolumeInfo> {
+        self.names
+            .values()
+            .map(|id| {
+                let record = &self.records[id];
+                let v = &record.volume;
+                VolumeInfo {
+                    name: v.name.clone(),
+                    size: v.size,
+                    state: v.state(),
+                    source_of: v.targets.iter().map(|t| self.name(*t).to_string()).collect(),
+                    target_of: record.incoming.as_ref().map(|r| self.name(r.source).to_string()),
+                }
+            })
+            .collect()
+    }
+
+    /// Relationships touching any of `volumes` (all of them if empty), ordered by source, target.
+    pub fn relationships(&self, volumes: &[String]) -> Vec<RelationshipInfo> {
+        let mut out: Vec<RelationshipInfo> = self
+            .records
+            .values()
+            .filter_map(|r| r.incoming.as_ref())
+            .filter(|rel| {
+                volumes.is_empty()
+                    || volumes
+                        .iter()
+                        .any(|v| v == self.name(rel.source) || v == self.name(rel.target))
+            })
+            .map(|rel| RelationshipInfo {
+                source: self.name(rel.source).to_string(),
+                target: self.name(rel.target).to_string(),
+                seqnum: rel.seqnum,
+                state: rel.state(),
+                persistent: rel.persistent,
+                recording: rel.recording,
+                background_copy: rel.background_copy,
+                target_write_inhibit: rel.target_write_inhibit,
+                frozen: self.records[&rel.source].volume.frozen_until.is_some(),
+                out_of_sync_tracks: rel.out_of_sync.len(),
+                total_tracks: rel.out_of_sync.tracks(),
+                created_at: rel.created_at.rfc3339(),
+                synced_at: rel.synced_at.rfc3339(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+        out
+    }
+
+    /// Relationships whose background copy has work left, for the leader's copy scheduler.
+    pub fn copy_work(&self) -> Vec<CopyWork> {
+        self.records
+            .values()
+            .filter_map(|r| r.incoming.as_ref())
+            .filter(|rel| rel.background_copy && !rel.out_of_sync.is_empty())
+            .map(|rel| CopyWork {
+                source: self.name(rel.source).to_string(),
+                target: self.name(rel.target).to_string(),
+                remaining: rel.out_of_sync.len(),
+            })
+            .collect()
+    }
+
+    /// When the next automatic thaw is due, if any volume is frozen.
+    pub fn next_thaw(&self) -> Option<Timestamp> {
+        self.thaw_queue.first().map(|(t, _)| *t)
+    }
+
+    /// Whether the tag's write is waiting in a freeze queue.
+    pub fn is_held(&self, volume: &str, tag: u64) -> bool {
+        self.volume_id(volume)
+            .is_some_and(|id| self.records[&id].held_writes.iter().any(|w| w.tag == tag))
+    }
+}

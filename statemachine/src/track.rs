@@ -1,0 +1,140 @@
+//! Tracks: the unit of copy. Track operations are what the storage layer executes for an apply;
+//! a `TrackReader` is how the state machine sees stored tracks without doing I/O itself.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// The FlashCopy track size: 64 KiB.
+pub const TRACK_SIZE: u32 = 64 * 1024;
+
+/// A volume's internal identity. Names can be reused after a delete; ids never are, so stored
+/// tracks of a deleted volume can never be mistaken for a new volume's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct VolumeId(pub u64);
+
+/// One change to stored tracks. Every op of one apply must be made durable atomically, together
+/// with the metadata and the applied index. A track that is absent reads as zeros.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TrackOp {
+    /// Store `data` (a whole track, never all zeros) as the track's content.
+    Write {
+        volume: VolumeId,
+        track: u32,
+        data: Vec<u8>,
+    },
+    /// Store a copy of the same track of volume `from` (copy-on-write or background copy). The
+    /// bytes are carried so the store executes it without reading.
+    Copy {
+        from: VolumeId,
+        volume: VolumeId,
+        track: u32,
+        data: Vec<u8>,
+    },
+    /// The track reads as zeros from now on: drop what is stored.
+    Zero { volume: VolumeId, track: u32 },
+    /// The volume is gone: drop every stored track of it.
+    DropVolume { volume: VolumeId },
+}
+
+/// Read access to the stored tracks as of the last applied entry.
+pub trait TrackReader {
+    type Error;
+    /// The stored content of a track (exactly one track long), or `None` if it reads as zeros.
+    fn read_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Self::Error>;
+}
+
+/// An in-memory track store: the reference implementation of `TrackReader`, used by tests and
+/// by the simulation. `execute` applies track operations.
+#[derive(Clone, Debug, Default)]
+pub struct MemTracks {
+    tracks: HashMap<(VolumeId, u32), Vec<u8>>,
+}
+
+impl MemTracks {
+    pub fn execute(&mut self, ops: &[TrackOp]) {
+        for op in ops {
+            match op {
+                TrackOp::Write { volume, track, data }
+                | TrackOp::Copy {
+                    volume, track, data, ..
+                } => {
+                    self.tracks.insert((*volume, *track), data.clone());
+                }
+                TrackOp::Zero { volume, track } => {
+                    self.tracks.remove(&(*volume, *track));
+                }
+                TrackOp::DropVolume { volume } => self.tracks.retain(|(v, _), _| v != volume),
+            }
+        }
+    }
+
+    /// Number of stored (non-zero) tracks.
+    pub fn stored_tracks(&self) -> usize {
+        self.tracks.len()
+    }
+}
+
+impl TrackReader for MemTracks {
+    type Error = std::convert::Infallible;
+    fn read_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(self.tracks.get(&(volume, track)).cloned())
+    }
+}
+
+/// Tracks as seen during one apply: the stored tracks with this apply's own writes on top, so a
+/// later step of the same command (a held write released after another) reads its predecessor.
+pub(crate) struct TrackView<'a, R> {
+    reader: &'a R,
+    track_size: usize,
+    overlay: HashMap<(VolumeId, u32), Option<Vec<u8>>>,
+    pub(crate) ops: Vec<TrackOp>,
+}
+
+impl<'a, R: TrackReader> TrackView<'a, R> {
+    pub(crate) fn new(reader: &'a R, track_size: u32) -> Self {
+        TrackView {
+            reader,
+            track_size: track_size as usize,
+            overlay: HashMap::new(),
+            ops: Vec::new(),
+        }
+    }
+
+    /// The whole track, zero-filled if nothing is stored.
+    pub(crate) fn read(&self, volume: VolumeId, track: u32) -> Result<Vec<u8>, R::Error> {
+        let stored = match self.overlay.get(&(volume, track)) {
+            Some(data) => data.clone(),
+            None => self.reader.read_track(volume, track)?,
+        };
+        Ok(stored.unwrap_or_else(|| vec![0; self.track_size]))
+    }
+
+    /// Records the new content of a track; `from` names the copied-from volume for a copy.
+    pub(crate) fn store(&mut self, volume: VolumeId, track: u32, data: Vec<u8>, from: Option<VolumeId>) {
+        debug_assert_eq!(data.len(), self.track_size);
+        if is_zero(&data) {
+            self.overlay.insert((volume, track), None);
+            self.ops.push(TrackOp::Zero { volume, track });
+            return;
+        }
+        self.overlay.insert((volume, track), Some(data.clone()));
+        self.ops.push(match from {
+            Some(from) => TrackOp::Copy {
+                from,
+                volume,
+                track,
+                data,
+            },
+            None => TrackOp::Write { volume, track, data },
+        });
+    }
+
+    pub(crate) fn drop_volume(&mut self, volume: VolumeId) {
+        self.overlay.retain(|(v, _), _| *v != volume);
+        self.ops.push(TrackOp::DropVolume { volume });
+    }
+}
+
+pub(crate) fn is_zero(data: &[u8]) -> bool {
+    data.iter().all(|&b| b == 0)
+}

@@ -1,0 +1,135 @@
+//! Volumes: thin, fixed-size, named.
+
+use crate::error::CommandError;
+use crate::timestamp::Timestamp;
+use crate::track::VolumeId;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// 16 TiB.
+pub const MAX_VOLUME_SIZE: u64 = 16 << 40;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub id: VolumeId,
+    pub name: String,
+    pub size: u64,
+    /// It was the target of a relationship withdrawn before its copy finished (or the old
+    /// target of a fast reverse): not a valid point-in-time image.
+    pub incomplete: bool,
+    /// Set by `mkflash --freeze`: host writes are held until this time or `unfreezeflash`.
+    pub frozen_until: Option<Timestamp>,
+    /// Targets of the relationships this volume is the source of.
+    pub targets: BTreeSet<VolumeId>,
+}
+
+/// The state `lsvol` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeState {
+    Normal,
+    Frozen,
+    Incomplete,
+}
+
+impl Volume {
+    pub fn state(&self) -> VolumeState {
+        if self.frozen_until.is_some() {
+            VolumeState::Frozen
+        } else if self.incomplete {
+            VolumeState::Incomplete
+        } else {
+            VolumeState::Normal
+        }
+    }
+}
+
+pub(crate) fn validate_name(name: &str) -> Result<(), CommandError> {
+    let valid =
+        (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if valid {
+        Ok(())
+    } else {
+        Err(CommandError::InvalidVolumeName { name: name.to_string() })
+    }
+}
+
+pub(crate) fn validate_size(name: &str, size: u64, track_size: u32) -> Result<(), CommandError> {
+    let reason = if size == 0 {
+        "a volume needs at least one track".to_string()
+    } else if !size.is_multiple_of(u64::from(track_size)) {
+        format!("the size must be a multiple of the track size, {track_size} bytes")
+    } else if size > MAX_VOLUME_SIZE {
+        format!("the largest volume is 16 TiB ({MAX_VOLUME_SIZE} bytes)")
+    } else {
+        return Ok(());
+    };
+    Err(CommandError::InvalidSize {
+        name: name.to_string(),
+        size,
+        reason,
+    })
+}
+
+pub(crate) fn create<R: crate::TrackReader>(
+    tx: &mut crate::apply::Tx<'_, R>,
+    name: &str,
+    size: u64,
+) -> Result<(), crate::apply::Failure<R::Error>> {
+    validate_name(name)?;
+    validate_size(name, size, tx.state.track_size())?;
+    if tx.state.volume_id(name).is_some() {
+        return Err(CommandError::VolumeExists { name: name.to_string() }.into());
+    }
+    let id = VolumeId(tx.state.globals.next_volume_id);
+    tx.state.globals.next_volume_id += 1;
+    tx.insert_record(crate::VolumeRecord {
+        volume: Volume {
+            id,
+            name: name.to_string(),
+            size,
+            incomplete: false,
+            frozen_until: None,
+            targets: BTreeSet::new(),
+        },
+        incoming: None,
+        held_writes: Default::default(),
+        content_digest: 0,
+    });
+    tx.events.push(crate::Event::VolumeCreated {
+        volume: name.to_string(),
+        size,
+    });
+    Ok(())
+}
+
+pub(crate) fn delete<R: crate::TrackReader>(
+    tx: &mut crate::apply::Tx<'_, R>,
+    name: &str,
+) -> Result<(), crate::apply::Failure<R::Error>> {
+    let id = tx
+        .state
+        .volume_id(name)
+        .ok_or_else(|| CommandError::VolumeNotFound { name: name.to_string() })?;
+    let record = tx.state.record(id).expect("named volumes have records");
+    let holder = match (&record.incoming, record.volume.targets.first()) {
+        (Some(rel), _) => Some(tx.state.pair_name(rel)),
+        (None, Some(target)) => Some(format!("{name}:{}", tx.state.name(*target))),
+        (None, None) => None,
+    };
+    if let Some(relationship) = holder {
+        return Err(CommandError::VolumeInUse {
+            name: name.to_string(),
+            relationship,
+        }
+        .into());
+    }
+    if record.volume.frozen_until.is_some() {
+        return Err(CommandError::VolumeFrozen { name: name.to_string() }.into());
+    }
+    tx.remove_record(id);
+    tx.events.push(crate::Event::VolumeDeleted {
+        volume: name.to_string(),
+    });
+    Ok(())
+}

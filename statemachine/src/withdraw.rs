@@ -1,0 +1,67 @@
+//! rmflash: withdraw relationships, now or (with --cp) when the background copy completes.
+
+use crate::apply::{Failure, Tx};
+use crate::command::Pair;
+use crate::error::CommandError;
+use crate::event::Event;
+use crate::relationship::find_existing;
+use crate::track::{TrackReader, VolumeId};
+
+pub(crate) fn rmflash<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    pairs: &[Pair],
+    cp: bool,
+    seqnum: Option<u32>,
+) -> Result<(), Failure<R::Error>> {
+    let targets = find_existing(tx.state, pairs)?;
+    if let Some(expected) = seqnum {
+        for (pair, target) in pairs.iter().zip(&targets) {
+            let actual = tx
+                .state
+                .record(*target)
+                .and_then(|r| r.incoming.as_ref())
+                .expect("found")
+                .seqnum;
+            if actual != expected {
+                return Err(CommandError::SeqnumMismatch {
+                    pair: pair.to_string(),
+                    expected,
+                    actual,
+                }
+                .into());
+            }
+        }
+    }
+    for (pair, target) in pairs.iter().zip(targets) {
+        let rel = tx.relationship_mut(target);
+        if cp && !rel.out_of_sync.is_empty() {
+            rel.completing = true;
+            rel.background_copy = true;
+            tx.events.push(Event::WithdrawScheduled {
+                source: pair.source.clone(),
+                target: pair.target.clone(),
+            });
+        } else {
+            withdraw(tx, target, false);
+        }
+    }
+    Ok(())
+}
+
+/// Ends the relationship whose target is `target`. A target with tracks still out of sync
+/// becomes `incomplete`.
+pub(crate) fn withdraw<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeId, automatic: bool) {
+    let record = tx.record_mut(target);
+    let rel = record.incoming.take().expect("withdraw of an existing relationship");
+    let incomplete = !rel.out_of_sync.is_empty();
+    if incomplete {
+        record.volume.incomplete = true;
+    }
+    tx.record_mut(rel.source).volume.targets.remove(&target);
+    tx.events.push(Event::Withdrawn {
+        source: tx.name(rel.source),
+        target: tx.name(target),
+        incomplete,
+        automatic,
+    });
+}

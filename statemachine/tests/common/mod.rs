@@ -1,0 +1,159 @@
+//! A tiny harness: a state, an in-memory track store, and a clock the test advances.
+#![allow(dead_code)]
+
+use statemachine::*;
+
+pub struct Harness {
+    pub state: State,
+    pub tracks: MemTracks,
+    pub now: u64,
+    next_tag: u64,
+}
+
+impl Harness {
+    pub fn new(track_size: u32) -> Self {
+        Harness {
+            state: State::with_track_size(track_size),
+            tracks: MemTracks::default(),
+            now: 1_795_000_000_000,
+            next_tag: 1,
+        }
+    }
+
+    pub fn track_size(&self) -> u64 {
+        u64::from(self.state.track_size())
+    }
+
+    /// Applies a command one second after the previous one and executes its track operations.
+    pub fn run(&mut self, command: Command) -> Applied {
+        self.now += 1000;
+        let applied = apply(&mut self.state, &self.tracks, &command, Timestamp(self.now)).unwrap();
+        self.tracks.execute(&applied.ops);
+        applied
+    }
+
+    pub fn ok(&mut self, command: Command) -> Vec<Event> {
+        let summary = command.summary();
+        let applied = self.run(command);
+        assert!(applied.result.is_ok(), "{summary}: {:?}", applied.result);
+        applied.events
+    }
+
+    /// Runs a command that must be refused, and checks that it changed nothing.
+    pub fn refused(&mut self, command: Command) -> CommandError {
+        let digest = self.state.digest();
+        let volumes = self.state.volumes();
+        let relationships = self.state.relationships(&[]);
+        let summary = command.summary();
+        let applied = self.run(command);
+        let error = applied.result.expect_err(&format!("{summary} should be refused"));
+        assert!(applied.ops.is_empty(), "a refused command executes no track operation");
+        assert_eq!(self.state.digest(), digest, "a refused command changes nothing");
+        assert_eq!(self.state.volumes(), volumes);
+        assert_eq!(self.state.relationships(&[]), relationships);
+        assert_eq!(applied.events, vec![Event::Refused { error: error.clone() }]);
+        error
+    }
+
+    pub fn mkvol(&mut self, name: &str, tracks: u64) {
+        let size = tracks * self.track_size();
+        self.ok(Command::CreateVolume {
+            name: name.into(),
+            size,
+        });
+    }
+
+    pub fn write_cmd(&mut self, volume: &str, offset: u64, bytes: &[u8]) -> Command {
+        self.next_tag += 1;
+        Command::Write(HostWrite {
+            volume: volume.into(),
+            offset,
+            data: WriteData::Bytes(bytes.to_vec()),
+            tag: self.next_tag,
+        })
+    }
+
+    pub fn write(&mut self, volume: &str, offset: u64, bytes: &[u8]) -> Vec<Event> {
+        let command = self.write_cmd(volume, offset, bytes);
+        self.ok(command)
+    }
+
+    /// Fills whole tracks with one byte value.
+    pub fn fill(&mut self, volume: &str, track: u64, byte: u8) {
+        let data = vec![byte; self.track_size() as usize];
+        self.write(volume, track * self.track_size(), &data);
+    }
+
+    pub fn read(&self, volume: &str, offset: u64, length: u64) -> Vec<u8> {
+        let id = self.state.check_range(volume, offset, length).unwrap();
+        self.state.read(&self.tracks, id, offset, length).unwrap()
+    }
+
+    /// The byte at the start of a track, for tests that fill whole tracks.
+    pub fn byte_at(&self, volume: &str, track: u64) -> u8 {
+        self.read(volume, track * self.track_size(), 1)[0]
+    }
+
+    pub fn rel(&self, source: &str, target: &str) -> Option<RelationshipInfo> {
+        self.state
+            .relationships(&[])
+            .into_iter()
+            .find(|r| r.source == source && r.target == target)
+    }
+
+    pub fn vol(&self, name: &str) -> VolumeInfo {
+        self.state.volumes().into_iter().find(|v| v.name == name).unwrap()
+    }
+
+    pub fn copy_all(&mut self, source: &str, target: &str) -> Vec<Event> {
+        self.ok(Command::CopyStep {
+            source: source.into(),
+            target: target.into(),
+            max_tracks: u32::MAX,
+        })
+    }
+}
+
+pub fn pairs(spec: &str) -> Vec<Pair> {
+    spec.split_whitespace().map(|p| p.parse().unwrap()).collect()
+}
+
+pub fn mkflash(spec: &str, options: EstablishOptions) -> Command {
+    Command::MkFlash {
+        pairs: pairs(spec),
+        options,
+    }
+}
+
+pub fn persist_record() -> EstablishOptions {
+    EstablishOptions {
+        persist: true,
+        record: true,
+        ..Default::default()
+    }
+}
+
+pub fn rmflash(spec: &str) -> Command {
+    Command::RmFlash {
+        pairs: pairs(spec),
+        cp: false,
+        seqnum: None,
+    }
+}
+
+pub fn resync(spec: &str) -> Command {
+    Command::ResyncFlash {
+        pairs: pairs(spec),
+        nocp: false,
+        tgtinhibit: false,
+        seqnum: None,
+    }
+}
+
+pub fn reverse(spec: &str, fast: bool) -> Command {
+    Command::ReverseFlash {
+        pairs: pairs(spec),
+        fast,
+        seqnum: None,
+    }
+}

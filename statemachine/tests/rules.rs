@@ -1,0 +1,709 @@
+//! One test per rule of SPEC §2–§4 and per refusal, each checking the stable error code.
+
+mod common;
+use common::*;
+use statemachine::*;
+
+const TS: u32 = 16;
+
+fn three_volumes() -> Harness {
+    let mut h = Harness::new(TS);
+    for name in ["a", "b", "c"] {
+        h.mkvol(name, 4);
+    }
+    h
+}
+
+#[test]
+fn volume_names_and_sizes_are_validated() {
+    let mut h = Harness::new(TRACK_SIZE);
+    for bad in ["", "has space", "slash/", &"x".repeat(65)] {
+        let e = h.refused(Command::CreateVolume {
+            name: bad.into(),
+            size: 65536,
+        });
+        assert_eq!(e.code(), "invalid-volume-name", "{bad:?}");
+    }
+    for size in [0, 1000, 65536 + 1, MAX_VOLUME_SIZE + 65536] {
+        let e = h.refused(Command::CreateVolume { name: "v".into(), size });
+        assert_eq!(e.code(), "invalid-size", "{size}");
+    }
+    h.ok(Command::CreateVolume {
+        name: "Ok.name_-1".into(),
+        size: MAX_VOLUME_SIZE,
+    });
+    let e = h.refused(Command::CreateVolume {
+        name: "Ok.name_-1".into(),
+        size: 65536,
+    });
+    assert_eq!(e.code(), "volume-exists");
+    assert!(e.to_string().contains("rmvol"));
+}
+
+#[test]
+fn volumes_are_thin_and_read_zeros() {
+    let mut h = Harness::new(TRACK_SIZE);
+    h.mkvol("big", 1 << 24); // 1 TiB
+    assert_eq!(h.tracks.stored_tracks(), 0);
+    assert_eq!(h.read("big", (1 << 40) - 10, 10), vec![0; 10]);
+    h.write("big", 5, &[0; 3]);
+    assert_eq!(h.tracks.stored_tracks(), 0, "zeros are not stored");
+    h.write("big", 5, &[1, 2, 3]);
+    assert_eq!(h.tracks.stored_tracks(), 1);
+    assert_eq!(h.read("big", 4, 5), vec![0, 1, 2, 3, 0]);
+}
+
+#[test]
+fn writes_must_fit_the_volume() {
+    let mut h = three_volumes();
+    let c = h.write_cmd("a", 4 * 16 - 1, &[1, 2]);
+    assert_eq!(h.refused(c).code(), "out-of-range");
+    let c = h.write_cmd("a", u64::MAX, &[1]);
+    assert_eq!(h.refused(c).code(), "out-of-range");
+    let c = h.write_cmd("nope", 0, &[1]);
+    assert_eq!(h.refused(c).code(), "volume-not-found");
+    // A write across a track boundary is read-modify-write of both tracks.
+    h.write("a", 14, &[7, 7, 7, 7]);
+    assert_eq!(h.read("a", 12, 8), vec![0, 0, 7, 7, 7, 7, 0, 0]);
+}
+
+#[test]
+fn a_volume_in_a_relationship_cannot_be_deleted() {
+    let mut h = three_volumes();
+    h.ok(mkflash("a:b", EstablishOptions::default()));
+    for name in ["a", "b"] {
+        let e = h.refused(Command::DeleteVolume { name: name.into() });
+        assert_eq!(e.code(), "volume-in-use");
+        assert!(e.to_string().contains("a:b"), "{e}");
+    }
+    assert_eq!(
+        h.refused(Command::DeleteVolume { name: "zz".into() }).code(),
+        "volume-not-found"
+    );
+    h.fill("c", 0, 9);
+    h.ok(Command::DeleteVolume { name: "c".into() });
+    assert_eq!(h.tracks.stored_tracks(), 0, "the deleted volume's tracks are dropped");
+    h.mkvol("c", 4);
+    assert_eq!(h.byte_at("c", 0), 0, "a new volume with an old name starts empty");
+}
+
+#[test]
+fn point_in_time_copy_on_write_and_target_reads() {
+    let mut h = three_volumes();
+    for t in 0..4 {
+        h.fill("a", t, 10 + t as u8);
+    }
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    assert_eq!(h.rel("a", "b").unwrap().state, RelationshipState::Nocopy);
+    assert_eq!(h.tracks.stored_tracks(), 4, "establish copies nothing");
+    // Source write: the old track moves to the target first.
+    h.fill("a", 1, 99);
+    assert_eq!(h.byte_at("a", 1), 99);
+    assert_eq!(h.byte_at("b", 1), 11);
+    // Partial target write keeps the rest of the source's track.
+    h.write("b", 2 * 16 + 3, &[55]);
+    assert_eq!(h.read("b", 2 * 16 + 2, 3), vec![12, 55, 12]);
+    assert_eq!(h.byte_at("a", 2), 12, "the source is not affected");
+    // Reads of out-of-sync tracks come from the source.
+    let b = h.state.volume_id("b").unwrap();
+    let a = h.state.volume_id("a").unwrap();
+    assert_eq!(h.state.resolve_read(b, 0), a);
+    assert_eq!(h.state.resolve_read(b, 1), b);
+    assert_eq!(h.rel("a", "b").unwrap().out_of_sync_tracks, 2);
+}
+
+#[test]
+fn background_copy_completes_and_ends_a_non_persistent_relationship() {
+    let mut h = three_volumes();
+    h.fill("a", 3, 3);
+    h.ok(mkflash("a:b", EstablishOptions::default()));
+    let events = h.ok(Command::CopyStep {
+        source: "a".into(),
+        target: "b".into(),
+        max_tracks: 3,
+    });
+    assert!(events.contains(&Event::TracksCopied {
+        source: "a".into(),
+        target: "b".into(),
+        tracks: 3,
+        remaining: 1
+    }));
+    assert_eq!(h.rel("a", "b").unwrap().state, RelationshipState::Copying);
+    let events = h.copy_all("a", "b");
+    assert!(events.contains(&Event::Withdrawn {
+        source: "a".into(),
+        target: "b".into(),
+        incomplete: false,
+        automatic: true
+    }));
+    assert!(h.rel("a", "b").is_none(), "withdrawn in the same step");
+    assert_eq!(h.byte_at("b", 3), 3);
+    assert_eq!(h.vol("b").state, VolumeState::Normal);
+    h.ok(mkflash("a:b", EstablishOptions::default()));
+}
+
+#[test]
+fn a_persistent_relationship_stays_and_guards_its_target() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            persist: true,
+            ..Default::default()
+        },
+    ));
+    h.copy_all("a", "b");
+    let rel = h.rel("a", "b").unwrap();
+    assert_eq!(rel.state, RelationshipState::Copied);
+    let e = h.refused(mkflash("c:b", EstablishOptions::default()));
+    assert_eq!(e.code(), "target-in-use");
+    let msg = e.to_string();
+    for part in [
+        "persistent relationship a:b",
+        "flashcopy rmflash a:b",
+        "flashcopy resyncflash a:b",
+        &rel.created_at,
+    ] {
+        assert!(msg.contains(part), "{msg} lacks {part}");
+    }
+    h.ok(rmflash("a:b"));
+    assert_eq!(h.vol("b").state, VolumeState::Normal, "a copied target is complete");
+    h.ok(mkflash("c:b", EstablishOptions::default()));
+}
+
+#[test]
+fn a_nocopy_relationship_ends_when_copy_on_write_moved_every_track() {
+    let mut h = Harness::new(TS);
+    h.mkvol("a", 2);
+    h.mkvol("b", 2);
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    h.fill("a", 0, 1);
+    assert!(h.rel("a", "b").is_some());
+    let events = h.write("b", 16, &[5; 16]);
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Withdrawn {
+            automatic: true,
+            incomplete: false,
+            ..
+        }
+    )));
+    assert!(h.rel("a", "b").is_none());
+}
+
+#[test]
+fn mkflash_pair_rules() {
+    let mut h = three_volumes();
+    h.mkvol("small", 2);
+    assert_eq!(h.refused(mkflash("a:a", Default::default())).code(), "invalid-pair");
+    assert_eq!(h.refused(mkflash("a:b c:b", Default::default())).code(), "invalid-pair");
+    assert_eq!(
+        h.refused(mkflash("a:zz", Default::default())).code(),
+        "volume-not-found"
+    );
+    assert_eq!(
+        h.refused(mkflash("a:small", Default::default())).code(),
+        "size-mismatch"
+    );
+    assert_eq!(
+        h.refused(Command::MkFlash {
+            pairs: vec![],
+            options: Default::default()
+        })
+        .code(),
+        "no-pairs"
+    );
+    let e = h.refused(mkflash(
+        "a:b",
+        EstablishOptions {
+            record: true,
+            ..Default::default()
+        },
+    ));
+    assert_eq!(e.code(), "invalid-option");
+    assert!("a:b:c".parse::<Pair>().is_err() && "ab".parse::<Pair>().is_err() && ":b".parse::<Pair>().is_err());
+}
+
+#[test]
+fn mkflash_is_all_or_nothing_and_one_point_in_time() {
+    let mut h = three_volumes();
+    h.mkvol("d", 2);
+    let e = h.refused(mkflash("a:b a:d", Default::default()));
+    assert_eq!(e.code(), "size-mismatch");
+    assert!(e.to_string().contains("a:d"), "the error names the failing pair: {e}");
+    assert!(h.rel("a", "b").is_none(), "the valid pair was not established either");
+    h.fill("a", 0, 1);
+    h.ok(mkflash("a:b a:c", Default::default()));
+    h.fill("a", 0, 2);
+    assert_eq!((h.byte_at("b", 0), h.byte_at("c", 0)), (1, 1));
+}
+
+#[test]
+fn no_cascading() {
+    let mut h = three_volumes();
+    h.mkvol("d", 4);
+    h.ok(mkflash("a:b", Default::default()));
+    let e = h.refused(mkflash("b:c", Default::default()));
+    assert_eq!(e.code(), "cascade-not-allowed", "a target cannot be a source");
+    let e = h.refused(mkflash("c:a", Default::default()));
+    assert_eq!(e.code(), "cascade-not-allowed", "a source cannot be a target");
+    let e = h.refused(mkflash("c:d d:a", Default::default()));
+    assert_eq!(e.code(), "cascade-not-allowed");
+    let e = h.refused(mkflash("c:d d:b", Default::default()));
+    assert_eq!(e.code(), "cascade-not-allowed", "d would be both");
+}
+
+#[test]
+fn twelve_targets_per_source_and_one_incremental() {
+    let mut h = Harness::new(TS);
+    h.mkvol("src", 1);
+    for i in 0..14 {
+        h.mkvol(&format!("t{i}"), 1);
+    }
+    h.ok(mkflash("src:t0", persist_record()));
+    let e = h.refused(mkflash("src:t1", persist_record()));
+    assert_eq!(e.code(), "incremental-exists");
+    assert!(e.to_string().contains("src:t0"));
+    let e = h.refused(mkflash(
+        "src:t1 src:t2 src:t1",
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    assert_ne!(e.code(), "incremental-exists", "only the --record pairs count: {e}");
+    let many: Vec<String> = (1..13).map(|i| format!("src:t{i}")).collect();
+    assert_eq!(
+        h.refused(mkflash(&many.join(" "), Default::default())).code(),
+        "too-many-targets"
+    );
+    h.ok(mkflash(
+        &many[..11].join(" "),
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    let e = h.refused(mkflash(
+        "src:t13",
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    assert_eq!(e.code(), "too-many-targets");
+    assert_eq!(h.vol("src").source_of.len(), 12);
+}
+
+#[test]
+fn two_record_pairs_of_one_source_in_one_command() {
+    let mut h = three_volumes();
+    assert_eq!(
+        h.refused(mkflash("a:b a:c", persist_record())).code(),
+        "incremental-exists"
+    );
+}
+
+#[test]
+fn target_write_inhibit() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            tgtinhibit: true,
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    let c = h.write_cmd("b", 0, &[1]);
+    let e = h.refused(c);
+    assert_eq!(e.code(), "target-write-inhibited");
+    assert!(!h.state.writable(h.state.volume_id("b").unwrap()));
+    h.write("a", 0, &[1]);
+    h.ok(rmflash("a:b"));
+    h.write("b", 0, &[1]);
+}
+
+#[test]
+fn rmflash_rules_and_incomplete_targets() {
+    let mut h = three_volumes();
+    assert_eq!(h.refused(rmflash("a:b")).code(), "relationship-not-found");
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            seqnum: 7,
+            ..Default::default()
+        },
+    ));
+    assert_eq!(h.refused(rmflash("c:b")).code(), "relationship-not-found");
+    let e = h.refused(Command::RmFlash {
+        pairs: pairs("a:b"),
+        cp: false,
+        seqnum: Some(8),
+    });
+    assert_eq!(e.code(), "seqnum-mismatch");
+    let events = h.ok(Command::RmFlash {
+        pairs: pairs("a:b"),
+        cp: false,
+        seqnum: Some(7),
+    });
+    assert!(events.contains(&Event::Withdrawn {
+        source: "a".into(),
+        target: "b".into(),
+        incomplete: true,
+        automatic: false
+    }));
+    assert_eq!(h.vol("b").state, VolumeState::Incomplete);
+    h.ok(mkflash("c:b", Default::default()));
+    assert_eq!(
+        h.vol("b").state,
+        VolumeState::Normal,
+        "incomplete clears with a new relationship"
+    );
+}
+
+#[test]
+fn rmflash_cp_finishes_the_copy_then_withdraws() {
+    let mut h = three_volumes();
+    h.fill("a", 2, 4);
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            nocp: true,
+            persist: true,
+            ..Default::default()
+        },
+    ));
+    h.ok(Command::RmFlash {
+        pairs: pairs("a:b"),
+        cp: true,
+        seqnum: None,
+    });
+    let rel = h.rel("a", "b").unwrap();
+    assert_eq!(rel.state, RelationshipState::Completing);
+    assert!(rel.background_copy);
+    assert_eq!(h.refused(resync("a:b")).code(), "not-recording");
+    let events = h.copy_all("a", "b");
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Withdrawn {
+            incomplete: false,
+            automatic: true,
+            ..
+        }
+    )));
+    assert!(h.rel("a", "b").is_none());
+    assert_eq!(h.byte_at("b", 2), 4);
+    assert_eq!(h.vol("b").state, VolumeState::Normal);
+}
+
+#[test]
+fn resync_copies_only_what_changed() {
+    let mut h = Harness::new(TS);
+    h.mkvol("a", 8);
+    h.mkvol("b", 8);
+    for t in 0..8 {
+        h.fill("a", t, t as u8 + 1);
+    }
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            persist: true,
+            ..Default::default()
+        },
+    ));
+    assert_eq!(h.refused(resync("a:b")).code(), "not-recording");
+    h.ok(rmflash("a:b"));
+    h.ok(mkflash("a:b", persist_record()));
+    h.copy_all("a", "b");
+    h.fill("a", 1, 100);
+    h.fill("b", 5, 200);
+    let events = h.ok(resync("a:b"));
+    assert!(events.contains(&Event::Resynced {
+        source: "a".into(),
+        target: "b".into(),
+        tracks_to_copy: 2
+    }));
+    assert_eq!(h.byte_at("b", 1), 100);
+    assert_eq!(h.byte_at("b", 5), 6, "the target write is undone by the refresh");
+    let rel = h.rel("a", "b").unwrap();
+    assert_eq!((rel.out_of_sync_tracks, rel.state), (2, RelationshipState::Copying));
+    h.copy_all("a", "b");
+    assert_eq!(h.rel("a", "b").unwrap().state, RelationshipState::Copied);
+    let e = h.refused(Command::ResyncFlash {
+        pairs: pairs("c:b"),
+        nocp: false,
+        tgtinhibit: false,
+        seqnum: None,
+    });
+    assert_eq!(e.code(), "volume-not-found");
+    h.ok(Command::ResyncFlash {
+        pairs: pairs("a:b"),
+        nocp: true,
+        tgtinhibit: true,
+        seqnum: Some(9),
+    });
+    let rel = h.rel("a", "b").unwrap();
+    assert!(!rel.background_copy && rel.target_write_inhibit && rel.persistent && rel.recording);
+    assert_eq!(rel.seqnum, 9);
+}
+
+#[test]
+fn reverse_restores_the_source() {
+    let mut h = Harness::new(TS);
+    h.mkvol("prod", 4);
+    h.mkvol("backup", 4);
+    for t in 0..4 {
+        h.fill("prod", t, 1);
+    }
+    h.ok(mkflash("prod:backup", persist_record()));
+    assert_eq!(h.refused(reverse("prod:backup", false)).code(), "copy-not-finished");
+    h.copy_all("prod", "backup");
+    h.fill("prod", 2, 66); // the mistake to undo
+    let events = h.ok(reverse("prod:backup", false));
+    assert!(events.contains(&Event::Reversed {
+        source: "backup".into(),
+        target: "prod".into(),
+        fast: false,
+        tracks_to_copy: 1
+    }));
+    assert_eq!(h.byte_at("prod", 2), 1, "restored at once");
+    let rel = h.rel("backup", "prod").unwrap();
+    assert!(rel.persistent && rel.recording);
+    h.copy_all("backup", "prod");
+    assert_eq!(h.rel("backup", "prod").unwrap().state, RelationshipState::Copied);
+}
+
+#[test]
+fn reverse_refusals() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            persist: true,
+            ..Default::default()
+        },
+    ));
+    h.copy_all("a", "b");
+    assert_eq!(h.refused(reverse("a:b", false)).code(), "not-recording");
+    assert_eq!(h.refused(reverse("b:a", false)).code(), "relationship-not-found");
+    h.ok(mkflash("a:c", Default::default()));
+    let e = h.refused(reverse("a:b", true));
+    assert_eq!(e.code(), "cascade-not-allowed");
+    assert!(e.to_string().contains("a:c"), "{e}");
+}
+
+#[test]
+fn fast_reverse_before_the_copy_finished() {
+    let mut h = three_volumes();
+    for t in 0..4 {
+        h.fill("a", t, 1);
+    }
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    h.fill("a", 0, 2);
+    h.fill("a", 1, 2);
+    let events = h.ok(reverse("a:b", true));
+    assert!(events.contains(&Event::Reversed {
+        source: "b".into(),
+        target: "a".into(),
+        fast: true,
+        tracks_to_copy: 2
+    }));
+    for t in 0..4 {
+        assert_eq!(h.byte_at("a", t), 1, "track {t} restored");
+    }
+    let rel = h.rel("b", "a").unwrap();
+    assert!(!rel.persistent && !rel.recording && rel.background_copy);
+    assert_eq!(h.vol("b").state, VolumeState::Incomplete);
+    h.copy_all("b", "a");
+    assert!(
+        h.rel("b", "a").is_none(),
+        "the fast-reversed relationship ends when copied"
+    );
+    for t in 0..4 {
+        assert_eq!(h.byte_at("a", t), 1);
+    }
+}
+
+#[test]
+fn freeze_holds_writes_until_thaw_and_releases_them_in_order() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            freeze: true,
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    assert!(h.rel("a", "b").unwrap().frozen);
+    assert_eq!(h.vol("a").state, VolumeState::Frozen);
+    let c = h.write_cmd("a", 0, &[1]);
+    let Command::Write(first) = &c else { unreachable!() };
+    let tag = first.tag;
+    let events = h.ok(c);
+    assert!(matches!(events[..], [Event::WriteHeld { .. }]));
+    assert!(h.state.is_held("a", tag));
+    h.write("a", 0, &[2]);
+    assert_eq!(
+        h.read("a", 0, 1),
+        vec![0],
+        "held writes are not visible, reads are not held"
+    );
+    assert_eq!(h.refused(mkflash("a:c", Default::default())).code(), "source-frozen");
+    let events = h.ok(Command::UnfreezeFlash {
+        sources: vec!["a".into()],
+    });
+    assert!(events.contains(&Event::Thawed {
+        volume: "a".into(),
+        automatic: false,
+        released_writes: 2
+    }));
+    assert_eq!(h.read("a", 0, 1), vec![2], "released in order");
+    assert_eq!(h.byte_at("b", 0), 0, "the point in time is before the held writes");
+    assert!(!h.state.is_held("a", tag));
+    assert_eq!(
+        h.refused(Command::UnfreezeFlash {
+            sources: vec!["a".into()]
+        })
+        .code(),
+        "not-frozen"
+    );
+}
+
+#[test]
+fn freeze_thaws_automatically_after_120_seconds() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            freeze: true,
+            ..Default::default()
+        },
+    ));
+    let until = h.state.next_thaw().unwrap();
+    assert_eq!(until.0, h.now + FREEZE_TIMEOUT_MILLIS);
+    h.write("a", 0, &[3]);
+    h.ok(Command::Tick);
+    assert_eq!(h.vol("a").state, VolumeState::Frozen);
+    h.now = until.0 - 1000; // the next command is stamped exactly at the deadline
+    let events = h.ok(Command::Tick);
+    assert!(events.contains(&Event::Thawed {
+        volume: "a".into(),
+        automatic: true,
+        released_writes: 1
+    }));
+    assert_eq!(h.read("a", 0, 1), vec![3]);
+    assert_eq!(h.state.next_thaw(), None);
+}
+
+#[test]
+fn a_frozen_volume_cannot_be_deleted() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            freeze: true,
+            ..Default::default()
+        },
+    ));
+    h.ok(rmflash("a:b"));
+    assert_eq!(
+        h.refused(Command::DeleteVolume { name: "a".into() }).code(),
+        "volume-frozen"
+    );
+}
+
+#[test]
+fn copy_steps_need_background_copy() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    let e = h.refused(Command::CopyStep {
+        source: "a".into(),
+        target: "b".into(),
+        max_tracks: 1,
+    });
+    assert_eq!(e.code(), "background-copy-off");
+    let e = h.refused(Command::CopyStep {
+        source: "c".into(),
+        target: "b".into(),
+        max_tracks: 1,
+    });
+    assert_eq!(e.code(), "relationship-not-found");
+}
+
+#[test]
+fn establish_and_write_cost_do_not_grow_with_volume_size() {
+    let mut h = Harness::new(TRACK_SIZE);
+    h.mkvol("s", 1 << 28); // 16 TiB
+    h.mkvol("t", 1 << 28);
+    h.ok(mkflash("s:t", persist_record()));
+    let bytes = bincode::serde::encode_to_vec(&h.state, bincode::config::standard()).unwrap();
+    assert!(
+        bytes.len() < 1024,
+        "establishing 2^28 tracks takes {} bytes of state",
+        bytes.len()
+    );
+    let c = h.write_cmd("s", (1 << 44) - 65536, &[7; 65536]);
+    let applied = h.run(c);
+    assert_eq!(
+        applied.ops.len(),
+        1,
+        "a full-track write of a zero source copies nothing: {:?}",
+        applied.ops.len()
+    );
+    assert_eq!(h.rel("s", "t").unwrap().out_of_sync_tracks, (1 << 28) - 1);
+    let events = h.ok(Command::CopyStep {
+        source: "s".into(),
+        target: "t".into(),
+        max_tracks: 4,
+    });
+    assert!(events.contains(&Event::TracksCopied {
+        source: "s".into(),
+        target: "t".into(),
+        tracks: 4,
+        remaining: (1 << 28) - 5
+    }));
+}
+
+#[test]
+fn every_error_code_is_distinct_kebab_case() {
+    let mut h = three_volumes();
+    let mut codes = std::collections::BTreeSet::new();
+    for c in [
+        h.refused(Command::CreateVolume {
+            name: "".into(),
+            size: 1,
+        }),
+        h.refused(Command::DeleteVolume { name: "x".into() }),
+        h.refused(rmflash("a:b")),
+    ] {
+        assert!(c.code().chars().all(|ch| ch.is_ascii_lowercase() || ch == '-'));
+        codes.insert(c.code());
+    }
+    assert_eq!(codes.len(), 3);
+}
