@@ -1,1 +1,24 @@
+//! Persistence for flashcopy: one RocksDB per node holding the Raft log, the Raft metadata, the
+//! volume records, the tracks, and the audit history. Knows nothing of the network, NBD or HTTP.
+//!
+//! - [`LogStore`] implements openraft's `RaftLogStorage`: entries and vote are synced before
+//!   they are acknowledged.
+//! - [`StateMachineStore`] implements `RaftStateMachine`: each entry is applied by the pure
+//!   `statemachine` and its track ops, touched records and applied log id are written in one
+//!   `WriteBatch`. Snapshots stream from a file built from a RocksDB checkpoint.
+//! - [`StateView`] is the read side the node queries (lsvol, lsflash, volume data, audit).
 
+mod audit;
+mod codec;
+mod db;
+mod log_store;
+mod snapshot;
+mod state_store;
+mod tracks;
+mod types;
+
+pub use audit::AuditRecord;
+pub use db::{open, OpenError};
+pub use log_store::LogStore;
+pub use state_store::{AppliedNotice, ReadError, StateMachineStore, StateView};
+pub use types::{NodeInfo, Request, Response, TypeConfig};

@@ -1,0 +1,32 @@
+//! Everything written to disk is bincode 2 with a leading format-version byte, so a later
+//! version can recognise (and migrate or refuse) what an older one wrote.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+const FORMAT_VERSION: u8 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("stored value has format version {0}, this build reads version {FORMAT_VERSION}")]
+    Version(u8),
+    #[error("stored value is empty")]
+    Empty,
+    #[error("stored value is corrupt: {0}")]
+    Decode(#[from] bincode::error::DecodeError),
+    #[error("cannot encode value: {0}")]
+    Encode(#[from] bincode::error::EncodeError),
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = vec![FORMAT_VERSION];
+    out.extend(bincode::serde::encode_to_vec(value, bincode::config::standard())?);
+    Ok(out)
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    match bytes.split_first() {
+        None => Err(CodecError::Empty),
+        Some((&FORMAT_VERSION, rest)) => Ok(bincode::serde::decode_from_slice(rest, bincode::config::standard())?.0),
+        Some((&other, _)) => Err(CodecError::Version(other)),
+    }
+}

@@ -1,0 +1,181 @@
+//! The Raft log store. Durability rules (openraft 0.9): `save_vote` is on disk before it returns;
+//! the `append` callback fires only after the WAL is synced.
+
+use crate::codec;
+use crate::db::{index_key, CF_LOG, CF_RAFT, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
+use crate::types::TypeConfig;
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use serde::{de::DeserializeOwned, Serialize};
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+type Result<T> = std::result::Result<T, StorageError<u64>>;
+
+/// Builds a `StorageError` from openraft's `StorageIOError` constructors.
+macro_rules! io_error {
+    ($kind:ident, $($arg:expr),+) => {
+        StorageError::from(StorageIOError::$kind($($arg),+))
+    };
+}
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+impl LogStore {
+    pub(crate) fn new(db: Arc<DB>) -> Self {
+        LogStore { db }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        let bytes = self
+            .db
+            .get_cf(self.cf(CF_RAFT), key)
+            .map_err(|e| io_error!(read_logs, &e))?;
+        bytes
+            .map(|b| codec::decode(&b).map_err(|e| io_error!(read_logs, &e)))
+            .transpose()
+    }
+
+    /// Writes Raft metadata and syncs the WAL before returning.
+    fn put_synced<T: Serialize>(&self, key: &[u8], value: &T) -> std::result::Result<(), rocksdb::Error> {
+        let bytes = codec::encode(value).expect("raft metadata encodes");
+        self.db.put_cf(self.cf(CF_RAFT), key, bytes)?;
+        self.db.flush_wal(true)
+    }
+
+    fn sync_wal(&self) -> Result<()> {
+        self.db.flush_wal(true).map_err(|e| io_error!(write_logs, &e))
+    }
+
+    fn last_entry_id(&self) -> Result<Option<LogId<u64>>> {
+        match self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::End).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, bytes) = item.map_err(|e| io_error!(read_logs, &e))?;
+                let entry: Entry<TypeConfig> = codec::decode(&bytes).map_err(|e| io_error!(read_logs, &e))?;
+                Ok(Some(entry.log_id))
+            }
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>> {
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x + 1,
+            Bound::Unbounded => 0,
+        };
+        let mut entries = Vec::new();
+        let iter = self.db.iterator_cf(
+            self.cf(CF_LOG),
+            IteratorMode::From(&index_key(start), Direction::Forward),
+        );
+        for item in iter {
+            let (key, bytes) = item.map_err(|e| io_error!(read_logs, &e))?;
+            let index = u64::from_be_bytes(key.as_ref().try_into().expect("log keys are 8 bytes"));
+            if !range.contains(&index) {
+                break;
+            }
+            entries.push(codec::decode(&bytes).map_err(|e| io_error!(read_logs, &e))?);
+        }
+        Ok(entries)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
+        let last_purged_log_id: Option<LogId<u64>> = self.get(KEY_LAST_PURGED)?;
+        let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<()> {
+        self.put_synced(KEY_VOTE, vote).map_err(|e| io_error!(write_vote, &e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<u64>>> {
+        self.get(KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<()> {
+        self.put_synced(KEY_COMMITTED, &committed)
+            .map_err(|e| io_error!(write_logs, &e))
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId<u64>>> {
+        Ok(self.get::<Option<LogId<u64>>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<()>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let db = self.db.clone();
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            let bytes = codec::encode(&entry).map_err(|e| io_error!(write_logs, &e))?;
+            batch.put_cf(self.cf(CF_LOG), index_key(entry.log_id.index), bytes);
+        }
+        // One synced write for the whole batch of entries: group commit.
+        let result = tokio::task::spawn_blocking(move || {
+            let mut opts = rocksdb::WriteOptions::default();
+            opts.set_sync(true);
+            db.write_opt(batch, &opts)
+        })
+        .await
+        .expect("log append task does not panic");
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(io_error!(write_logs, &e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId<u64>) -> Result<()> {
+        self.db
+            .delete_range_cf(self.cf(CF_LOG), index_key(log_id.index), index_key(u64::MAX))
+            .map_err(|e| io_error!(write_logs, &e))?;
+        self.sync_wal()
+    }
+
+    async fn purge(&mut self, log_id: LogId<u64>) -> Result<()> {
+        // Record the purge point first: entries at or before it are ignored from then on.
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_RAFT),
+            KEY_LAST_PURGED,
+            codec::encode(&log_id).map_err(|e| io_error!(write_logs, &e))?,
+        );
+        batch.delete_range_cf(self.cf(CF_LOG), index_key(0), index_key(log_id.index + 1));
+        self.db.write(batch).map_err(|e| io_error!(write_logs, &e))?;
+        self.sync_wal()
+    }
+}
