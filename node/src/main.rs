@@ -1,1 +1,89 @@
-fn main() {}
+use clap::Parser;
+use node::cli::{Cli, ServeArgs, Verb};
+use node::client::load_token;
+use node::server::{self, ServeConfig};
+use node::{commands, demo};
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let code = runtime.block_on(async {
+        match cli.verb {
+            Verb::Serve(args) => serve(args).await,
+            Verb::Demo => {
+                init_logs("warn");
+                demo::run().await
+            }
+            verb => match commands::run(verb).await {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("{e}");
+                    e.exit_code()
+                }
+            },
+        }
+    });
+    std::process::exit(code);
+}
+
+fn init_logs(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn serve(args: ServeArgs) -> i32 {
+    init_logs("info");
+    let token = match args.token_file.as_deref().map(|p| load_token(Some(p))).transpose() {
+        Ok(token) => token.flatten().unwrap_or_default(),
+        Err(e) => {
+            eprintln!("{e}");
+            return e.exit_code();
+        }
+    };
+    if args.token_file.is_some() && token.is_empty() {
+        eprintln!("error: token-file: the token file is empty");
+        return 2;
+    }
+    let copy_rate = match args.copy_rate {
+        None => None,
+        Some(r) if r.is_finite() && r > 0.0 => Some((r * 1024.0 * 1024.0) as u64),
+        Some(r) => {
+            eprintln!("error: usage: --copy-rate must be a positive number of MiB/s, not {r}");
+            return 2;
+        }
+    };
+    let config = ServeConfig {
+        data_dir: args.data_dir,
+        node_id: args.node_id,
+        api: args.api,
+        raft: args.raft,
+        join: args.join,
+        token,
+        copy_rate,
+    };
+    let running = match server::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: serve: {e}");
+            return 1;
+        }
+    };
+    eprintln!(
+        "flashcopy: node {} serving the admin API at {}",
+        running.controller.id, running.api_url
+    );
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    let _ = running.controller.raft.shutdown().await;
+    0
+}

@@ -1,0 +1,546 @@
+//! The HTTP/JSON admin API (`/v1/...`) and `/metrics`.
+//!
+//! Every `/v1` request needs the bearer token when the cluster has one. A follower forwards
+//! requests to the leader (only `/v1/node` and `GET /v1/cluster` are answered locally), so a
+//! client may talk to any node. Errors are JSON: `{"error": {"code", "message"}}` with the
+//! state machine's stable codes.
+
+use crate::controller::{Controller, ProposeError};
+use crate::protocol::*;
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use openraft::ChangeMembers;
+use serde::Deserialize;
+use statemachine::{Command, CommandError, EstablishOptions, Pair, WriteData};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use storage::{NodeInfo, ReadError};
+
+type Ctl = State<Arc<Controller>>;
+
+pub fn router(controller: Arc<Controller>) -> Router {
+    let v1 = Router::new()
+        .route("/volumes", get(list_volumes).post(create_volume))
+        .route("/volumes/{name}", delete(delete_volume))
+        .route("/volumes/{name}/data", get(read_data).put(write_data))
+        .route("/relationships", get(list_relationships))
+        .route("/mkflash", post(mkflash))
+        .route("/rmflash", post(rmflash))
+        .route("/resyncflash", post(resyncflash))
+        .route("/reverseflash", post(reverseflash))
+        .route("/unfreezeflash", post(unfreezeflash))
+        .route("/audit", get(audit))
+        .route("/cluster", get(cluster_status))
+        .route("/cluster/nodes", post(add_node))
+        .route("/cluster/nodes/{id}", delete(remove_node))
+        .route("/node", get(node_status))
+        .fallback(not_found)
+        .layer(from_fn_with_state(controller.clone(), forward_to_leader))
+        .layer(from_fn_with_state(controller.clone(), authenticate));
+    Router::new()
+        .nest(API_PREFIX, v1)
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(controller)
+}
+
+/// An API error: HTTP status plus a stable code and a sentence.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        let status = match e {
+            CommandError::VolumeNotFound { .. } | CommandError::RelationshipNotFound { .. } => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<ProposeError> for ApiError {
+    fn from(e: ProposeError) -> Self {
+        let code = match e {
+            ProposeError::NotLeader { .. } => "not-leader",
+            ProposeError::Unavailable(_) => "unavailable",
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, format!("{e}; try again"))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        body_error(r.status(), r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        body_error(r.status(), r.body_text())
+    }
+}
+
+fn body_error(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "body-too-large", format!("request body over {MAX_BODY} bytes"))
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", text)
+    }
+}
+
+fn pairs(raw: &[String]) -> Result<Vec<Pair>, ApiError> {
+    raw.iter()
+        .map(|p| {
+            p.parse::<Pair>()
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
+        })
+        .collect()
+}
+
+async fn authenticate(State(c): Ctl, request: Request, next: Next) -> Response {
+    if c.token.is_empty() {
+        return next.run(request).await;
+    }
+    let expected = format!("Bearer {}", c.token);
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if given == Some(expected.as_str()) {
+        next.run(request).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this cluster requires a token: set FLASHCOPY_TOKEN or pass --token-file",
+        )
+        .into_response()
+    }
+}
+
+/// Sends the request to the leader unless this node is the leader or the request is local.
+async fn forward_to_leader(State(c): Ctl, OriginalUri(uri): OriginalUri, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    let local = path == "/node" || (path == "/cluster" && request.method() == Method::GET);
+    if local || c.is_leader() {
+        return next.run(request).await;
+    }
+    if request.headers().contains_key(FORWARDED_HEADER) {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-leader",
+            "leadership is changing; try again",
+        )
+        .into_response();
+    }
+    let Some((_, leader)) = c.leader() else {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-leader",
+            "the cluster has no leader right now; try again",
+        )
+        .into_response();
+    };
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return body_error(StatusCode::PAYLOAD_TOO_LARGE, String::new()).into_response();
+    };
+    let url = format!(
+        "{}{}",
+        leader.api,
+        uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+    );
+    let mut outgoing = c
+        .http
+        .request(parts.method, &url)
+        .header(FORWARDED_HEADER, "1")
+        .body(body);
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+        if let Some(value) = parts.headers.get(&name) {
+            outgoing = outgoing.header(name, value);
+        }
+    }
+    match outgoing.send().await {
+        Ok(reply) => {
+            let status = reply.status();
+            let content_type = reply.headers().get(header::CONTENT_TYPE).cloned();
+            let bytes = reply.bytes().await.unwrap_or_default();
+            let mut response = Response::new(Body::from(bytes));
+            *response.status_mut() = status;
+            if let Some(ct) = content_type {
+                response.headers_mut().insert(header::CONTENT_TYPE, ct);
+            }
+            response
+        }
+        Err(e) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no-leader",
+            format!("the leader at {} cannot be reached: {e}; try again", leader.api),
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found(uri: OriginalUri) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!("no such endpoint: {}", uri.0.path()),
+    )
+}
+
+async fn run(c: &Controller, command: Command) -> Result<Json<CommandReply>, ApiError> {
+    let (result, events) = c.propose(command).await?;
+    result?;
+    Ok(Json(CommandReply {
+        index: c.view.applied().0,
+        events,
+    }))
+}
+
+async fn list_volumes(State(c): Ctl) -> Result<impl IntoResponse, ApiError> {
+    c.linearizable().await?;
+    Ok(Json(c.view.query(|s| s.volumes())))
+}
+
+async fn create_volume(
+    State(c): Ctl,
+    body: Result<Json<CreateVolume>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(v) = body?;
+    run(
+        &c,
+        Command::CreateVolume {
+            name: v.name,
+            size: v.size,
+        },
+    )
+    .await
+}
+
+async fn delete_volume(State(c): Ctl, Path(name): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    run(&c, Command::DeleteVolume { name }).await
+}
+
+#[derive(Deserialize)]
+struct Range {
+    offset: u64,
+    length: Option<u64>,
+}
+
+async fn read_data(State(c): Ctl, Path(name): Path<String>, Query(range): Query<Range>) -> Result<Response, ApiError> {
+    let length = range
+        .length
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", "length is required"))?;
+    if length > MAX_BODY as u64 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            format!("read at most {MAX_BODY} bytes at once"),
+        ));
+    }
+    c.linearizable().await?;
+    let bytes = c.view.read(&name, range.offset, length).map_err(|e| match e {
+        ReadError::Refused(e) => ApiError::from(e),
+        ReadError::Storage(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-error", e.to_string()),
+    })?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    Ok((headers, bytes).into_response())
+}
+
+async fn write_data(
+    State(c): Ctl,
+    Path(name): Path<String>,
+    Query(range): Query<Range>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let body = body?;
+    c.write(&name, range.offset, WriteData::Bytes(body.to_vec())).await??;
+    Ok(Json(CommandReply {
+        index: c.view.applied().0,
+        events: vec![],
+    }))
+}
+
+async fn list_relationships(
+    State(c): Ctl,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Result<impl IntoResponse, ApiError> {
+    let volumes: Vec<String> = query
+        .into_iter()
+        .filter(|(k, _)| k == "volume")
+        .map(|(_, v)| v)
+        .collect();
+    c.linearizable().await?;
+    Ok(Json(c.view.query(|s| s.relationships(&volumes))))
+}
+
+async fn mkflash(State(c): Ctl, body: Result<Json<MkFlash>, JsonRejection>) -> Result<impl IntoResponse, ApiError> {
+    let Json(m) = body?;
+    let options = EstablishOptions {
+        nocp: m.nocp,
+        persist: m.persist,
+        record: m.record,
+        tgtinhibit: m.tgtinhibit,
+        freeze: m.freeze,
+        seqnum: m.seqnum,
+    };
+    run(
+        &c,
+        Command::MkFlash {
+            pairs: pairs(&m.pairs)?,
+            options,
+        },
+    )
+    .await
+}
+
+async fn rmflash(State(c): Ctl, body: Result<Json<RmFlash>, JsonRejection>) -> Result<impl IntoResponse, ApiError> {
+    let Json(r) = body?;
+    run(
+        &c,
+        Command::RmFlash {
+            pairs: pairs(&r.pairs)?,
+            cp: r.cp,
+            seqnum: r.seqnum,
+        },
+    )
+    .await
+}
+
+async fn resyncflash(
+    State(c): Ctl,
+    body: Result<Json<ResyncFlash>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(r) = body?;
+    let command = Command::ResyncFlash {
+        pairs: pairs(&r.pairs)?,
+        nocp: r.nocp,
+        tgtinhibit: r.tgtinhibit,
+        seqnum: r.seqnum,
+    };
+    run(&c, command).await
+}
+
+async fn reverseflash(
+    State(c): Ctl,
+    body: Result<Json<ReverseFlash>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(r) = body?;
+    run(
+        &c,
+        Command::ReverseFlash {
+            pairs: pairs(&r.pairs)?,
+            fast: r.fast,
+            seqnum: r.seqnum,
+        },
+    )
+    .await
+}
+
+async fn unfreezeflash(
+    State(c): Ctl,
+    body: Result<Json<UnfreezeFlash>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(u) = body?;
+    run(&c, Command::UnfreezeFlash { sources: u.sources }).await
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    volume: Option<String>,
+    #[serde(default)]
+    after: u64,
+    limit: Option<usize>,
+}
+
+async fn audit(State(c): Ctl, Query(q): Query<AuditQuery>) -> Result<impl IntoResponse, ApiError> {
+    c.linearizable().await?;
+    let limit = q.limit.unwrap_or(10_000).min(100_000);
+    let records = c
+        .view
+        .audit(q.volume.as_deref(), q.after, limit)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-error", e))?;
+    Ok(Json(records))
+}
+
+fn local_status(c: &Controller) -> NodeStatus {
+    let (applied_index, digest) = c.view.applied();
+    NodeStatus {
+        id: c.id,
+        api: c.info.api.clone(),
+        raft: c.info.raft.clone(),
+        applied_index,
+        digest: digest_hex(digest),
+    }
+}
+
+async fn node_status(State(c): Ctl) -> Json<NodeStatus> {
+    Json(local_status(&c))
+}
+
+async fn peer_status(c: &Controller, url: &str) -> Option<NodeStatus> {
+    let mut request = c
+        .http
+        .get(format!("{url}{API_PREFIX}/node"))
+        .timeout(Duration::from_secs(2));
+    if !c.token.is_empty() {
+        request = request.bearer_auth(c.token.as_str());
+    }
+    request.send().await.ok()?.error_for_status().ok()?.json().await.ok()
+}
+
+async fn cluster_status(State(c): Ctl) -> Json<ClusterStatus> {
+    let metrics = c.raft.metrics().borrow().clone();
+    let membership = metrics.membership_config.clone();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let mut nodes = Vec::new();
+    for (id, info) in membership.nodes() {
+        let role = if Some(*id) == metrics.current_leader {
+            "leader"
+        } else if voters.contains(id) {
+            "follower"
+        } else {
+            "learner"
+        };
+        let applied_index = if *id == c.id {
+            Some(c.view.applied().0)
+        } else {
+            peer_status(&c, &info.api).await.map(|s| s.applied_index)
+        };
+        nodes.push(ClusterNode {
+            id: *id,
+            url: info.api.clone(),
+            role: role.to_string(),
+            applied_index,
+        });
+    }
+    let local = local_status(&c);
+    Json(ClusterStatus {
+        leader: metrics.current_leader,
+        nodes,
+        node_id: c.id,
+        applied_index: local.applied_index,
+        digest: local.digest,
+    })
+}
+
+fn membership_error(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, "membership-change-refused", e.to_string())
+}
+
+async fn add_node(State(c): Ctl, body: Result<Json<AddNode>, JsonRejection>) -> Result<impl IntoResponse, ApiError> {
+    let Json(add) = body?;
+    let url = add.url.trim_end_matches('/').to_string();
+    let status = peer_status(&c, &url).await.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "node-unreachable",
+            format!("no flashcopy node answers at {url}"),
+        )
+    })?;
+    if status.id != add.id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "node-id-mismatch",
+            format!("the node at {url} has id {}, not {}", status.id, add.id),
+        ));
+    }
+    let info = NodeInfo {
+        api: url,
+        raft: status.raft,
+    };
+    c.raft.add_learner(add.id, info, true).await.map_err(membership_error)?;
+    c.raft
+        .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([add.id])), false)
+        .await
+        .map_err(membership_error)?;
+    Ok(Json(local_status(&c)))
+}
+
+async fn remove_node(State(c): Ctl, Path(id): Path<u64>) -> Result<impl IntoResponse, ApiError> {
+    let known = c
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .nodes()
+        .any(|(n, _)| *n == id);
+    if !known {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "node-not-found",
+            format!("node {id} is not a member"),
+        ));
+    }
+    c.raft
+        .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+        .await
+        .map_err(membership_error)?;
+    Ok(Json(local_status(&c)))
+}
+
+async fn metrics(State(c): Ctl) -> impl IntoResponse {
+    let raft = c.raft.metrics().borrow().clone();
+    let (applied, _) = c.view.applied();
+    let (volumes, relationships, out_of_sync) = c.view.query(|s| {
+        let rels = s.relationships(&[]);
+        let oos: u64 = rels.iter().map(|r| r.out_of_sync_tracks).sum();
+        (s.volumes().len(), rels.len(), oos)
+    });
+    let text = format!(
+        "# HELP flashcopy_applied_index Last log index applied by this node.\n\
+         # TYPE flashcopy_applied_index gauge\nflashcopy_applied_index {applied}\n\
+         # HELP flashcopy_is_leader 1 if this node leads the cluster.\n\
+         # TYPE flashcopy_is_leader gauge\nflashcopy_is_leader {}\n\
+         # HELP flashcopy_term Current Raft term.\n\
+         # TYPE flashcopy_term gauge\nflashcopy_term {}\n\
+         # HELP flashcopy_volumes Number of volumes.\n\
+         # TYPE flashcopy_volumes gauge\nflashcopy_volumes {volumes}\n\
+         # HELP flashcopy_relationships Number of FlashCopy relationships.\n\
+         # TYPE flashcopy_relationships gauge\nflashcopy_relationships {relationships}\n\
+         # HELP flashcopy_out_of_sync_tracks Tracks still to copy, over all relationships.\n\
+         # TYPE flashcopy_out_of_sync_tracks gauge\nflashcopy_out_of_sync_tracks {out_of_sync}\n",
+        u8::from(raft.current_leader == Some(c.id)),
+        raft.current_term,
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}

@@ -1,0 +1,195 @@
+//! The `flashcopy` command line (SPEC §5), verbs named after the DS8000 DS CLI.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "flashcopy",
+    version,
+    about = "Replicated block storage with Persistent FlashCopy"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub verb: Verb,
+}
+
+/// Where the admin API is and how to authenticate.
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Admin API of any node of the cluster.
+    #[arg(
+        long,
+        env = "FLASHCOPY_API",
+        default_value = "http://127.0.0.1:7700",
+        value_name = "URL"
+    )]
+    pub api: String,
+    /// File holding the cluster token (else FLASHCOPY_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "./flashcopy-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// This node's id (fixed by the data directory after the first start).
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<u64>,
+    /// Admin API listen address.
+    #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
+    pub api: String,
+    /// Raft peer listen address.
+    #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
+    pub raft: String,
+    /// Join the cluster whose admin API is at URL instead of starting a new one.
+    #[arg(long, value_name = "URL")]
+    pub join: Option<String>,
+    /// Require this bearer token for the admin API and between nodes.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Cluster-wide background-copy limit in MiB/s (unlimited by default).
+    #[arg(long, value_name = "MIB_PER_S")]
+    pub copy_rate: Option<f64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Verb {
+    /// Run a node (with no arguments: a single-node cluster in ./flashcopy-data).
+    Serve(ServeArgs),
+    /// Create a thin volume.
+    Mkvol {
+        name: String,
+        /// Bytes, or with K/M/G/T (powers of 1024); a multiple of 64K.
+        #[arg(long)]
+        size: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List volumes.
+    Lsvol {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a volume that is in no relationship.
+    Rmvol {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Establish FlashCopy relationships, all pairs at one point in time.
+    Mkflash {
+        #[arg(required = true, value_name = "SRC:TGT")]
+        pairs: Vec<String>,
+        #[arg(long)]
+        nocp: bool,
+        #[arg(long)]
+        persist: bool,
+        #[arg(long)]
+        record: bool,
+        #[arg(long)]
+        tgtinhibit: bool,
+        #[arg(long)]
+        freeze: bool,
+        #[arg(long, default_value_t = 0)]
+        seqnum: u32,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List relationships (of the given volumes, or all).
+    Lsflash {
+        volumes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        /// Redisplay every second until interrupted.
+        #[arg(long)]
+        watch: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Withdraw relationships.
+    Rmflash {
+        #[arg(required = true, value_name = "SRC:TGT")]
+        pairs: Vec<String>,
+        /// Finish the background copy first, then withdraw.
+        #[arg(long)]
+        cp: bool,
+        #[arg(long)]
+        seqnum: Option<u32>,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Refresh persistent, recording relationships (incremental FlashCopy).
+    Resyncflash {
+        #[arg(required = true, value_name = "SRC:TGT")]
+        pairs: Vec<String>,
+        #[arg(long)]
+        nocp: bool,
+        #[arg(long)]
+        tgtinhibit: bool,
+        #[arg(long)]
+        seqnum: Option<u32>,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Reverse relationships: restore each source from its target.
+    Reverseflash {
+        #[arg(required = true, value_name = "SRC:TGT")]
+        pairs: Vec<String>,
+        /// Fast reverse restore: allowed before the copy finished and without recording.
+        #[arg(long)]
+        fast: bool,
+        #[arg(long)]
+        seqnum: Option<u32>,
+        #[arg(long)]
+        wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Thaw sources frozen by mkflash --freeze; their held writes complete in order.
+    Unfreezeflash {
+        #[arg(required = true, value_name = "SRC")]
+        sources: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Cluster membership and status.
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
+        #[arg(long, global = true)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The event history, from the replicated log.
+    Audit {
+        #[arg(long)]
+        volume: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The persistent-FlashCopy walkthrough on an embedded single-node controller.
+    Demo,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterAction {
+    /// Leader, members, and each node's applied index.
+    Status,
+    /// Add the node whose admin API is at URL.
+    Add { node_id: u64, url: String },
+    /// Remove a node.
+    Remove { node_id: u64 },
+}

@@ -1,0 +1,264 @@
+//! The client verbs of the `flashcopy` CLI.
+
+use crate::cli::{ClientArgs, ClusterAction, Verb};
+use crate::client::{load_token, ApiClient, CliError};
+use crate::progress::{relationships_query, wait_for_copy, watch};
+use crate::protocol::*;
+use crate::report::{describe, relationships_table, table, volumes_table};
+use crate::size::parse_size;
+use statemachine::{Pair, RelationshipInfo, VolumeInfo};
+use storage::AuditRecord;
+
+fn client(args: &ClientArgs) -> Result<ApiClient, CliError> {
+    Ok(ApiClient::new(&args.api, load_token(args.token_file.as_deref())?))
+}
+
+/// Checks `SRC:TGT` syntax locally: a typo is a usage error (exit 2), not a refusal.
+fn parse_pairs(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
+    raw.iter()
+        .map(|p| {
+            p.parse::<Pair>()
+                .map(|p| (p.source, p.target))
+                .map_err(|e| CliError::usage(e.code(), e.to_string()))
+        })
+        .collect()
+}
+
+fn print_reply(reply: &CommandReply) {
+    for event in &reply.events {
+        println!("{}", describe(event));
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("API values serialise"));
+}
+
+/// Runs a client verb. `serve` and `demo` are handled by `main`.
+pub async fn run(verb: Verb) -> Result<(), CliError> {
+    match verb {
+        Verb::Serve(_) | Verb::Demo => unreachable!("handled by main"),
+        Verb::Mkvol { name, size, client: c } => {
+            let size = parse_size(&size)?;
+            let reply: CommandReply = client(&c)?.post("/volumes", &CreateVolume { name, size }).await?;
+            print_reply(&reply);
+        }
+        Verb::Lsvol { json, client: c } => {
+            let volumes: Vec<VolumeInfo> = client(&c)?.get("/volumes").await?;
+            if json {
+                print_json(&volumes);
+            } else {
+                print!("{}", volumes_table(&volumes));
+            }
+        }
+        Verb::Rmvol { name, client: c } => {
+            let reply: CommandReply = client(&c)?.delete(&format!("/volumes/{name}")).await?;
+            print_reply(&reply);
+        }
+        Verb::Mkflash {
+            pairs,
+            nocp,
+            persist,
+            record,
+            tgtinhibit,
+            freeze,
+            seqnum,
+            wait,
+            client: c,
+        } => {
+            let parsed = parse_pairs(&pairs)?;
+            if wait && nocp {
+                return Err(CliError::usage(
+                    "usage",
+                    "--wait waits for the background copy, which --nocp turns off",
+                ));
+            }
+            if record && !persist {
+                return Err(CliError::usage("invalid-option", "--record needs --persist"));
+            }
+            let api = client(&c)?;
+            let body = MkFlash {
+                pairs,
+                nocp,
+                persist,
+                record,
+                tgtinhibit,
+                freeze,
+                seqnum,
+            };
+            let reply: CommandReply = api.post("/mkflash", &body).await?;
+            print_reply(&reply);
+            if wait {
+                wait_for_copy(&api, &parsed).await?;
+            }
+        }
+        Verb::Lsflash {
+            volumes,
+            json,
+            watch: follow,
+            client: c,
+        } => {
+            let api = client(&c)?;
+            if follow {
+                return watch(&api, &volumes).await;
+            }
+            let rels: Vec<RelationshipInfo> = api.get(&relationships_query(&volumes)).await?;
+            if json {
+                print_json(&rels);
+            } else {
+                print!("{}", relationships_table(&rels));
+            }
+        }
+        Verb::Rmflash {
+            pairs,
+            cp,
+            seqnum,
+            wait,
+            client: c,
+        } => {
+            let parsed = parse_pairs(&pairs)?;
+            if wait && !cp {
+                return Err(CliError::usage(
+                    "usage",
+                    "--wait goes with --cp (a plain rmflash withdraws at once)",
+                ));
+            }
+            let api = client(&c)?;
+            let reply: CommandReply = api.post("/rmflash", &RmFlash { pairs, cp, seqnum }).await?;
+            print_reply(&reply);
+            if wait {
+                wait_for_copy(&api, &parsed).await?;
+            }
+        }
+        Verb::Resyncflash {
+            pairs,
+            nocp,
+            tgtinhibit,
+            seqnum,
+            wait,
+            client: c,
+        } => {
+            let parsed = parse_pairs(&pairs)?;
+            if wait && nocp {
+                return Err(CliError::usage(
+                    "usage",
+                    "--wait waits for the background copy, which --nocp turns off",
+                ));
+            }
+            let api = client(&c)?;
+            let reply: CommandReply = api
+                .post(
+                    "/resyncflash",
+                    &ResyncFlash {
+                        pairs,
+                        nocp,
+                        tgtinhibit,
+                        seqnum,
+                    },
+                )
+                .await?;
+            print_reply(&reply);
+            if wait {
+                wait_for_copy(&api, &parsed).await?;
+            }
+        }
+        Verb::Reverseflash {
+            pairs,
+            fast,
+            seqnum,
+            wait,
+            client: c,
+        } => {
+            let parsed = parse_pairs(&pairs)?;
+            let api = client(&c)?;
+            let reply: CommandReply = api.post("/reverseflash", &ReverseFlash { pairs, fast, seqnum }).await?;
+            print_reply(&reply);
+            if wait {
+                let reversed: Vec<(String, String)> = parsed.into_iter().map(|(s, t)| (t, s)).collect();
+                wait_for_copy(&api, &reversed).await?;
+            }
+        }
+        Verb::Unfreezeflash { sources, client: c } => {
+            let reply: CommandReply = client(&c)?.post("/unfreezeflash", &UnfreezeFlash { sources }).await?;
+            print_reply(&reply);
+        }
+        Verb::Cluster {
+            action,
+            json,
+            client: c,
+        } => {
+            let api = client(&c)?;
+            match action {
+                ClusterAction::Status => {
+                    let status: ClusterStatus = api.get("/cluster").await?;
+                    if json {
+                        print_json(&status);
+                    } else {
+                        let rows: Vec<Vec<String>> = status
+                            .nodes
+                            .iter()
+                            .map(|n| {
+                                let applied = n.applied_index.map_or("unreachable".into(), |i| i.to_string());
+                                vec![n.id.to_string(), n.role.clone(), n.url.clone(), applied]
+                            })
+                            .collect();
+                        print!("{}", table(&["ID", "ROLE", "URL", "APPLIED_INDEX"], &rows));
+                        println!(
+                            "node {}: applied index {}, digest {}",
+                            status.node_id, status.applied_index, status.digest
+                        );
+                    }
+                }
+                ClusterAction::Add { node_id, url } => {
+                    let status: NodeStatus = api.post("/cluster/nodes", &AddNode { id: node_id, url }).await?;
+                    if json {
+                        print_json(&status);
+                    } else {
+                        println!("added node {node_id}");
+                    }
+                }
+                ClusterAction::Remove { node_id } => {
+                    let status: NodeStatus = api.delete(&format!("/cluster/nodes/{node_id}")).await?;
+                    if json {
+                        print_json(&status);
+                    } else {
+                        println!("removed node {node_id}");
+                    }
+                }
+            }
+        }
+        Verb::Audit {
+            volume,
+            json,
+            client: c,
+        } => {
+            let api = client(&c)?;
+            let mut after = 0;
+            let mut all: Vec<AuditRecord> = Vec::new();
+            loop {
+                let mut path = format!("/audit?after={after}&limit=10000");
+                if let Some(v) = &volume {
+                    path.push_str(&format!("&volume={v}"));
+                }
+                let page: Vec<AuditRecord> = api.get(&path).await?;
+                let Some(last) = page.last() else { break };
+                after = last.index;
+                if json {
+                    all.extend(page);
+                } else {
+                    for r in &page {
+                        let outcome = match &r.refused {
+                            None => "ok".to_string(),
+                            Some((code, message)) => format!("refused {code}: {message}"),
+                        };
+                        println!("{:>8}  {}  {}  {}", r.index, r.time, r.command, outcome);
+                    }
+                }
+            }
+            if json {
+                print_json(&all);
+            }
+        }
+    }
+    Ok(())
+}

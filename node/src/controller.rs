@@ -1,0 +1,158 @@
+//! The controller: one node's handle on the replicated state. It proposes commands (stamping
+//! the leader's wall-clock time), answers linearizable reads, and knows who leads.
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::Raft;
+use statemachine::{Command, CommandError, Event, HostWrite, Timestamp, WriteData};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use storage::{NodeInfo, Request, StateView, TypeConfig};
+
+pub struct Controller {
+    pub id: u64,
+    pub info: NodeInfo,
+    pub raft: Raft<TypeConfig>,
+    pub view: StateView,
+    /// The cluster secret; empty when the cluster runs without one.
+    pub token: Arc<String>,
+    /// Background-copy rate limit in bytes per second (`None`: unlimited).
+    pub copy_rate: Option<u64>,
+    /// Host writes being proposed right now: the copy scheduler yields to them.
+    pub host_writes_in_flight: AtomicUsize,
+    /// For forwarding to the leader and asking peers for their status.
+    pub http: reqwest::Client,
+    next_tag: AtomicU64,
+}
+
+/// Why a command could not be run through Raft.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("this node is not the leader")]
+    NotLeader { leader: Option<NodeInfo> },
+    #[error("the cluster cannot commit right now: {0}")]
+    Unavailable(String),
+}
+
+impl Controller {
+    pub fn new(
+        id: u64,
+        info: NodeInfo,
+        raft: Raft<TypeConfig>,
+        view: StateView,
+        token: String,
+        copy_rate: Option<u64>,
+    ) -> Self {
+        Controller {
+            id,
+            info,
+            raft,
+            view,
+            token: Arc::new(token),
+            copy_rate,
+            host_writes_in_flight: AtomicUsize::new(0),
+            http: reqwest::Client::new(),
+            // Tags only need to be unique per proposer: the node id keeps nodes apart.
+            next_tag: AtomicU64::new(id << 48),
+        }
+    }
+
+    /// The current leader's id and address, as this node knows it.
+    pub fn leader(&self) -> Option<(u64, NodeInfo)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, n)| n.clone())?;
+        Some((leader, node))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Proposes a command and waits until it is committed and applied here.
+    pub async fn propose(&self, command: Command) -> Result<(Result<(), CommandError>, Vec<Event>), ProposeError> {
+        let time = Timestamp(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        );
+        match self.raft.client_write(Request { command, time }).await {
+            Ok(response) => {
+                let data = response.data;
+                Ok((data.result.expect("a command entry has a result"), data.events))
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader { leader: f.leader_node })
+            }
+            Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Waits until this node, as leader, has applied everything committed before the call.
+    pub async fn linearizable(&self) -> Result<(), ProposeError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader { leader: f.leader_node })
+            }
+            Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// A host write: returns once it is applied, also when a freeze held it first.
+    pub async fn write(
+        &self,
+        volume: &str,
+        offset: u64,
+        data: WriteData,
+    ) -> Result<Result<(), CommandError>, ProposeError> {
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        // Subscribe before proposing, so the release of a held write cannot be missed.
+        let mut notices = self.view.subscribe();
+        self.host_writes_in_flight.fetch_add(1, Ordering::SeqCst);
+        let proposed = self
+            .propose(Command::Write(HostWrite {
+                volume: volume.to_string(),
+                offset,
+                data,
+                tag,
+            }))
+            .await;
+        self.host_writes_in_flight.fetch_sub(1, Ordering::SeqCst);
+        let (result, events) = proposed?;
+        let held = events
+            .iter()
+            .any(|e| matches!(e, Event::WriteHeld { tag: t, .. } if *t == tag));
+        if !held {
+            return Ok(result);
+        }
+        loop {
+            match notices.recv().await {
+                Ok(notice) => {
+                    for event in notice.events.iter() {
+                        match event {
+                            Event::Written { tag: t, .. } if *t == tag => return Ok(Ok(())),
+                            Event::HeldWriteRefused { tag: t, error, .. } if *t == tag => {
+                                return Ok(Err(error.clone()))
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed notices: fall back to asking the state.
+                    if !self.view.query(|s| s.is_held(volume, tag)) {
+                        return Ok(Ok(()));
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(ProposeError::Unavailable("the node is shutting down".into()));
+                }
+            }
+        }
+    }
+}

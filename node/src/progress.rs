@@ -1,0 +1,81 @@
+//! `--wait` and `lsflash --watch`: follow background copies. A progress bar on a terminal,
+//! plain lines otherwise.
+
+use crate::client::{ApiClient, CliError};
+use crate::report::relationships_table;
+use statemachine::{RelationshipInfo, RelationshipState};
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+/// Waits until every pair's relationship is copied or gone (withdrawn when its copy completed).
+pub async fn wait_for_copy(client: &ApiClient, pairs: &[(String, String)]) -> Result<(), CliError> {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_reported: Option<u64> = None;
+    loop {
+        let rels: Vec<RelationshipInfo> = client.get("/relationships").await?;
+        let (mut total, mut left) = (0u64, 0u64);
+        for (source, target) in pairs {
+            if let Some(r) = rels.iter().find(|r| &r.source == source && &r.target == target) {
+                if r.state != RelationshipState::Copied {
+                    total += u64::from(r.total_tracks);
+                    left += r.out_of_sync_tracks;
+                }
+            }
+        }
+        let done = left == 0;
+        let percent = if total == 0 { 100 } else { (total - left) * 100 / total };
+        let names = pairs
+            .iter()
+            .map(|(s, t)| format!("{s}:{t}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        if tty {
+            let filled = (percent / 5) as usize;
+            eprint!(
+                "\r[{}{}] {percent:>3}% {names}",
+                "#".repeat(filled),
+                "-".repeat(20 - filled)
+            );
+            let _ = std::io::stderr().flush();
+        } else if last_reported.is_none_or(|p| percent >= p + 10 || (done && p != 100)) {
+            eprintln!("copying {names}: {percent}% ({left} tracks to go)");
+            last_reported = Some(percent);
+        }
+        if done {
+            if tty {
+                eprintln!();
+            }
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Redisplays the relationships every second until interrupted.
+pub async fn watch(client: &ApiClient, volumes: &[String]) -> Result<(), CliError> {
+    let tty = std::io::stdout().is_terminal();
+    let query = relationships_query(volumes);
+    loop {
+        let rels: Vec<RelationshipInfo> = client.get(&query).await?;
+        let table = relationships_table(&rels);
+        if tty {
+            print!("\x1b[2J\x1b[H{table}");
+        } else {
+            println!(
+                "{}\n{table}",
+                humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+            );
+        }
+        let _ = std::io::stdout().flush();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+pub fn relationships_query(volumes: &[String]) -> String {
+    if volumes.is_empty() {
+        "/relationships".to_string()
+    } else {
+        let q: Vec<String> = volumes.iter().map(|v| format!("volume={v}")).collect();
+        format!("/relationships?{}", q.join("&"))
+    }
+}

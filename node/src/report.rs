@@ -1,0 +1,152 @@
+//! How the CLI shows things: event lines, tables, RFC 3339 times.
+
+use statemachine::{Event, RelationshipInfo, VolumeInfo};
+use std::fmt::Write;
+
+/// One line per event a command produced.
+pub fn describe(event: &Event) -> String {
+    match event {
+        Event::VolumeCreated { volume, size } => format!("created volume {volume} ({size} bytes)"),
+        Event::VolumeDeleted { volume } => format!("deleted volume {volume}"),
+        Event::Written {
+            volume, offset, length, ..
+        } => format!("wrote {length} bytes at {offset} of {volume}"),
+        Event::WriteHeld {
+            volume, offset, length, ..
+        } => format!("held {length} bytes at {offset} of frozen {volume}"),
+        Event::HeldWriteRefused { volume, error, .. } => {
+            format!("held write to {volume} refused: {}: {error}", error.code())
+        }
+        Event::Established { source, target, seqnum } => format!("established {source}:{target} (seqnum {seqnum})"),
+        Event::WithdrawScheduled { source, target } => {
+            format!("{source}:{target} is completing: withdrawn when its background copy finishes")
+        }
+        Event::Withdrawn {
+            source,
+            target,
+            incomplete,
+            automatic,
+        } => {
+            let how = if *automatic { " (copy complete)" } else { "" };
+            let state = if *incomplete {
+                format!("; {target} is incomplete")
+            } else {
+                String::new()
+            };
+            format!("withdrew {source}:{target}{how}{state}")
+        }
+        Event::Resynced {
+            source,
+            target,
+            tracks_to_copy,
+        } => {
+            format!("refreshed {source}:{target}: {tracks_to_copy} tracks to copy")
+        }
+        Event::Reversed {
+            source,
+            target,
+            fast,
+            tracks_to_copy,
+        } => {
+            let fast = if *fast { " (fast)" } else { "" };
+            format!("reversed to {source}:{target}{fast}: {tracks_to_copy} tracks to copy back")
+        }
+        Event::TracksCopied {
+            source,
+            target,
+            tracks,
+            remaining,
+        } => {
+            format!("copied {tracks} tracks of {source}:{target}, {remaining} to go")
+        }
+        Event::CopyCompleted { source, target } => format!("copy of {source}:{target} complete"),
+        Event::Frozen { volume, until } => format!("froze {volume} until {until}"),
+        Event::Thawed {
+            volume,
+            automatic,
+            released_writes,
+        } => {
+            let how = if *automatic { " automatically" } else { "" };
+            format!("thawed {volume}{how}; {released_writes} held writes completed")
+        }
+        Event::Refused { error } => format!("refused: {}: {error}", error.code()),
+    }
+}
+
+/// Left-aligned columns separated by two spaces.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(headers.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+pub fn volumes_table(volumes: &[VolumeInfo]) -> String {
+    let rows: Vec<Vec<String>> = volumes
+        .iter()
+        .map(|v| {
+            vec![
+                v.name.clone(),
+                v.size.to_string(),
+                format!("{:?}", v.state).to_lowercase(),
+                if v.source_of.is_empty() {
+                    "-".into()
+                } else {
+                    v.source_of.join(",")
+                },
+                v.target_of.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    table(&["NAME", "SIZE", "STATE", "SOURCE_OF", "TARGET_OF"], &rows)
+}
+
+pub fn relationships_table(rels: &[RelationshipInfo]) -> String {
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+    let rows: Vec<Vec<String>> = rels
+        .iter()
+        .map(|r| {
+            vec![
+                format!("{}:{}", r.source, r.target),
+                r.seqnum.to_string(),
+                r.state.as_str().to_string(),
+                yes(r.persistent),
+                yes(r.recording),
+                yes(r.background_copy),
+                yes(r.target_write_inhibit),
+                yes(r.frozen),
+                format!("{}/{}", r.out_of_sync_tracks, r.total_tracks),
+                r.created_at.clone(),
+                r.synced_at.clone(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "PAIR",
+            "SEQNUM",
+            "STATE",
+            "PERSISTENT",
+            "RECORDING",
+            "BGCOPY",
+            "TGTINHIBIT",
+            "FROZEN",
+            "OUT_OF_SYNC",
+            "CREATED",
+            "SYNCED",
+        ],
+        &rows,
+    )
+}
