@@ -1,0 +1,71 @@
+//! Three nodes on one machine: joining, serving through a follower, equal digests, and a new
+//! leader after the old one is killed. The cluster runs with a token, so peers authenticate.
+
+mod common;
+use common::*;
+
+#[test]
+fn three_nodes_serve_through_any_node_and_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "cluster-secret").unwrap();
+    let token = token_file.to_str().unwrap();
+    let n1 = Node::start(&dir.path().join("n1"), 1, &["--token-file", token]);
+    n1.wait_ready();
+    let mut nodes = vec![n1];
+    for id in [2, 3] {
+        let join = nodes[0].api.clone();
+        nodes.push(Node::start(
+            &dir.path().join(format!("n{id}")),
+            id,
+            &["--token-file", token, "--join", &join],
+        ));
+    }
+    eventually("three voters", 90, || {
+        let status = nodes[0].json(&["cluster", "status", "--json"]);
+        let nodes = status["nodes"].as_array().unwrap();
+        nodes.len() == 3
+            && nodes
+                .iter()
+                .all(|n| n["role"] != "learner" && !n["applied_index"].is_null())
+    });
+
+    // Commands through followers are served by the leader.
+    nodes[2].ok(&["mkvol", "a", "--size", "1M"]);
+    nodes[1].ok(&["mkvol", "b", "--size", "1M"]);
+    nodes[1].write("a", 0, pattern(1, 200_000));
+    nodes[2].ok(&["mkflash", "a:b", "--persist", "--wait"]);
+    assert_eq!(nodes[1].read("b", 0, 200_000), pattern(1, 200_000));
+    nodes[1].fails(&["mkflash", "a:b"], 1, "target-in-use");
+
+    // Every node reaches the same digest at the same index.
+    eventually("equal digests", 60, || {
+        let states: Vec<(u64, String)> = nodes.iter().map(|n| n.applied()).collect();
+        states.iter().all(|s| *s == states[0])
+    });
+
+    // Kill the leader: the others elect a new one and keep serving.
+    let leader = nodes[0].json(&["cluster", "status", "--json"])["leader"]
+        .as_u64()
+        .unwrap();
+    let index = nodes.iter().position(|n| n.id == leader).unwrap();
+    let mut old = nodes.remove(index);
+    old.kill9();
+    eventually("a new leader", 90, || {
+        let out = nodes[0].cli(&["cluster", "status", "--json"]);
+        out.code == 0 && {
+            let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+            !s["leader"].is_null() && s["leader"].as_u64() != Some(leader)
+        }
+    });
+    nodes[0].ok(&["mkvol", "c", "--size", "1M"]);
+    assert_eq!(nodes[1].read("b", 0, 200_000), pattern(1, 200_000));
+    // The old leader comes back and catches up.
+    old.restart();
+    nodes.push(old);
+    eventually("the restarted node to catch up", 90, || {
+        let states: Vec<(u64, String)> = nodes.iter().map(|n| n.applied()).collect();
+        states.iter().all(|s| *s == states[0])
+    });
+    assert_eq!(nodes[2].json(&["lsvol", "--json"]).as_array().unwrap().len(), 3);
+}

@@ -1,0 +1,233 @@
+//! Test harness: real `flashcopy` processes on temp dirs and free ports, driven by the real CLI.
+#![allow(dead_code)]
+
+use node::client::ApiClient;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_flashcopy")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Runs a future to completion (the data path uses the async API client).
+pub fn block<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the CLI with the given API URL and extra environment.
+pub fn cli_env(api: &str, args: &[&str], env: &[(&str, &str)]) -> Out {
+    let mut cmd = Command::new(bin());
+    cmd.args(args).env("FLASHCOPY_API", api).env_remove("FLASHCOPY_TOKEN");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd.output().expect("run flashcopy");
+    Out {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+pub struct Node {
+    pub id: u64,
+    pub dir: PathBuf,
+    pub api: String,
+    pub raft: String,
+    args: Vec<String>,
+    child: Option<Child>,
+    pub token: Option<String>,
+}
+
+impl Node {
+    /// Starts a node in `dir`. `extra` are more `serve` arguments.
+    pub fn start(dir: &Path, id: u64, extra: &[&str]) -> Node {
+        let (api_port, raft_port) = (free_port(), free_port());
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--node-id".into(),
+            id.to_string(),
+            "--api".into(),
+            format!("127.0.0.1:{api_port}"),
+            "--raft".into(),
+            format!("127.0.0.1:{raft_port}"),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let token = extra
+            .iter()
+            .position(|a| *a == "--token-file")
+            .map(|i| std::fs::read_to_string(extra[i + 1]).unwrap().trim().to_string());
+        let mut node = Node {
+            id,
+            dir: dir.to_path_buf(),
+            api: format!("http://127.0.0.1:{api_port}"),
+            raft: format!("127.0.0.1:{raft_port}"),
+            args,
+            child: None,
+            token,
+        };
+        node.spawn();
+        node
+    }
+
+    fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.with_extension("log"))
+            .unwrap();
+        let child = Command::new(bin())
+            .args(&self.args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn flashcopy serve");
+        self.child = Some(child);
+    }
+
+    /// The node's log, for failure messages.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.with_extension("log")).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Out {
+        match &self.token {
+            Some(t) => cli_env(&self.api, args, &[("FLASHCOPY_TOKEN", t)]),
+            None => cli_env(&self.api, args, &[]),
+        }
+    }
+
+    /// Runs a CLI command that must succeed; returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert_eq!(out.code, 0, "flashcopy {args:?} failed: {}{}", out.stderr, out.stdout);
+        out.stdout
+    }
+
+    /// Runs a CLI command that must fail with this exit status and error code.
+    pub fn fails(&self, args: &[&str], exit: i32, code: &str) -> String {
+        let out = self.cli(args);
+        assert_eq!(
+            out.code, exit,
+            "flashcopy {args:?}: expected exit {exit}, got {}: {}",
+            out.code, out.stderr
+        );
+        let prefix = format!("error: {code}: ");
+        assert!(
+            out.stderr.starts_with(&prefix),
+            "flashcopy {args:?}: expected '{prefix}…', got: {}",
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr.trim_end().lines().count(),
+            1,
+            "one error line: {}",
+            out.stderr
+        );
+        out.stderr
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("valid JSON")
+    }
+
+    /// Waits until this node sees a leader and answers through it.
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.cli(&["cluster", "status", "--json"]);
+            if out.code == 0 {
+                let status: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+                if !status["leader"].is_null() && self.cli(&["lsvol"]).code == 0 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "node {} not ready: {}", self.id, self.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn client(&self) -> ApiClient {
+        ApiClient::new(&self.api, self.token.clone())
+    }
+
+    pub fn write(&self, volume: &str, offset: u64, data: Vec<u8>) {
+        block(self.client().write(volume, offset, data)).expect("write");
+    }
+
+    pub fn read(&self, volume: &str, offset: u64, length: u64) -> Vec<u8> {
+        block(self.client().read(volume, offset, length)).expect("read")
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// (applied index, digest) as this node reports them.
+    pub fn applied(&self) -> (u64, String) {
+        let status = self.json(&["cluster", "status", "--json"]);
+        (
+            status["applied_index"].as_u64().unwrap(),
+            status["digest"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A single ready node in a fresh temp dir.
+pub fn single_node(extra: &[&str]) -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::start(&dir.path().join("n1"), 1, extra);
+    node.wait_ready();
+    (dir, node)
+}
+
+/// Bytes of a recognisable pattern.
+pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| seed.wrapping_mul(31).wrapping_add((i % 251) as u8) | 1)
+        .collect()
+}
+
+/// Polls until `check` holds or the deadline passes.
+pub fn eventually(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
