@@ -23,7 +23,7 @@ pub async fn wait_for_copy(client: &ApiClient, pairs: &[(String, String)]) -> Re
             }
         }
         let done = left == 0;
-        let percent = if total == 0 { 100 } else { (total - left) * 100 / total };
+        let percent = ((total - left) * 100).checked_div(total).unwrap_or(100);
         let names = pairs
             .iter()
             .map(|(s, t)| format!("{s}:{t}"))

@@ -104,7 +104,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
 
     let api_listener = listen(&config.api).await?;
     let raft_listener = listen(&config.raft).await?;
-    let api_url = format!("http://{}", api_listener.local_addr().expect("bound").to_string());
+    let api_url = format!("http://{}", api_listener.local_addr().expect("bound"));
     let raft_addr = raft_listener.local_addr().expect("bound").to_string();
     let info = NodeInfo {
         api: api_url.clone(),

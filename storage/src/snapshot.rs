@@ -17,6 +17,8 @@ const MAGIC: &[u8; 7] = b"FCSNAP1";
 const END: u8 = 0xFF;
 
 pub(crate) type Meta = SnapshotMeta<u64, NodeInfo>;
+/// One key/value of a column family.
+pub(crate) type Frame = (&'static str, Vec<u8>, Vec<u8>);
 
 fn invalid(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
@@ -68,7 +70,7 @@ impl Reader {
     }
 
     /// The next (column family, key, value), or `None` at the end.
-    pub(crate) fn next_frame(&mut self) -> io::Result<Option<(&'static str, Vec<u8>, Vec<u8>)>> {
+    pub(crate) fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         let mut tag = [0; 1];
         self.input.read_exact(&mut tag)?;
         if tag[0] == END {
