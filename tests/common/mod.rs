@@ -194,11 +194,18 @@ impl Node {
 
     /// (applied index, digest) as this node reports them.
     pub fn applied(&self) -> (u64, String) {
-        let status = self.json(&["cluster", "status", "--json"]);
-        (
-            status["applied_index"].as_u64().unwrap(),
-            status["digest"].as_str().unwrap().to_string(),
-        )
+        self.try_applied()
+            .unwrap_or_else(|| panic!("node {} does not answer: {}", self.id, self.log()))
+    }
+
+    /// Like `applied`, but `None` while the node does not answer (it may be starting).
+    pub fn try_applied(&self) -> Option<(u64, String)> {
+        let out = self.cli(&["cluster", "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+        Some((
+            status["applied_index"].as_u64()?,
+            status["digest"].as_str()?.to_string(),
+        ))
     }
 }
 
