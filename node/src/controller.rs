@@ -3,7 +3,7 @@
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
-use statemachine::{Command, CommandError, Event, HostWrite, Timestamp, WriteData};
+use statemachine::{Command, CommandError, Event, HostWrite, Timestamp, WriteData, MAX_WRITE_BYTES};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -52,8 +52,8 @@ impl Controller {
             copy_rate,
             host_writes_in_flight: AtomicUsize::new(0),
             http: reqwest::Client::new(),
-            // Tags only need to be unique per proposer: the node id keeps nodes apart.
-            next_tag: AtomicU64::new(id << 48),
+            // Unique across nodes (the id) and across restarts (the start time).
+            next_tag: AtomicU64::new((id << 56) ^ (now_millis() << 16)),
         }
     }
 
@@ -75,11 +75,7 @@ impl Controller {
 
     /// Proposes a command and waits until it is committed and applied here.
     pub async fn propose(&self, command: Command) -> Result<(Result<(), CommandError>, Vec<Event>), ProposeError> {
-        let time = Timestamp(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        );
+        let time = Timestamp(now_millis());
         match self.raft.client_write(Request { command, time }).await {
             Ok(response) => {
                 let data = response.data;
@@ -103,8 +99,29 @@ impl Controller {
         }
     }
 
-    /// A host write: returns once it is applied, also when a freeze held it first.
+    /// A host write: returns once it is applied, also when a freeze held it first. Zeroing
+    /// more than one command may carry is split into several commands, in order.
     pub async fn write(
+        &self,
+        volume: &str,
+        offset: u64,
+        data: WriteData,
+    ) -> Result<Result<(), CommandError>, ProposeError> {
+        let WriteData::Zeroes(length) = data else {
+            return self.write_one(volume, offset, data).await;
+        };
+        let mut done = 0;
+        while done < length {
+            let chunk = (length - done).min(MAX_WRITE_BYTES);
+            if let Err(e) = self.write_one(volume, offset + done, WriteData::Zeroes(chunk)).await? {
+                return Ok(Err(e));
+            }
+            done += chunk;
+        }
+        Ok(Ok(()))
+    }
+
+    async fn write_one(
         &self,
         volume: &str,
         offset: u64,
@@ -130,23 +147,20 @@ impl Controller {
         if !held {
             return Ok(result);
         }
+        let held_at = self.view.applied().0;
         loop {
             match notices.recv().await {
                 Ok(notice) => {
-                    for event in notice.events.iter() {
-                        match event {
-                            Event::Written { tag: t, .. } if *t == tag => return Ok(Ok(())),
-                            Event::HeldWriteRefused { tag: t, error, .. } if *t == tag => {
-                                return Ok(Err(error.clone()))
-                            }
-                            _ => {}
-                        }
+                    if let Some(outcome) = release_outcome(&notice.events, volume, tag) {
+                        return Ok(outcome);
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Missed notices: fall back to asking the state.
-                    if !self.view.query(|s| s.is_held(volume, tag)) {
-                        return Ok(Ok(()));
+                    // Missed notices: the audit history has every release since the write was held.
+                    let history = self.view.audit(Some(volume), held_at.saturating_sub(1), usize::MAX);
+                    let history = history.map_err(ProposeError::Unavailable)?;
+                    if let Some(outcome) = history.iter().find_map(|r| release_outcome(&r.events, volume, tag)) {
+                        return Ok(outcome);
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => {
@@ -155,4 +169,23 @@ impl Controller {
             }
         }
     }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How a held write ended, if these events say so.
+fn release_outcome(events: &[Event], volume: &str, tag: u64) -> Option<Result<(), CommandError>> {
+    events.iter().find_map(|event| match event {
+        Event::Written { volume: v, tag: t, .. } if *t == tag && v == volume => Some(Ok(())),
+        Event::HeldWriteRefused {
+            volume: v,
+            tag: t,
+            error,
+        } if *t == tag && v == volume => Some(Err(error.clone())),
+        _ => None,
+    })
 }

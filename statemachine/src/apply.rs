@@ -36,6 +36,9 @@ pub fn apply<R: TrackReader>(
     command: &Command,
     now: Timestamp,
 ) -> Result<Applied, R::Error> {
+    // Leaders' clocks differ: never let time run backwards across a leader change.
+    let now = now.max(state.globals.last_time);
+    state.globals.last_time = now;
     let mut tx = Tx::new(state, tracks, now);
     let outcome = match tx.thaw_due() {
         Ok(()) => dispatch(&mut tx, command),

@@ -69,6 +69,14 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
     xxh3_64(&bytes)
 }
 
-pub(crate) fn globals_hash(next_volume_id: u64, track_size: u32) -> u64 {
-    xxh3_64(&[next_volume_id.to_le_bytes().as_slice(), &track_size.to_le_bytes()].concat())
+/// The globals' contribution. `last_time` is left out: it moves with every entry, refused ones
+/// too, and any divergence in it shows in the timestamps recorded in volume records.
+pub(crate) fn globals_hash(globals: &crate::Globals) -> u64 {
+    xxh3_64(
+        &[
+            globals.next_volume_id.to_le_bytes().as_slice(),
+            &globals.track_size.to_le_bytes(),
+        ]
+        .concat(),
+    )
 }

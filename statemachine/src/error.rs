@@ -71,6 +71,10 @@ pub enum CommandError {
     CopyNotFinished { pair: String, remaining: u64 },
     #[error("relationship {pair} is being withdrawn (rmflash --cp); wait for it to finish, or withdraw it now with 'flashcopy rmflash {pair}'")]
     WithdrawInProgress { pair: String },
+    #[error("volume \"{name}\" is frozen or has writes held by a freeze; thaw it first with 'flashcopy unfreezeflash {name}'")]
+    TargetFrozen { name: String },
+    #[error("a write of {length} bytes is larger than the {max} bytes one command may carry; split it")]
+    WriteTooLarge { length: u64, max: u64 },
     #[error("volume \"{name}\" is not frozen")]
     NotFrozen { name: String },
     #[error("relationship {pair} has background copy off (--nocp); its tracks move only by copy-on-write")]
@@ -104,6 +108,8 @@ impl CommandError {
             CommandError::CopyNotFinished { .. } => "copy-not-finished",
             CommandError::WithdrawInProgress { .. } => "withdraw-in-progress",
             CommandError::NotFrozen { .. } => "not-frozen",
+            CommandError::TargetFrozen { .. } => "target-frozen",
+            CommandError::WriteTooLarge { .. } => "write-too-large",
             CommandError::BackgroundCopyOff { .. } => "background-copy-off",
         }
     }

@@ -108,6 +108,12 @@ fn check_pair(
             created_at: rel.created_at,
         });
     }
+    if tgt.volume.frozen_until.is_some() || !tgt.held_writes.is_empty() {
+        // Its held writes would land on top of the new point-in-time image at the thaw.
+        return Err(CommandError::TargetFrozen {
+            name: pair.target.clone(),
+        });
+    }
     if let Some(t) = tgt.volume.targets.first() {
         return Err(cascade(format!(
             "target \"{}\" is the source of relationship {}:{}",

@@ -8,7 +8,17 @@ use crate::error::CommandError;
 use crate::event::Event;
 use crate::track::{TrackReader, VolumeId};
 
+/// The most bytes one write command may cover (data or zeroes): keeps every apply short.
+pub const MAX_WRITE_BYTES: u64 = 32 << 20;
+
 pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Result<(), Failure<R::Error>> {
+    if write.data.len() > MAX_WRITE_BYTES {
+        return Err(CommandError::WriteTooLarge {
+            length: write.data.len(),
+            max: MAX_WRITE_BYTES,
+        }
+        .into());
+    }
     let id = tx.state.check_range(&write.volume, write.offset, write.data.len())?;
     let record = tx.state.record(id).expect("checked");
     if let Some(rel) = record.incoming.as_ref().filter(|r| r.target_write_inhibit) {

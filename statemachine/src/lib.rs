@@ -30,6 +30,7 @@ pub use command::{Command, EstablishOptions, HostWrite, Pair, WriteData};
 pub use error::CommandError;
 pub use establish::FREEZE_TIMEOUT_MILLIS;
 pub use event::Event;
+pub use host_write::MAX_WRITE_BYTES;
 pub use relationship::{Relationship, RelationshipState, MAX_TARGETS_PER_SOURCE};
 pub use state::{CopyWork, Globals, RelationshipInfo, State, VolumeInfo, VolumeRecord};
 pub use timestamp::Timestamp;

@@ -38,6 +38,12 @@ pub(crate) fn reverseflash<R: TrackReader>(
             .into());
         }
         let source = tx.state.record(rel.source).expect("sources exist");
+        if source.volume.frozen_until.is_some() {
+            return Err(CommandError::SourceFrozen {
+                source_name: pair.source.clone(),
+            }
+            .into());
+        }
         if let Some(other) = source.volume.targets.iter().find(|t| *t != target) {
             return Err(CommandError::CascadeNotAllowed {
                 pair: pair.to_string(),

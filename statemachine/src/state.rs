@@ -28,6 +28,8 @@ pub struct VolumeRecord {
 pub struct Globals {
     pub track_size: u32,
     pub next_volume_id: u64,
+    /// The latest timestamp applied: time never goes backwards, whatever a new leader's clock says.
+    pub last_time: Timestamp,
 }
 
 /// The replicated FlashCopy state. Change it only through [`crate::apply`].
@@ -120,6 +122,7 @@ impl State {
             Globals {
                 track_size,
                 next_volume_id: 1,
+                last_time: Timestamp(0),
             },
             Vec::new(),
         )
@@ -194,10 +197,7 @@ impl State {
     pub fn digest(&self) -> u64 {
         self.meta_digest
             .wrapping_add(self.content_digest)
-            .wrapping_add(digest::globals_hash(
-                self.globals.next_volume_id,
-                self.globals.track_size,
-            ))
+            .wrapping_add(digest::globals_hash(&self.globals))
     }
 
     /// Recomputes the digest from scratch (reads every track): for tests and audits that check
@@ -214,10 +214,9 @@ impl State {
                 }
             }
         }
-        Ok(meta.wrapping_add(content).wrapping_add(digest::globals_hash(
-            self.globals.next_volume_id,
-            self.globals.track_size,
-        )))
+        Ok(meta
+            .wrapping_add(content)
+            .wrapping_add(digest::globals_hash(&self.globals)))
     }
 
     pub(crate) fn track_count(&self, size: u64) -> u32 {

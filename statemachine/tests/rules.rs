@@ -707,3 +707,67 @@ fn every_error_code_is_distinct_kebab_case() {
     }
     assert_eq!(codes.len(), 3);
 }
+
+#[test]
+fn a_frozen_volume_cannot_become_a_target_nor_a_frozen_source_be_restored() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            freeze: true,
+            nocp: true,
+            persist: true,
+            record: true,
+            ..Default::default()
+        },
+    ));
+    h.write("a", 0, &[1]);
+    assert_eq!(h.refused(reverse("a:b", true)).code(), "source-frozen");
+    h.ok(rmflash("a:b"));
+    assert_eq!(h.refused(mkflash("c:a", Default::default())).code(), "target-frozen");
+    h.ok(Command::UnfreezeFlash {
+        sources: vec!["a".into()],
+    });
+    h.ok(mkflash("c:a", Default::default()));
+}
+
+#[test]
+fn writes_are_bounded() {
+    let mut h = Harness::new(TRACK_SIZE);
+    h.mkvol("big", 1 << 20);
+    let too_big = Command::Write(HostWrite {
+        volume: "big".into(),
+        offset: 0,
+        data: WriteData::Zeroes(MAX_WRITE_BYTES + 1),
+        tag: 1,
+    });
+    assert_eq!(h.refused(too_big).code(), "write-too-large");
+    h.ok(Command::Write(HostWrite {
+        volume: "big".into(),
+        offset: 0,
+        data: WriteData::Zeroes(MAX_WRITE_BYTES),
+        tag: 2,
+    }));
+}
+
+#[test]
+fn time_never_runs_backwards() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            persist: true,
+            ..Default::default()
+        },
+    ));
+    let first = h.rel("a", "b").unwrap().created_at;
+    h.now -= 3_600_000; // a new leader whose clock is an hour behind
+    h.ok(mkflash(
+        "a:c",
+        EstablishOptions {
+            persist: true,
+            ..Default::default()
+        },
+    ));
+    assert!(h.rel("a", "c").unwrap().created_at >= first);
+}

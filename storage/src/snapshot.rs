@@ -85,6 +85,14 @@ impl Reader {
     }
 }
 
+/// Reads a whole snapshot file to its end marker: a truncated or corrupt file is refused
+/// before it replaces anything.
+pub(crate) fn verify(path: &Path) -> io::Result<Meta> {
+    let mut reader = Reader::open(path)?;
+    while reader.next_frame()?.is_some() {}
+    Ok(reader.meta)
+}
+
 fn read_chunk(input: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut len = [0; 4];
     input.read_exact(&mut len)?;

@@ -119,13 +119,18 @@ impl StateMachineStore {
                 .ok_or_else(|| corrupt("snapshots", "an install was interrupted and its snapshot file is gone"))?;
             install_from_file(&db, &path).map_err(|e| corrupt("snapshot install", e))?;
         }
+        remove_leftovers(&snapshots);
         let inner = load(&db)?;
+        // Snapshot ids must not repeat across restarts: start the sequence at the start time.
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
         Ok(StateMachineStore {
             db,
             inner: Arc::new(RwLock::new(inner)),
             snapshots,
             notices: broadcast::channel(1024).0,
-            sequence: Arc::new(AtomicU64::new(0)),
+            sequence: Arc::new(AtomicU64::new(start)),
         })
     }
 
@@ -232,12 +237,14 @@ fn current_snapshot(dir: &Path) -> std::io::Result<Option<(Meta, PathBuf)>> {
     Ok(Some((meta, path)))
 }
 
-/// Makes `file` (in `dir`) the current snapshot and removes older snapshot files.
+/// Makes `file` (in `dir`, complete and synced) the current snapshot, durably, then removes
+/// older snapshot files.
 fn set_current_snapshot(dir: &Path, file: &str) -> std::io::Result<()> {
     let tmp = dir.join("current.tmp");
     std::fs::write(&tmp, file)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, dir.join("current"))?;
+    sync_dir(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
@@ -246,6 +253,25 @@ fn set_current_snapshot(dir: &Path, file: &str) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Makes renames in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Removes what a crash can leave behind: checkpoints of unfinished snapshot builds and partial
+/// files. Their hard links would otherwise keep old SST files alive forever.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.starts_with("checkpoint-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        } else if name.starts_with("incoming-") || name.ends_with(".tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Replaces the whole state-machine content of the DB with a snapshot file's. A marker key
@@ -344,10 +370,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let index = last_applied.map_or(0, |l| l.index);
         let snapshot_id = format!("{index:020}-{seq}");
         let checkpoint_path = self.snapshots.join(format!("checkpoint-{snapshot_id}"));
-        let checkpoint = rocksdb::checkpoint::Checkpoint::new(&self.db)
-            .and_then(|c| c.create_checkpoint(&checkpoint_path))
-            .map(|()| checkpoint_path)
-            .map_err(|e| e.to_string());
+        // Creating a checkpoint flushes the memtables: not on an async worker thread.
+        let db = self.db.clone();
+        let checkpoint = tokio::task::spawn_blocking(move || {
+            rocksdb::checkpoint::Checkpoint::new(&db)
+                .and_then(|c| c.create_checkpoint(&checkpoint_path))
+                .map(|()| checkpoint_path)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
         SnapshotBuilder {
             checkpoint,
             dir: self.snapshots.clone(),
@@ -391,6 +423,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         copy.flush().await.map_err(snapshot_error)?;
         copy.sync_all().await.map_err(snapshot_error)?;
         drop((copy, received));
+        snapshot::verify(&tmp).map_err(snapshot_error)?;
         std::fs::rename(&tmp, &path).map_err(snapshot_error)?;
         set_current_snapshot(&self.snapshots, &file_name).map_err(snapshot_error)?;
         remove_incoming(&self.snapshots);

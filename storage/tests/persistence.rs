@@ -203,3 +203,35 @@ async fn an_interrupted_install_is_redone_at_open() {
     assert_eq!(follower.view().applied(), expected);
     assert_eq!(follower.view().read("b", 0, 12).unwrap()[10..], [1, 1]);
 }
+
+#[tokio::test]
+async fn a_truncated_snapshot_is_refused_and_changes_nothing() {
+    let leader_dir = tempfile::tempdir().unwrap();
+    let (_log, mut leader) = storage::open(leader_dir.path()).unwrap();
+    apply_all(&mut leader, workload()).await;
+    let snapshot = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+
+    let follower_dir = tempfile::tempdir().unwrap();
+    let (_flog, mut follower) = storage::open(follower_dir.path()).unwrap();
+    let prefix: Vec<_> = workload()[..3]
+        .iter()
+        .cloned()
+        .enumerate()
+        .map(|(i, c)| entry(i as u64 + 1, c))
+        .collect();
+    follower.apply(prefix).await.unwrap();
+    let before = follower.view().applied();
+    let mut receiving = follower.begin_receiving_snapshot().await.unwrap();
+    let mut bytes = Vec::new();
+    let mut source = snapshot.snapshot;
+    tokio::io::AsyncReadExt::read_to_end(&mut source, &mut bytes)
+        .await
+        .unwrap();
+    bytes.truncate(bytes.len() / 2);
+    tokio::io::AsyncWriteExt::write_all(&mut *receiving, &bytes)
+        .await
+        .unwrap();
+    assert!(follower.install_snapshot(&snapshot.meta, receiving).await.is_err());
+    assert_eq!(follower.view().applied(), before);
+    assert!(follower.get_current_snapshot().await.unwrap().is_none());
+}
