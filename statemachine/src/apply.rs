@@ -5,6 +5,7 @@
 //! Handlers validate everything before they change anything, so a refused command changes
 //! nothing (multi-pair commands are all-or-nothing).
 
+use crate::changes::{BitmapKind, DetailChanges, BITMAP_BLOCK_TRACKS};
 use crate::command::Command;
 use crate::digest;
 use crate::error::CommandError;
@@ -26,6 +27,8 @@ pub struct Applied {
     pub ops: Vec<TrackOp>,
     /// Volume records changed, created or removed by this apply, in id order.
     pub touched: Vec<VolumeId>,
+    /// Bitmap blocks and held writes changed, within the touched records.
+    pub details: DetailChanges,
 }
 
 /// Applies one command. `Err` only if reading a stored track failed; then the in-memory state
@@ -99,6 +102,7 @@ pub(crate) struct Tx<'a, R> {
     touched: BTreeSet<VolumeId>,
     /// Targets whose out-of-sync bitmap a copy emptied during this apply.
     copied_out: Vec<VolumeId>,
+    pub(crate) changes: DetailChanges,
 }
 
 impl<'a, R: TrackReader> Tx<'a, R> {
@@ -111,6 +115,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             now,
             touched: BTreeSet::new(),
             copied_out: Vec::new(),
+            changes: DetailChanges::default(),
         }
     }
 
@@ -195,9 +200,42 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     /// Marks a target track in sync without copying (a host write replaced it whole).
     pub(crate) fn mark_copied(&mut self, target: VolumeId, track: u32) {
         let rel = self.relationship_mut(target);
-        if rel.out_of_sync.mark_copied(track) && rel.out_of_sync.is_empty() {
+        let was_inverted = rel.out_of_sync.raw().1;
+        if !rel.out_of_sync.mark_copied(track) {
+            return;
+        }
+        let emptied = rel.out_of_sync.is_empty();
+        if rel.out_of_sync.raw().1 != was_inverted {
+            self.changes.bitmaps_replaced.insert(target);
+        } else {
+            let block = track / BITMAP_BLOCK_TRACKS;
+            self.changes
+                .bitmap_blocks
+                .insert((target, BitmapKind::OutOfSync, block));
+        }
+        if emptied {
             self.copied_out.push(target);
         }
+    }
+
+    /// Records a write to a track in one of a relationship's change bitmaps.
+    pub(crate) fn note_change(&mut self, target: VolumeId, kind: BitmapKind, track: u32) {
+        let rel = self.relationship_mut(target);
+        let bits = match kind {
+            BitmapKind::SourceChanges => &mut rel.source_changes,
+            BitmapKind::TargetChanges => &mut rel.target_changes,
+            BitmapKind::OutOfSync => unreachable!("out-of-sync bits change through mark_copied"),
+        };
+        if bits.insert(track) {
+            self.changes
+                .bitmap_blocks
+                .insert((target, kind, track / BITMAP_BLOCK_TRACKS));
+        }
+    }
+
+    /// The relationship targeting this volume got new bitmaps wholesale, or went away.
+    pub(crate) fn bitmaps_replaced(&mut self, target: VolumeId) {
+        self.changes.bitmaps_replaced.insert(target);
     }
 
     pub(crate) fn set_frozen(&mut self, id: VolumeId, until: Option<Timestamp>) {
@@ -252,6 +290,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             events: self.events,
             ops: self.tracks.ops,
             touched: self.touched.into_iter().collect(),
+            details: self.changes,
         })
     }
 }

@@ -51,6 +51,17 @@ impl OutOfSync {
         }
     }
 
+    /// The stored representation: the bits, and whether they are the in-sync set (inverted).
+    /// For storage, which persists the bits block by block.
+    pub fn raw(&self) -> (&RoaringBitmap, bool) {
+        (&self.bits, self.inverted)
+    }
+
+    /// Rebuilds a bitmap from [`OutOfSync::raw`] parts.
+    pub fn from_raw(tracks: u32, inverted: bool, bits: RoaringBitmap) -> Self {
+        OutOfSync { tracks, inverted, bits }
+    }
+
     pub fn tracks(&self) -> u32 {
         self.tracks
     }

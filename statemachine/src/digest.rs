@@ -61,7 +61,7 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
         held: record
             .held_writes
             .iter()
-            .map(|w| (w.tag, w.offset, w.data.len()))
+            .map(|h| (h.write.tag, h.write.offset, h.write.data.len()))
             .collect(),
     };
     let bytes =

@@ -50,6 +50,7 @@ pub(crate) fn mkflash<R: TrackReader>(
             created_at: tx.now,
             synced_at: tx.now,
         };
+        tx.bitmaps_replaced(target);
         let record = tx.record_mut(target);
         record.incoming = Some(rel);
         record.volume.incomplete = false;

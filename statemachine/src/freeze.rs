@@ -5,6 +5,7 @@ use crate::apply::{Failure, Tx};
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::host_write::write_now;
+use crate::state::HeldWrite;
 use crate::track::{TrackReader, VolumeId};
 use std::collections::BTreeSet;
 
@@ -37,12 +38,15 @@ pub(crate) fn unfreezeflash<R: TrackReader>(tx: &mut Tx<'_, R>, sources: &[Strin
 pub(crate) fn thaw<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, automatic: bool) -> Result<(), Failure<R::Error>> {
     tx.set_frozen(id, None);
     let held = std::mem::take(&mut tx.record_mut(id).held_writes);
+    if !held.is_empty() {
+        tx.changes.held_cleared.insert(id);
+    }
     tx.events.push(Event::Thawed {
         volume: tx.name(id),
         automatic,
         released_writes: held.len(),
     });
-    for write in held {
+    for HeldWrite { write, .. } in held {
         // The range was checked when the write arrived and sizes never change; only a
         // --tgtinhibit relationship established since can refuse it now.
         let refusal = tx

@@ -3,9 +3,11 @@
 //! Cost is O(tracks written × relationships of the volume), never O(volume size).
 
 use crate::apply::{Failure, Tx};
+use crate::changes::BitmapKind;
 use crate::command::{HostWrite, WriteData};
 use crate::error::CommandError;
 use crate::event::Event;
+use crate::state::HeldWrite;
 use crate::track::{TrackReader, VolumeId};
 
 /// The most bytes one write command may cover (data or zeroes): keeps every apply short.
@@ -29,7 +31,13 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
         .into());
     }
     if record.volume.frozen_until.is_some() {
-        tx.record_mut(id).held_writes.push_back(write.clone());
+        let queue = &mut tx.record_mut(id).held_writes;
+        let seq = queue.back().map_or(0, |h| h.seq + 1);
+        queue.push_back(HeldWrite {
+            seq,
+            write: write.clone(),
+        });
+        tx.changes.held_pushed.push((id, seq));
         tx.events.push(Event::WriteHeld {
             volume: write.volume.clone(),
             offset: write.offset,
@@ -71,7 +79,7 @@ pub(crate) fn write_now<R: TrackReader>(
                 tx.copy_to_target(id, target, track)?;
             }
             if recording {
-                tx.relationship_mut(target).source_changes.insert(track);
+                tx.note_change(target, BitmapKind::SourceChanges, track);
             }
         }
 
@@ -79,11 +87,12 @@ pub(crate) fn write_now<R: TrackReader>(
         // the source's track.
         let mut base = id;
         if let Some(source) = source {
-            let rel = tx.relationship_mut(id);
-            if rel.recording {
-                rel.target_changes.insert(track);
+            let rel = tx.state.record(id).and_then(|r| r.incoming.as_ref()).expect("checked");
+            let (recording, shared) = (rel.recording, rel.out_of_sync.contains(track));
+            if recording {
+                tx.note_change(id, BitmapKind::TargetChanges, track);
             }
-            if rel.out_of_sync.contains(track) {
+            if shared {
                 base = source;
                 tx.mark_copied(id, track);
             }

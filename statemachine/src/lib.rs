@@ -8,6 +8,7 @@
 mod apply;
 mod background_copy;
 mod bitmap;
+mod changes;
 mod command;
 mod digest;
 mod error;
@@ -26,13 +27,14 @@ mod withdraw;
 
 pub use apply::{apply, Applied};
 pub use bitmap::OutOfSync;
+pub use changes::{BitmapKind, DetailChanges, BITMAP_BLOCK_TRACKS};
 pub use command::{Command, EstablishOptions, HostWrite, Pair, WriteData};
 pub use error::CommandError;
 pub use establish::FREEZE_TIMEOUT_MILLIS;
 pub use event::Event;
 pub use host_write::MAX_WRITE_BYTES;
 pub use relationship::{Relationship, RelationshipState, MAX_TARGETS_PER_SOURCE};
-pub use state::{CopyWork, Globals, RelationshipInfo, State, VolumeInfo, VolumeRecord};
+pub use state::{CopyWork, Globals, HeldWrite, RelationshipInfo, State, VolumeInfo, VolumeRecord};
 pub use timestamp::Timestamp;
 pub use track::{MemTracks, TrackOp, TrackReader, VolumeId, TRACK_SIZE};
 pub use volume::{Volume, VolumeState, MAX_VOLUME_SIZE};

@@ -31,6 +31,7 @@ pub(crate) fn resyncflash<R: TrackReader>(
     }
     for (pair, target) in pairs.iter().zip(targets) {
         let now = tx.now;
+        tx.bitmaps_replaced(target);
         let rel = tx.relationship_mut(target);
         let mut changed = std::mem::take(&mut rel.source_changes);
         changed |= std::mem::take(&mut rel.target_changes);

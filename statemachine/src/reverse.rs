@@ -61,6 +61,8 @@ pub(crate) fn reverseflash<R: TrackReader>(
     for (pair, old_target) in pairs.iter().zip(targets) {
         let old = tx.record_mut(old_target).incoming.take().expect("found");
         let old_source = old.source;
+        tx.bitmaps_replaced(old_target);
+        tx.bitmaps_replaced(old_source);
         // Tracks where the two volumes may differ. Tracks still out of sync are identical by
         // construction (the target reads them from the source), so they never diverge.
         let diverged = if old.recording {

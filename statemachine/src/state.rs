@@ -18,9 +18,16 @@ pub struct VolumeRecord {
     /// The relationship whose target this volume is (a target has exactly one source).
     pub incoming: Option<Relationship>,
     /// Host writes held by a freeze, in arrival order.
-    pub held_writes: VecDeque<HostWrite>,
+    pub held_writes: VecDeque<HeldWrite>,
     /// Sum of the track hashes of this volume's stored content.
     pub content_digest: u64,
+}
+
+/// A write waiting for a thaw; `seq` orders a volume's queue (and keys it in storage).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldWrite {
+    pub seq: u64,
+    pub write: HostWrite,
 }
 
 /// State-wide values that are not part of any volume record.
@@ -356,6 +363,6 @@ impl State {
     /// Whether the tag's write is waiting in a freeze queue.
     pub fn is_held(&self, volume: &str, tag: u64) -> bool {
         self.volume_id(volume)
-            .is_some_and(|id| self.records[&id].held_writes.iter().any(|w| w.tag == tag))
+            .is_some_and(|id| self.records[&id].held_writes.iter().any(|h| h.write.tag == tag))
     }
 }

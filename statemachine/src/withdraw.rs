@@ -51,6 +51,7 @@ pub(crate) fn rmflash<R: TrackReader>(
 /// Ends the relationship whose target is `target`. A target with tracks still out of sync
 /// becomes `incomplete`.
 pub(crate) fn withdraw<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeId, automatic: bool) {
+    tx.bitmaps_replaced(target);
     let record = tx.record_mut(target);
     let rel = record.incoming.take().expect("withdraw of an existing relationship");
     let incomplete = !rel.out_of_sync.is_empty();

@@ -13,6 +13,8 @@ pub enum CodecError {
     Empty,
     #[error("stored value is corrupt: {0}")]
     Decode(#[from] bincode::error::DecodeError),
+    #[error("stored value is corrupt: {0}")]
+    Corrupt(String),
     #[error("cannot encode value: {0}")]
     Encode(#[from] bincode::error::EncodeError),
 }

@@ -30,20 +30,10 @@ pub const KEY_APPLIED: &[u8] = b"applied";
 pub const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// Present while a snapshot install is under way; see `StateMachineStore::open`.
 pub const KEY_INSTALLING: &[u8] = b"installing";
-const RECORD_PREFIX: u8 = b'r';
+// Volume records, bitmap blocks and held writes: see `records.rs`.
 
 pub fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
-}
-
-pub fn record_key(id: VolumeId) -> [u8; 9] {
-    let mut key = [RECORD_PREFIX; 9];
-    key[1..].copy_from_slice(&id.0.to_be_bytes());
-    key
-}
-
-pub fn is_record_key(key: &[u8]) -> bool {
-    key.len() == 9 && key[0] == RECORD_PREFIX
 }
 
 pub fn track_key(volume: VolumeId, track: u32) -> [u8; 12] {

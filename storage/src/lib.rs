@@ -15,6 +15,7 @@ mod audit;
 mod codec;
 mod db;
 mod log_store;
+mod records;
 mod snapshot;
 mod state_store;
 mod tracks;

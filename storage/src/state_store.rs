@@ -7,6 +7,7 @@
 use crate::audit::AuditRecord;
 use crate::codec;
 use crate::db::*;
+use crate::records::{self, Loader, MetaWrite};
 use crate::snapshot::{self, Meta};
 use crate::tracks::DbTracks;
 use crate::types::{NodeInfo, Response, TypeConfig};
@@ -15,7 +16,7 @@ use openraft::{
     Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StorageIOError, StoredMembership,
 };
 use rocksdb::{IteratorMode, WriteBatch, DB};
-use statemachine::{CommandError, Event, Globals, State, TrackOp, VolumeRecord};
+use statemachine::{CommandError, Event, Globals, State, TrackOp};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -83,14 +84,14 @@ fn corrupt(path: &str, reason: impl ToString) -> OpenError {
 /// Reads the state-machine metadata from the meta column family.
 fn load(db: &DB) -> std::result::Result<Inner, OpenError> {
     let mut globals = State::new().globals();
-    let mut records: Vec<VolumeRecord> = Vec::new();
+    let mut records = Loader::default();
     let mut last_applied = None;
     let mut membership = StoredMembership::default();
     for item in db.iterator_cf(cf(db, CF_META), IteratorMode::Start) {
         let (key, value) = item.map_err(|e| corrupt("meta", e))?;
         let key = key.as_ref();
-        if is_record_key(key) {
-            records.push(codec::decode(&value).map_err(|e| corrupt("volume record", e))?);
+        if records.take(key, &value).map_err(|e| corrupt("volume record", e))? {
+            continue;
         } else if key == KEY_GLOBALS {
             globals = codec::decode::<Globals>(&value).map_err(|e| corrupt("globals", e))?;
         } else if key == KEY_APPLIED {
@@ -100,7 +101,7 @@ fn load(db: &DB) -> std::result::Result<Inner, OpenError> {
         }
     }
     Ok(Inner {
-        state: State::from_records(globals, records),
+        state: State::from_records(globals, records.finish()),
         last_applied,
         membership,
     })
@@ -162,10 +163,14 @@ impl StateMachineStore {
                     let applied = statemachine::apply(&mut inner.state, &tracks, &request.command, request.time)
                         .map_err(|e| io_error!(read_state_machine, &e))?;
                     self.stage_ops(&mut batch, &applied.ops);
-                    for id in &applied.touched {
-                        match inner.state.record(*id) {
-                            Some(record) => batch.put_cf(cf(&self.db, CF_META), record_key(*id), encode(record)?),
-                            None => batch.delete_cf(cf(&self.db, CF_META), record_key(*id)),
+                    let meta = cf(&self.db, CF_META);
+                    let writes = records::stage(&inner.state, &applied.touched, &applied.details)
+                        .map_err(|e| io_error!(write_state_machine, &e))?;
+                    for write in writes {
+                        match write {
+                            MetaWrite::Put(key, value) => batch.put_cf(meta, key, value),
+                            MetaWrite::Delete(key) => batch.delete_cf(meta, key),
+                            MetaWrite::DeleteRange(from, to) => batch.delete_range_cf(meta, from, to),
                         }
                     }
                     batch.put_cf(cf(&self.db, CF_META), KEY_GLOBALS, encode(&inner.state.globals())?);

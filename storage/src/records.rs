@@ -1,0 +1,264 @@
+//! How volume records are persisted in the `meta` column family. A record's heavy parts live
+//! under their own keys, so an apply rewrites only what it changed:
+//!
+//! - `r` + volume id → the record without bitmaps and held writes (`StoredRecord`);
+//! - `b` + target id + bitmap kind + block → the bits of one 65,536-track block of a
+//!   relationship bitmap (absent = no bits);
+//! - `h` + volume id + seq → one held write.
+
+use crate::codec::{self, CodecError};
+use roaring::RoaringBitmap;
+use serde::{Deserialize, Serialize};
+use statemachine::{
+    BitmapKind, DetailChanges, HeldWrite, HostWrite, OutOfSync, Relationship, State, Timestamp, Volume, VolumeId,
+    VolumeRecord, BITMAP_BLOCK_TRACKS,
+};
+use std::collections::{BTreeMap, HashMap};
+
+const RECORD: u8 = b'r';
+const BITMAP: u8 = b'b';
+const HELD: u8 = b'h';
+
+pub fn record_key(id: VolumeId) -> Vec<u8> {
+    [&[RECORD][..], &id.0.to_be_bytes()].concat()
+}
+
+fn bitmap_key(target: VolumeId, kind: BitmapKind, block: u32) -> Vec<u8> {
+    [
+        &[BITMAP][..],
+        &target.0.to_be_bytes(),
+        &[kind as u8],
+        &block.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// All bitmap keys of one target: [start, end).
+fn bitmap_range(target: VolumeId) -> (Vec<u8>, Vec<u8>) {
+    (
+        [&[BITMAP][..], &target.0.to_be_bytes()].concat(),
+        [&[BITMAP][..], &(target.0 + 1).to_be_bytes()].concat(),
+    )
+}
+
+fn held_key(volume: VolumeId, seq: u64) -> Vec<u8> {
+    [&[HELD][..], &volume.0.to_be_bytes(), &seq.to_be_bytes()].concat()
+}
+
+fn held_range(volume: VolumeId) -> (Vec<u8>, Vec<u8>) {
+    (
+        [&[HELD][..], &volume.0.to_be_bytes()].concat(),
+        [&[HELD][..], &(volume.0 + 1).to_be_bytes()].concat(),
+    )
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRelationship {
+    source: VolumeId,
+    seqnum: u32,
+    flags: [bool; 5],
+    tracks: u32,
+    out_of_sync_inverted: bool,
+    created_at: Timestamp,
+    synced_at: Timestamp,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredRecord {
+    volume: Volume,
+    incoming: Option<StoredRelationship>,
+    content_digest: u64,
+}
+
+/// One write to the `meta` column family.
+pub enum MetaWrite {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+    DeleteRange(Vec<u8>, Vec<u8>),
+}
+
+fn bits(rel: &Relationship, kind: BitmapKind) -> &RoaringBitmap {
+    match kind {
+        BitmapKind::OutOfSync => rel.out_of_sync.raw().0,
+        BitmapKind::SourceChanges => &rel.source_changes,
+        BitmapKind::TargetChanges => &rel.target_changes,
+    }
+}
+
+fn block_value(bitmap: &RoaringBitmap, block: u32) -> Result<Option<Vec<u8>>, CodecError> {
+    let start = block * BITMAP_BLOCK_TRACKS;
+    let part = RoaringBitmap::from_sorted_iter(bitmap.range(start..start.saturating_add(BITMAP_BLOCK_TRACKS)))
+        .expect("a range of a bitmap is sorted");
+    if part.is_empty() {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(part.serialized_size());
+    part.serialize_into(&mut bytes).expect("writing to a Vec cannot fail");
+    codec::encode(&bytes).map(Some)
+}
+
+fn put_block(
+    out: &mut Vec<MetaWrite>,
+    rel: &Relationship,
+    target: VolumeId,
+    kind: BitmapKind,
+    block: u32,
+) -> Result<(), CodecError> {
+    let key = bitmap_key(target, kind, block);
+    out.push(match block_value(bits(rel, kind), block)? {
+        Some(value) => MetaWrite::Put(key, value),
+        None => MetaWrite::Delete(key),
+    });
+    Ok(())
+}
+
+/// The writes that persist one apply's changes to volume records.
+pub fn stage(state: &State, touched: &[VolumeId], details: &DetailChanges) -> Result<Vec<MetaWrite>, CodecError> {
+    let mut out = Vec::new();
+    for &id in touched {
+        match state.record(id) {
+            Some(record) => out.push(MetaWrite::Put(record_key(id), encode_record(record)?)),
+            None => {
+                out.push(MetaWrite::Delete(record_key(id)));
+                let (from, to) = bitmap_range(id);
+                out.push(MetaWrite::DeleteRange(from, to));
+                let (from, to) = held_range(id);
+                out.push(MetaWrite::DeleteRange(from, to));
+            }
+        }
+    }
+    let incoming = |target: VolumeId| state.record(target).and_then(|r| r.incoming.as_ref());
+    for &target in &details.bitmaps_replaced {
+        let (from, to) = bitmap_range(target);
+        out.push(MetaWrite::DeleteRange(from, to));
+        if let Some(rel) = incoming(target) {
+            for kind in BitmapKind::ALL {
+                let mut blocks: Vec<u32> = bits(rel, kind).iter().map(|t| t / BITMAP_BLOCK_TRACKS).collect();
+                blocks.dedup();
+                for block in blocks {
+                    put_block(&mut out, rel, target, kind, block)?;
+                }
+            }
+        }
+    }
+    for &(target, kind, block) in &details.bitmap_blocks {
+        if details.bitmaps_replaced.contains(&target) {
+            continue;
+        }
+        if let Some(rel) = incoming(target) {
+            put_block(&mut out, rel, target, kind, block)?;
+        }
+    }
+    for &volume in &details.held_cleared {
+        let (from, to) = held_range(volume);
+        out.push(MetaWrite::DeleteRange(from, to));
+    }
+    for &(volume, seq) in &details.held_pushed {
+        let held = state
+            .record(volume)
+            .and_then(|r| r.held_writes.iter().rev().find(|h| h.seq == seq));
+        if let Some(held) = held {
+            out.push(MetaWrite::Put(held_key(volume, seq), codec::encode(&held.write)?));
+        }
+    }
+    Ok(out)
+}
+
+fn encode_record(record: &VolumeRecord) -> Result<Vec<u8>, CodecError> {
+    let stored = StoredRecord {
+        volume: record.volume.clone(),
+        incoming: record.incoming.as_ref().map(|r| StoredRelationship {
+            source: r.source,
+            seqnum: r.seqnum,
+            flags: [
+                r.persistent,
+                r.recording,
+                r.background_copy,
+                r.target_write_inhibit,
+                r.completing,
+            ],
+            tracks: r.out_of_sync.tracks(),
+            out_of_sync_inverted: r.out_of_sync.raw().1,
+            created_at: r.created_at,
+            synced_at: r.synced_at,
+        }),
+        content_digest: record.content_digest,
+    };
+    codec::encode(&stored)
+}
+
+/// Reassembles volume records from the `meta` keys of the three kinds above.
+#[derive(Default)]
+pub struct Loader {
+    records: Vec<StoredRecord>,
+    bitmaps: HashMap<(VolumeId, u8), RoaringBitmap>,
+    held: BTreeMap<(VolumeId, u64), HostWrite>,
+}
+
+impl Loader {
+    /// Takes a `meta` key/value; returns false if it is none of this module's keys.
+    pub fn take(&mut self, key: &[u8], value: &[u8]) -> Result<bool, CodecError> {
+        let id = |from: usize| VolumeId(u64::from_be_bytes(key[from..from + 8].try_into().expect("8 bytes")));
+        match (key.first(), key.len()) {
+            (Some(&RECORD), 9) => self.records.push(codec::decode(value)?),
+            (Some(&BITMAP), 14) => {
+                let bytes: Vec<u8> = codec::decode(value)?;
+                let part = RoaringBitmap::deserialize_from(&bytes[..])
+                    .map_err(|e| CodecError::Corrupt(format!("bitmap block: {e}")))?;
+                *self.bitmaps.entry((id(1), key[9])).or_default() |= part;
+            }
+            (Some(&HELD), 17) => {
+                let seq = u64::from_be_bytes(key[9..17].try_into().expect("8 bytes"));
+                self.held.insert((id(1), seq), codec::decode(value)?);
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    pub fn finish(mut self) -> Vec<VolumeRecord> {
+        let mut bitmap =
+            |target: VolumeId, kind: BitmapKind| self.bitmaps.remove(&(target, kind as u8)).unwrap_or_default();
+        let mut records: Vec<VolumeRecord> = self
+            .records
+            .into_iter()
+            .map(|stored| {
+                let target = stored.volume.id;
+                let incoming = stored.incoming.map(|r| {
+                    let [persistent, recording, background_copy, target_write_inhibit, completing] = r.flags;
+                    Relationship {
+                        source: r.source,
+                        target,
+                        seqnum: r.seqnum,
+                        persistent,
+                        recording,
+                        background_copy,
+                        target_write_inhibit,
+                        completing,
+                        out_of_sync: OutOfSync::from_raw(
+                            r.tracks,
+                            r.out_of_sync_inverted,
+                            bitmap(target, BitmapKind::OutOfSync),
+                        ),
+                        source_changes: bitmap(target, BitmapKind::SourceChanges),
+                        target_changes: bitmap(target, BitmapKind::TargetChanges),
+                        created_at: r.created_at,
+                        synced_at: r.synced_at,
+                    }
+                });
+                VolumeRecord {
+                    volume: stored.volume,
+                    incoming,
+                    held_writes: Default::default(),
+                    content_digest: stored.content_digest,
+                }
+            })
+            .collect();
+        for ((volume, seq), write) in self.held {
+            if let Some(record) = records.iter_mut().find(|r| r.volume.id == volume) {
+                record.held_writes.push_back(HeldWrite { seq, write });
+            }
+        }
+        records
+    }
+}
