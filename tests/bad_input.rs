@@ -75,6 +75,24 @@ fn malformed_requests_get_json_errors() {
             .unwrap();
         assert_eq!(status_and_code(r).await, (409, "out-of-range".into()));
     });
+    let api = n.api.clone();
+    let metrics = block(async move {
+        http()
+            .get(format!("{api}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    for line in [
+        "flashcopy_is_leader 1",
+        "flashcopy_volumes 1",
+        "flashcopy_relationships 0",
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
     // Nothing was lost and the node still serves.
     assert_eq!(n.read("a", 0, 4), vec![0; 4]);
     n.ok(&["mkvol", "b", "--size", "1M"]);

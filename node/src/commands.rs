@@ -24,6 +24,17 @@ fn parse_pairs(raw: &[String]) -> Result<Vec<(String, String)>, CliError> {
         .collect()
 }
 
+/// `--wait` follows the background copy, which `--nocp` turns off.
+fn check_wait(wait: bool, nocp: bool) -> Result<(), CliError> {
+    if wait && nocp {
+        return Err(CliError::usage(
+            "usage",
+            "--wait waits for the background copy, which --nocp turns off",
+        ));
+    }
+    Ok(())
+}
+
 fn print_reply(reply: &CommandReply) {
     for event in &reply.events {
         println!("{}", describe(event));
@@ -67,12 +78,7 @@ pub async fn run(verb: Verb) -> Result<(), CliError> {
             client: c,
         } => {
             let parsed = parse_pairs(&pairs)?;
-            if wait && nocp {
-                return Err(CliError::usage(
-                    "usage",
-                    "--wait waits for the background copy, which --nocp turns off",
-                ));
-            }
+            check_wait(wait, nocp)?;
             if record && !persist {
                 return Err(CliError::usage("invalid-option", "--record needs --persist"));
             }
@@ -139,12 +145,7 @@ pub async fn run(verb: Verb) -> Result<(), CliError> {
             client: c,
         } => {
             let parsed = parse_pairs(&pairs)?;
-            if wait && nocp {
-                return Err(CliError::usage(
-                    "usage",
-                    "--wait waits for the background copy, which --nocp turns off",
-                ));
-            }
+            check_wait(wait, nocp)?;
             let api = client(&c)?;
             let reply: CommandReply = api
                 .post(

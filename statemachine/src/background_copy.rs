@@ -16,11 +16,7 @@ pub(crate) fn copy_step<R: TrackReader>(
 ) -> Result<(), Failure<R::Error>> {
     let pair = Pair::new(source, target);
     let target_id = find_existing(tx.state, std::slice::from_ref(&pair))?[0];
-    let rel = tx
-        .state
-        .record(target_id)
-        .and_then(|r| r.incoming.as_ref())
-        .expect("found");
+    let rel = tx.state.incoming(target_id).expect("found");
     if !rel.background_copy {
         return Err(CommandError::BackgroundCopyOff { pair: pair.to_string() }.into());
     }
@@ -28,11 +24,7 @@ pub(crate) fn copy_step<R: TrackReader>(
     let mut copied = 0;
     let mut from = 0;
     while copied < max_tracks {
-        let rel = tx
-            .state
-            .record(target_id)
-            .and_then(|r| r.incoming.as_ref())
-            .expect("found");
+        let rel = tx.state.incoming(target_id).expect("found");
         let Some(track) = rel.out_of_sync.first_from(from) else {
             break;
         };
@@ -40,11 +32,7 @@ pub(crate) fn copy_step<R: TrackReader>(
         copied += 1;
         from = track + 1;
     }
-    let remaining = tx
-        .state
-        .record(target_id)
-        .and_then(|r| r.incoming.as_ref())
-        .map_or(0, |r| r.out_of_sync.len());
+    let remaining = tx.state.incoming(target_id).map_or(0, |r| r.out_of_sync.len());
     tx.events.push(Event::TracksCopied {
         source: source.to_string(),
         target: target.to_string(),

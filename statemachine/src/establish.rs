@@ -150,12 +150,11 @@ fn check_pair(
         });
     }
     if options.record {
-        let recording = src.volume.targets.iter().find_map(|t| {
-            state
-                .record(*t)
-                .and_then(|r| r.incoming.as_ref())
-                .filter(|r| r.recording)
-        });
+        let recording = src
+            .volume
+            .targets
+            .iter()
+            .find_map(|t| state.incoming(*t).filter(|r| r.recording));
         if let Some(rel) = recording {
             return Err(CommandError::IncrementalExists {
                 source_name: pair.source.clone(),

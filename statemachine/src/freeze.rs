@@ -49,15 +49,14 @@ pub(crate) fn thaw<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, automatic: 
     for HeldWrite { write, .. } in held {
         // The range was checked when the write arrived and sizes never change; only a
         // --tgtinhibit relationship established since can refuse it now.
-        let refusal = tx
-            .state
-            .record(id)
-            .and_then(|r| r.incoming.as_ref())
-            .filter(|r| r.target_write_inhibit)
-            .map(|rel| CommandError::TargetWriteInhibited {
-                volume: write.volume.clone(),
-                relationship: tx.state.pair_name(rel),
-            });
+        let refusal =
+            tx.state
+                .incoming(id)
+                .filter(|r| r.target_write_inhibit)
+                .map(|rel| CommandError::TargetWriteInhibited {
+                    volume: write.volume.clone(),
+                    relationship: tx.state.pair_name(rel),
+                });
         match refusal {
             Some(error) => tx.events.push(Event::HeldWriteRefused {
                 volume: write.volume.clone(),

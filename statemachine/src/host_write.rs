@@ -69,11 +69,7 @@ pub(crate) fn write_now<R: TrackReader>(
 
         // As a source: every target still sharing this track gets the old content first.
         for &target in &targets {
-            let rel = tx
-                .state
-                .record(target)
-                .and_then(|r| r.incoming.as_ref())
-                .expect("targets have relationships");
+            let rel = tx.state.incoming(target).expect("targets have relationships");
             let (shared, recording) = (rel.out_of_sync.contains(track), rel.recording);
             if shared {
                 tx.copy_to_target(id, target, track)?;
@@ -87,7 +83,7 @@ pub(crate) fn write_now<R: TrackReader>(
         // the source's track.
         let mut base = id;
         if let Some(source) = source {
-            let rel = tx.state.record(id).and_then(|r| r.incoming.as_ref()).expect("checked");
+            let rel = tx.state.incoming(id).expect("checked");
             let (recording, shared) = (rel.recording, rel.out_of_sync.contains(track));
             if recording {
                 tx.note_change(id, BitmapKind::TargetChanges, track);

@@ -119,11 +119,9 @@ pub(crate) fn find_existing(state: &crate::State, pairs: &[crate::Pair]) -> Resu
     resolved
         .iter()
         .zip(pairs)
-        .map(
-            |((source, target), pair)| match state.record(*target).and_then(|r| r.incoming.as_ref()) {
-                Some(rel) if rel.source == *source => Ok(*target),
-                _ => Err(crate::CommandError::RelationshipNotFound { pair: pair.to_string() }),
-            },
-        )
+        .map(|((source, target), pair)| match state.incoming(*target) {
+            Some(rel) if rel.source == *source => Ok(*target),
+            _ => Err(crate::CommandError::RelationshipNotFound { pair: pair.to_string() }),
+        })
         .collect()
 }

@@ -17,11 +17,7 @@ pub(crate) fn resyncflash<R: TrackReader>(
 ) -> Result<(), Failure<R::Error>> {
     let targets = find_existing(tx.state, pairs)?;
     for (pair, target) in pairs.iter().zip(&targets) {
-        let rel = tx
-            .state
-            .record(*target)
-            .and_then(|r| r.incoming.as_ref())
-            .expect("found");
+        let rel = tx.state.incoming(*target).expect("found");
         if !rel.recording {
             return Err(CommandError::NotRecording { pair: pair.to_string() }.into());
         }

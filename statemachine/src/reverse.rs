@@ -19,11 +19,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
 ) -> Result<(), Failure<R::Error>> {
     let targets = find_existing(tx.state, pairs)?;
     for (pair, target) in pairs.iter().zip(&targets) {
-        let rel = tx
-            .state
-            .record(*target)
-            .and_then(|r| r.incoming.as_ref())
-            .expect("found");
+        let rel = tx.state.incoming(*target).expect("found");
         if rel.completing {
             return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());
         }

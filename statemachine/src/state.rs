@@ -180,6 +180,11 @@ impl State {
         self.records.get(&id)
     }
 
+    /// The relationship whose target is `target`, if any.
+    pub fn incoming(&self, target: VolumeId) -> Option<&Relationship> {
+        self.records.get(&target).and_then(|r| r.incoming.as_ref())
+    }
+
     pub fn records(&self) -> impl Iterator<Item = &VolumeRecord> {
         self.records.values()
     }

@@ -16,12 +16,7 @@ pub(crate) fn rmflash<R: TrackReader>(
     let targets = find_existing(tx.state, pairs)?;
     if let Some(expected) = seqnum {
         for (pair, target) in pairs.iter().zip(&targets) {
-            let actual = tx
-                .state
-                .record(*target)
-                .and_then(|r| r.incoming.as_ref())
-                .expect("found")
-                .seqnum;
+            let actual = tx.state.incoming(*target).expect("found").seqnum;
             if actual != expected {
                 return Err(CommandError::SeqnumMismatch {
                     pair: pair.to_string(),

@@ -127,7 +127,7 @@ pub fn stage(state: &State, touched: &[VolumeId], details: &DetailChanges) -> Re
             }
         }
     }
-    let incoming = |target: VolumeId| state.record(target).and_then(|r| r.incoming.as_ref());
+    let incoming = |target: VolumeId| state.incoming(target);
     for &target in &details.bitmaps_replaced {
         let (from, to) = bitmap_range(target);
         out.push(MetaWrite::DeleteRange(from, to));

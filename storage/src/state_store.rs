@@ -520,13 +520,6 @@ impl StateView {
         Ok(out)
     }
 
-    /// Number of stored (non-zero) tracks: thin provisioning made visible.
-    pub fn stored_tracks(&self) -> usize {
-        self.db
-            .iterator_cf(cf(&self.db, CF_TRACKS), IteratorMode::Start)
-            .count()
-    }
-
     pub fn subscribe(&self) -> broadcast::Receiver<AppliedNotice> {
         self.notices.subscribe()
     }
