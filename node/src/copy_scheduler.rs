@@ -50,8 +50,9 @@ pub async fn run(c: Arc<Controller>) {
                 let copied: u32 = events
                     .iter()
                     .map(|e| {
-                        if let Event::TracksCopied { tracks, .. } = e {
-                            *tracks
+                        // Only copied data counts against the rate: unwritten tracks cost nothing.
+                        if let Event::TracksCopied { data_tracks, .. } = e {
+                            *data_tracks
                         } else {
                             0
                         }

@@ -55,9 +55,10 @@ pub fn describe(event: &Event) -> String {
             source,
             target,
             tracks,
+            data_tracks,
             remaining,
         } => {
-            format!("copied {tracks} tracks of {source}:{target}, {remaining} to go")
+            format!("{tracks} tracks of {source}:{target} in sync ({data_tracks} copied), {remaining} to go")
         }
         Event::CopyCompleted { source, target } => format!("copy of {source}:{target} complete"),
         Event::Frozen { volume, until } => format!("froze {volume} until {until}"),

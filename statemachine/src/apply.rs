@@ -218,6 +218,35 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         }
     }
 
+    /// Marks a range of target tracks in sync at once (nothing stored on either side).
+    /// Returns how many were out of sync.
+    pub(crate) fn mark_range_copied(&mut self, target: VolumeId, range: std::ops::Range<u32>) -> u64 {
+        let rel = self.relationship_mut(target);
+        let was_inverted = rel.out_of_sync.raw().1;
+        let cleared = rel.out_of_sync.mark_range_copied(range.clone());
+        if cleared == 0 {
+            return 0;
+        }
+        let emptied = rel.out_of_sync.is_empty();
+        if rel.out_of_sync.raw().1 != was_inverted {
+            self.changes.bitmaps_replaced.insert(target);
+        } else {
+            for block in range.start / BITMAP_BLOCK_TRACKS..=(range.end - 1) / BITMAP_BLOCK_TRACKS {
+                self.changes
+                    .bitmap_blocks
+                    .insert((target, BitmapKind::OutOfSync, block));
+            }
+        }
+        if emptied {
+            self.copied_out.push(target);
+        }
+        cleared
+    }
+
+    pub(crate) fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Failure<R::Error>> {
+        self.tracks.next_stored(volume, from).map_err(Failure::Storage)
+    }
+
     /// Records a write to a track in one of a relationship's change bitmaps.
     pub(crate) fn note_change(&mut self, target: VolumeId, kind: BitmapKind, track: u32) {
         let rel = self.relationship_mut(target);

@@ -1,5 +1,6 @@
 //! The background-copy step: copy up to N out-of-sync tracks of one relationship, lowest first.
-//! The leader proposes these; bounding N keeps each apply short.
+//! The leader proposes these; bounding N keeps each apply short. Tracks stored on neither side
+//! (thin volumes) are brought in sync in bulk, up to `MAX_SKIPPED_TRACKS` per step.
 
 use crate::apply::{Failure, Tx};
 use crate::command::Pair;
@@ -7,6 +8,10 @@ use crate::error::CommandError;
 use crate::event::Event;
 use crate::relationship::find_existing;
 use crate::track::TrackReader;
+
+/// Tracks one step may bring in sync without copying anything: 2^20 (64 GiB of unwritten space),
+/// a few 8 KiB bitmap blocks to persist.
+pub const MAX_SKIPPED_TRACKS: u32 = 1 << 20;
 
 pub(crate) fn copy_step<R: TrackReader>(
     tx: &mut Tx<'_, R>,
@@ -20,23 +25,43 @@ pub(crate) fn copy_step<R: TrackReader>(
     if !rel.background_copy {
         return Err(CommandError::BackgroundCopyOff { pair: pair.to_string() }.into());
     }
-    let source_id = rel.source;
-    let mut copied = 0;
+    let (source_id, total) = (rel.source, rel.out_of_sync.tracks());
+    let (mut tracks, mut data_tracks, mut skipped) = (0u64, 0u32, 0u32);
     let mut from = 0;
-    while copied < max_tracks {
-        let rel = tx.state.incoming(target_id).expect("found");
-        let Some(track) = rel.out_of_sync.first_from(from) else {
+    while let Some(track) = tx
+        .state
+        .incoming(target_id)
+        .expect("found")
+        .out_of_sync
+        .first_from(from)
+    {
+        // Tracks never written on either side copy as nothing: mark them in sync in bulk.
+        let stored = [tx.next_stored(source_id, track)?, tx.next_stored(target_id, track)?];
+        let next_data = stored.into_iter().flatten().min().unwrap_or(total);
+        if next_data > track {
+            let end = next_data.min(track.saturating_add(MAX_SKIPPED_TRACKS - skipped));
+            tracks += tx.mark_range_copied(target_id, track..end);
+            skipped += end - track;
+            from = end;
+            if skipped >= MAX_SKIPPED_TRACKS {
+                break;
+            }
+            continue;
+        }
+        if data_tracks == max_tracks {
             break;
-        };
+        }
         tx.copy_to_target(source_id, target_id, track)?;
-        copied += 1;
+        tracks += 1;
+        data_tracks += 1;
         from = track + 1;
     }
     let remaining = tx.state.incoming(target_id).map_or(0, |r| r.out_of_sync.len());
     tx.events.push(Event::TracksCopied {
         source: source.to_string(),
         target: target.to_string(),
-        tracks: copied,
+        tracks,
+        data_tracks,
         remaining,
     });
     Ok(())

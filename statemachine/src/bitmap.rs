@@ -100,6 +100,25 @@ impl OutOfSync {
         true
     }
 
+    /// Marks every track of `range` in sync. Returns how many were out of sync.
+    pub fn mark_range_copied(&mut self, range: std::ops::Range<u32>) -> u64 {
+        let range = range.start.min(self.tracks)..range.end.min(self.tracks);
+        let len = u64::from(range.end - range.start);
+        let cleared = if self.inverted {
+            let cleared = len - self.bits.range_cardinality(range.clone());
+            self.bits.insert_range(range);
+            cleared
+        } else {
+            let cleared = self.bits.range_cardinality(range.clone());
+            self.bits.remove_range(range);
+            cleared
+        };
+        if self.is_empty() {
+            *self = OutOfSync::from_set(self.tracks, RoaringBitmap::new());
+        }
+        cleared
+    }
+
     /// Marks every track of `set` out of sync again (resync merges change bitmaps this way).
     pub fn mark_out_of_sync(&mut self, set: &RoaringBitmap) {
         if self.inverted {
@@ -187,6 +206,20 @@ mod tests {
         assert_eq!(plain.first_from(0), Some(700));
         assert_eq!(plain.first_from(701), Some(702));
         assert_eq!(plain.len(), inverted.len());
+    }
+
+    #[test]
+    fn range_copies_in_both_representations() {
+        let mut inverted = OutOfSync::all(100);
+        inverted.mark_copied(5);
+        assert_eq!(inverted.mark_range_copied(0..10), 9);
+        assert_eq!(inverted.first_from(0), Some(10));
+        let mut plain = OutOfSync::from_set(100, RoaringBitmap::from_iter([3, 50, 99]));
+        assert_eq!(plain.mark_range_copied(0..60), 2);
+        assert_eq!(plain.mark_range_copied(90..500), 1, "clamped to the volume");
+        assert!(plain.is_empty());
+        assert_eq!(inverted.mark_range_copied(10..100), 90);
+        assert!(inverted.is_empty() && !inverted.inverted);
     }
 
     #[test]

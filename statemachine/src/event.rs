@@ -63,10 +63,13 @@ pub enum Event {
         fast: bool,
         tracks_to_copy: u64,
     },
+    /// A copy step: `tracks` came in sync, `data_tracks` of them by copying stored data (the
+    /// rest were never written on either side and cost nothing).
     TracksCopied {
         source: String,
         target: String,
-        tracks: u32,
+        tracks: u64,
+        data_tracks: u32,
         remaining: u64,
     },
     CopyCompleted {

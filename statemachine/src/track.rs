@@ -2,7 +2,7 @@
 //! a `TrackReader` is how the state machine sees stored tracks without doing I/O itself.
 
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// The FlashCopy track size: 64 KiB.
 pub const TRACK_SIZE: u32 = 64 * 1024;
@@ -41,13 +41,16 @@ pub trait TrackReader {
     type Error;
     /// The stored content of a track (exactly one track long), or `None` if it reads as zeros.
     fn read_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// The lowest track at or after `from` that has stored content: lets the background copy
+    /// skip what was never written instead of copying zeros.
+    fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error>;
 }
 
 /// An in-memory track store: the reference implementation of `TrackReader`, used by tests and
 /// by the simulation. `execute` applies track operations.
 #[derive(Clone, Debug, Default)]
 pub struct MemTracks {
-    tracks: HashMap<(VolumeId, u32), Vec<u8>>,
+    tracks: BTreeMap<(VolumeId, u32), Vec<u8>>,
 }
 
 impl MemTracks {
@@ -79,6 +82,14 @@ impl TrackReader for MemTracks {
     fn read_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Self::Error> {
         Ok(self.tracks.get(&(volume, track)).cloned())
     }
+
+    fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error> {
+        Ok(self
+            .tracks
+            .range((volume, from)..=(volume, u32::MAX))
+            .next()
+            .map(|((_, t), _)| *t))
+    }
 }
 
 /// Tracks as seen during one apply: the stored tracks with this apply's own writes on top, so a
@@ -107,6 +118,31 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
             None => self.reader.read_track(volume, track)?,
         };
         Ok(stored.unwrap_or_else(|| vec![0; self.track_size]))
+    }
+
+    /// The lowest track at or after `from` with stored content, this apply's writes included.
+    pub(crate) fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, R::Error> {
+        let mut from = from;
+        let stored = loop {
+            match self.reader.next_stored(volume, from)? {
+                // Zeroed earlier in this apply: not stored any more.
+                Some(t) if matches!(self.overlay.get(&(volume, t)), Some(None)) => match t.checked_add(1) {
+                    Some(next) => from = next,
+                    None => break None,
+                },
+                other => break other,
+            }
+        };
+        let written = self
+            .overlay
+            .iter()
+            .filter(|((v, t), data)| *v == volume && *t >= from && data.is_some())
+            .map(|((_, t), _)| *t)
+            .min();
+        Ok(match (stored, written) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        })
     }
 
     /// Records the new content of a track; `from` names the copied-from volume for a copy.

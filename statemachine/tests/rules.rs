@@ -122,6 +122,9 @@ fn point_in_time_copy_on_write_and_target_reads() {
 fn background_copy_completes_and_ends_a_non_persistent_relationship() {
     let mut h = three_volumes();
     h.fill("a", 3, 3);
+    for t in 0..3 {
+        h.fill("a", t, 1);
+    }
     h.ok(mkflash("a:b", EstablishOptions::default()));
     let events = h.ok(Command::CopyStep {
         source: "a".into(),
@@ -132,6 +135,7 @@ fn background_copy_completes_and_ends_a_non_persistent_relationship() {
         source: "a".into(),
         target: "b".into(),
         tracks: 3,
+        data_tracks: 3,
         remaining: 1
     }));
     assert_eq!(h.rel("a", "b").unwrap().state, RelationshipState::Copying);
@@ -685,9 +689,55 @@ fn establish_and_write_cost_do_not_grow_with_volume_size() {
     assert!(events.contains(&Event::TracksCopied {
         source: "s".into(),
         target: "t".into(),
-        tracks: 4,
-        remaining: (1 << 28) - 5
+        tracks: 1 << 20,
+        data_tracks: 0,
+        remaining: (1 << 28) - 1 - (1 << 20)
     }));
+}
+
+#[test]
+fn a_thin_copy_skips_what_was_never_written() {
+    let mut h = Harness::new(TRACK_SIZE);
+    h.mkvol("s", 1 << 28); // 16 TiB, written in three places
+    h.mkvol("t", 1 << 28);
+    for track in [7u64, 1 << 24, (1 << 28) - 1] {
+        h.fill("s", track, 5);
+    }
+    h.fill("t", 99, 9); // old data on the target must be replaced by the source's zeros
+    h.ok(mkflash(
+        "s:t",
+        EstablishOptions {
+            persist: true,
+            ..Default::default()
+        },
+    ));
+    let mut steps = 0;
+    let mut data = 0;
+    while h.rel("s", "t").unwrap().out_of_sync_tracks > 0 {
+        let applied = h.run(Command::CopyStep {
+            source: "s".into(),
+            target: "t".into(),
+            max_tracks: 64,
+        });
+        assert!(applied.ops.len() <= 64, "a step stays bounded");
+        data += applied
+            .events
+            .iter()
+            .map(|e| {
+                if let Event::TracksCopied { data_tracks, .. } = e {
+                    *data_tracks
+                } else {
+                    0
+                }
+            })
+            .sum::<u32>();
+        steps += 1;
+        assert!(steps <= 260, "16 TiB of unwritten space takes 256 steps, not millions");
+    }
+    assert_eq!(data, 4, "three source tracks and the target's stale one");
+    assert_eq!(h.byte_at("t", 1 << 24), 5);
+    assert_eq!(h.byte_at("t", 99), 0);
+    assert_eq!(h.tracks.stored_tracks(), 6);
 }
 
 #[test]

@@ -1,21 +1,38 @@
 //! Stored tracks as the state machine sees them.
 
 use crate::db::{track_key, CF_TRACKS};
-use rocksdb::DB;
+use rocksdb::{Direction, IteratorMode, DB};
 use statemachine::{TrackReader, VolumeId};
 
 pub(crate) struct DbTracks<'a> {
     pub(crate) db: &'a DB,
 }
 
+impl DbTracks<'_> {
+    fn cf(&self) -> &rocksdb::ColumnFamily {
+        self.db
+            .cf_handle(CF_TRACKS)
+            .expect("column families are created at open")
+    }
+}
+
 impl TrackReader for DbTracks<'_> {
     type Error = rocksdb::Error;
 
     fn read_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Self::Error> {
-        let cf = self
+        self.db.get_cf(self.cf(), track_key(volume, track))
+    }
+
+    fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error> {
+        let start = track_key(volume, from);
+        let mut iter = self
             .db
-            .cf_handle(CF_TRACKS)
-            .expect("column families are created at open");
-        self.db.get_cf(cf, track_key(volume, track))
+            .iterator_cf(self.cf(), IteratorMode::From(&start, Direction::Forward));
+        match iter.next().transpose()? {
+            Some((key, _)) if key[..8] == volume.0.to_be_bytes() => Ok(Some(u32::from_be_bytes(
+                key[8..12].try_into().expect("track keys are 12 bytes"),
+            ))),
+            _ => Ok(None),
+        }
     }
 }
