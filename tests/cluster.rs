@@ -68,4 +68,18 @@ fn three_nodes_serve_through_any_node_and_agree() {
         states[0].is_some() && states.iter().all(|s| *s == states[0])
     });
     assert_eq!(nodes[2].json(&["lsvol", "--json"]).as_array().unwrap().len(), 3);
+
+    // Remove a follower: two members remain and keep serving.
+    let leader = nodes[0].json(&["cluster", "status", "--json"])["leader"]
+        .as_u64()
+        .unwrap();
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap().id;
+    let out = nodes[0].ok(&["cluster", "remove", &follower.to_string()]);
+    assert!(out.contains(&format!("removed node {follower}")), "{out}");
+    eventually("two members", 60, || {
+        let status = nodes[0].json(&["cluster", "status", "--json"]);
+        status["nodes"].as_array().unwrap().len() == 2
+    });
+    let remaining = nodes.iter().find(|n| n.id != follower).unwrap();
+    remaining.ok(&["mkvol", "d", "--size", "1M"]);
 }
