@@ -74,12 +74,13 @@ fn three_nodes_serve_through_any_node_and_agree() {
         .as_u64()
         .unwrap();
     let follower = nodes.iter().find(|n| n.id != leader).unwrap().id;
-    let out = nodes[0].ok(&["cluster", "remove", &follower.to_string()]);
+    // Ask a node that stays: a removed node never hears of the final membership.
+    let remaining = nodes.iter().find(|n| n.id != follower).unwrap();
+    let out = remaining.ok(&["cluster", "remove", &follower.to_string()]);
     assert!(out.contains(&format!("removed node {follower}")), "{out}");
     eventually("two members", 60, || {
-        let status = nodes[0].json(&["cluster", "status", "--json"]);
+        let status = remaining.json(&["cluster", "status", "--json"]);
         status["nodes"].as_array().unwrap().len() == 2
     });
-    let remaining = nodes.iter().find(|n| n.id != follower).unwrap();
     remaining.ok(&["mkvol", "d", "--size", "1M"]);
 }

@@ -6,7 +6,7 @@ use openraft::Raft;
 use statemachine::{Command, CommandError, Event, HostWrite, Timestamp, WriteData, MAX_WRITE_BYTES};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use storage::{NodeInfo, Request, StateView, TypeConfig};
 
 pub struct Controller {
@@ -75,11 +75,19 @@ impl Controller {
 
     /// Proposes a command and waits until it is committed and applied here.
     pub async fn propose(&self, command: Command) -> Result<(Result<(), CommandError>, Vec<Event>), ProposeError> {
+        self.propose_at(command)
+            .await
+            .map(|(result, events, _)| (result, events))
+    }
+
+    /// Like `propose`, also returning the entry's log index.
+    async fn propose_at(&self, command: Command) -> Result<(Result<(), CommandError>, Vec<Event>, u64), ProposeError> {
         let time = Timestamp(now_millis());
         match self.raft.client_write(Request { command, time }).await {
             Ok(response) => {
+                let index = response.log_id.index;
                 let data = response.data;
-                Ok((data.result.expect("a command entry has a result"), data.events))
+                Ok((data.result.expect("a command entry has a result"), data.events, index))
             }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
                 Err(ProposeError::NotLeader { leader: f.leader_node })
@@ -132,7 +140,7 @@ impl Controller {
         let mut notices = self.view.subscribe();
         self.host_writes_in_flight.fetch_add(1, Ordering::SeqCst);
         let proposed = self
-            .propose(Command::Write(HostWrite {
+            .propose_at(Command::Write(HostWrite {
                 volume: volume.to_string(),
                 offset,
                 data,
@@ -140,31 +148,40 @@ impl Controller {
             }))
             .await;
         self.host_writes_in_flight.fetch_sub(1, Ordering::SeqCst);
-        let (result, events) = proposed?;
+        let (result, events, held_at) = proposed?;
         let held = events
             .iter()
             .any(|e| matches!(e, Event::WriteHeld { tag: t, .. } if *t == tag));
         if !held {
             return Ok(result);
         }
-        let held_at = self.view.applied().0;
+        // Wait for the entry that releases it. Notices can be missed (a lagging receiver, a
+        // snapshot install), so also look at the state every second: once the write is no longer
+        // held, the audit history after `held_at` says how it ended.
+        let mut every_second = tokio::time::interval(Duration::from_secs(1));
         loop {
-            match notices.recv().await {
-                Ok(notice) => {
-                    if let Some(outcome) = release_outcome(&notice.events, volume, tag) {
-                        return Ok(outcome);
+            tokio::select! {
+                notice = notices.recv() => match notice {
+                    Ok(notice) => {
+                        if let Some(outcome) = release_outcome(&notice.events, volume, tag) {
+                            return Ok(outcome);
+                        }
+                        continue;
                     }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    // Missed notices: the audit history has every release since the write was held.
-                    let history = self.view.audit(Some(volume), held_at.saturating_sub(1), usize::MAX);
-                    let history = history.map_err(ProposeError::Unavailable)?;
-                    if let Some(outcome) = history.iter().find_map(|r| release_outcome(&r.events, volume, tag)) {
-                        return Ok(outcome);
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return Err(ProposeError::Unavailable("the node is shutting down".into()));
                     }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                    return Err(ProposeError::Unavailable("the node is shutting down".into()));
+                },
+                _ = every_second.tick() => {}
+            }
+            if !self.view.query(|s| s.is_held(volume, tag)) {
+                let history = self
+                    .view
+                    .audit(None, held_at, usize::MAX)
+                    .map_err(ProposeError::Unavailable)?;
+                if let Some(outcome) = history.iter().find_map(|r| release_outcome(&r.events, volume, tag)) {
+                    return Ok(outcome);
                 }
             }
         }

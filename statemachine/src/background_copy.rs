@@ -12,6 +12,8 @@ use crate::track::TrackReader;
 /// Tracks one step may bring in sync without copying anything: 2^20 (64 GiB of unwritten space),
 /// a few 8 KiB bitmap blocks to persist.
 pub const MAX_SKIPPED_TRACKS: u32 = 1 << 20;
+/// Skipped ranges one step may take: bounds the seeks when written and unwritten tracks alternate.
+const MAX_SKIPPED_RANGES: u32 = 1024;
 
 pub(crate) fn copy_step<R: TrackReader>(
     tx: &mut Tx<'_, R>,
@@ -26,7 +28,7 @@ pub(crate) fn copy_step<R: TrackReader>(
         return Err(CommandError::BackgroundCopyOff { pair: pair.to_string() }.into());
     }
     let (source_id, total) = (rel.source, rel.out_of_sync.tracks());
-    let (mut tracks, mut data_tracks, mut skipped) = (0u64, 0u32, 0u32);
+    let (mut tracks, mut data_tracks, mut skipped, mut ranges) = (0u64, 0u32, 0u32, 0u32);
     let mut from = 0;
     while let Some(track) = tx
         .state
@@ -42,8 +44,9 @@ pub(crate) fn copy_step<R: TrackReader>(
             let end = next_data.min(track.saturating_add(MAX_SKIPPED_TRACKS - skipped));
             tracks += tx.mark_range_copied(target_id, track..end);
             skipped += end - track;
+            ranges += 1;
             from = end;
-            if skipped >= MAX_SKIPPED_TRACKS {
+            if skipped >= MAX_SKIPPED_TRACKS || ranges >= MAX_SKIPPED_RANGES {
                 break;
             }
             continue;

@@ -93,11 +93,16 @@ impl OutOfSync {
         } else {
             self.bits.remove(track);
         }
-        if self.is_empty() {
-            // Fully copied: drop the (possibly large) in-sync set.
-            *self = OutOfSync::from_set(self.tracks, RoaringBitmap::new());
-        }
+        self.normalize();
         true
+    }
+
+    /// Keeps the smaller side: once more than half is copied, the out-of-sync set is smaller than
+    /// the in-sync set and is stored instead (an empty bitmap is always stored plainly).
+    fn normalize(&mut self) {
+        if self.inverted && self.len() < self.bits.len() {
+            *self = OutOfSync::from_set(self.tracks, self.to_set());
+        }
     }
 
     /// Marks every track of `range` in sync. Returns how many were out of sync.
@@ -113,9 +118,7 @@ impl OutOfSync {
             self.bits.remove_range(range);
             cleared
         };
-        if self.is_empty() {
-            *self = OutOfSync::from_set(self.tracks, RoaringBitmap::new());
-        }
+        self.normalize();
         cleared
     }
 
@@ -220,6 +223,21 @@ mod tests {
         assert!(plain.is_empty());
         assert_eq!(inverted.mark_range_copied(10..100), 90);
         assert!(inverted.is_empty() && !inverted.inverted);
+    }
+
+    #[test]
+    fn more_than_half_copied_is_stored_plainly() {
+        let mut oos = OutOfSync::all(1 << 20);
+        oos.mark_range_copied(0..(1 << 19) + 10);
+        assert!(!oos.inverted, "the smaller side is kept");
+        assert_eq!(oos.len(), (1 << 19) - 10);
+        assert_eq!(oos.first_from(0), Some((1 << 19) + 10));
+        let mut inverted = OutOfSync::all(10);
+        for t in 0..6 {
+            inverted.mark_copied(t);
+        }
+        assert!(!inverted.inverted);
+        assert_eq!(inverted.to_set(), RoaringBitmap::from_iter(6..10));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! a `TrackReader` is how the state machine sees stored tracks without doing I/O itself.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// The FlashCopy track size: 64 KiB.
 pub const TRACK_SIZE: u32 = 64 * 1024;
@@ -97,7 +97,7 @@ impl TrackReader for MemTracks {
 pub(crate) struct TrackView<'a, R> {
     reader: &'a R,
     track_size: usize,
-    overlay: HashMap<(VolumeId, u32), Option<Vec<u8>>>,
+    overlay: BTreeMap<(VolumeId, u32), Option<Vec<u8>>>,
     pub(crate) ops: Vec<TrackOp>,
 }
 
@@ -106,7 +106,7 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
         TrackView {
             reader,
             track_size: track_size as usize,
-            overlay: HashMap::new(),
+            overlay: BTreeMap::new(),
             ops: Vec::new(),
         }
     }
@@ -122,12 +122,12 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
 
     /// The lowest track at or after `from` with stored content, this apply's writes included.
     pub(crate) fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, R::Error> {
-        let mut from = from;
+        let mut cursor = from;
         let stored = loop {
-            match self.reader.next_stored(volume, from)? {
+            match self.reader.next_stored(volume, cursor)? {
                 // Zeroed earlier in this apply: not stored any more.
                 Some(t) if matches!(self.overlay.get(&(volume, t)), Some(None)) => match t.checked_add(1) {
-                    Some(next) => from = next,
+                    Some(next) => cursor = next,
                     None => break None,
                 },
                 other => break other,
@@ -135,10 +135,9 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
         };
         let written = self
             .overlay
-            .iter()
-            .filter(|((v, t), data)| *v == volume && *t >= from && data.is_some())
-            .map(|((_, t), _)| *t)
-            .min();
+            .range((volume, from)..=(volume, u32::MAX))
+            .find(|(_, data)| data.is_some())
+            .map(|((_, t), _)| *t);
         Ok(match (stored, written) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -821,3 +821,34 @@ fn time_never_runs_backwards() {
     ));
     assert!(h.rel("a", "c").unwrap().created_at >= first);
 }
+
+#[test]
+fn a_copy_step_stays_bounded_when_written_and_unwritten_tracks_alternate() {
+    let mut h = Harness::new(TS);
+    h.mkvol("s", 8192);
+    h.mkvol("t", 8192);
+    h.ok(mkflash("s:t", EstablishOptions::default()));
+    for track in (0..8192u64).step_by(2) {
+        h.fill("s", track, 3); // copy-on-write clears the even bits; odd ones stay, one apart
+    }
+    let events = h.ok(Command::CopyStep {
+        source: "s".into(),
+        target: "t".into(),
+        max_tracks: 64,
+    });
+    let Some(Event::TracksCopied {
+        tracks, data_tracks, ..
+    }) = events.iter().find(|e| matches!(e, Event::TracksCopied { .. }))
+    else {
+        panic!("no copy event: {events:?}");
+    };
+    assert_eq!(*data_tracks, 0);
+    assert_eq!(*tracks, 1024, "at most 1024 skipped ranges per step");
+    let mut steps = 1;
+    while h.rel("s", "t").is_some() {
+        h.copy_all("s", "t");
+        steps += 1;
+    }
+    assert_eq!(steps, 4, "4096 one-track ranges take four steps");
+    assert_eq!(h.byte_at("t", 2), 0, "the point in time was before the writes");
+}

@@ -3,7 +3,8 @@
 
 use serde::{de::DeserializeOwned, Serialize};
 
-const FORMAT_VERSION: u8 = 1;
+/// 2: `TracksCopied` events carry `data_tracks`.
+const FORMAT_VERSION: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

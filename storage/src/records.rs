@@ -97,6 +97,20 @@ fn block_value(bitmap: &RoaringBitmap, block: u32) -> Result<Option<Vec<u8>>, Co
     codec::encode(&bytes).map(Some)
 }
 
+/// The blocks holding at least one bit, found by jumping from block to block (not bit by bit).
+fn blocks_with_bits(bitmap: &RoaringBitmap) -> Vec<u32> {
+    let mut blocks = Vec::new();
+    let mut next = bitmap.min();
+    while let Some(bit) = next {
+        let block = bit / BITMAP_BLOCK_TRACKS;
+        blocks.push(block);
+        next = (block + 1)
+            .checked_mul(BITMAP_BLOCK_TRACKS)
+            .and_then(|start| bitmap.range(start..).next());
+    }
+    blocks
+}
+
 fn put_block(
     out: &mut Vec<MetaWrite>,
     rel: &Relationship,
@@ -133,9 +147,7 @@ pub fn stage(state: &State, touched: &[VolumeId], details: &DetailChanges) -> Re
         out.push(MetaWrite::DeleteRange(from, to));
         if let Some(rel) = incoming(target) {
             for kind in BitmapKind::ALL {
-                let mut blocks: Vec<u32> = bits(rel, kind).iter().map(|t| t / BITMAP_BLOCK_TRACKS).collect();
-                blocks.dedup();
-                for block in blocks {
+                for block in blocks_with_bits(bits(rel, kind)) {
                     put_block(&mut out, rel, target, kind, block)?;
                 }
             }

@@ -25,9 +25,12 @@ impl TrackReader for DbTracks<'_> {
 
     fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error> {
         let start = track_key(volume, from);
+        // Stay within this volume's keys.
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_upper_bound((volume.0 + 1).to_be_bytes().to_vec());
         let mut iter = self
             .db
-            .iterator_cf(self.cf(), IteratorMode::From(&start, Direction::Forward));
+            .iterator_cf_opt(self.cf(), options, IteratorMode::From(&start, Direction::Forward));
         match iter.next().transpose()? {
             Some((key, _)) if key[..8] == volume.0.to_be_bytes() => Ok(Some(u32::from_be_bytes(
                 key[8..12].try_into().expect("track keys are 12 bytes"),
