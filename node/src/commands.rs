@@ -35,6 +35,21 @@ fn check_wait(wait: bool, nocp: bool) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Sends a relationship command, prints what it did and, with `--wait`, follows the copy of `pairs`.
+async fn flash_command<B: serde::Serialize>(
+    api: &ApiClient,
+    path: &str,
+    body: &B,
+    wait: Option<&[(String, String)]>,
+) -> Result<(), CliError> {
+    let reply: CommandReply = api.post(path, body).await?;
+    print_reply(&reply);
+    if let Some(pairs) = wait {
+        wait_for_copy(api, pairs).await?;
+    }
+    Ok(())
+}
+
 fn print_reply(reply: &CommandReply) {
     for event in &reply.events {
         println!("{}", describe(event));
@@ -92,11 +107,7 @@ pub async fn run(verb: Verb) -> Result<(), CliError> {
                 freeze,
                 seqnum,
             };
-            let reply: CommandReply = api.post("/mkflash", &body).await?;
-            print_reply(&reply);
-            if wait {
-                wait_for_copy(&api, &parsed).await?;
-            }
+            flash_command(&api, "/mkflash", &body, wait.then_some(&parsed[..])).await?;
         }
         Verb::Lsflash {
             volumes,
@@ -130,11 +141,13 @@ pub async fn run(verb: Verb) -> Result<(), CliError> {
                 ));
             }
             let api = client(&c)?;
-            let reply: CommandReply = api.post("/rmflash", &RmFlash { pairs, cp, seqnum }).await?;
-            print_reply(&reply);
-            if wait {
-                wait_for_copy(&api, &parsed).await?;
-            }
+            flash_command(
+                &api,
+                "/rmflash",
+                &RmFlash { pairs, cp, seqnum },
+                wait.then_some(&parsed[..]),
+            )
+            .await?;
         }
         Verb::Resyncflash {
             pairs,
@@ -147,21 +160,18 @@ pub async fn run(verb: Verb) -> Result<(), CliError> {
             let parsed = parse_pairs(&pairs)?;
             check_wait(wait, nocp)?;
             let api = client(&c)?;
-            let reply: CommandReply = api
-                .post(
-                    "/resyncflash",
-                    &ResyncFlash {
-                        pairs,
-                        nocp,
-                        tgtinhibit,
-                        seqnum,
-                    },
-                )
-                .await?;
-            print_reply(&reply);
-            if wait {
-                wait_for_copy(&api, &parsed).await?;
-            }
+            flash_command(
+                &api,
+                "/resyncflash",
+                &ResyncFlash {
+                    pairs,
+                    nocp,
+                    tgtinhibit,
+                    seqnum,
+                },
+                wait.then_some(&parsed[..]),
+            )
+            .await?;
         }
         Verb::Reverseflash {
             pairs,
@@ -172,12 +182,10 @@ pub async fn run(verb: Verb) -> Result<(), CliError> {
         } => {
             let parsed = parse_pairs(&pairs)?;
             let api = client(&c)?;
-            let reply: CommandReply = api.post("/reverseflash", &ReverseFlash { pairs, fast, seqnum }).await?;
-            print_reply(&reply);
-            if wait {
-                let reversed: Vec<(String, String)> = parsed.into_iter().map(|(s, t)| (t, s)).collect();
-                wait_for_copy(&api, &reversed).await?;
-            }
+            // The copy back runs on the reversed pair.
+            let reversed: Vec<(String, String)> = parsed.into_iter().map(|(s, t)| (t, s)).collect();
+            let body = ReverseFlash { pairs, fast, seqnum };
+            flash_command(&api, "/reverseflash", &body, wait.then_some(&reversed[..])).await?;
         }
         Verb::Unfreezeflash { sources, client: c } => {
             let reply: CommandReply = client(&c)?.post("/unfreezeflash", &UnfreezeFlash { sources }).await?;
