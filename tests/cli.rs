@@ -166,7 +166,11 @@ fn lsflash_json_and_watch() {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.matches("PAIR").count() >= 2, "two or more refreshes: {text}");
-    assert!(text.contains("a:b"));
+    assert!(text.contains("a:b") && text.contains("COPIED"), "{text}");
+    assert!(
+        text.contains("nocopy  0%"),
+        "plain progress when not a terminal: {text}"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! plain lines otherwise.
 
 use crate::client::{ApiClient, CliError};
-use crate::report::relationships_table;
+use crate::report::progress_table;
 use statemachine::{RelationshipInfo, RelationshipState};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -51,13 +51,13 @@ pub async fn wait_for_copy(client: &ApiClient, pairs: &[(String, String)]) -> Re
     }
 }
 
-/// Redisplays the relationships every second until interrupted.
+/// Redisplays the relationships and their copy progress every second until interrupted.
 pub async fn watch(client: &ApiClient, volumes: &[String]) -> Result<(), CliError> {
     let tty = std::io::stdout().is_terminal();
     let query = relationships_query(volumes);
     loop {
         let rels: Vec<RelationshipInfo> = client.get(&query).await?;
-        let table = relationships_table(&rels);
+        let table = progress_table(&rels, tty);
         if tty {
             print!("\x1b[2J\x1b[H{table}");
         } else {

@@ -114,6 +114,36 @@ pub fn volumes_table(volumes: &[VolumeInfo]) -> String {
     table(&["NAME", "SIZE", "STATE", "SOURCE_OF", "TARGET_OF"], &rows)
 }
 
+/// How much of a relationship's copy is done: a bar on a terminal, a percentage otherwise.
+pub fn copy_progress(rel: &RelationshipInfo, bar: bool) -> String {
+    let total = u64::from(rel.total_tracks);
+    let percent = ((total - rel.out_of_sync_tracks.min(total)) * 100)
+        .checked_div(total)
+        .unwrap_or(100);
+    if bar {
+        let filled = (percent / 10) as usize;
+        format!("[{}{}] {percent:>3}%", "#".repeat(filled), "-".repeat(10 - filled))
+    } else {
+        format!("{percent}%")
+    }
+}
+
+/// The `lsflash` table with a progress column first (for `--watch`).
+pub fn progress_table(rels: &[RelationshipInfo], bar: bool) -> String {
+    let rows: Vec<Vec<String>> = rels
+        .iter()
+        .map(|r| {
+            vec![
+                format!("{}:{}", r.source, r.target),
+                r.state.as_str().to_string(),
+                copy_progress(r, bar),
+                format!("{}/{}", r.out_of_sync_tracks, r.total_tracks),
+            ]
+        })
+        .collect();
+    table(&["PAIR", "STATE", "COPIED", "OUT_OF_SYNC"], &rows)
+}
+
 pub fn relationships_table(rels: &[RelationshipInfo]) -> String {
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
     let rows: Vec<Vec<String>> = rels
