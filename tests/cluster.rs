@@ -84,3 +84,50 @@ fn three_nodes_serve_through_any_node_and_agree() {
     });
     remaining.ok(&["mkvol", "d", "--size", "1M"]);
 }
+
+#[test]
+fn a_node_that_joins_after_the_log_was_purged_catches_up_from_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let n1 = Node::start(&dir.path().join("n1"), 1, &["--snapshot-every", "40"]);
+    n1.wait_ready();
+    n1.ok(&["mkvol", "a", "--size", "4M"]);
+    n1.ok(&["mkvol", "b", "--size", "4M"]);
+    for i in 0..60u64 {
+        n1.write("a", i * 65536, pattern(i as u8, 1000));
+    }
+    n1.ok(&["mkflash", "a:b", "--persist", "--record", "--wait"]);
+    n1.write("a", 0, vec![0xCC; 500]);
+    // Node 1 purges the start of its log: a node joining now can only catch up from a snapshot.
+    eventually("node 1 to purge its log", 60, || {
+        metric(&n1, "flashcopy_log_purged_index") > 0
+    });
+    let n2 = Node::start(
+        &dir.path().join("n2"),
+        2,
+        &["--snapshot-every", "40", "--join", &n1.api],
+    );
+    eventually("node 2 to catch up", 90, || {
+        let (a, b) = (n1.try_applied(), n2.try_applied());
+        a.is_some() && a == b
+    });
+    assert!(metric(&n2, "flashcopy_snapshot_index") > 0, "node 2 has a snapshot");
+    assert!(
+        std::fs::read_dir(dir.path().join("n2/snapshots")).unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".snap")),
+        "node 2 installed a snapshot"
+    );
+    // Equal digests at equal index: node 2 holds the same bytes, received as a snapshot.
+    let (index, digest) = n2.applied();
+    assert_eq!((index, digest), n1.applied());
+}
+
+fn metric(node: &Node, name: &str) -> u64 {
+    let url = format!("{}/metrics", node.api);
+    let text = block(async move { reqwest::get(url).await.unwrap().text().await.unwrap() });
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("{name} missing from {text}"))
+}

@@ -538,9 +538,15 @@ async fn metrics(State(c): Ctl) -> impl IntoResponse {
          # HELP flashcopy_relationships Number of FlashCopy relationships.\n\
          # TYPE flashcopy_relationships gauge\nflashcopy_relationships {relationships}\n\
          # HELP flashcopy_out_of_sync_tracks Tracks still to copy, over all relationships.\n\
-         # TYPE flashcopy_out_of_sync_tracks gauge\nflashcopy_out_of_sync_tracks {out_of_sync}\n",
+         # TYPE flashcopy_out_of_sync_tracks gauge\nflashcopy_out_of_sync_tracks {out_of_sync}\n\
+         # HELP flashcopy_snapshot_index Log index of this node's latest snapshot.\n\
+         # TYPE flashcopy_snapshot_index gauge\nflashcopy_snapshot_index {}\n\
+         # HELP flashcopy_log_purged_index Log entries up to this index are purged (they live in the snapshot).\n\
+         # TYPE flashcopy_log_purged_index gauge\nflashcopy_log_purged_index {}\n",
         u8::from(raft.current_leader == Some(c.id)),
         raft.current_term,
+        raft.snapshot.map_or(0, |l| l.index),
+        raft.purged.map_or(0, |l| l.index),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Cluster-wide background-copy limit in MiB/s (unlimited by default).
     #[arg(long, value_name = "MIB_PER_S")]
     pub copy_rate: Option<f64>,
+    /// Build a snapshot (and purge the log before it) every this many entries.
+    #[arg(long, default_value_t = 20_000, value_name = "ENTRIES", value_parser = clap::value_parser!(u64).range(10..))]
+    pub snapshot_every: u64,
 }
 
 #[derive(Subcommand, Debug)]

@@ -150,6 +150,7 @@ pub async fn run() -> i32 {
         join: None,
         token: String::new(),
         copy_rate: None,
+        snapshot_every: 20_000,
     };
     println!(
         "flashcopy demo: an embedded single-node controller in {}",

@@ -67,6 +67,7 @@ async fn serve(args: ServeArgs) -> i32 {
         join: args.join,
         token,
         copy_rate,
+        snapshot_every: args.snapshot_every,
     };
     let running = match server::start(config).await {
         Ok(r) => r,

@@ -22,6 +22,8 @@ pub struct ServeConfig {
     pub token: String,
     /// Background-copy limit in bytes per second.
     pub copy_rate: Option<u64>,
+    /// Log entries between snapshots.
+    pub snapshot_every: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,7 +85,7 @@ async fn listen(addr: &str) -> Result<TcpListener, ServeError> {
     })
 }
 
-pub fn raft_config() -> Config {
+pub fn raft_config(snapshot_every: u64) -> Config {
     Config {
         cluster_name: "flashcopy".into(),
         // A loaded 2-core machine needs more slack than openraft's defaults.
@@ -91,8 +93,9 @@ pub fn raft_config() -> Config {
         election_timeout_min: 1000,
         election_timeout_max: 2000,
         install_snapshot_timeout: 10_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(20_000),
-        max_in_snapshot_log_to_keep: 5_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
+        // Keep some log behind a snapshot, so a briefly lagging follower needs no snapshot.
+        max_in_snapshot_log_to_keep: snapshot_every / 4,
         ..Default::default()
     }
 }
@@ -112,7 +115,11 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     };
 
     let token = Arc::new(config.token.clone());
-    let raft_config = Arc::new(raft_config().validate().map_err(|e| ServeError::Raft(e.to_string()))?);
+    let raft_config = Arc::new(
+        raft_config(config.snapshot_every)
+            .validate()
+            .map_err(|e| ServeError::Raft(e.to_string()))?,
+    );
     let network = transport::Network { token: token.clone() };
     let raft = Raft::new(id, raft_config, network, log_store, state_store)
         .await
