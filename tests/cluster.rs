@@ -131,3 +131,30 @@ fn metric(node: &Node, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("{name} missing from {text}"))
 }
+
+#[test]
+fn a_node_bound_to_every_interface_advertises_a_reachable_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, raft) = (free_port(), free_port());
+    let mut child = std::process::Command::new(bin())
+        .args(["serve", "--data-dir", dir.path().join("n1").to_str().unwrap()])
+        .args(["--api", &format!("0.0.0.0:{api}"), "--raft", &format!("0.0.0.0:{raft}")])
+        .args(["--advertise-api", &format!("http://127.0.0.1:{api}/")])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{api}");
+    eventually("the node to lead", 60, || {
+        let out = cli_env(&url, &["cluster", "status", "--json"], &[]);
+        out.code == 0 && serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["leader"] == 1
+    });
+    let status: serde_json::Value =
+        serde_json::from_str(&cli_env(&url, &["cluster", "status", "--json"], &[]).stdout).unwrap();
+    assert_eq!(
+        status["nodes"][0]["url"],
+        url.as_str(),
+        "the advertised URL, not 0.0.0.0"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -43,6 +43,13 @@ pub struct ServeArgs {
     /// Raft peer listen address.
     #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
     pub raft: String,
+    /// The admin API URL other nodes and clients use (default: from --api; for 0.0.0.0, this
+    /// machine's hostname).
+    #[arg(long, value_name = "URL")]
+    pub advertise_api: Option<String>,
+    /// The Raft address peers connect to (default: from --raft, as for --advertise-api).
+    #[arg(long, value_name = "ADDR")]
+    pub advertise_raft: Option<String>,
     /// Join the cluster whose admin API is at URL instead of starting a new one.
     #[arg(long, value_name = "URL")]
     pub join: Option<String>,

@@ -64,6 +64,8 @@ async fn serve(args: ServeArgs) -> i32 {
         node_id: args.node_id,
         api: args.api,
         raft: args.raft,
+        advertise_api: args.advertise_api,
+        advertise_raft: args.advertise_raft,
         join: args.join,
         token,
         copy_rate,

@@ -18,6 +18,8 @@ pub struct ServeConfig {
     pub node_id: Option<u64>,
     pub api: String,
     pub raft: String,
+    pub advertise_api: Option<String>,
+    pub advertise_raft: Option<String>,
     pub join: Option<String>,
     pub token: String,
     /// Background-copy limit in bytes per second.
@@ -78,6 +80,18 @@ fn node_id(config: &ServeConfig) -> Result<u64, ServeError> {
     }
 }
 
+/// How peers reach a bound address: as bound, unless bound to every interface (0.0.0.0, ::),
+/// which no peer can dial: then this machine's hostname.
+fn advertised(bound: std::net::SocketAddr) -> String {
+    if !bound.ip().is_unspecified() {
+        return bound.to_string();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    format!("{host}:{}", bound.port())
+}
+
 async fn listen(addr: &str) -> Result<TcpListener, ServeError> {
     TcpListener::bind(addr).await.map_err(|source| ServeError::Listen {
         addr: addr.to_string(),
@@ -107,8 +121,15 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
 
     let api_listener = listen(&config.api).await?;
     let raft_listener = listen(&config.raft).await?;
-    let api_url = format!("http://{}", api_listener.local_addr().expect("bound"));
-    let raft_addr = raft_listener.local_addr().expect("bound").to_string();
+    let api_url = config
+        .advertise_api
+        .clone()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("http://{}", advertised(api_listener.local_addr().expect("bound"))));
+    let raft_addr = config
+        .advertise_raft
+        .clone()
+        .unwrap_or_else(|| advertised(raft_listener.local_addr().expect("bound")));
     let info = NodeInfo {
         api: api_url.clone(),
         raft: raft_addr,
@@ -187,5 +208,18 @@ async fn join(c: Arc<Controller>, url: String) {
             Err(e) => tracing::warn!(%url, error = %e, "cluster not reachable; retrying"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertised;
+
+    #[test]
+    fn unspecified_binds_advertise_the_hostname() {
+        assert_eq!(advertised("127.0.0.1:7700".parse().unwrap()), "127.0.0.1:7700");
+        let any = advertised("0.0.0.0:7700".parse().unwrap());
+        assert!(any.ends_with(":7700") && !any.starts_with("0.0.0.0"), "{any}");
+        assert!(!advertised("[::]:7701".parse().unwrap()).starts_with("[::]"));
     }
 }
