@@ -44,13 +44,7 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
         volume: &record.volume,
         relationship: record.incoming.as_ref().map(|r| RelationshipView {
             source: r.source.0,
-            flags: [
-                r.persistent,
-                r.recording,
-                r.background_copy,
-                r.target_write_inhibit,
-                r.completing,
-            ],
+            flags: r.flags(),
             seqnum: r.seqnum,
             out_of_sync: r.out_of_sync.len(),
             source_changes: r.source_changes.len(),

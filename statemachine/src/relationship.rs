@@ -65,6 +65,18 @@ impl Relationship {
         }
     }
 
+    /// The five switches, in one fixed order: persistent, recording, background copy, target
+    /// write inhibit, completing. Storage and the digest both use this order.
+    pub fn flags(&self) -> [bool; 5] {
+        [
+            self.persistent,
+            self.recording,
+            self.background_copy,
+            self.target_write_inhibit,
+            self.completing,
+        ]
+    }
+
     /// Whether a copy that just emptied the out-of-sync bitmap ends the relationship.
     pub(crate) fn ends_when_copied(&self) -> bool {
         !self.persistent || self.completing

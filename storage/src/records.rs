@@ -182,13 +182,7 @@ fn encode_record(record: &VolumeRecord) -> Result<Vec<u8>, CodecError> {
         incoming: record.incoming.as_ref().map(|r| StoredRelationship {
             source: r.source,
             seqnum: r.seqnum,
-            flags: [
-                r.persistent,
-                r.recording,
-                r.background_copy,
-                r.target_write_inhibit,
-                r.completing,
-            ],
+            flags: r.flags(),
             tracks: r.out_of_sync.tracks(),
             out_of_sync_inverted: r.out_of_sync.raw().1,
             created_at: r.created_at,
