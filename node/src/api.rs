@@ -224,12 +224,9 @@ async fn not_found(uri: OriginalUri) -> ApiError {
 }
 
 async fn run(c: &Controller, command: Command) -> Result<Json<CommandReply>, ApiError> {
-    let (result, events) = c.propose(command).await?;
+    let (result, events, index) = c.propose_at(command).await?;
     result?;
-    Ok(Json(CommandReply {
-        index: c.view.applied().0,
-        events,
-    }))
+    Ok(Json(CommandReply { index, events }))
 }
 
 async fn list_volumes(State(c): Ctl) -> Result<impl IntoResponse, ApiError> {

@@ -81,7 +81,10 @@ impl Controller {
     }
 
     /// Like `propose`, also returning the entry's log index.
-    async fn propose_at(&self, command: Command) -> Result<(Result<(), CommandError>, Vec<Event>, u64), ProposeError> {
+    pub async fn propose_at(
+        &self,
+        command: Command,
+    ) -> Result<(Result<(), CommandError>, Vec<Event>, u64), ProposeError> {
         let time = Timestamp(now_millis());
         match self.raft.client_write(Request { command, time }).await {
             Ok(response) => {
@@ -188,7 +191,8 @@ impl Controller {
     }
 }
 
-fn now_millis() -> u64 {
+/// The wall clock, as the leader stamps it into commands.
+pub(crate) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -3,11 +3,11 @@
 //! list comes from the replicated bitmaps, so a new leader or a restarted node resumes where
 //! the copy stood. It also proposes the tick that fires a due automatic thaw.
 
-use crate::controller::Controller;
+use crate::controller::{now_millis, Controller};
 use statemachine::{Command, Event, Timestamp, TRACK_SIZE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// Tracks per copy step: 4 MiB, so one apply stays short.
 pub const STEP_TRACKS: u32 = 64;
@@ -19,11 +19,7 @@ pub async fn run(c: Arc<Controller>) {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let now = Timestamp(
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
-        );
+        let now = Timestamp(now_millis());
         if c.view.query(|s| s.next_thaw()).is_some_and(|due| due <= now) {
             let _ = c.propose(Command::Tick).await;
         }

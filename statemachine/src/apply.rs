@@ -180,7 +180,12 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         let record = self.record_mut(volume);
         record.content_digest = record.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
         self.state.content_digest = self.state.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
-        self.tracks.store(volume, track, data, from);
+        // A zero hash is exactly a track of zeros (see `digest::track_hash`).
+        if new_hash == 0 {
+            self.tracks.zero(volume, track);
+        } else {
+            self.tracks.store(volume, track, data, from);
+        }
         Ok(())
     }
 
@@ -293,7 +298,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     /// then puts the touched records' hashes back into the digest.
     fn finish(mut self, result: Result<(), CommandError>) -> Result<Applied, R::Error> {
         for target in std::mem::take(&mut self.copied_out) {
-            let Some(rel) = self.state.records.get(&target).and_then(|r| r.incoming.as_ref()) else {
+            let Some(rel) = self.state.incoming(target) else {
                 continue;
             };
             if !rel.out_of_sync.is_empty() {

@@ -239,7 +239,7 @@ impl State {
     /// the volume itself, or the source of its relationship while the track is out of sync.
     /// No cascading, so one hop is enough.
     pub fn resolve_read(&self, volume: VolumeId, track: u32) -> VolumeId {
-        match self.records.get(&volume).and_then(|r| r.incoming.as_ref()) {
+        match self.incoming(volume) {
             Some(rel) if rel.out_of_sync.contains(track) => rel.source,
             _ => volume,
         }
@@ -290,11 +290,7 @@ impl State {
 
     /// Whether hosts may write the volume (false for the target of a `--tgtinhibit` relationship).
     pub fn writable(&self, volume: VolumeId) -> bool {
-        !self
-            .records
-            .get(&volume)
-            .and_then(|r| r.incoming.as_ref())
-            .is_some_and(|r| r.target_write_inhibit)
+        !self.incoming(volume).is_some_and(|r| r.target_write_inhibit)
     }
 
     pub fn volumes(&self) -> Vec<VolumeInfo> {

@@ -144,14 +144,16 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
         })
     }
 
-    /// Records the new content of a track; `from` names the copied-from volume for a copy.
+    /// The track reads as zeros from now on.
+    pub(crate) fn zero(&mut self, volume: VolumeId, track: u32) {
+        self.overlay.insert((volume, track), None);
+        self.ops.push(TrackOp::Zero { volume, track });
+    }
+
+    /// Records the new content of a track (not all zeros: see `zero`); `from` names the
+    /// copied-from volume for a copy.
     pub(crate) fn store(&mut self, volume: VolumeId, track: u32, data: Vec<u8>, from: Option<VolumeId>) {
         debug_assert_eq!(data.len(), self.track_size);
-        if is_zero(&data) {
-            self.overlay.insert((volume, track), None);
-            self.ops.push(TrackOp::Zero { volume, track });
-            return;
-        }
         self.overlay.insert((volume, track), Some(data.clone()));
         self.ops.push(match from {
             Some(from) => TrackOp::Copy {
