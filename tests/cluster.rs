@@ -125,20 +125,18 @@ fn a_node_that_joins_after_the_log_was_purged_catches_up_from_a_snapshot() {
 }
 
 fn metric(node: &Node, name: &str) -> u64 {
-    let url = format!("{}/metrics", node.api);
-    let text = block(async move { reqwest::get(url).await.unwrap().text().await.unwrap() });
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
-        .unwrap_or_else(|| panic!("{name} missing from {text}"))
+    node.metric(name)
+        .unwrap_or_else(|| panic!("{name} missing from node {}'s metrics", node.id))
 }
 
 #[test]
 fn a_node_bound_to_every_interface_advertises_a_reachable_address() {
     let dir = tempfile::tempdir().unwrap();
-    let (api, raft) = (free_port(), free_port());
+    let (api, raft, nbd) = (free_port(), free_port(), free_port());
     let mut child = std::process::Command::new(bin())
         .args(["serve", "--data-dir", dir.path().join("n1").to_str().unwrap()])
         .args(["--api", &format!("0.0.0.0:{api}"), "--raft", &format!("0.0.0.0:{raft}")])
+        .args(["--nbd", &format!("127.0.0.1:{nbd}")])
         .args(["--advertise-api", &format!("http://127.0.0.1:{api}/")])
         .stderr(std::process::Stdio::null())
         .spawn()

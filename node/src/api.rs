@@ -545,5 +545,7 @@ async fn metrics(State(c): Ctl) -> impl IntoResponse {
         raft.snapshot.map_or(0, |l| l.index),
         raft.purged.map_or(0, |l| l.index),
     );
+    let mut text = text;
+    c.metrics.render(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

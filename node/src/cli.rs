@@ -43,6 +43,9 @@ pub struct ServeArgs {
     /// Raft peer listen address.
     #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
     pub raft: String,
+    /// NBD listen address: hosts reach volumes here (export name = volume name).
+    #[arg(long, default_value = "127.0.0.1:10809", value_name = "ADDR")]
+    pub nbd: String,
     /// The admin API URL other nodes and clients use (default: from --api; for 0.0.0.0, this
     /// machine's hostname).
     #[arg(long, value_name = "URL")]

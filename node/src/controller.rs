@@ -1,6 +1,8 @@
 //! The controller: one node's handle on the replicated state. It proposes commands (stamping
 //! the leader's wall-clock time), answers linearizable reads, and knows who leads.
 
+use crate::metrics::Metrics;
+use crate::write_batcher::{Outcome, WriteQueue};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::Raft;
 use statemachine::{Command, CommandError, Event, HostWrite, Timestamp, WriteData, MAX_WRITE_BYTES};
@@ -22,11 +24,13 @@ pub struct Controller {
     pub host_writes_in_flight: AtomicUsize,
     /// For forwarding to the leader and asking peers for their status.
     pub http: reqwest::Client,
+    pub metrics: Arc<Metrics>,
+    writes: WriteQueue,
     next_tag: AtomicU64,
 }
 
 /// Why a command could not be run through Raft.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ProposeError {
     #[error("this node is not the leader")]
     NotLeader { leader: Option<NodeInfo> },
@@ -42,6 +46,7 @@ impl Controller {
         view: StateView,
         token: String,
         copy_rate: Option<u64>,
+        writes: WriteQueue,
     ) -> Self {
         Controller {
             id,
@@ -52,6 +57,8 @@ impl Controller {
             copy_rate,
             host_writes_in_flight: AtomicUsize::new(0),
             http: reqwest::Client::new(),
+            metrics: Arc::new(Metrics::default()),
+            writes,
             // Unique across nodes (the id) and across restarts (the start time).
             next_tag: AtomicU64::new((id << 56) ^ (now_millis() << 16)),
         }
@@ -86,8 +93,10 @@ impl Controller {
         command: Command,
     ) -> Result<(Result<(), CommandError>, Vec<Event>, u64), ProposeError> {
         let time = Timestamp(now_millis());
+        let started = std::time::Instant::now();
         match self.raft.client_write(Request { command, time }).await {
             Ok(response) => {
+                self.metrics.commit_latency.observe(started.elapsed());
                 let index = response.log_id.index;
                 let data = response.data;
                 Ok((data.result.expect("a command entry has a result"), data.events, index))
@@ -110,8 +119,9 @@ impl Controller {
         }
     }
 
-    /// A host write: returns once it is applied, also when a freeze held it first. Zeroing
-    /// more than one command may carry is split into several commands, in order.
+    /// A host write: returns once it is applied, also when a freeze held it first. Concurrent
+    /// writes share entries (group commit). Zeroing more than one command may carry is split
+    /// into several writes, in order.
     pub async fn write(
         &self,
         volume: &str,
@@ -142,22 +152,20 @@ impl Controller {
         // Subscribe before proposing, so the release of a held write cannot be missed.
         let mut notices = self.view.subscribe();
         self.host_writes_in_flight.fetch_add(1, Ordering::SeqCst);
-        let proposed = self
-            .propose_at(Command::Write(HostWrite {
+        let outcome = self
+            .writes
+            .submit(HostWrite {
                 volume: volume.to_string(),
                 offset,
                 data,
                 tag,
-            }))
+            })
             .await;
         self.host_writes_in_flight.fetch_sub(1, Ordering::SeqCst);
-        let (result, events, held_at) = proposed?;
-        let held = events
-            .iter()
-            .any(|e| matches!(e, Event::WriteHeld { tag: t, .. } if *t == tag));
-        if !held {
-            return Ok(result);
-        }
+        let held_at = match outcome? {
+            Outcome::Done(result) => return Ok(result),
+            Outcome::Held { index } => index,
+        };
         // Wait for the entry that releases it. Notices can be missed (a lagging receiver, a
         // snapshot install), so also look at the state every second: once the write is no longer
         // held, the audit history after `held_at` says how it ended.

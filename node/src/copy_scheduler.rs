@@ -43,17 +43,21 @@ pub async fn run(c: Arc<Controller>) {
         };
         match c.propose(step).await {
             Ok((_, events)) => {
-                let copied: u32 = events
-                    .iter()
-                    .map(|e| {
+                let mut copied = 0u32;
+                for event in &events {
+                    if let Event::TracksCopied {
+                        source,
+                        target,
+                        tracks,
+                        data_tracks,
+                        ..
+                    } = event
+                    {
+                        c.metrics.record_copy(source, target, *tracks);
                         // Only copied data counts against the rate: unwritten tracks cost nothing.
-                        if let Event::TracksCopied { data_tracks, .. } = e {
-                            *data_tracks
-                        } else {
-                            0
-                        }
-                    })
-                    .sum();
+                        copied += *data_tracks;
+                    }
+                }
                 if let Some(rate) = c.copy_rate.filter(|r| *r > 0) {
                     let bytes = u64::from(copied) * u64::from(TRACK_SIZE);
                     let budget = Duration::from_secs_f64(bytes as f64 / rate as f64);

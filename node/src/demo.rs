@@ -147,6 +147,7 @@ pub async fn run() -> i32 {
         node_id: None,
         api: "127.0.0.1:0".into(),
         raft: "127.0.0.1:0".into(),
+        nbd: "127.0.0.1:0".into(),
         advertise_api: None,
         advertise_raft: None,
         join: None,

@@ -64,6 +64,7 @@ async fn serve(args: ServeArgs) -> i32 {
         node_id: args.node_id,
         api: args.api,
         raft: args.raft,
+        nbd: args.nbd,
         advertise_api: args.advertise_api,
         advertise_raft: args.advertise_raft,
         join: args.join,
@@ -79,8 +80,8 @@ async fn serve(args: ServeArgs) -> i32 {
         }
     };
     eprintln!(
-        "flashcopy: node {} serving the admin API at {}",
-        running.controller.id, running.api_url
+        "flashcopy: node {} serving the admin API at {} and NBD at nbd://{}",
+        running.controller.id, running.api_url, running.nbd_addr
     );
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {

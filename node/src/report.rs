@@ -14,6 +14,16 @@ pub fn describe(event: &Event) -> String {
         Event::WriteHeld {
             volume, offset, length, ..
         } => format!("held {length} bytes at {offset} of frozen {volume}"),
+        Event::WriteRefused {
+            volume,
+            offset,
+            length,
+            error,
+            ..
+        } => format!(
+            "write of {length} bytes at {offset} of {volume} refused: {}: {error}",
+            error.code()
+        ),
         Event::HeldWriteRefused { volume, error, .. } => {
             format!("held write to {volume} refused: {}: {error}", error.code())
         }

@@ -3,7 +3,7 @@
 
 use crate::controller::Controller;
 use crate::protocol::{AddNode, API_PREFIX};
-use crate::{api, copy_scheduler, transport};
+use crate::{api, copy_scheduler, nbd, transport, write_batcher};
 use openraft::{Config, Raft, SnapshotPolicy};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,6 +18,8 @@ pub struct ServeConfig {
     pub node_id: Option<u64>,
     pub api: String,
     pub raft: String,
+    /// NBD listen address.
+    pub nbd: String,
     pub advertise_api: Option<String>,
     pub advertise_raft: Option<String>,
     pub join: Option<String>,
@@ -45,6 +47,8 @@ pub struct Running {
     pub controller: Arc<Controller>,
     /// The admin API's URL (the real port when 0 was asked for).
     pub api_url: String,
+    /// The NBD address as bound (the real port when 0 was asked for).
+    pub nbd_addr: std::net::SocketAddr,
 }
 
 /// The node id is fixed by the data directory once chosen: a data dir never changes identity.
@@ -121,6 +125,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
 
     let api_listener = listen(&config.api).await?;
     let raft_listener = listen(&config.raft).await?;
+    let nbd_listener = listen(&config.nbd).await?;
+    let nbd_addr = nbd_listener.local_addr().expect("bound");
     let api_url = config
         .advertise_api
         .clone()
@@ -145,6 +151,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let raft = Raft::new(id, raft_config, network, log_store, state_store)
         .await
         .map_err(|e| ServeError::Raft(e.to_string()))?;
+    let (writes, batches) = write_batcher::channel();
     let controller = Arc::new(Controller::new(
         id,
         info.clone(),
@@ -152,9 +159,20 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         view,
         config.token.clone(),
         config.copy_rate,
+        writes,
     ));
+    tokio::spawn(write_batcher::run(controller.clone(), batches));
 
-    tokio::spawn(transport::serve(raft_listener, raft.clone(), token));
+    let tunnels: transport::TunnelHandler = {
+        let c = controller.clone();
+        Arc::new(
+            move |kind: transport::TunnelKind, stream: tokio::net::TcpStream| match kind {
+                transport::TunnelKind::Nbd => nbd::serve_tunnelled(stream, c.clone()),
+            },
+        )
+    };
+    tokio::spawn(transport::serve(raft_listener, raft.clone(), token, tunnels));
+    tokio::spawn(nbd::serve(nbd_listener, controller.clone()));
     let app = api::router(controller.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(api_listener, app).await {
@@ -180,8 +198,12 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             }
         }
     }
-    tracing::info!(node = id, api = %api_url, "flashcopy node serving");
-    Ok(Running { controller, api_url })
+    tracing::info!(node = id, api = %api_url, nbd = %nbd_addr, "flashcopy node serving");
+    Ok(Running {
+        controller,
+        api_url,
+        nbd_addr,
+    })
 }
 
 /// Asks an existing cluster to add this node, until it does.

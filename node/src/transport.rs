@@ -3,6 +3,10 @@
 //! One request frame, one reply frame, on a connection kept per peer. The framing is generic
 //! over `AsyncRead + AsyncWrite`, so a simulated network (turmoil) can replace TCP. Every RPC
 //! honours openraft's deadline, and a peer that cannot be reached is reported `Unreachable`.
+//!
+//! The same port also carries tunnels: after an authenticated `Tunnel` request the connection
+//! becomes a raw byte stream handed to the node (NBD connections a follower forwards to the
+//! leader). A tunnel is never forwarded again, so a stale view of the leader cannot loop.
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -34,13 +38,25 @@ enum Rpc {
     AppendEntries(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<u64>),
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
+    /// Turn this connection into a raw stream for the given service.
+    Tunnel(TunnelKind),
 }
+
+/// What a tunnel carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TunnelKind {
+    Nbd,
+}
+
+/// Receives the streams of accepted tunnels.
+pub type TunnelHandler = Arc<dyn Fn(TunnelKind, TcpStream) + Send + Sync>;
 
 #[derive(Serialize, Deserialize)]
 enum Reply {
     AppendEntries(Result<AppendEntriesResponse<u64>, RaftError<u64>>),
     Vote(Result<VoteResponse<u64>, RaftError<u64>>),
     InstallSnapshot(Result<InstallSnapshotResponse<u64>, RaftError<u64, InstallSnapshotError>>),
+    TunnelOpen,
     Unauthorized,
 }
 
@@ -65,15 +81,15 @@ async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(input: &mut R) ->
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-/// Serves Raft RPCs from peers until the listener fails.
-pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, token: Arc<String>) {
+/// Serves Raft RPCs and tunnels from peers until the listener fails.
+pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, token: Arc<String>, tunnels: TunnelHandler) {
     loop {
         let Ok((mut stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let (raft, token) = (raft.clone(), token.clone());
+        let (raft, token, tunnels) = (raft.clone(), token.clone(), tunnels.clone());
         tokio::spawn(async move {
             loop {
                 let request: PeerRequest = match read_frame(&mut stream).await {
@@ -93,6 +109,12 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, token: Arc<Str
                         Rpc::AppendEntries(r) => Reply::AppendEntries(raft.append_entries(r).await),
                         Rpc::Vote(r) => Reply::Vote(raft.vote(r).await),
                         Rpc::InstallSnapshot(r) => Reply::InstallSnapshot(raft.install_snapshot(r).await),
+                        Rpc::Tunnel(kind) => {
+                            if write_frame(&mut stream, &Reply::TunnelOpen).await.is_ok() {
+                                tunnels(kind, stream);
+                            }
+                            return;
+                        }
                     }
                 };
                 if write_frame(&mut stream, &reply).await.is_err() {
@@ -100,6 +122,25 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, token: Arc<Str
                 }
             }
         });
+    }
+}
+
+/// Opens a tunnel of `kind` to the peer whose Raft address is `addr`.
+pub async fn open_tunnel(addr: &str, token: &str, kind: TunnelKind) -> io::Result<TcpStream> {
+    let mut stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let request = PeerRequest {
+        token: token.to_string(),
+        rpc: Rpc::Tunnel(kind),
+    };
+    write_frame(&mut stream, &request).await?;
+    match read_frame::<_, Reply>(&mut stream).await? {
+        Reply::TunnelOpen => Ok(stream),
+        Reply::Unauthorized => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "peer refused our cluster token",
+        )),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, "peer answered another RPC")),
     }
 }
 

@@ -63,6 +63,7 @@ fn dispatch<R: TrackReader>(tx: &mut Tx<'_, R>, command: &Command) -> Result<(),
         Command::CreateVolume { name, size } => volume::create(tx, name, *size),
         Command::DeleteVolume { name } => volume::delete(tx, name),
         Command::Write(write) => host_write::write(tx, write),
+        Command::WriteBatch(writes) => host_write::write_batch(tx, writes),
         Command::MkFlash { pairs, options } => establish::mkflash(tx, pairs, options),
         Command::RmFlash { pairs, cp, seqnum } => withdraw::rmflash(tx, pairs, *cp, *seqnum),
         Command::ResyncFlash {

@@ -88,6 +88,22 @@ pub struct HostWrite {
     pub tag: u64,
 }
 
+impl HostWrite {
+    /// Volume, range and a checksum of the data: what the audit history keeps of a write.
+    pub fn summary(&self) -> String {
+        match &self.data {
+            WriteData::Bytes(b) => format!(
+                "write {} offset={} length={} xxh3={:016x}",
+                self.volume,
+                self.offset,
+                b.len(),
+                xxhash_rust::xxh3::xxh3_64(b)
+            ),
+            WriteData::Zeroes(n) => format!("write-zeroes {} offset={} length={n}", self.volume, self.offset),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     CreateVolume {
@@ -98,6 +114,9 @@ pub enum Command {
         name: String,
     },
     Write(HostWrite),
+    /// Concurrent host writes committed together (group commit), applied in order. Each write
+    /// succeeds, is held, or is refused on its own (`Written`, `WriteHeld`, `WriteRefused`).
+    WriteBatch(Vec<HostWrite>),
     MkFlash {
         pairs: Vec<Pair>,
         options: EstablishOptions,
@@ -144,10 +163,12 @@ impl Command {
         match self {
             Command::CreateVolume { name, size } => format!("mkvol {name} --size {size}"),
             Command::DeleteVolume { name } => format!("rmvol {name}"),
-            Command::Write(w) => match &w.data {
-                WriteData::Bytes(b) => format!("write {} offset={} length={}", w.volume, w.offset, b.len()),
-                WriteData::Zeroes(n) => format!("write-zeroes {} offset={} length={n}", w.volume, w.offset),
-            },
+            Command::Write(w) => w.summary(),
+            Command::WriteBatch(writes) => format!(
+                "write-batch of {}: {}",
+                writes.len(),
+                writes.iter().map(HostWrite::summary).collect::<Vec<_>>().join("; ")
+            ),
             Command::MkFlash { pairs: p, options: o } => format!(
                 "mkflash {}{}{}{}{}{}{}",
                 pairs(p),
@@ -195,6 +216,12 @@ impl Command {
         match self {
             Command::CreateVolume { name, .. } | Command::DeleteVolume { name } => vec![name.as_str()],
             Command::Write(w) => vec![w.volume.as_str()],
+            Command::WriteBatch(writes) => {
+                let mut names: Vec<&str> = writes.iter().map(|w| w.volume.as_str()).collect();
+                names.sort_unstable();
+                names.dedup();
+                names
+            }
             Command::MkFlash { pairs, .. }
             | Command::RmFlash { pairs, .. }
             | Command::ResyncFlash { pairs, .. }

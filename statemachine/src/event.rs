@@ -27,6 +27,14 @@ pub enum Event {
         length: u64,
         tag: u64,
     },
+    /// A write of a `WriteBatch` that was refused (the others in the batch are not affected).
+    WriteRefused {
+        volume: String,
+        offset: u64,
+        length: u64,
+        tag: u64,
+        error: CommandError,
+    },
     /// A held write that could not be applied at the thaw.
     HeldWriteRefused {
         volume: String,

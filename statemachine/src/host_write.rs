@@ -49,6 +49,33 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
     write_now(tx, id, write)
 }
 
+/// Applies a group-committed batch in order. The batch as a whole is bounded like one write; a
+/// write in it that is refused is reported and changes nothing, the others go on.
+pub(crate) fn write_batch<R: TrackReader>(tx: &mut Tx<'_, R>, writes: &[HostWrite]) -> Result<(), Failure<R::Error>> {
+    let total = writes.iter().map(|w| w.data.len()).fold(0u64, u64::saturating_add);
+    if total > MAX_WRITE_BYTES {
+        return Err(CommandError::WriteTooLarge {
+            length: total,
+            max: MAX_WRITE_BYTES,
+        }
+        .into());
+    }
+    for w in writes {
+        match write(tx, w) {
+            Ok(()) => {}
+            Err(Failure::Refused(error)) => tx.events.push(Event::WriteRefused {
+                volume: w.volume.clone(),
+                offset: w.offset,
+                length: w.data.len(),
+                tag: w.tag,
+                error,
+            }),
+            Err(storage) => return Err(storage),
+        }
+    }
+    Ok(())
+}
+
 /// Applies a write that is allowed and not held.
 pub(crate) fn write_now<R: TrackReader>(
     tx: &mut Tx<'_, R>,

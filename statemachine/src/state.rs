@@ -193,6 +193,13 @@ impl State {
         self.names.get(name).copied()
     }
 
+    /// Whether hosts may not write `name`: the target of a `--tgtinhibit` relationship.
+    pub fn is_write_inhibited(&self, name: &str) -> bool {
+        self.volume_id(name)
+            .and_then(|id| self.incoming(id))
+            .is_some_and(|r| r.target_write_inhibit)
+    }
+
     pub fn volume(&self, name: &str) -> Option<&Volume> {
         self.volume_id(name).map(|id| &self.records[&id].volume)
     }

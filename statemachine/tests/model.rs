@@ -36,6 +36,10 @@ enum Op {
         offset: u64,
         len: u64,
     },
+    /// Group-committed writes: (volume, offset, length, first byte; 0 = zeroes).
+    Batch {
+        writes: Vec<(usize, u64, u64, u8)>,
+    },
     Mk {
         pairs: Vec<(usize, usize)>,
         flags: [bool; 5],
@@ -75,6 +79,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => v.clone().prop_map(|v| Op::Delete { v }),
         10 => (v.clone(), 0..40u64, 1..20u64, 1..255u8).prop_map(|(v, offset, len, byte)| Op::Write { v, offset, len, byte }),
         2 => (v.clone(), 0..40u64, 1..20u64).prop_map(|(v, offset, len)| Op::Zero { v, offset, len }),
+        3 => prop::collection::vec((v.clone(), 0..40u64, 1..20u64, any::<u8>()), 1..5)
+            .prop_map(|writes| Op::Batch { writes }),
         4 => (prop::collection::vec(pair.clone(), 1..3), any::<[bool; 5]>(), 0..3u32)
             .prop_map(|(pairs, flags, seq)| Op::Mk { pairs, flags, seq }),
         2 => (pair.clone(), any::<bool>(), prop::option::of(0..3u32)).prop_map(|(pair, cp, seq)| Op::Rm { pair, cp, seq }),
@@ -167,6 +173,26 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
                 tag,
             })
         }
+        Op::Batch { writes } => Command::WriteBatch(
+            writes
+                .iter()
+                .enumerate()
+                .map(|(i, &(v, offset, len, byte))| {
+                    let (offset, len) = fit(v, offset, len);
+                    let data = if byte == 0 {
+                        WriteData::Zeroes(len)
+                    } else {
+                        WriteData::Bytes((0..len).map(|i| byte.wrapping_add(i as u8)).collect())
+                    };
+                    HostWrite {
+                        volume: name(v),
+                        offset,
+                        data,
+                        tag: tag + 1 + i as u64,
+                    }
+                })
+                .collect(),
+        ),
         Op::Mk {
             pairs,
             flags: [nocp, persist, record, tgtinhibit, freeze],
@@ -212,11 +238,20 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut h = Harness::new(TS as u32);
     let mut model = Model::default();
     for (step, op) in ops.iter().enumerate() {
-        let tag = step as u64;
+        // Tags are unique across steps, also for the writes of a batch (tag + 1 + i).
+        let tag = step as u64 * 100;
         let cmd = command(op, &model, tag);
         let ctx = format!("step {step}: {}", cmd.summary());
-        if let Command::Write(w) = &cmd {
-            model.pending.insert(tag, w.clone());
+        match &cmd {
+            Command::Write(w) => {
+                model.pending.insert(w.tag, w.clone());
+            }
+            Command::WriteBatch(writes) => {
+                for w in writes {
+                    model.pending.insert(w.tag, w.clone());
+                }
+            }
+            _ => {}
         }
         h.now += match op {
             Op::Tick { secs } => secs * 1000,
@@ -229,6 +264,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         match &cmd {
             Command::Write(w) if !model.volumes.contains_key(&w.volume) => {
                 prop_assert!(applied.result.is_err(), "{ctx}: write to a missing volume accepted");
+            }
+            Command::WriteBatch(writes) => {
+                prop_assert!(applied.result.is_ok(), "{ctx}: a small batch was refused as a whole");
+                for w in writes.iter().filter(|w| !model.volumes.contains_key(&w.volume)) {
+                    let refused = applied
+                        .events
+                        .iter()
+                        .any(|e| matches!(e, Event::WriteRefused { tag, .. } if *tag == w.tag));
+                    prop_assert!(refused, "{ctx}: batched write to missing {} not refused", w.volume);
+                }
             }
             Command::MkFlash { pairs, .. }
                 if pairs
@@ -274,7 +319,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         "{ctx}: write to unfrozen {volume} held"
                     );
                 }
-                Event::HeldWriteRefused { tag, .. } => {
+                Event::HeldWriteRefused { tag, .. } | Event::WriteRefused { tag, .. } => {
                     model.pending.remove(tag);
                 }
                 Event::Established { source, target, .. } => {

@@ -50,6 +50,8 @@ pub struct Node {
     pub dir: PathBuf,
     pub api: String,
     pub raft: String,
+    /// NBD address, `127.0.0.1:PORT`.
+    pub nbd: String,
     args: Vec<String>,
     child: Option<Child>,
     pub token: Option<String>,
@@ -58,7 +60,7 @@ pub struct Node {
 impl Node {
     /// Starts a node in `dir`. `extra` are more `serve` arguments.
     pub fn start(dir: &Path, id: u64, extra: &[&str]) -> Node {
-        let (api_port, raft_port) = (free_port(), free_port());
+        let (api_port, raft_port, nbd_port) = (free_port(), free_port(), free_port());
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--data-dir".into(),
@@ -69,6 +71,8 @@ impl Node {
             format!("127.0.0.1:{api_port}"),
             "--raft".into(),
             format!("127.0.0.1:{raft_port}"),
+            "--nbd".into(),
+            format!("127.0.0.1:{nbd_port}"),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let token = extra
@@ -80,6 +84,7 @@ impl Node {
             dir: dir.to_path_buf(),
             api: format!("http://127.0.0.1:{api_port}"),
             raft: format!("127.0.0.1:{raft_port}"),
+            nbd: format!("127.0.0.1:{nbd_port}"),
             args,
             child: None,
             token,
@@ -167,6 +172,28 @@ impl Node {
         }
     }
 
+    /// The NBD URI of a volume on this node.
+    pub fn nbd_uri(&self, volume: &str) -> String {
+        format!("nbd://{}/{volume}", self.nbd)
+    }
+
+    /// One series of this node's `/metrics`, exactly as named (labels included), if it is there.
+    pub fn metric(&self, series: &str) -> Option<u64> {
+        let url = format!("{}/metrics", self.api);
+        let text = block(async move { reqwest::get(url).await.ok()?.text().await.ok() })?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// SIGSTOP / SIGCONT: the process stays, but answers nothing.
+    pub fn pause(&self) {
+        signal(self.child.as_ref().expect("running"), "STOP");
+    }
+
+    pub fn resume(&self) {
+        signal(self.child.as_ref().expect("running"), "CONT");
+    }
+
     pub fn client(&self) -> ApiClient {
         ApiClient::new(&self.api, self.token.clone())
     }
@@ -213,6 +240,57 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// Runs an external program (an NBD client, say) and captures what it printed.
+pub fn run(program: &str, args: &[&str]) -> Out {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e} (scripts/prerequisites installs it)"));
+    Out {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs qemu-io commands against an NBD URI; panics unless every command succeeds.
+pub fn qemu_io(uri: &str, commands: &[&str]) -> String {
+    qemu_io_with(&[], uri, commands)
+}
+
+/// `qemu_io` with more qemu-io options (`-r`: open read-only).
+pub fn qemu_io_with(options: &[&str], uri: &str, commands: &[&str]) -> String {
+    let mut all = options.to_vec();
+    for c in commands {
+        all.extend(["-c", c]);
+    }
+    let out = qemu_io_result(uri, &all);
+    assert!(
+        out.code == 0 && !out.stdout.contains("failed") && !out.stderr.contains("failed"),
+        "qemu-io {commands:?} on {uri}: exit {}: {}{}",
+        out.code,
+        out.stdout,
+        out.stderr
+    );
+    out.stdout
+}
+
+/// Runs qemu-io (`args`: options and `-c` commands) and returns what happened, success or not.
+pub fn qemu_io_result(uri: &str, args: &[&str]) -> Out {
+    let mut all = vec!["-f", "raw"];
+    all.extend(args);
+    all.push(uri);
+    run("qemu-io", &all)
 }
 
 /// A single ready node in a fresh temp dir.

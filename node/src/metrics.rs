@@ -1,0 +1,192 @@
+//! Counters and latency histograms a node keeps in memory for `GET /metrics` (Prometheus text).
+//! Lock-free: recorded from request paths with relaxed atomics.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Histogram bucket upper bounds, in seconds.
+const BOUNDS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0,
+];
+
+/// A Prometheus histogram of durations.
+#[derive(Default)]
+pub struct Histogram {
+    /// Per-bucket (not cumulative) counts; the last slot is +Inf.
+    buckets: [AtomicU64; BOUNDS.len() + 1],
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        let slot = BOUNDS.iter().position(|b| seconds <= *b).unwrap_or(BOUNDS.len());
+        self.buckets[slot].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos
+            .fetch_add(elapsed.as_nanos().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Writes the `_bucket`, `_sum` and `_count` series; `labels` is `key="value",...` or empty.
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in BOUNDS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[BOUNDS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count());
+    }
+}
+
+/// The NBD commands metrics are kept for.
+pub const NBD_COMMANDS: [&str; 6] = ["read", "write", "write_zeroes", "trim", "flush", "other"];
+
+#[derive(Default)]
+pub struct NbdCommandMetrics {
+    pub errors: AtomicU64,
+    pub bytes: AtomicU64,
+    pub latency: Histogram,
+}
+
+/// Everything this node counts.
+#[derive(Default)]
+pub struct Metrics {
+    pub nbd_connections: AtomicU64,
+    pub nbd_connections_proxied: AtomicU64,
+    nbd: [NbdCommandMetrics; NBD_COMMANDS.len()],
+    /// From proposing a command to its reply (committed and applied here).
+    pub commit_latency: Histogram,
+    /// Background copy while this node led: tracks brought in sync per `SRC:TGT`.
+    copied: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    /// The counters for one NBD command (by its `CommandKind::name`).
+    pub fn nbd(&self, command: &str) -> &NbdCommandMetrics {
+        let slot = NBD_COMMANDS
+            .iter()
+            .position(|c| *c == command)
+            .unwrap_or(NBD_COMMANDS.len() - 1);
+        &self.nbd[slot]
+    }
+
+    /// Counts tracks a copy step brought in sync for one relationship.
+    pub fn record_copy(&self, source: &str, target: &str, tracks: u64) {
+        let mut copied = self.copied.lock().expect("metrics lock is not poisoned");
+        *copied.entry(format!("{source}:{target}")).or_default() += tracks;
+    }
+
+    /// Renders this node's own series in Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        };
+        counter(
+            out,
+            "flashcopy_nbd_connections_total",
+            "NBD connections accepted.",
+            self.nbd_connections.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "flashcopy_nbd_connections_proxied_total",
+            "NBD connections this node forwarded to the leader.",
+            self.nbd_connections_proxied.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP flashcopy_nbd_requests_total NBD requests served, by command.\n# TYPE flashcopy_nbd_requests_total counter"
+        );
+        for (name, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
+            let _ = writeln!(
+                out,
+                "flashcopy_nbd_requests_total{{command=\"{name}\"}} {}",
+                m.latency.count()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flashcopy_nbd_errors_total NBD requests answered with an error, by command.\n# TYPE flashcopy_nbd_errors_total counter"
+        );
+        for (name, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
+            let _ = writeln!(
+                out,
+                "flashcopy_nbd_errors_total{{command=\"{name}\"}} {}",
+                m.errors.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flashcopy_nbd_bytes_total Bytes read or written over NBD, by command.\n# TYPE flashcopy_nbd_bytes_total counter"
+        );
+        for (name, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
+            let _ = writeln!(
+                out,
+                "flashcopy_nbd_bytes_total{{command=\"{name}\"}} {}",
+                m.bytes.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flashcopy_nbd_request_seconds NBD request latency, by command.\n# TYPE flashcopy_nbd_request_seconds histogram"
+        );
+        for (name, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
+            m.latency
+                .render(out, "flashcopy_nbd_request_seconds", &format!("command=\"{name}\""));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP flashcopy_commit_seconds From proposing a command to its applied reply.\n# TYPE flashcopy_commit_seconds histogram"
+        );
+        self.commit_latency.render(out, "flashcopy_commit_seconds", "");
+        let _ = writeln!(
+            out,
+            "# HELP flashcopy_copied_tracks_total Tracks the background copy brought in sync while this node led.\n# TYPE flashcopy_copied_tracks_total counter"
+        );
+        for (pair, tracks) in self.copied.lock().expect("metrics lock is not poisoned").iter() {
+            let (source, target) = pair.split_once(':').unwrap_or((pair, ""));
+            let _ = writeln!(
+                out,
+                "flashcopy_copied_tracks_total{{source=\"{source}\",target=\"{target}\"}} {tracks}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(50));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(60));
+        let mut out = String::new();
+        h.render(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"0.0001\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.005\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"30\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count 3\n"), "{out}");
+    }
+}

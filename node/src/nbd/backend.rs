@@ -1,0 +1,81 @@
+//! What the NBD server needs from the cluster, as a trait: the protocol code is then testable
+//! (and simulable) without openraft, and `Controller` is the one real implementation.
+
+use crate::controller::{Controller, ProposeError};
+use statemachine::{CommandError, WriteData};
+use std::future::Future;
+use storage::ReadError;
+
+/// One volume as NBD offers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Export {
+    pub name: String,
+    pub size: u64,
+    /// The target of a `--tgtinhibit` relationship: hosts may read, not write.
+    pub read_only: bool,
+}
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Refused(#[from] CommandError),
+    /// This node no longer leads: the client should reconnect (to any node).
+    #[error("this node is not the leader; reconnect")]
+    NotLeader,
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl From<ProposeError> for Failure {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::NotLeader { .. } => Failure::NotLeader,
+            ProposeError::Unavailable(reason) => Failure::Unavailable(reason),
+        }
+    }
+}
+
+pub trait Backend: Send + Sync + 'static {
+    /// Every volume, as of a linearizable read.
+    fn exports(&self) -> impl Future<Output = Result<Vec<Export>, Failure>> + Send;
+    /// Linearizable: sees every write acknowledged before the call.
+    fn read(&self, volume: &str, offset: u64, length: u64) -> impl Future<Output = Result<Vec<u8>, Failure>> + Send;
+    /// Returns once the write is committed and applied.
+    fn write(&self, volume: &str, offset: u64, data: WriteData) -> impl Future<Output = Result<(), Failure>> + Send;
+}
+
+impl Backend for Controller {
+    async fn exports(&self) -> Result<Vec<Export>, Failure> {
+        self.linearizable().await?;
+        Ok(self.view.query(|s| {
+            s.volumes()
+                .into_iter()
+                .map(|v| Export {
+                    read_only: s.is_write_inhibited(&v.name),
+                    name: v.name,
+                    size: v.size,
+                })
+                .collect()
+        }))
+    }
+
+    async fn read(&self, volume: &str, offset: u64, length: u64) -> Result<Vec<u8>, Failure> {
+        self.linearizable().await?;
+        let view = self.view.clone();
+        let volume = volume.to_string();
+        // RocksDB reads block: keep them off the async workers.
+        tokio::task::spawn_blocking(move || view.read(&volume, offset, length))
+            .await
+            .map_err(|e| Failure::Unavailable(e.to_string()))?
+            .map_err(|e| match e {
+                ReadError::Refused(e) => Failure::Refused(e),
+                ReadError::Storage(e) => Failure::Unavailable(e.to_string()),
+            })
+    }
+
+    async fn write(&self, volume: &str, offset: u64, data: WriteData) -> Result<(), Failure> {
+        Controller::write(self, volume, offset, data).await??;
+        Ok(())
+    }
+}

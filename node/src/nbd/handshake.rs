@@ -1,0 +1,262 @@
+//! The fixed-newstyle handshake: greet, then answer options until the client picks an export
+//! (OPT_GO or OPT_EXPORT_NAME) or leaves. Options we do not implement get ERR_UNSUP and the
+//! negotiation goes on, as the protocol asks (qemu 10 opens with OPT_EXTENDED_HEADERS).
+
+use super::backend::{Backend, Export, Failure};
+use super::discard;
+use super::wire::*;
+use statemachine::{MAX_WRITE_BYTES, TRACK_SIZE};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Option payloads larger than this are discarded unread and answered with ERR_TOO_BIG.
+const MAX_OPTION_LEN: u32 = 16 * 1024;
+/// A client that sends more than this in one option is not an NBD client: hang up.
+const MAX_DISCARD_LEN: u32 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the client does not speak fixed newstyle (client flags {0:#x})")]
+    NotFixedNewstyle(u32),
+    #[error("the client sent unknown flags {0:#x}")]
+    UnknownClientFlags(u32),
+    #[error("bad option magic {0:#x}")]
+    BadMagic(u64),
+    #[error("option {option} carries {length} bytes; hanging up")]
+    OptionTooLong { option: u32, length: u32 },
+    #[error("the client asked for export {0:?}, which does not exist")]
+    UnknownExport(String),
+    #[error("the cluster cannot answer: {0}")]
+    Unavailable(String),
+}
+
+/// The transmission flags of an export. `CAN_MULTI_CONN` holds: a write is acknowledged only
+/// once committed, so every acknowledged write on any connection is already as durable as a
+/// flush could make it.
+pub fn transmission_flags(export: &Export) -> u16 {
+    let mut flags = TFLAG_HAS_FLAGS
+        | TFLAG_SEND_FLUSH
+        | TFLAG_SEND_FUA
+        | TFLAG_CAN_MULTI_CONN
+        | TFLAG_SEND_TRIM
+        | TFLAG_SEND_WRITE_ZEROES;
+    if export.read_only {
+        flags |= TFLAG_READ_ONLY;
+    }
+    flags
+}
+
+/// Returns the export the client chose, or `None` when it ended the negotiation.
+pub async fn negotiate<S, B>(stream: &mut S, backend: &B) -> Result<Option<Export>, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    B: Backend,
+{
+    let mut greeting = Vec::with_capacity(18);
+    greeting.extend_from_slice(&NBDMAGIC.to_be_bytes());
+    greeting.extend_from_slice(&IHAVEOPT.to_be_bytes());
+    greeting.extend_from_slice(&(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes());
+    stream.write_all(&greeting).await?;
+    stream.flush().await?;
+
+    let client_flags = stream.read_u32().await?;
+    if client_flags & CLIENT_FIXED_NEWSTYLE == 0 {
+        return Err(HandshakeError::NotFixedNewstyle(client_flags));
+    }
+    if client_flags & !(CLIENT_FIXED_NEWSTYLE | CLIENT_NO_ZEROES) != 0 {
+        return Err(HandshakeError::UnknownClientFlags(client_flags));
+    }
+    let no_zeroes = client_flags & CLIENT_NO_ZEROES != 0;
+
+    loop {
+        let magic = stream.read_u64().await?;
+        if magic != IHAVEOPT {
+            return Err(HandshakeError::BadMagic(magic));
+        }
+        let option = stream.read_u32().await?;
+        let length = stream.read_u32().await?;
+        if length > MAX_OPTION_LEN {
+            if length > MAX_DISCARD_LEN {
+                return Err(HandshakeError::OptionTooLong { option, length });
+            }
+            discard(stream, u64::from(length)).await?;
+            reply_error(stream, option, REP_ERR_TOO_BIG, "option data too long").await?;
+            continue;
+        }
+        let mut data = vec![0u8; length as usize];
+        stream.read_exact(&mut data).await?;
+
+        match option {
+            OPT_EXPORT_NAME => {
+                let name = String::from_utf8_lossy(&data).into_owned();
+                // This option has no way to say "no": the protocol's answer is to hang up.
+                let export = find(backend, &name)
+                    .await
+                    .map_err(|e| HandshakeError::Unavailable(e.to_string()))?
+                    .ok_or(HandshakeError::UnknownExport(name))?;
+                let mut reply = Vec::with_capacity(10 + 124);
+                reply.extend_from_slice(&export.size.to_be_bytes());
+                reply.extend_from_slice(&transmission_flags(&export).to_be_bytes());
+                if !no_zeroes {
+                    reply.extend_from_slice(&[0u8; 124]);
+                }
+                stream.write_all(&reply).await?;
+                stream.flush().await?;
+                return Ok(Some(export));
+            }
+            OPT_ABORT => {
+                // The client may already have closed: a failed ACK changes nothing.
+                let _ = stream.write_all(&option_reply(option, REP_ACK, &[])).await;
+                let _ = stream.flush().await;
+                return Ok(None);
+            }
+            OPT_LIST => {
+                if !data.is_empty() {
+                    reply_error(stream, option, REP_ERR_INVALID, "OPT_LIST takes no data").await?;
+                    continue;
+                }
+                match backend.exports().await {
+                    Ok(exports) => {
+                        let mut out = Vec::new();
+                        for export in exports {
+                            let mut payload = Vec::with_capacity(4 + export.name.len());
+                            payload.extend_from_slice(&(export.name.len() as u32).to_be_bytes());
+                            payload.extend_from_slice(export.name.as_bytes());
+                            out.extend(option_reply(option, REP_SERVER, &payload));
+                        }
+                        out.extend(option_reply(option, REP_ACK, &[]));
+                        stream.write_all(&out).await?;
+                    }
+                    Err(e) => unavailable(stream, option, e).await?,
+                }
+            }
+            OPT_INFO | OPT_GO => {
+                let Some((name, requests)) = parse_info_request(&data) else {
+                    reply_error(stream, option, REP_ERR_INVALID, "malformed OPT_INFO/OPT_GO data").await?;
+                    continue;
+                };
+                let export = match find(backend, &name).await {
+                    Ok(Some(export)) => export,
+                    Ok(None) => {
+                        let message = if name.is_empty() {
+                            "there is no default export: name a volume ('nbdinfo --list' lists them)".to_string()
+                        } else {
+                            format!("there is no volume named \"{name}\" ('nbdinfo --list' lists them)")
+                        };
+                        reply_error(stream, option, REP_ERR_UNKNOWN, &message).await?;
+                        continue;
+                    }
+                    Err(e) => {
+                        unavailable(stream, option, e).await?;
+                        continue;
+                    }
+                };
+                stream.write_all(&info_replies(option, &export, &requests)).await?;
+                stream.flush().await?;
+                if option == OPT_GO {
+                    return Ok(Some(export));
+                }
+            }
+            _ => {
+                reply_error(stream, option, REP_ERR_UNSUP, "option not supported by this server").await?;
+            }
+        }
+        stream.flush().await?;
+    }
+}
+
+async fn find<B: Backend>(backend: &B, name: &str) -> Result<Option<Export>, Failure> {
+    Ok(backend.exports().await?.into_iter().find(|e| e.name == name))
+}
+
+/// Parses OPT_INFO/OPT_GO data: name length, name, count of info requests, the requests.
+fn parse_info_request(data: &[u8]) -> Option<(String, Vec<u16>)> {
+    let name_len = u32::from_be_bytes(data.get(0..4)?.try_into().ok()?) as usize;
+    if name_len > MAX_NAME {
+        return None;
+    }
+    let name = std::str::from_utf8(data.get(4..4 + name_len)?).ok()?.to_string();
+    let rest = &data[4 + name_len..];
+    let count = u16::from_be_bytes(rest.get(0..2)?.try_into().ok()?) as usize;
+    let requests = rest.get(2..)?;
+    if requests.len() != count * 2 {
+        return None;
+    }
+    let requests = requests
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]))
+        .collect();
+    Some((name, requests))
+}
+
+fn info_replies(option: u32, export: &Export, requests: &[u16]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut info = |payload: Vec<u8>| out.extend(option_reply(option, REP_INFO, &payload));
+    let mut payload = INFO_EXPORT.to_be_bytes().to_vec();
+    payload.extend_from_slice(&export.size.to_be_bytes());
+    payload.extend_from_slice(&transmission_flags(export).to_be_bytes());
+    info(payload);
+    for request in requests {
+        match *request {
+            INFO_NAME => {
+                let mut payload = INFO_NAME.to_be_bytes().to_vec();
+                payload.extend_from_slice(export.name.as_bytes());
+                info(payload);
+            }
+            INFO_DESCRIPTION => {
+                let mut payload = INFO_DESCRIPTION.to_be_bytes().to_vec();
+                payload.extend_from_slice(format!("flashcopy volume {}", export.name).as_bytes());
+                info(payload);
+            }
+            INFO_BLOCK_SIZE => {
+                // Any byte range works; whole 64 KiB tracks avoid read-modify-write.
+                let mut payload = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
+                payload.extend_from_slice(&1u32.to_be_bytes());
+                payload.extend_from_slice(&TRACK_SIZE.to_be_bytes());
+                payload.extend_from_slice(&(MAX_WRITE_BYTES as u32).to_be_bytes());
+                info(payload);
+            }
+            _ => {}
+        }
+    }
+    out.extend(option_reply(option, REP_ACK, &[]));
+    out
+}
+
+async fn reply_error<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    option: u32,
+    reply: u32,
+    message: &str,
+) -> std::io::Result<()> {
+    stream.write_all(&option_reply(option, reply, message.as_bytes())).await
+}
+
+/// The cluster could not answer: a node that lost leadership tells the client to go elsewhere.
+async fn unavailable<S: AsyncWrite + Unpin>(stream: &mut S, option: u32, failure: Failure) -> std::io::Result<()> {
+    reply_error(stream, option, REP_ERR_SHUTDOWN, &failure.to_string()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_request_parsing_checks_every_length() {
+        let mut data = 3u32.to_be_bytes().to_vec();
+        data.extend_from_slice(b"vol");
+        data.extend_from_slice(&2u16.to_be_bytes());
+        data.extend_from_slice(&INFO_NAME.to_be_bytes());
+        data.extend_from_slice(&INFO_BLOCK_SIZE.to_be_bytes());
+        assert_eq!(
+            parse_info_request(&data),
+            Some(("vol".to_string(), vec![INFO_NAME, INFO_BLOCK_SIZE]))
+        );
+        assert_eq!(parse_info_request(&data[..data.len() - 1]), None);
+        let mut long = data.clone();
+        long.push(0);
+        assert_eq!(parse_info_request(&long), None);
+        assert_eq!(parse_info_request(&[0, 0, 0, 9, b'x']), None);
+    }
+}

@@ -1,0 +1,223 @@
+//! The transmission phase of one connection: requests are read in order and run concurrently
+//! (pipelined), replies go out as they complete. A bad request gets an error reply and the
+//! connection goes on; only a broken stream (bad magic, I/O error) ends it.
+
+use super::backend::{Backend, Export, Failure};
+use super::discard;
+use super::wire::*;
+use crate::metrics::Metrics;
+use statemachine::{CommandError, WriteData, MAX_WRITE_BYTES};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, Notify, Semaphore};
+
+/// Bytes of request and reply data one connection may hold in memory at once, in KiB.
+const BUDGET_KIB: u32 = 96 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransmissionError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("bad request magic: the stream is out of step, hanging up")]
+    BadMagic,
+}
+
+struct Reply {
+    header: [u8; 16],
+    data: Vec<u8>,
+}
+
+/// Serves requests until the client disconnects, or this node stops leading (then in-flight
+/// requests finish, and the client is told ESHUTDOWN so it reconnects elsewhere).
+pub async fn serve<S, B>(
+    stream: S,
+    export: Export,
+    backend: Arc<B>,
+    metrics: Arc<Metrics>,
+) -> Result<(), TransmissionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+    B: Backend,
+{
+    let (mut reader, writer) = tokio::io::split(stream);
+    // Unbounded, but never longer than the budget allows: every reply holds budget permits.
+    let (replies, reply_queue) = mpsc::unbounded_channel::<Reply>();
+    let writer = tokio::spawn(write_replies(writer, reply_queue));
+    let budget = Arc::new(Semaphore::new(BUDGET_KIB as usize));
+    let step_down = Arc::new(Notify::new());
+    let export = Arc::new(export);
+
+    let result = loop {
+        let mut raw = [0u8; REQUEST_LEN];
+        tokio::select! {
+            read = reader.read_exact(&mut raw) => match read {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
+                Err(e) => break Err(e.into()),
+            },
+            _ = step_down.notified() => break Ok(()),
+        }
+        let Some(request) = Request::parse(&raw) else {
+            break Err(TransmissionError::BadMagic);
+        };
+        if request.kind == CommandKind::Disc {
+            break Ok(());
+        }
+        let payload_len = if request.kind == CommandKind::Write {
+            request.length
+        } else {
+            0
+        };
+        let data_len = match request.kind {
+            CommandKind::Write | CommandKind::Read => request.length.min(MAX_WRITE_BYTES as u32),
+            _ => 0,
+        };
+        let permits = (data_len / 1024).max(1);
+        let permit = budget
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .expect("the budget is never closed");
+
+        let mut payload = Vec::new();
+        if payload_len > 0 {
+            if u64::from(payload_len) > MAX_WRITE_BYTES {
+                if let Err(e) = discard(&mut reader, u64::from(payload_len)).await {
+                    break Err(e.into());
+                }
+            } else {
+                payload = vec![0u8; payload_len as usize];
+                if let Err(e) = reader.read_exact(&mut payload).await {
+                    break Err(e.into());
+                }
+            }
+        }
+
+        let backend = backend.clone();
+        let metrics = metrics.clone();
+        let replies = replies.clone();
+        let export = export.clone();
+        let step_down = step_down.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let outcome = execute(&*backend, &export, &request, payload).await;
+            let command = metrics.nbd(request.kind.name());
+            command.latency.observe(started.elapsed());
+            let (error, data) = match outcome {
+                Ok(data) => {
+                    command
+                        .bytes
+                        .fetch_add(u64::from(request.length), std::sync::atomic::Ordering::Relaxed);
+                    (0, data)
+                }
+                Err(Refusal { errno, why }) => {
+                    command.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::debug!(
+                        command = request.kind.name(),
+                        offset = request.offset,
+                        length = request.length,
+                        errno,
+                        %why,
+                        "NBD request refused"
+                    );
+                    if errno == ESHUTDOWN {
+                        step_down.notify_one();
+                    }
+                    (errno, Vec::new())
+                }
+            };
+            let _ = replies.send(Reply {
+                header: simple_reply(error, request.cookie),
+                data,
+            });
+            drop(permit);
+        });
+    };
+
+    // Let every request already read finish and be answered before closing.
+    let _all = budget.acquire_many(BUDGET_KIB).await;
+    drop(replies);
+    let _ = writer.await;
+    result
+}
+
+/// Why a request failed, as the errno the client sees.
+struct Refusal {
+    errno: u32,
+    why: String,
+}
+
+fn refuse(errno: u32, why: impl Into<String>) -> Refusal {
+    Refusal { errno, why: why.into() }
+}
+
+async fn execute<B: Backend>(backend: &B, export: &Export, r: &Request, payload: Vec<u8>) -> Result<Vec<u8>, Refusal> {
+    let writes = matches!(
+        r.kind,
+        CommandKind::Write | CommandKind::WriteZeroes | CommandKind::Trim
+    );
+    let allowed_flags = match r.kind {
+        CommandKind::Write | CommandKind::Trim => CMD_FLAG_FUA,
+        CommandKind::WriteZeroes => CMD_FLAG_FUA | CMD_FLAG_NO_HOLE,
+        _ => 0,
+    };
+    if r.flags & !allowed_flags != 0 {
+        return Err(refuse(EINVAL, format!("flags {:#x} are not valid here", r.flags)));
+    }
+    if writes && export.read_only {
+        return Err(refuse(EPERM, "the export is read-only (a --tgtinhibit target)"));
+    }
+    match r.kind {
+        CommandKind::Flush => return Ok(Vec::new()),
+        CommandKind::Read | CommandKind::Write | CommandKind::WriteZeroes | CommandKind::Trim => {}
+        other => return Err(refuse(EINVAL, format!("command {} is not supported", other.name()))),
+    }
+    if r.length == 0 {
+        return Err(refuse(EINVAL, "zero-length request"));
+    }
+    let length = u64::from(r.length);
+    if r.offset.checked_add(length).is_none_or(|end| end > export.size) {
+        let errno = if writes { ENOSPC } else { EINVAL };
+        return Err(refuse(errno, "beyond the end of the volume"));
+    }
+    if matches!(r.kind, CommandKind::Read | CommandKind::Write) && length > MAX_WRITE_BYTES {
+        return Err(refuse(EINVAL, "larger than the advertised maximum block size"));
+    }
+    // FUA needs nothing more: a write is acknowledged only once committed on a majority.
+    let result = match r.kind {
+        CommandKind::Read => return backend.read(&export.name, r.offset, length).await.map_err(failure),
+        CommandKind::Write => backend.write(&export.name, r.offset, WriteData::Bytes(payload)).await,
+        // Trimmed space reads back as zeroes and stays thin.
+        _ => backend.write(&export.name, r.offset, WriteData::Zeroes(length)).await,
+    };
+    result.map(|()| Vec::new()).map_err(failure)
+}
+
+fn failure(f: Failure) -> Refusal {
+    let errno = match &f {
+        Failure::Refused(CommandError::TargetWriteInhibited { .. }) => EPERM,
+        Failure::Refused(CommandError::OutOfRange { .. } | CommandError::WriteTooLarge { .. }) => EINVAL,
+        Failure::NotLeader => ESHUTDOWN,
+        Failure::Refused(_) | Failure::Unavailable(_) => EIO,
+    };
+    refuse(errno, f.to_string())
+}
+
+async fn write_replies<W: AsyncWrite + Unpin>(writer: W, mut queue: mpsc::UnboundedReceiver<Reply>) {
+    let mut writer = BufWriter::with_capacity(256 * 1024, writer);
+    while let Some(reply) = queue.recv().await {
+        let mut next = Some(reply);
+        // Write everything ready, then flush once.
+        while let Some(reply) = next {
+            if writer.write_all(&reply.header).await.is_err() || writer.write_all(&reply.data).await.is_err() {
+                return;
+            }
+            next = queue.try_recv().ok();
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}

@@ -1,0 +1,194 @@
+//! NBD wire constants and the fixed-size frames of the protocol (`doc/proto.md` of the
+//! NetworkBlockDevice/nbd repository). Encoding only: no I/O, no policy.
+
+pub const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
+pub const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
+pub const OPTION_REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
+pub const REQUEST_MAGIC: u32 = 0x2560_9513;
+pub const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+
+// Handshake flags (server) and client flags.
+pub const FLAG_FIXED_NEWSTYLE: u16 = 1 << 0;
+pub const FLAG_NO_ZEROES: u16 = 1 << 1;
+pub const CLIENT_FIXED_NEWSTYLE: u32 = 1 << 0;
+pub const CLIENT_NO_ZEROES: u32 = 1 << 1;
+
+// Options.
+pub const OPT_EXPORT_NAME: u32 = 1;
+pub const OPT_ABORT: u32 = 2;
+pub const OPT_LIST: u32 = 3;
+pub const OPT_INFO: u32 = 6;
+pub const OPT_GO: u32 = 7;
+
+// Option reply types.
+pub const REP_ACK: u32 = 1;
+pub const REP_SERVER: u32 = 2;
+pub const REP_INFO: u32 = 3;
+const REP_ERR: u32 = 1 << 31;
+pub const REP_ERR_UNSUP: u32 = REP_ERR | 1;
+pub const REP_ERR_INVALID: u32 = REP_ERR | 3;
+pub const REP_ERR_UNKNOWN: u32 = REP_ERR | 6;
+pub const REP_ERR_SHUTDOWN: u32 = REP_ERR | 7;
+pub const REP_ERR_TOO_BIG: u32 = REP_ERR | 9;
+
+// Info types (in OPT_INFO / OPT_GO).
+pub const INFO_EXPORT: u16 = 0;
+pub const INFO_NAME: u16 = 1;
+pub const INFO_DESCRIPTION: u16 = 2;
+pub const INFO_BLOCK_SIZE: u16 = 3;
+
+// Transmission flags.
+pub const TFLAG_HAS_FLAGS: u16 = 1 << 0;
+pub const TFLAG_READ_ONLY: u16 = 1 << 1;
+pub const TFLAG_SEND_FLUSH: u16 = 1 << 2;
+pub const TFLAG_SEND_FUA: u16 = 1 << 3;
+pub const TFLAG_SEND_TRIM: u16 = 1 << 5;
+pub const TFLAG_SEND_WRITE_ZEROES: u16 = 1 << 6;
+pub const TFLAG_CAN_MULTI_CONN: u16 = 1 << 8;
+
+// Command flags.
+pub const CMD_FLAG_FUA: u16 = 1 << 0;
+pub const CMD_FLAG_NO_HOLE: u16 = 1 << 1;
+
+// Errors (errno values fixed by the protocol).
+pub const EPERM: u32 = 1;
+pub const EIO: u32 = 5;
+pub const EINVAL: u32 = 22;
+pub const ENOSPC: u32 = 28;
+pub const ENOTSUP: u32 = 95;
+pub const ESHUTDOWN: u32 = 108;
+
+/// Longest export name the protocol allows.
+pub const MAX_NAME: usize = 4096;
+
+/// The transmission-phase commands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CommandKind {
+    Read,
+    Write,
+    Disc,
+    Flush,
+    Trim,
+    Cache,
+    WriteZeroes,
+    BlockStatus,
+    Resize,
+    Other(u16),
+}
+
+impl CommandKind {
+    pub fn from_wire(value: u16) -> CommandKind {
+        match value {
+            0 => CommandKind::Read,
+            1 => CommandKind::Write,
+            2 => CommandKind::Disc,
+            3 => CommandKind::Flush,
+            4 => CommandKind::Trim,
+            5 => CommandKind::Cache,
+            6 => CommandKind::WriteZeroes,
+            7 => CommandKind::BlockStatus,
+            8 => CommandKind::Resize,
+            other => CommandKind::Other(other),
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            CommandKind::Read => "read",
+            CommandKind::Write => "write",
+            CommandKind::Disc => "disc",
+            CommandKind::Flush => "flush",
+            CommandKind::Trim => "trim",
+            CommandKind::Cache => "cache",
+            CommandKind::WriteZeroes => "write_zeroes",
+            CommandKind::BlockStatus => "block_status",
+            CommandKind::Resize => "resize",
+            CommandKind::Other(_) => "other",
+        }
+    }
+}
+
+/// A transmission request header (28 bytes on the wire).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub flags: u16,
+    pub kind: CommandKind,
+    pub cookie: u64,
+    pub offset: u64,
+    pub length: u32,
+}
+
+pub const REQUEST_LEN: usize = 28;
+
+impl Request {
+    /// Parses a header; `None` when the magic is wrong (the stream cannot be trusted after that).
+    pub fn parse(bytes: &[u8; REQUEST_LEN]) -> Option<Request> {
+        let u16_at = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
+        let u32_at = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+        let u64_at = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        if u32_at(0) != REQUEST_MAGIC {
+            return None;
+        }
+        Some(Request {
+            flags: u16_at(4),
+            kind: CommandKind::from_wire(u16_at(6)),
+            cookie: u64_at(8),
+            offset: u64_at(16),
+            length: u32_at(24),
+        })
+    }
+}
+
+/// A simple reply header; read data follows it when `error` is 0.
+pub fn simple_reply(error: u32, cookie: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[0..4].copy_from_slice(&SIMPLE_REPLY_MAGIC.to_be_bytes());
+    out[4..8].copy_from_slice(&error.to_be_bytes());
+    out[8..16].copy_from_slice(&cookie.to_be_bytes());
+    out
+}
+
+/// An option reply: header plus payload.
+pub fn option_reply(option: u32, reply: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(20 + payload.len());
+    out.extend_from_slice(&OPTION_REPLY_MAGIC.to_be_bytes());
+    out.extend_from_slice(&option.to_be_bytes());
+    out.extend_from_slice(&reply.to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trip_and_bad_magic() {
+        let mut raw = [0u8; REQUEST_LEN];
+        raw[0..4].copy_from_slice(&REQUEST_MAGIC.to_be_bytes());
+        raw[4..6].copy_from_slice(&CMD_FLAG_FUA.to_be_bytes());
+        raw[6..8].copy_from_slice(&1u16.to_be_bytes());
+        raw[8..16].copy_from_slice(&7u64.to_be_bytes());
+        raw[16..24].copy_from_slice(&4096u64.to_be_bytes());
+        raw[24..28].copy_from_slice(&512u32.to_be_bytes());
+        let r = Request::parse(&raw).expect("valid header");
+        assert_eq!(
+            (r.flags, r.kind, r.cookie, r.offset, r.length),
+            (CMD_FLAG_FUA, CommandKind::Write, 7, 4096, 512)
+        );
+        raw[0] ^= 1;
+        assert_eq!(Request::parse(&raw), None);
+    }
+
+    #[test]
+    fn replies_have_the_documented_layout() {
+        let reply = simple_reply(EINVAL, 9);
+        assert_eq!(&reply[0..4], &[0x67, 0x44, 0x66, 0x98]);
+        assert_eq!(u32::from_be_bytes(reply[4..8].try_into().unwrap()), 22);
+        let opt = option_reply(OPT_GO, REP_ACK, &[]);
+        assert_eq!(opt.len(), 20);
+        assert_eq!(&opt[0..8], &OPTION_REPLY_MAGIC.to_be_bytes());
+    }
+}

@@ -1,0 +1,133 @@
+//! Group commit for host writes. openraft 0.9 syncs the log once per proposed entry and one
+//! entry at a time, so concurrent writes proposed one by one would each pay a full fdatasync.
+//! Instead, writes queue here and whatever is waiting when a proposal slot frees goes into one
+//! `Command::WriteBatch` entry: one sync and one replication round for all of them.
+
+use crate::controller::{Controller, ProposeError};
+use statemachine::{Command, CommandError, Event, HostWrite, MAX_WRITE_BYTES};
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+/// Writes in one entry, at most (their bytes are bounded by `MAX_WRITE_BYTES` too).
+const MAX_BATCH_WRITES: usize = 512;
+/// Batches proposed and not yet applied, at most: while they are in flight the next one fills.
+const MAX_IN_FLIGHT: usize = 4;
+
+/// How a submitted write ended, as far as its own entry says.
+#[derive(Debug)]
+pub enum Outcome {
+    Done(Result<(), CommandError>),
+    /// Held by a freeze in the entry at `index`: a later entry releases or refuses it.
+    Held {
+        index: u64,
+    },
+}
+
+struct Pending {
+    write: HostWrite,
+    reply: oneshot::Sender<Result<Outcome, ProposeError>>,
+}
+
+/// The submitting side, held by the controller.
+pub struct WriteQueue {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+/// The batching side, run by [`run`].
+pub struct WriteBatches {
+    queue: mpsc::UnboundedReceiver<Pending>,
+}
+
+pub fn channel() -> (WriteQueue, WriteBatches) {
+    let (queue, receiver) = mpsc::unbounded_channel();
+    (WriteQueue { queue }, WriteBatches { queue: receiver })
+}
+
+fn stopped() -> ProposeError {
+    ProposeError::Unavailable("the node is shutting down".into())
+}
+
+impl WriteQueue {
+    /// Proposes `write` in the next batch and waits for that batch's entry to be applied.
+    pub async fn submit(&self, write: HostWrite) -> Result<Outcome, ProposeError> {
+        let (reply, outcome) = oneshot::channel();
+        self.queue.send(Pending { write, reply }).map_err(|_| stopped())?;
+        outcome.await.map_err(|_| stopped())?
+    }
+}
+
+/// Forms batches and proposes them, until the controller is dropped.
+pub async fn run(controller: Arc<Controller>, mut batches: WriteBatches) {
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut carried: Option<Pending> = None;
+    loop {
+        let slot = slots.clone().acquire_owned().await.expect("the slots are never closed");
+        let first = match carried.take() {
+            Some(pending) => pending,
+            None => match batches.queue.recv().await {
+                Some(pending) => pending,
+                None => return,
+            },
+        };
+        let mut bytes = first.write.data.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_WRITES {
+            match batches.queue.try_recv() {
+                Ok(next) if bytes + next.write.data.len() <= MAX_WRITE_BYTES => {
+                    bytes += next.write.data.len();
+                    batch.push(next);
+                }
+                Ok(next) => {
+                    carried = Some(next);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            commit(&controller, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn commit(c: &Controller, batch: Vec<Pending>) {
+    let mut writes = Vec::with_capacity(batch.len());
+    let mut replies = Vec::with_capacity(batch.len());
+    for Pending { write, reply } in batch {
+        replies.push((write.tag, reply));
+        writes.push(write);
+    }
+    let (result, events, index) = match c.propose_at(Command::WriteBatch(writes)).await {
+        Ok(applied) => applied,
+        Err(e) => {
+            for (_, reply) in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            return;
+        }
+    };
+    if let Err(refused) = result {
+        for (_, reply) in replies {
+            let _ = reply.send(Ok(Outcome::Done(Err(refused.clone()))));
+        }
+        return;
+    }
+    let mut outcomes: HashMap<u64, Outcome> = events
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Written { tag, .. } => Some((tag, Outcome::Done(Ok(())))),
+            Event::WriteRefused { tag, error, .. } => Some((tag, Outcome::Done(Err(error)))),
+            Event::WriteHeld { tag, .. } => Some((tag, Outcome::Held { index })),
+            _ => None,
+        })
+        .collect();
+    for (tag, reply) in replies {
+        let outcome = outcomes
+            .remove(&tag)
+            .ok_or_else(|| ProposeError::Unavailable(format!("entry {index} reported nothing for write {tag}")));
+        let _ = reply.send(outcome);
+    }
+}

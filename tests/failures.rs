@@ -1,0 +1,319 @@
+//! A three-node cluster of real processes that loses, pauses, restarts and replaces nodes while
+//! hosts write over NBD. Losing a minority loses nothing acknowledged and stops nothing; after
+//! every test all live nodes hold the same digest at the same applied index.
+
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+const PYTHON: &str = "/usr/bin/python3";
+const BLOCK: usize = 65536;
+
+/// Three voters, node 1 first. `extra` are more `serve` arguments for every node.
+fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
+    let n1 = Node::start(&dir.join("n1"), 1, extra);
+    n1.wait_ready();
+    let mut nodes = vec![n1];
+    for id in [2, 3] {
+        let join = nodes[0].api.clone();
+        let mut args = extra.to_vec();
+        args.extend(["--join", &join]);
+        nodes.push(Node::start(&dir.join(format!("n{id}")), id, &args));
+    }
+    wait_for_voters(&nodes, 3);
+    nodes
+}
+
+fn wait_for_voters(nodes: &[Node], count: usize) {
+    eventually("all voters", 120, || {
+        nodes.iter().any(|n| {
+            let out = n.cli(&["cluster", "status", "--json"]);
+            out.code == 0 && {
+                let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+                let members = s["nodes"].as_array().unwrap();
+                members.len() == count
+                    && members
+                        .iter()
+                        .all(|m| m["role"] != "learner" && !m["applied_index"].is_null())
+            }
+        })
+    });
+}
+
+fn leader_id(nodes: &[Node]) -> u64 {
+    let mut found = None;
+    eventually("a leader", 90, || {
+        found = nodes.iter().find_map(|n| {
+            let out = n.cli(&["cluster", "status", "--json"]);
+            let s: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+            s["leader"].as_u64().filter(|id| nodes.iter().any(|n| n.id == *id))
+        });
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// All live nodes report the same (applied index, digest).
+fn assert_converged(nodes: &[Node]) {
+    let mut last = Vec::new();
+    let converged = (0..600).any(|_| {
+        last = nodes.iter().map(|n| n.try_applied()).collect::<Vec<_>>();
+        let same = last[0].is_some() && last.iter().all(|s| *s == last[0]);
+        if !same {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        same
+    });
+    assert!(converged, "nodes did not converge: {last:?}");
+}
+
+/// The NBD writer of `tests/nbd_writer.py`, writing through every node in turn.
+struct Writer {
+    child: Child,
+    stop: PathBuf,
+    output: PathBuf,
+}
+
+impl Writer {
+    /// Writes through `nodes`, moving on to the next when one fails.
+    fn start(dir: &Path, volume: &str, blocks: usize, nodes: &[&Node]) -> Writer {
+        let stop = dir.join(format!("stop-{volume}"));
+        let output = dir.join(format!("acks-{volume}"));
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/nbd_writer.py");
+        let mut args = vec![
+            script.to_string(),
+            stop.display().to_string(),
+            volume.to_string(),
+            blocks.to_string(),
+        ];
+        args.extend(nodes.iter().map(|n| format!("nbd://{}", n.nbd)));
+        let child = std::process::Command::new(PYTHON)
+            .args(&args)
+            .stdout(std::fs::File::create(&output).unwrap())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        Writer { child, stop, output }
+    }
+
+    fn acknowledged(&self) -> usize {
+        std::fs::read_to_string(&self.output)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    }
+
+    /// Waits until `more` further writes are acknowledged.
+    fn progress(&self, more: usize, what: &str) {
+        let target = self.acknowledged() + more;
+        eventually(what, 120, || self.acknowledged() >= target);
+    }
+
+    /// Stops the writer; returns the last acknowledged value of every block it wrote.
+    fn finish(mut self) -> BTreeMap<usize, u8> {
+        std::fs::write(&self.stop, "").unwrap();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the writer failed");
+        let mut last = BTreeMap::new();
+        for line in std::fs::read_to_string(&self.output).unwrap().lines() {
+            let mut parts = line.split_whitespace();
+            let block: usize = parts.next().unwrap().parse().unwrap();
+            let value: u8 = parts.next().unwrap().parse().unwrap();
+            last.insert(block, value);
+        }
+        last
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Reads a whole volume over NBD from `node`.
+fn read_volume(dir: &Path, node: &Node, volume: &str) -> Vec<u8> {
+    let file = dir.join(format!("read-{volume}-{}", node.id));
+    let _ = std::fs::remove_file(&file);
+    let out = run("nbdcopy", &[&node.nbd_uri(volume), file.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "nbdcopy from node {}: {}", node.id, out.stderr);
+    std::fs::read(&file).unwrap()
+}
+
+fn assert_blocks(data: &[u8], last: &BTreeMap<usize, u8>, otherwise: impl Fn(usize) -> Vec<u8>) {
+    for (i, got) in data.chunks(BLOCK).enumerate() {
+        match last.get(&i) {
+            Some(value) => assert!(
+                got.iter().all(|b| b == value),
+                "block {i}: an acknowledged write of {value:#x} is lost"
+            ),
+            None => assert!(got == otherwise(i).as_slice(), "block {i} changed without a write"),
+        }
+    }
+}
+
+fn noise(len: usize) -> Vec<u8> {
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
+fn out_of_sync(node: &Node, pair: &str) -> Option<u64> {
+    let out = node.cli(&["lsflash", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+    rows.as_array()?.iter().find(|r| {
+        format!(
+            "{}:{}",
+            r["source"].as_str().unwrap_or(""),
+            r["target"].as_str().unwrap_or("")
+        ) == pair
+    })?["out_of_sync_tracks"]
+        .as_u64()
+}
+
+#[test]
+fn killing_the_leader_mid_copy_under_host_writes_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A slow copy, so the leader dies in the middle of it.
+    let mut nodes = cluster(dir.path(), &["--copy-rate", "8"]);
+    let size = 64 << 20;
+    nodes[0].ok(&["mkvol", "src", "--size", "64M"]);
+    nodes[0].ok(&["mkvol", "tgt", "--size", "64M"]);
+    let image = noise(size);
+    let image_file = dir.path().join("image.raw");
+    std::fs::write(&image_file, &image).unwrap();
+    let fill = run("nbdcopy", &[image_file.to_str().unwrap(), &nodes[1].nbd_uri("src")]);
+    assert_eq!(fill.code, 0, "{}", fill.stderr);
+
+    nodes[0].ok(&["mkflash", "src:tgt", "--persist"]);
+    let writer = Writer::start(dir.path(), "src", 256, &nodes.iter().collect::<Vec<_>>());
+    writer.progress(50, "host writes before the failure");
+    let leader = leader_id(&nodes);
+    let idx = nodes.iter().position(|n| n.id == leader).unwrap();
+    let remaining = out_of_sync(&nodes[idx], "src:tgt").unwrap();
+    assert!(remaining > 0, "the copy finished before the leader was killed");
+    let mut dead = nodes.remove(idx);
+    dead.kill9();
+
+    let new_leader = leader_id(&nodes);
+    assert_ne!(new_leader, leader);
+    writer.progress(50, "host writes after the failover");
+    eventually("the copy to finish under the new leader", 180, || {
+        out_of_sync(&nodes[0], "src:tgt") == Some(0)
+    });
+    let last = writer.finish();
+
+    // The target holds exactly the point-in-time image; the source every acknowledged write.
+    for node in &nodes {
+        assert!(
+            read_volume(dir.path(), node, "tgt") == image,
+            "node {}: target is not the point in time",
+            node.id
+        );
+    }
+    let src = read_volume(dir.path(), &nodes[0], "src");
+    assert_blocks(&src, &last, |i| image[i * BLOCK..(i + 1) * BLOCK].to_vec());
+    assert_converged(&nodes);
+    drop(dead);
+}
+
+#[test]
+fn a_paused_follower_catches_up_through_a_snapshot_after_the_log_is_purged() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), &["--snapshot-every", "50"]);
+    nodes[0].ok(&["mkvol", "v", "--size", "8M"]);
+    let leader = leader_id(&nodes);
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap();
+    let leader_node = nodes.iter().find(|n| n.id == leader).unwrap();
+    let purged_before = leader_node.metric("flashcopy_log_purged_index").unwrap_or(0);
+    follower.pause();
+
+    // Not through the paused node: a connection to it would hang, not fail.
+    let live: Vec<&Node> = nodes.iter().filter(|n| n.id != follower.id).collect();
+    let writer = Writer::start(dir.path(), "v", 128, &live);
+    eventually("the leader to purge its log past the paused follower", 180, || {
+        leader_node.metric("flashcopy_log_purged_index").unwrap_or(0) > purged_before + 100
+    });
+    follower.resume();
+    writer.progress(20, "writes after the resume");
+    let last = writer.finish();
+
+    assert_converged(&nodes);
+    assert!(
+        follower.metric("flashcopy_snapshot_index").unwrap_or(0) > 0,
+        "the follower did not install a snapshot"
+    );
+    let data = read_volume(dir.path(), follower, "v");
+    assert_blocks(&data, &last, |_| vec![0; BLOCK]);
+}
+
+#[test]
+fn a_rolling_restart_under_load_keeps_the_cluster_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), &[]);
+    nodes[0].ok(&["mkvol", "v", "--size", "8M"]);
+    let writer = Writer::start(dir.path(), "v", 128, &nodes.iter().collect::<Vec<_>>());
+    writer.progress(30, "writes before the restarts");
+    for i in 0..nodes.len() {
+        nodes[i].restart();
+        writer.progress(30, "writes while a node restarts");
+        nodes[i].wait_ready();
+        assert_converged(&nodes);
+    }
+    let last = writer.finish();
+    assert_converged(&nodes);
+    for node in &nodes {
+        let data = read_volume(dir.path(), node, "v");
+        assert_blocks(&data, &last, |_| vec![0; BLOCK]);
+    }
+}
+
+#[test]
+fn nodes_are_removed_re_added_and_replaced_by_an_empty_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), &[]);
+    nodes[0].ok(&["mkvol", "v", "--size", "4M"]);
+    qemu_io(&nodes[0].nbd_uri("v"), &["write -P 0x31 0 1M"]);
+
+    // Remove node 3 and add it back: it keeps its data directory and catches up.
+    nodes[0].ok(&["cluster", "remove", "3"]);
+    wait_for_voters(&nodes[..2], 2);
+    qemu_io(&nodes[1].nbd_uri("v"), &["write -P 0x32 1M 1M"]);
+    let url = nodes[2].api.clone();
+    nodes[0].ok(&["cluster", "add", "3", &url]);
+    wait_for_voters(&nodes, 3);
+    assert_converged(&nodes);
+    qemu_io(&nodes[2].nbd_uri("v"), &["read -P 0x31 0 1M", "read -P 0x32 1M 1M"]);
+
+    // Replace node 2 by a new node 4 on an empty data directory.
+    let mut old = nodes.remove(1);
+    old.kill9();
+    nodes[0].ok(&["cluster", "remove", "2"]);
+    std::fs::remove_dir_all(&old.dir).unwrap();
+    let join = nodes[0].api.clone();
+    nodes.push(Node::start(&dir.path().join("n4"), 4, &["--join", &join]));
+    wait_for_voters(&nodes, 3);
+    assert_converged(&nodes);
+    qemu_io(&nodes[2].nbd_uri("v"), &["read -P 0x31 0 1M", "read -P 0x32 1M 1M"]);
+    let status = nodes[0].json(&["cluster", "status", "--json"]);
+    let mut ids: Vec<u64> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_u64().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 3, 4]);
+    qemu_io(&nodes[2].nbd_uri("v"), &["write -P 0x33 2M 1M"]);
+    assert_converged(&nodes);
+}

@@ -1,0 +1,549 @@
+//! Host I/O over NBD with the real clients hosts use: qemu-io, qemu-img, nbdcopy, nbdinfo, fio
+//! and libnbd (Python), against the real `flashcopy serve`.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Python with the libnbd bindings (Debian's python3-libnbd; not a pyenv interpreter).
+const PYTHON: &str = "/usr/bin/python3";
+
+fn json(out: Out) -> serde_json::Value {
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
+}
+
+#[test]
+fn nbdinfo_lists_the_volumes_and_describes_each_export() {
+    let (_dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "alpha", "--size", "1M"]);
+    node.ok(&["mkvol", "beta", "--size", "2M"]);
+
+    let list = json(run("nbdinfo", &["--list", "--json", &format!("nbd://{}", node.nbd)]));
+    let mut exports: Vec<(String, u64)> = list["exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["export-name"].as_str().unwrap().to_string(),
+                e["export-size"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    exports.sort();
+    assert_eq!(exports, vec![("alpha".into(), 1 << 20), ("beta".into(), 2 << 20)]);
+
+    let info = json(run("nbdinfo", &["--json", &node.nbd_uri("beta")]));
+    let export = &info["exports"][0];
+    assert_eq!(export["export-size"], 2 << 20);
+    assert_eq!(export["is_read_only"], false);
+    for flag in ["can_flush", "can_fua", "can_trim", "can_zero", "can_multi_conn"] {
+        assert_eq!(export[flag], true, "{flag} in {export}");
+    }
+    assert_eq!(export["block_size_minimum"], 1);
+    assert_eq!(export["block_size_preferred"], 65536);
+    assert_eq!(export["block_size_maximum"], 32 << 20);
+
+    let missing = run("nbdinfo", &[&node.nbd_uri("nope")]);
+    assert_ne!(missing.code, 0);
+    assert!(missing.stderr.contains("nope"), "{}", missing.stderr);
+}
+
+#[test]
+fn qemu_io_reads_the_point_in_time_around_every_relationship_command() {
+    let (_dir, node) = single_node(&[]);
+    let (src, tgt) = (node.nbd_uri("src"), node.nbd_uri("tgt"));
+    node.ok(&["mkvol", "src", "--size", "1M"]);
+    node.ok(&["mkvol", "tgt", "--size", "1M"]);
+    qemu_io(&src, &["write -P 0xa1 0 1M"]);
+
+    // Establish with copy-on-write only: the target reads the source's image through it.
+    node.ok(&["mkflash", "src:tgt", "--persist", "--record", "--nocp"]);
+    qemu_io(&tgt, &["read -P 0xa1 0 1M"]);
+
+    // Source writes: the old tracks move to the target first.
+    qemu_io(&src, &["write -P 0xb2 0 64k", "write -P 0xb2 300k 10k"]);
+    qemu_io(
+        &src,
+        &["read -P 0xb2 0 64k", "read -P 0xa1 64k 236k", "read -P 0xb2 300k 10k"],
+    );
+    qemu_io(&tgt, &["read -P 0xa1 0 1M"]);
+
+    // A partial-track write to the target keeps the rest of its track from the source image.
+    qemu_io(&tgt, &["write -P 0xc3 100k 4k"]);
+    qemu_io(
+        &tgt,
+        &["read -P 0xa1 0 100k", "read -P 0xc3 100k 4k", "read -P 0xa1 104k 920k"],
+    );
+    qemu_io(&src, &["read -P 0xb2 0 64k", "read -P 0xa1 64k 236k"]);
+
+    // Refresh: the target becomes the source as it is now (the target's write is gone).
+    node.ok(&["resyncflash", "src:tgt", "--wait"]);
+    let image_g = [
+        "read -P 0xb2 0 64k",
+        "read -P 0xa1 64k 236k",
+        "read -P 0xb2 300k 10k",
+        "read -P 0xa1 310k 714k",
+    ];
+    qemu_io(&tgt, &image_g);
+
+    // Restore: production is damaged, then reversed from its copy.
+    qemu_io(&src, &["write -P 0xd4 0 1M"]);
+    qemu_io(&tgt, &image_g);
+    node.ok(&["reverseflash", "src:tgt"]);
+    qemu_io(&src, &image_g);
+
+    // Fast reverse before the copy finished, without recording.
+    node.ok(&["mkvol", "p", "--size", "1M"]);
+    node.ok(&["mkvol", "q", "--size", "1M"]);
+    qemu_io(&node.nbd_uri("p"), &["write -P 0xe5 0 1M"]);
+    node.ok(&["mkflash", "p:q", "--nocp"]);
+    qemu_io(&node.nbd_uri("p"), &["write -P 0xf6 0 128k"]);
+    node.ok(&["reverseflash", "p:q", "--fast"]);
+    qemu_io(&node.nbd_uri("p"), &["read -P 0xe5 0 1M"]);
+
+    // Withdraw after a full copy: the target stands on its own.
+    node.ok(&["mkvol", "w1", "--size", "1M"]);
+    node.ok(&["mkvol", "w2", "--size", "1M"]);
+    qemu_io(&node.nbd_uri("w1"), &["write -P 0x17 0 1M"]);
+    node.ok(&["mkflash", "w1:w2", "--persist", "--wait"]);
+    node.ok(&["rmflash", "w1:w2"]);
+    qemu_io(&node.nbd_uri("w1"), &["write -P 0x28 0 1M"]);
+    qemu_io(&node.nbd_uri("w2"), &["read -P 0x17 0 1M"]);
+    qemu_io(&node.nbd_uri("w1"), &["read -P 0x28 0 1M"]);
+}
+
+#[test]
+fn a_freeze_holds_nbd_writes_until_the_thaw_and_reads_go_on() {
+    let (_dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "f1", "--size", "1M"]);
+    node.ok(&["mkvol", "f2", "--size", "1M"]);
+    node.ok(&["mkflash", "f1:f2", "--nocp", "--freeze"]);
+
+    let mut writer = std::process::Command::new("qemu-io")
+        .args(["-f", "raw", "-c", "write -P 0x39 0 64k", &node.nbd_uri("f1")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(writer.try_wait().unwrap().is_none(), "the write was not held");
+    // Reads are never held.
+    qemu_io(&node.nbd_uri("f1"), &["read -P 0 0 64k"]);
+
+    node.ok(&["unfreezeflash", "f1"]);
+    let out = writer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "held write failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    qemu_io(&node.nbd_uri("f1"), &["read -P 0x39 0 64k"]);
+    qemu_io(&node.nbd_uri("f2"), &["read -P 0 0 64k"]);
+}
+
+#[test]
+fn an_inhibited_target_is_exported_read_only_and_refuses_writes_with_eperm() {
+    let (_dir, node) = single_node(&[]);
+    for v in ["i1", "i2", "i3"] {
+        node.ok(&["mkvol", v, "--size", "1M"]);
+    }
+    qemu_io(&node.nbd_uri("i1"), &["write -P 0x44 0 1M"]);
+    node.ok(&["mkflash", "i1:i2", "--tgtinhibit", "--nocp"]);
+    let info = json(run("nbdinfo", &["--json", &node.nbd_uri("i2")]));
+    assert_eq!(info["exports"][0]["is_read_only"], true);
+    // qemu refuses to open a read-only export for writing.
+    let write = qemu_io_result(&node.nbd_uri("i2"), &["-c", "write -P 0x55 0 64k"]);
+    assert!(
+        write.code != 0 && write.stderr.contains("Permission denied"),
+        "a write to an inhibited target: {}{}",
+        write.stdout,
+        write.stderr
+    );
+    qemu_io_with(&["-r"], &node.nbd_uri("i2"), &["read -P 0x44 0 1M"]);
+
+    // A connection opened before the relationship gets EPERM once it exists.
+    let script = format!(
+        r#"
+import errno, nbd, subprocess, sys
+h = nbd.NBD()
+h.connect_uri("{uri}")
+h.pwrite(b"\x66" * 4096, 0)
+subprocess.run(sys.argv[1:], check=True)
+try:
+    h.pwrite(b"\x77" * 4096, 0)
+    raise SystemExit("write to an inhibited target succeeded")
+except nbd.Error as e:
+    assert e.errnum == errno.EPERM, e
+assert h.pread(4096, 0) == b"\x44" * 4096
+print("ok")
+"#,
+        uri = node.nbd_uri("i3")
+    );
+    let out = run(
+        PYTHON,
+        &[
+            "-c",
+            &script,
+            bin(),
+            "mkflash",
+            "i1:i3",
+            "--tgtinhibit",
+            "--nocp",
+            "--api",
+            &node.api,
+        ],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
+/// 64 MiB of reproducible noise.
+fn noise_file(path: &std::path::Path, len: usize) {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut bytes = Vec::with_capacity(len);
+    while bytes.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        bytes.extend_from_slice(&state.to_le_bytes());
+    }
+    bytes.truncate(len);
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn sha256(path: &str) -> String {
+    run("sha256sum", &[path])
+        .stdout
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn qemu_img_convert_compare_and_nbdcopy_round_trip_64_mib() {
+    let (dir, node) = single_node(&[]);
+    let image = dir.path().join("image.raw");
+    noise_file(&image, 64 << 20);
+    let image = image.to_str().unwrap();
+    node.ok(&["mkvol", "disk", "--size", "64M"]);
+    let uri = node.nbd_uri("disk");
+
+    let convert = run("qemu-img", &["convert", "-n", "-f", "raw", "-O", "raw", image, &uri]);
+    assert_eq!(convert.code, 0, "{}", convert.stderr);
+    let compare = run("qemu-img", &["compare", "-f", "raw", "-F", "raw", image, &uri]);
+    assert_eq!(compare.code, 0, "{}{}", compare.stdout, compare.stderr);
+
+    let copy = dir.path().join("copy.raw");
+    let nbdcopy = run("nbdcopy", &[&uri, copy.to_str().unwrap()]);
+    assert_eq!(nbdcopy.code, 0, "{}", nbdcopy.stderr);
+    assert_eq!(sha256(copy.to_str().unwrap()), sha256(image));
+
+    // And piped, as the issue has it: nbdcopy to stdout.
+    let piped = std::process::Command::new("sh")
+        .args(["-c", &format!("nbdcopy {uri} - | sha256sum")])
+        .output()
+        .unwrap();
+    let piped = String::from_utf8_lossy(&piped.stdout);
+    assert_eq!(piped.split_whitespace().next().unwrap(), sha256(image));
+}
+
+#[test]
+fn concurrent_connections_write_disjoint_ranges_and_fio_verifies_a_pipelined_workload() {
+    let (_dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "shared", "--size", "8M"]);
+    let uri = node.nbd_uri("shared");
+    // Four clients at once, each on its own 2 MiB, each with many requests in flight.
+    let writers: Vec<_> = (0..4u64)
+        .map(|i| {
+            let base = i * (2 << 20);
+            let mut args = vec!["-f".to_string(), "raw".to_string()];
+            for k in 0..16u64 {
+                args.push("-c".into());
+                args.push(format!(
+                    "aio_write -P {} {} 128k",
+                    0x10 + i * 16 + k,
+                    base + k * (128 << 10)
+                ));
+            }
+            args.push("-c".into());
+            args.push("aio_flush".into());
+            args.push(uri.clone());
+            std::process::Command::new("qemu-io").args(&args).output().unwrap()
+        })
+        .collect();
+    for (i, out) in writers.iter().enumerate() {
+        assert!(
+            out.status.success(),
+            "writer {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for i in 0..4u64 {
+        let base = i * (2 << 20);
+        let reads: Vec<String> = (0..16u64)
+            .map(|k| format!("read -P {} {} 128k", 0x10 + i * 16 + k, base + k * (128 << 10)))
+            .collect();
+        let reads: Vec<&str> = reads.iter().map(String::as_str).collect();
+        qemu_io(&uri, &reads);
+    }
+
+    node.ok(&["mkvol", "fio", "--size", "16M"]);
+    let fio = run(
+        "fio",
+        &[
+            "--name=verify",
+            "--ioengine=nbd",
+            &format!("--uri={}", node.nbd_uri("fio")),
+            "--rw=randwrite",
+            "--bs=4k",
+            "--iodepth=16",
+            "--size=16M",
+            "--io_size=4M",
+            "--verify=crc32c",
+            "--do_verify=1",
+            "--numjobs=1",
+        ],
+    );
+    assert_eq!(fio.code, 0, "{}{}", fio.stdout, fio.stderr);
+    assert!(
+        !fio.stdout.contains("verify:") || fio.stdout.contains("err= 0"),
+        "{}",
+        fio.stdout
+    );
+}
+
+#[test]
+fn malformed_and_out_of_range_requests_get_errors_and_the_connection_stays_usable() {
+    let (_dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "edge", "--size", "1M"]);
+    let script = format!(
+        r#"
+import errno, nbd
+h = nbd.NBD()
+h.set_strict_mode(0)  # let libnbd send what a careless client would
+h.connect_uri("{uri}")
+size = h.get_size()
+def refused(what, expected, f):
+    try:
+        f()
+    except nbd.Error as e:
+        assert e.errnum == expected, (what, e)
+        return
+    raise SystemExit(what + " succeeded")
+refused("read past the end", errno.EINVAL, lambda: h.pread(4096, size - 100))
+refused("write past the end", errno.ENOSPC, lambda: h.pwrite(b"x" * 4096, size - 100))
+refused("zeroes past the end", errno.ENOSPC, lambda: h.zero(8192, size - 4096))
+refused("trim past the end", errno.ENOSPC, lambda: h.trim(8192, size))
+refused("offset overflow", errno.EINVAL, lambda: h.pread(512, 2**64 - 256))
+refused("zero-length read", errno.EINVAL, lambda: h.pread(0, 0))
+refused("unknown flag", errno.EINVAL, lambda: h.pwrite(b"y" * 512, 0, nbd.CMD_FLAG_DF))
+refused("block status not negotiated", errno.EINVAL, lambda: h.block_status(4096, 0, lambda *a: 0))
+# Still usable after all that.
+h.pwrite(b"ok" * 2048, 4096, nbd.CMD_FLAG_FUA)
+assert h.pread(4096, 4096) == b"ok" * 2048
+h.zero(4096, 4096)
+assert h.pread(4096, 4096) == bytes(4096)
+h.trim(65536, 65536)
+assert h.pread(65536, 65536) == bytes(65536)
+h.flush()
+h.shutdown()
+print("ok")
+"#,
+        uri = node.nbd_uri("edge")
+    );
+    let out = run(PYTHON, &["-c", &script]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
+
+/// Raw protocol: the option haggling of a client the server does not fully understand, then a
+/// request stream that goes out of step. Only that one connection ends; the node serves on.
+#[test]
+fn unknown_options_get_err_unsup_and_a_broken_stream_only_ends_its_connection() {
+    let (_dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "raw", "--size", "1M"]);
+    let mut s = TcpStream::connect(&node.nbd).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut greeting = [0u8; 18];
+    s.read_exact(&mut greeting).unwrap();
+    assert_eq!(&greeting[0..8], b"NBDMAGIC");
+    assert_eq!(&greeting[8..16], b"IHAVEOPT");
+    s.write_all(&3u32.to_be_bytes()).unwrap(); // fixed newstyle, no zeroes
+
+    let send_option = |s: &mut TcpStream, option: u32, data: &[u8]| {
+        let mut m = b"IHAVEOPT".to_vec();
+        m.extend_from_slice(&option.to_be_bytes());
+        m.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        m.extend_from_slice(data);
+        s.write_all(&m).unwrap();
+    };
+    let read_reply = |s: &mut TcpStream| -> (u32, u32, Vec<u8>) {
+        let mut header = [0u8; 20];
+        s.read_exact(&mut header).unwrap();
+        assert_eq!(
+            u64::from_be_bytes(header[0..8].try_into().unwrap()),
+            0x0003_e889_0455_65a9
+        );
+        let option = u32::from_be_bytes(header[8..12].try_into().unwrap());
+        let kind = u32::from_be_bytes(header[12..16].try_into().unwrap());
+        let len = u32::from_be_bytes(header[16..20].try_into().unwrap()) as usize;
+        let mut data = vec![0u8; len];
+        s.read_exact(&mut data).unwrap();
+        (option, kind, data)
+    };
+    const ERR_UNSUP: u32 = (1 << 31) | 1;
+    const ERR_INVALID: u32 = (1 << 31) | 3;
+    // OPT_EXTENDED_HEADERS (what qemu 10 sends first), OPT_STRUCTURED_REPLY, an invented one.
+    for option in [11u32, 8, 4242] {
+        send_option(&mut s, option, &[]);
+        let (o, kind, _) = read_reply(&mut s);
+        assert_eq!((o, kind), (option, ERR_UNSUP));
+    }
+    // OPT_LIST with data is invalid; without, it lists.
+    send_option(&mut s, 3, b"junk");
+    assert_eq!(read_reply(&mut s).1, ERR_INVALID);
+    send_option(&mut s, 3, &[]);
+    let (_, kind, data) = read_reply(&mut s);
+    assert_eq!(kind, 2);
+    assert_eq!(&data[4..], b"raw");
+    assert_eq!(read_reply(&mut s).1, 1);
+    // OPT_GO for a missing volume: ERR_UNKNOWN, with a message that says what to do.
+    let mut go_missing = 4u32.to_be_bytes().to_vec();
+    go_missing.extend_from_slice(b"nope");
+    go_missing.extend_from_slice(&0u16.to_be_bytes());
+    send_option(&mut s, 7, &go_missing);
+    let (_, kind, message) = read_reply(&mut s);
+    assert_eq!(kind, (1 << 31) | 6);
+    let message = String::from_utf8(message).unwrap();
+    assert!(message.contains("there is no volume named \"nope\""), "{message}");
+    // OPT_GO with a truncated payload is invalid; a good one starts transmission.
+    send_option(&mut s, 7, &[0, 0, 0, 9, b'r']);
+    assert_eq!(read_reply(&mut s).1, ERR_INVALID);
+    let mut go = 3u32.to_be_bytes().to_vec();
+    go.extend_from_slice(b"raw");
+    go.extend_from_slice(&0u16.to_be_bytes());
+    send_option(&mut s, 7, &go);
+    loop {
+        let (_, kind, _) = read_reply(&mut s);
+        if kind == 1 {
+            break;
+        }
+        assert_eq!(kind, 3, "an info reply before the ack");
+    }
+    // An unknown command type is refused; the connection goes on.
+    let request = |kind: u16, cookie: u64, offset: u64, len: u32| {
+        let mut r = 0x2560_9513u32.to_be_bytes().to_vec();
+        r.extend_from_slice(&0u16.to_be_bytes());
+        r.extend_from_slice(&kind.to_be_bytes());
+        r.extend_from_slice(&cookie.to_be_bytes());
+        r.extend_from_slice(&offset.to_be_bytes());
+        r.extend_from_slice(&len.to_be_bytes());
+        r
+    };
+    let read_simple = |s: &mut TcpStream| -> (u32, u64) {
+        let mut reply = [0u8; 16];
+        s.read_exact(&mut reply).unwrap();
+        assert_eq!(u32::from_be_bytes(reply[0..4].try_into().unwrap()), 0x6744_6698);
+        (
+            u32::from_be_bytes(reply[4..8].try_into().unwrap()),
+            u64::from_be_bytes(reply[8..16].try_into().unwrap()),
+        )
+    };
+    s.write_all(&request(99, 7, 0, 512)).unwrap();
+    assert_eq!(read_simple(&mut s), (22, 7));
+    s.write_all(&request(0, 8, 0, 512)).unwrap();
+    assert_eq!(read_simple(&mut s), (0, 8));
+    let mut data = [0u8; 512];
+    s.read_exact(&mut data).unwrap();
+
+    // Garbage where a request header belongs: this connection ends...
+    s.write_all(&[0xde; 28]).unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no reply to garbage");
+    // ...and the node serves everyone else.
+    qemu_io(&node.nbd_uri("raw"), &["write -P 0x5a 0 4k", "read -P 0x5a 0 4k"]);
+}
+
+#[test]
+fn a_client_killed_mid_write_leaves_every_request_whole_and_the_node_serving() {
+    let (dir, node) = single_node(&[]);
+    let image = dir.path().join("image.raw");
+    noise_file(&image, 32 << 20);
+    node.ok(&["mkvol", "victim", "--size", "32M"]);
+    let uri = node.nbd_uri("victim");
+    let mut copier = std::process::Command::new("nbdcopy")
+        .args(["--request-size=65536", image.to_str().unwrap(), &uri])
+        .spawn()
+        .unwrap();
+    // Let some writes land, then kill the client in the middle of the stream.
+    let started = Instant::now();
+    let mut written = 0;
+    while started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+        written = node.metric("flashcopy_nbd_bytes_total{command=\"write\"}").unwrap_or(0);
+        if written >= 2 << 20 {
+            break;
+        }
+    }
+    copier.kill().unwrap();
+    let _ = copier.wait();
+    assert!(written > 0, "no write reached the node before the kill");
+
+    // Every 64 KiB request either landed whole or not at all.
+    let source = std::fs::read(&image).unwrap();
+    let copy = dir.path().join("after.raw");
+    let out = run("nbdcopy", &[&uri, copy.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let after = std::fs::read(&copy).unwrap();
+    let mut landed = 0;
+    for (i, (got, sent)) in after.chunks(65536).zip(source.chunks(65536)).enumerate() {
+        assert!(got == sent || got.iter().all(|b| *b == 0), "64 KiB block {i} is torn");
+        landed += usize::from(got == sent);
+    }
+    assert!(landed > 0, "nothing landed");
+    qemu_io(&uri, &["write -P 0x61 0 64k", "read -P 0x61 0 64k"]);
+}
+
+#[test]
+fn nbd_connections_to_followers_are_served_by_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let n1 = Node::start(&dir.path().join("n1"), 1, &[]);
+    n1.wait_ready();
+    let mut nodes = vec![n1];
+    for id in [2, 3] {
+        let join = nodes[0].api.clone();
+        nodes.push(Node::start(&dir.path().join(format!("n{id}")), id, &["--join", &join]));
+    }
+    eventually("three voters", 90, || {
+        let status = nodes[0].json(&["cluster", "status", "--json"]);
+        let members = status["nodes"].as_array().unwrap();
+        members.len() == 3 && members.iter().all(|n| n["role"] != "learner")
+    });
+    nodes[0].ok(&["mkvol", "shared", "--size", "4M"]);
+    let leader = nodes[0].json(&["cluster", "status", "--json"])["leader"]
+        .as_u64()
+        .unwrap();
+    let followers: Vec<&Node> = nodes.iter().filter(|n| n.id != leader).collect();
+
+    qemu_io(&followers[0].nbd_uri("shared"), &["write -P 0x71 0 1M"]);
+    qemu_io(
+        &followers[1].nbd_uri("shared"),
+        &["read -P 0x71 0 1M", "write -P 0x72 1M 1M"],
+    );
+    for node in &nodes {
+        qemu_io(&node.nbd_uri("shared"), &["read -P 0x71 0 1M", "read -P 0x72 1M 1M"]);
+    }
+    let list = json(run(
+        "nbdinfo",
+        &["--list", "--json", &format!("nbd://{}", followers[0].nbd)],
+    ));
+    assert_eq!(list["exports"][0]["export-name"], "shared");
+    eventually("equal digests", 60, || {
+        let states: Vec<Option<(u64, String)>> = nodes.iter().map(|n| n.try_applied()).collect();
+        states[0].is_some() && states.iter().all(|s| *s == states[0])
+    });
+}
