@@ -28,9 +28,12 @@ fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
 }
 
 fn wait_for_voters(nodes: &[Node], count: usize) {
-    eventually("all voters", 120, || {
-        nodes.iter().any(|n| {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut last = String::new();
+    loop {
+        let formed = nodes.iter().any(|n| {
             let out = n.cli(&["cluster", "status", "--json"]);
+            last = format!("node {}: {}{}", n.id, out.stdout, out.stderr);
             out.code == 0 && {
                 let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
                 let members = s["nodes"].as_array().unwrap();
@@ -39,8 +42,19 @@ fn wait_for_voters(nodes: &[Node], count: usize) {
                         .iter()
                         .all(|m| m["role"] != "learner" && !m["applied_index"].is_null())
             }
-        })
-    });
+        });
+        if formed {
+            return;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("--- node {}:\n{}", n.id, n.log()))
+                .collect();
+            panic!("{count} voters not formed; last status {last}\n{}", logs.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn leader_id(nodes: &[Node]) -> u64 {
@@ -107,9 +121,13 @@ impl Writer {
     }
 
     /// Waits until `more` further writes are acknowledged.
-    fn progress(&self, more: usize, what: &str) {
+    fn progress(&mut self, more: usize, what: &str) {
         let target = self.acknowledged() + more;
-        eventually(what, 120, || self.acknowledged() >= target);
+        eventually(what, 120, || {
+            let exited = self.child.try_wait().unwrap();
+            assert!(exited.is_none(), "the writer stopped: {exited:?}");
+            self.acknowledged() >= target
+        });
     }
 
     /// Stops the writer; returns the last acknowledged value of every block it wrote.
@@ -196,7 +214,7 @@ fn killing_the_leader_mid_copy_under_host_writes_loses_nothing() {
     assert_eq!(fill.code, 0, "{}", fill.stderr);
 
     nodes[0].ok(&["mkflash", "src:tgt", "--persist"]);
-    let writer = Writer::start(dir.path(), "src", 256, &nodes.iter().collect::<Vec<_>>());
+    let mut writer = Writer::start(dir.path(), "src", 256, &nodes.iter().collect::<Vec<_>>());
     writer.progress(50, "host writes before the failure");
     let leader = leader_id(&nodes);
     let idx = nodes.iter().position(|n| n.id == leader).unwrap();
@@ -207,11 +225,20 @@ fn killing_the_leader_mid_copy_under_host_writes_loses_nothing() {
 
     let new_leader = leader_id(&nodes);
     assert_ne!(new_leader, leader);
+    let new_idx = nodes.iter().position(|n| n.id == new_leader).unwrap();
     writer.progress(50, "host writes after the failover");
     eventually("the copy to finish under the new leader", 180, || {
         out_of_sync(&nodes[0], "src:tgt") == Some(0)
     });
     let last = writer.finish();
+    // The new leader went on from the replicated bitmap: it copied at most what was left.
+    let copied = nodes[new_idx]
+        .metric("flashcopy_copied_tracks_total{source=\"src\",target=\"tgt\"}")
+        .unwrap_or(0);
+    assert!(
+        copied <= remaining,
+        "the new leader copied {copied} tracks, {remaining} were left"
+    );
 
     // The target holds exactly the point-in-time image; the source every acknowledged write.
     for node in &nodes {
@@ -240,7 +267,7 @@ fn a_paused_follower_catches_up_through_a_snapshot_after_the_log_is_purged() {
 
     // Not through the paused node: a connection to it would hang, not fail.
     let live: Vec<&Node> = nodes.iter().filter(|n| n.id != follower.id).collect();
-    let writer = Writer::start(dir.path(), "v", 128, &live);
+    let mut writer = Writer::start(dir.path(), "v", 128, &live);
     eventually("the leader to purge its log past the paused follower", 180, || {
         leader_node.metric("flashcopy_log_purged_index").unwrap_or(0) > purged_before + 100
     });
@@ -262,7 +289,7 @@ fn a_rolling_restart_under_load_keeps_the_cluster_serving() {
     let dir = tempfile::tempdir().unwrap();
     let mut nodes = cluster(dir.path(), &[]);
     nodes[0].ok(&["mkvol", "v", "--size", "8M"]);
-    let writer = Writer::start(dir.path(), "v", 128, &nodes.iter().collect::<Vec<_>>());
+    let mut writer = Writer::start(dir.path(), "v", 128, &nodes.iter().collect::<Vec<_>>());
     writer.progress(30, "writes before the restarts");
     for i in 0..nodes.len() {
         nodes[i].restart();

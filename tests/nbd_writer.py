@@ -27,8 +27,9 @@ def connect(uris, start):
             try:
                 h.connect_uri(uri)
                 return h, (start + k) % len(uris)
-            except nbd.Error:
-                h.close()
+            except nbd.Error as e:
+                print("writer: cannot connect to", uri, ":", e, file=sys.stderr, flush=True)
+                del h
         time.sleep(0.2)
 
 
@@ -45,11 +46,9 @@ def main():
             try:
                 h.pwrite(data, block * BLOCK)
                 break
-            except nbd.Error:
-                try:
-                    h.close()
-                except nbd.Error:
-                    pass
+            except nbd.Error as e:
+                print("writer: write failed on", uris[current], ":", e, file=sys.stderr, flush=True)
+                del h  # closes the connection
                 h, current = connect(uris, current + 1)
         print(block, value, flush=True)
         n += 1

@@ -74,6 +74,9 @@ pub struct Metrics {
     nbd: [NbdCommandMetrics; NBD_COMMANDS.len()],
     /// From proposing a command to its reply (committed and applied here).
     pub commit_latency: Histogram,
+    /// Group commit: host writes proposed, and the entries that carried them.
+    pub host_writes: AtomicU64,
+    pub write_batches: AtomicU64,
     /// Background copy while this node led: tracks brought in sync per `SRC:TGT`.
     copied: Mutex<BTreeMap<String, u64>>,
 }
@@ -152,6 +155,18 @@ impl Metrics {
             m.latency
                 .render(out, "flashcopy_nbd_request_seconds", &format!("command=\"{name}\""));
         }
+        counter(
+            out,
+            "flashcopy_host_writes_total",
+            "Host writes this node proposed (NBD and HTTP).",
+            self.host_writes.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "flashcopy_write_batches_total",
+            "Log entries that carried those writes (group commit: fewer than the writes).",
+            self.write_batches.load(Ordering::Relaxed),
+        );
         let _ = writeln!(
             out,
             "# HELP flashcopy_commit_seconds From proposing a command to its applied reply.\n# TYPE flashcopy_commit_seconds histogram"

@@ -4,13 +4,16 @@
 //! `Command::WriteBatch` entry: one sync and one replication round for all of them.
 
 use crate::controller::{Controller, ProposeError};
-use statemachine::{Command, CommandError, Event, HostWrite, MAX_WRITE_BYTES};
+use statemachine::{Command, CommandError, Event, HostWrite};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-/// Writes in one entry, at most (their bytes are bounded by `MAX_WRITE_BYTES` too).
+/// Writes in one entry, at most.
 const MAX_BATCH_WRITES: usize = 512;
+/// Bytes in one entry, at most, unless one write alone is larger: big entries delay heartbeats.
+const MAX_BATCH_BYTES: u64 = 8 << 20;
 /// Batches proposed and not yet applied, at most: while they are in flight the next one fills.
 const MAX_IN_FLIGHT: usize = 4;
 
@@ -74,7 +77,7 @@ pub async fn run(controller: Arc<Controller>, mut batches: WriteBatches) {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH_WRITES {
             match batches.queue.try_recv() {
-                Ok(next) if bytes + next.write.data.len() <= MAX_WRITE_BYTES => {
+                Ok(next) if bytes + next.write.data.len() <= MAX_BATCH_BYTES => {
                     bytes += next.write.data.len();
                     batch.push(next);
                 }
@@ -94,6 +97,8 @@ pub async fn run(controller: Arc<Controller>, mut batches: WriteBatches) {
 }
 
 async fn commit(c: &Controller, batch: Vec<Pending>) {
+    c.metrics.host_writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    c.metrics.write_batches.fetch_add(1, Ordering::Relaxed);
     let mut writes = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     for Pending { write, reply } in batch {

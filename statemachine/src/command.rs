@@ -60,7 +60,8 @@ pub struct EstablishOptions {
 /// What a host write puts into the volume.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteData {
-    Bytes(Vec<u8>),
+    /// Encoded as one byte string (not a sequence of u8): writes are large.
+    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
     /// NBD WRITE_ZEROES and TRIM: the range reads as zeros afterwards.
     Zeroes(u64),
 }
@@ -164,6 +165,7 @@ impl Command {
             Command::CreateVolume { name, size } => format!("mkvol {name} --size {size}"),
             Command::DeleteVolume { name } => format!("rmvol {name}"),
             Command::Write(w) => w.summary(),
+            Command::WriteBatch(writes) if writes.len() == 1 => writes[0].summary(),
             Command::WriteBatch(writes) => format!(
                 "write-batch of {}: {}",
                 writes.len(),
