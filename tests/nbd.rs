@@ -306,6 +306,7 @@ fn concurrent_connections_write_disjoint_ranges_and_fio_verifies_a_pipelined_wor
             "--verify=crc32c",
             "--do_verify=1",
             "--numjobs=1",
+            "--verify_state_save=0",
         ],
     );
     assert_eq!(fio.code, 0, "{}{}", fio.stdout, fio.stderr);
