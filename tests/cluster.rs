@@ -10,25 +10,7 @@ fn three_nodes_serve_through_any_node_and_agree() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "cluster-secret").unwrap();
     let token = token_file.to_str().unwrap();
-    let n1 = Node::start(&dir.path().join("n1"), 1, &["--token-file", token]);
-    n1.wait_ready();
-    let mut nodes = vec![n1];
-    for id in [2, 3] {
-        let join = nodes[0].api.clone();
-        nodes.push(Node::start(
-            &dir.path().join(format!("n{id}")),
-            id,
-            &["--token-file", token, "--join", &join],
-        ));
-    }
-    eventually("three voters", 90, || {
-        let status = nodes[0].json(&["cluster", "status", "--json"]);
-        let nodes = status["nodes"].as_array().unwrap();
-        nodes.len() == 3
-            && nodes
-                .iter()
-                .all(|n| n["role"] != "learner" && !n["applied_index"].is_null())
-    });
+    let mut nodes = cluster(dir.path(), &["--token-file", token]);
 
     // Commands through followers are served by the leader.
     nodes[2].ok(&["mkvol", "a", "--size", "1M"]);
@@ -39,10 +21,7 @@ fn three_nodes_serve_through_any_node_and_agree() {
     nodes[1].fails(&["mkflash", "a:b"], 1, "target-in-use");
 
     // Every node reaches the same digest at the same index.
-    eventually("equal digests", 60, || {
-        let states: Vec<Option<(u64, String)>> = nodes.iter().map(|n| n.try_applied()).collect();
-        states[0].is_some() && states.iter().all(|s| *s == states[0])
-    });
+    assert_converged(&nodes);
 
     // Kill the leader: the others elect a new one and keep serving.
     let leader = nodes[0].json(&["cluster", "status", "--json"])["leader"]
@@ -63,10 +42,8 @@ fn three_nodes_serve_through_any_node_and_agree() {
     // The old leader comes back and catches up.
     old.restart();
     nodes.push(old);
-    eventually("the restarted node to catch up", 90, || {
-        let states: Vec<Option<(u64, String)>> = nodes.iter().map(|n| n.try_applied()).collect();
-        states[0].is_some() && states.iter().all(|s| *s == states[0])
-    });
+    // The restarted node catches up.
+    assert_converged(&nodes);
     assert_eq!(nodes[2].json(&["lsvol", "--json"]).as_array().unwrap().len(), 3);
 
     // Remove a follower: two members remain and keep serving.

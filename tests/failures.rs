@@ -7,82 +7,8 @@ use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::Duration;
 
-const PYTHON: &str = "/usr/bin/python3";
 const BLOCK: usize = 65536;
-
-/// Three voters, node 1 first. `extra` are more `serve` arguments for every node.
-fn cluster(dir: &Path, extra: &[&str]) -> Vec<Node> {
-    let n1 = Node::start(&dir.join("n1"), 1, extra);
-    n1.wait_ready();
-    let mut nodes = vec![n1];
-    for id in [2, 3] {
-        let join = nodes[0].api.clone();
-        let mut args = extra.to_vec();
-        args.extend(["--join", &join]);
-        nodes.push(Node::start(&dir.join(format!("n{id}")), id, &args));
-    }
-    wait_for_voters(&nodes, 3);
-    nodes
-}
-
-fn wait_for_voters(nodes: &[Node], count: usize) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    let mut last = String::new();
-    loop {
-        let formed = nodes.iter().any(|n| {
-            let out = n.cli(&["cluster", "status", "--json"]);
-            last = format!("node {}: {}{}", n.id, out.stdout, out.stderr);
-            out.code == 0 && {
-                let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-                let members = s["nodes"].as_array().unwrap();
-                members.len() == count
-                    && members
-                        .iter()
-                        .all(|m| m["role"] != "learner" && !m["applied_index"].is_null())
-            }
-        });
-        if formed {
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let logs: Vec<String> = nodes
-                .iter()
-                .map(|n| format!("--- node {}:\n{}", n.id, n.log()))
-                .collect();
-            panic!("{count} voters not formed; last status {last}\n{}", logs.join("\n"));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn leader_id(nodes: &[Node]) -> u64 {
-    let mut found = None;
-    eventually("a leader", 90, || {
-        found = nodes.iter().find_map(|n| {
-            let out = n.cli(&["cluster", "status", "--json"]);
-            let s: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
-            s["leader"].as_u64().filter(|id| nodes.iter().any(|n| n.id == *id))
-        });
-        found.is_some()
-    });
-    found.unwrap()
-}
-
-/// All live nodes report the same (applied index, digest).
-fn assert_converged(nodes: &[Node]) {
-    let mut last = Vec::new();
-    let converged = (0..600).any(|_| {
-        last = nodes.iter().map(|n| n.try_applied()).collect::<Vec<_>>();
-        let same = last[0].is_some() && last.iter().all(|s| *s == last[0]);
-        if !same {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        same
-    });
-    assert!(converged, "nodes did not converge: {last:?}");
-}
 
 /// The NBD writer of `tests/nbd_writer.py`, writing through every node in turn.
 struct Writer {
@@ -171,19 +97,6 @@ fn assert_blocks(data: &[u8], last: &BTreeMap<usize, u8>, otherwise: impl Fn(usi
             None => assert!(got == otherwise(i).as_slice(), "block {i} changed without a write"),
         }
     }
-}
-
-fn noise(len: usize) -> Vec<u8> {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
 }
 
 fn out_of_sync(node: &Node, pair: &str) -> Option<u64> {

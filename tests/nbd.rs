@@ -7,9 +7,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// Python with the libnbd bindings (Debian's python3-libnbd; not a pyenv interpreter).
-const PYTHON: &str = "/usr/bin/python3";
-
 fn json(out: Out) -> serde_json::Value {
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout))
@@ -200,18 +197,9 @@ print("ok")
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
 
-/// 64 MiB of reproducible noise.
+/// Writes `len` bytes of reproducible noise to `path`.
 fn noise_file(path: &std::path::Path, len: usize) {
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut bytes = Vec::with_capacity(len);
-    while bytes.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    std::fs::write(path, bytes).unwrap();
+    std::fs::write(path, noise(len)).unwrap();
 }
 
 fn sha256(path: &str) -> String {
@@ -512,18 +500,7 @@ fn a_client_killed_mid_write_leaves_every_request_whole_and_the_node_serving() {
 #[test]
 fn nbd_connections_to_followers_are_served_by_the_leader() {
     let dir = tempfile::tempdir().unwrap();
-    let n1 = Node::start(&dir.path().join("n1"), 1, &[]);
-    n1.wait_ready();
-    let mut nodes = vec![n1];
-    for id in [2, 3] {
-        let join = nodes[0].api.clone();
-        nodes.push(Node::start(&dir.path().join(format!("n{id}")), id, &["--join", &join]));
-    }
-    eventually("three voters", 90, || {
-        let status = nodes[0].json(&["cluster", "status", "--json"]);
-        let members = status["nodes"].as_array().unwrap();
-        members.len() == 3 && members.iter().all(|n| n["role"] != "learner")
-    });
+    let nodes = cluster(dir.path(), &[]);
     nodes[0].ok(&["mkvol", "shared", "--size", "4M"]);
     let leader = nodes[0].json(&["cluster", "status", "--json"])["leader"]
         .as_u64()
@@ -543,8 +520,5 @@ fn nbd_connections_to_followers_are_served_by_the_leader() {
         &["--list", "--json", &format!("nbd://{}", followers[0].nbd)],
     ));
     assert_eq!(list["exports"][0]["export-name"], "shared");
-    eventually("equal digests", 60, || {
-        let states: Vec<Option<(u64, String)>> = nodes.iter().map(|n| n.try_applied()).collect();
-        states[0].is_some() && states.iter().all(|s| *s == states[0])
-    });
+    assert_converged(&nodes);
 }

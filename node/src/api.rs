@@ -523,7 +523,7 @@ async fn metrics(State(c): Ctl) -> impl IntoResponse {
         let oos: u64 = rels.iter().map(|r| r.out_of_sync_tracks).sum();
         (s.volumes().len(), rels.len(), oos)
     });
-    let text = format!(
+    let mut text = format!(
         "# HELP flashcopy_applied_index Last log index applied by this node.\n\
          # TYPE flashcopy_applied_index gauge\nflashcopy_applied_index {applied}\n\
          # HELP flashcopy_is_leader 1 if this node leads the cluster.\n\
@@ -545,7 +545,6 @@ async fn metrics(State(c): Ctl) -> impl IntoResponse {
         raft.snapshot.map_or(0, |l| l.index),
         raft.purged.map_or(0, |l| l.index),
     );
-    let mut text = text;
     c.metrics.render(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

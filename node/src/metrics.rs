@@ -77,8 +77,8 @@ pub struct Metrics {
     /// Group commit: host writes proposed, and the entries that carried them.
     pub host_writes: AtomicU64,
     pub write_batches: AtomicU64,
-    /// Background copy while this node led: tracks brought in sync per `SRC:TGT`.
-    copied: Mutex<BTreeMap<String, u64>>,
+    /// Background copy while this node led: tracks brought in sync per (source, target).
+    copied: Mutex<BTreeMap<(String, String), u64>>,
 }
 
 impl Metrics {
@@ -94,96 +94,86 @@ impl Metrics {
     /// Counts tracks a copy step brought in sync for one relationship.
     pub fn record_copy(&self, source: &str, target: &str, tracks: u64) {
         let mut copied = self.copied.lock().expect("metrics lock is not poisoned");
-        *copied.entry(format!("{source}:{target}")).or_default() += tracks;
+        *copied.entry((source.to_string(), target.to_string())).or_default() += tracks;
     }
 
     /// Renders this node's own series in Prometheus text format.
     pub fn render(&self, out: &mut String) {
-        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
+            header(out, name, "counter", help);
+            let _ = writeln!(out, "{name} {}", value.load(Ordering::Relaxed));
+        };
+        let per_command = |out: &mut String, name: &str, help: &str, value: fn(&NbdCommandMetrics) -> u64| {
+            header(out, name, "counter", help);
+            for (command, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
+                let _ = writeln!(out, "{name}{{command=\"{command}\"}} {}", value(m));
+            }
         };
         counter(
             out,
             "flashcopy_nbd_connections_total",
             "NBD connections accepted.",
-            self.nbd_connections.load(Ordering::Relaxed),
+            &self.nbd_connections,
         );
         counter(
             out,
             "flashcopy_nbd_connections_proxied_total",
             "NBD connections this node forwarded to the leader.",
-            self.nbd_connections_proxied.load(Ordering::Relaxed),
+            &self.nbd_connections_proxied,
         );
-        let _ = writeln!(
+        per_command(
             out,
-            "# HELP flashcopy_nbd_requests_total NBD requests served, by command.\n# TYPE flashcopy_nbd_requests_total counter"
+            "flashcopy_nbd_requests_total",
+            "NBD requests served, by command.",
+            |m| m.latency.count(),
         );
-        for (name, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
-            let _ = writeln!(
-                out,
-                "flashcopy_nbd_requests_total{{command=\"{name}\"}} {}",
-                m.latency.count()
-            );
-        }
-        let _ = writeln!(
+        per_command(
             out,
-            "# HELP flashcopy_nbd_errors_total NBD requests answered with an error, by command.\n# TYPE flashcopy_nbd_errors_total counter"
+            "flashcopy_nbd_errors_total",
+            "NBD requests answered with an error, by command.",
+            |m| m.errors.load(Ordering::Relaxed),
         );
-        for (name, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
-            let _ = writeln!(
-                out,
-                "flashcopy_nbd_errors_total{{command=\"{name}\"}} {}",
-                m.errors.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
+        per_command(
             out,
-            "# HELP flashcopy_nbd_bytes_total Bytes read or written over NBD, by command.\n# TYPE flashcopy_nbd_bytes_total counter"
+            "flashcopy_nbd_bytes_total",
+            "Bytes read or written over NBD, by command.",
+            |m| m.bytes.load(Ordering::Relaxed),
         );
-        for (name, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
-            let _ = writeln!(
-                out,
-                "flashcopy_nbd_bytes_total{{command=\"{name}\"}} {}",
-                m.bytes.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP flashcopy_nbd_request_seconds NBD request latency, by command.\n# TYPE flashcopy_nbd_request_seconds histogram"
-        );
-        for (name, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
-            m.latency
-                .render(out, "flashcopy_nbd_request_seconds", &format!("command=\"{name}\""));
+        let name = "flashcopy_nbd_request_seconds";
+        header(out, name, "histogram", "NBD request latency, by command.");
+        for (command, m) in NBD_COMMANDS.iter().zip(&self.nbd) {
+            m.latency.render(out, name, &format!("command=\"{command}\""));
         }
         counter(
             out,
             "flashcopy_host_writes_total",
             "Host writes this node proposed (NBD and HTTP).",
-            self.host_writes.load(Ordering::Relaxed),
+            &self.host_writes,
         );
         counter(
             out,
             "flashcopy_write_batches_total",
             "Log entries that carried those writes (group commit: fewer than the writes).",
-            self.write_batches.load(Ordering::Relaxed),
+            &self.write_batches,
         );
-        let _ = writeln!(
+        let name = "flashcopy_commit_seconds";
+        header(out, name, "histogram", "From proposing a command to its applied reply.");
+        self.commit_latency.render(out, name, "");
+        let name = "flashcopy_copied_tracks_total";
+        header(
             out,
-            "# HELP flashcopy_commit_seconds From proposing a command to its applied reply.\n# TYPE flashcopy_commit_seconds histogram"
+            name,
+            "counter",
+            "Tracks the background copy brought in sync while this node led.",
         );
-        self.commit_latency.render(out, "flashcopy_commit_seconds", "");
-        let _ = writeln!(
-            out,
-            "# HELP flashcopy_copied_tracks_total Tracks the background copy brought in sync while this node led.\n# TYPE flashcopy_copied_tracks_total counter"
-        );
-        for (pair, tracks) in self.copied.lock().expect("metrics lock is not poisoned").iter() {
-            let (source, target) = pair.split_once(':').unwrap_or((pair, ""));
-            let _ = writeln!(
-                out,
-                "flashcopy_copied_tracks_total{{source=\"{source}\",target=\"{target}\"}} {tracks}"
-            );
+        for ((source, target), tracks) in self.copied.lock().expect("metrics lock is not poisoned").iter() {
+            let _ = writeln!(out, "{name}{{source=\"{source}\",target=\"{target}\"}} {tracks}");
         }
     }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 #[cfg(test)]

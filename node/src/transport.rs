@@ -125,10 +125,16 @@ pub async fn serve(listener: TcpListener, raft: Raft<TypeConfig>, token: Arc<Str
     }
 }
 
+/// A connection to a peer's Raft port, for small frames sent at once.
+async fn dial(addr: &str) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
 /// Opens a tunnel of `kind` to the peer whose Raft address is `addr`.
 pub async fn open_tunnel(addr: &str, token: &str, kind: TunnelKind) -> io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+    let mut stream = dial(addr).await?;
     let request = PeerRequest {
         token: token.to_string(),
         rpc: Rpc::Tunnel(kind),
@@ -186,9 +192,7 @@ impl PeerClient {
         let addr = self.addr.clone();
         let attempt = async {
             if self.stream.is_none() {
-                let stream = TcpStream::connect(&addr).await?;
-                stream.set_nodelay(true)?;
-                self.stream = Some(stream);
+                self.stream = Some(dial(&addr).await?);
             }
             let stream = self.stream.as_mut().expect("connected above");
             write_frame(stream, &request).await?;

@@ -41,6 +41,29 @@ fn volume_names_and_sizes_are_validated() {
 }
 
 #[test]
+fn zeroing_whole_tracks_gives_their_space_back() {
+    let mut h = Harness::new(TRACK_SIZE);
+    h.mkvol("v", 4);
+    let ts = u64::from(TRACK_SIZE);
+    h.write("v", 0, &vec![7; 3 * ts as usize]);
+    assert_eq!(h.tracks.stored_tracks(), 3);
+    // Zeroes over one whole track and half of the next (NBD WRITE_ZEROES and TRIM).
+    h.ok(Command::Write(HostWrite {
+        volume: "v".into(),
+        offset: 0,
+        data: WriteData::Zeroes(ts + ts / 2),
+        tag: 1,
+    }));
+    assert_eq!(
+        h.tracks.stored_tracks(),
+        2,
+        "the whole zeroed track is no longer stored"
+    );
+    assert_eq!(h.read("v", 0, ts + ts / 2), vec![0; (ts + ts / 2) as usize]);
+    assert_eq!(h.read("v", ts + ts / 2, ts / 2), vec![7; (ts / 2) as usize]);
+}
+
+#[test]
 fn volumes_are_thin_and_read_zeros() {
     let mut h = Harness::new(TRACK_SIZE);
     h.mkvol("big", 1 << 24); // 1 TiB
