@@ -305,7 +305,7 @@ fn audit_lists_every_command() {
         .filter(|r| !r["refused"].is_null())
         .collect();
     assert_eq!(refused.len(), 1);
-    assert_eq!(refused[0]["refused"][0], "target-in-use");
+    assert_eq!(refused[0]["refused"]["code"], "target-in-use");
     let text = n.ok(&["audit", "--volume", "b"]);
     assert!(
         text.contains("mkflash a:b --persist") && text.contains("refused target-in-use"),

@@ -8,7 +8,7 @@
 use crate::controller::{Controller, ProposeError};
 use crate::protocol::*;
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, OriginalUri, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{from_fn_with_state, Next};
@@ -17,11 +17,11 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use openraft::ChangeMembers;
 use serde::Deserialize;
-use statemachine::{Command, CommandError, EstablishOptions, Pair, WriteData};
+use statemachine::{Command, CommandError, EstablishOptions, Pair, RelationshipInfo, Timestamp, WriteData};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
-use storage::{NodeInfo, ReadError};
+use storage::{AuditFilter, JournalError, NodeInfo, ReadError, StateView, Until, Verification};
 
 type Ctl = State<Arc<Controller>>;
 
@@ -37,6 +37,8 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/reverseflash", post(reverseflash))
         .route("/unfreezeflash", post(unfreezeflash))
         .route("/audit", get(audit))
+        .route("/audit/at", get(audit_at))
+        .route("/audit/verify", get(audit_verify))
         .route("/cluster", get(cluster_status))
         .route("/cluster/nodes", post(add_node))
         .route("/cluster/nodes/{id}", delete(remove_node))
@@ -49,6 +51,7 @@ pub fn router(controller: Arc<Controller>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn(trace_request))
         .with_state(controller)
 }
 
@@ -129,6 +132,22 @@ fn pairs(raw: &[String]) -> Result<Vec<Pair>, ApiError> {
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
         })
         .collect()
+}
+
+/// Every admin request runs in its own span; its end is logged at debug level.
+async fn trace_request(request: Request, next: Next) -> Response {
+    use tracing::Instrument;
+    let span = tracing::info_span!("admin_request", method = %request.method(), path = %request.uri().path());
+    let started = std::time::Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "answered"
+        )
+    });
+    response
 }
 
 async fn authenticate(State(c): Ctl, request: Request, next: Next) -> Response {
@@ -382,21 +401,101 @@ async fn unfreezeflash(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AuditQuery {
     volume: Option<String>,
+    /// `SRC:TGT`: records about both volumes.
+    relationship: Option<String>,
+    /// RFC 3339: records applied at or after it.
+    since: Option<String>,
     #[serde(default)]
     after: u64,
     limit: Option<usize>,
 }
 
-async fn audit(State(c): Ctl, Query(q): Query<AuditQuery>) -> Result<impl IntoResponse, ApiError> {
+fn query_error(r: QueryRejection) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "bad-request", r.body_text())
+}
+
+fn time_param(raw: &str) -> Result<Timestamp, ApiError> {
+    raw.parse::<Timestamp>()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-time", e.to_string()))
+}
+
+fn journal_error(e: JournalError) -> ApiError {
+    match e {
+        JournalError::NothingBefore(_) => ApiError::new(StatusCode::NOT_FOUND, "no-history", e.to_string()),
+        e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-error", e.to_string()),
+    }
+}
+
+/// Runs a journal read or replay off the async workers (a replay reads the whole history).
+async fn with_journal<T: Send + 'static>(
+    c: &Controller,
+    f: impl FnOnce(&StateView) -> Result<T, JournalError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let view = c.view.clone();
+    tokio::task::spawn_blocking(move || f(&view))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(journal_error)
+}
+
+async fn audit(
+    State(c): Ctl,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Vec<AuditEntry>>, ApiError> {
+    let Query(q) = query.map_err(query_error)?;
+    let filter = AuditFilter {
+        volume: q.volume,
+        relationship: q
+            .relationship
+            .as_deref()
+            .map(|p| pairs(&[p.to_string()]).map(|mut p| p.remove(0)))
+            .transpose()?,
+        since: q.since.as_deref().map(time_param).transpose()?,
+    };
     c.linearizable().await?;
-    let limit = q.limit.unwrap_or(10_000).min(100_000);
-    let records = c
-        .view
-        .audit(q.volume.as_deref(), q.after, limit)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-error", e))?;
-    Ok(Json(records))
+    let limit = q.limit.unwrap_or(10_000).clamp(1, 100_000);
+    let after = q.after;
+    let records = with_journal(&c, move |view| view.audit(&filter, after, limit)).await?;
+    Ok(Json(records.iter().map(AuditEntry::from).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AtQuery {
+    index: Option<u64>,
+    time: Option<String>,
+}
+
+async fn audit_at(State(c): Ctl, query: Result<Query<AtQuery>, QueryRejection>) -> Result<Json<AuditAt>, ApiError> {
+    let Query(q) = query.map_err(query_error)?;
+    let until = match (q.index, q.time.as_deref()) {
+        (Some(index), None) => Until::Index(index),
+        (None, Some(time)) => Until::Time(time_param(time)?),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad-request",
+                "give exactly one of index=N or time=RFC3339",
+            ))
+        }
+    };
+    c.linearizable().await?;
+    let rebuilt = with_journal(&c, move |view| view.state_at(until)).await?;
+    Ok(Json(AuditAt {
+        index: rebuilt.index,
+        time: rebuilt.time.rfc3339(),
+        entries: rebuilt.entries,
+        volumes: rebuilt.state.volumes(),
+        relationships: rebuilt.state.relationships(&[]),
+    }))
+}
+
+async fn audit_verify(State(c): Ctl) -> Result<Json<Verification>, ApiError> {
+    c.linearizable().await?;
+    Ok(Json(with_journal(&c, |view| view.verify()).await?))
 }
 
 fn local_status(c: &Controller) -> NodeStatus {
@@ -516,35 +615,85 @@ async fn remove_node(State(c): Ctl, Path(id): Path<u64>) -> Result<impl IntoResp
 }
 
 async fn metrics(State(c): Ctl) -> impl IntoResponse {
+    use std::fmt::Write as _;
     let raft = c.raft.metrics().borrow().clone();
     let (applied, _) = c.view.applied();
-    let (volumes, relationships, out_of_sync) = c.view.query(|s| {
-        let rels = s.relationships(&[]);
-        let oos: u64 = rels.iter().map(|r| r.out_of_sync_tracks).sum();
-        (s.volumes().len(), rels.len(), oos)
-    });
-    let mut text = format!(
-        "# HELP flashcopy_applied_index Last log index applied by this node.\n\
-         # TYPE flashcopy_applied_index gauge\nflashcopy_applied_index {applied}\n\
-         # HELP flashcopy_is_leader 1 if this node leads the cluster.\n\
-         # TYPE flashcopy_is_leader gauge\nflashcopy_is_leader {}\n\
-         # HELP flashcopy_term Current Raft term.\n\
-         # TYPE flashcopy_term gauge\nflashcopy_term {}\n\
-         # HELP flashcopy_volumes Number of volumes.\n\
-         # TYPE flashcopy_volumes gauge\nflashcopy_volumes {volumes}\n\
-         # HELP flashcopy_relationships Number of FlashCopy relationships.\n\
-         # TYPE flashcopy_relationships gauge\nflashcopy_relationships {relationships}\n\
-         # HELP flashcopy_out_of_sync_tracks Tracks still to copy, over all relationships.\n\
-         # TYPE flashcopy_out_of_sync_tracks gauge\nflashcopy_out_of_sync_tracks {out_of_sync}\n\
-         # HELP flashcopy_snapshot_index Log index of this node's latest snapshot.\n\
-         # TYPE flashcopy_snapshot_index gauge\nflashcopy_snapshot_index {}\n\
-         # HELP flashcopy_log_purged_index Log entries up to this index are purged (they live in the snapshot).\n\
-         # TYPE flashcopy_log_purged_index gauge\nflashcopy_log_purged_index {}\n",
-        u8::from(raft.current_leader == Some(c.id)),
-        raft.current_term,
+    let (volumes, relationships) = c.view.query(|s| (s.volumes().len(), s.relationships(&[])));
+    let out_of_sync: u64 = relationships.iter().map(|r| r.out_of_sync_tracks).sum();
+    let mut text = String::new();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    };
+    gauge("flashcopy_term", "Current Raft term.", raft.current_term);
+    gauge(
+        "flashcopy_leader_id",
+        "Id of the node this node follows as leader (0: none known).",
+        raft.current_leader.unwrap_or(0),
+    );
+    gauge(
+        "flashcopy_is_leader",
+        "1 if this node leads the cluster.",
+        u64::from(raft.current_leader == Some(c.id)),
+    );
+    gauge(
+        "flashcopy_last_log_index",
+        "Last log index in this node's log.",
+        raft.last_log_index.unwrap_or(0),
+    );
+    gauge(
+        "flashcopy_commit_index",
+        "Last log index this node knows to be committed.",
+        c.metrics.commit_index(),
+    );
+    gauge(
+        "flashcopy_applied_index",
+        "Last log index applied by this node.",
+        applied,
+    );
+    gauge(
+        "flashcopy_snapshot_index",
+        "Log index of this node's latest snapshot.",
         raft.snapshot.map_or(0, |l| l.index),
+    );
+    gauge(
+        "flashcopy_log_purged_index",
+        "Log entries up to this index are purged (they live in the snapshot).",
         raft.purged.map_or(0, |l| l.index),
     );
+    gauge("flashcopy_volumes", "Number of volumes.", volumes as u64);
+    gauge(
+        "flashcopy_relationships",
+        "Number of FlashCopy relationships.",
+        relationships.len() as u64,
+    );
+    gauge(
+        "flashcopy_out_of_sync_tracks",
+        "Tracks still to copy, over all relationships.",
+        out_of_sync,
+    );
+    for (name, help, value) in [
+        (
+            "flashcopy_relationship_out_of_sync_tracks",
+            "Tracks of the target still living on the source, per relationship.",
+            (|r: &RelationshipInfo| r.out_of_sync_tracks) as fn(&RelationshipInfo) -> u64,
+        ),
+        (
+            "flashcopy_relationship_tracks",
+            "Tracks of the relationship's volumes.",
+            |r: &RelationshipInfo| u64::from(r.total_tracks),
+        ),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for r in &relationships {
+            let _ = writeln!(
+                text,
+                "{name}{{source=\"{}\",target=\"{}\"}} {}",
+                r.source,
+                r.target,
+                value(r)
+            );
+        }
+    }
     c.metrics.render(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -1,6 +1,6 @@
 //! The `flashcopy` command line (SPEC §5), verbs named after the DS8000 DS CLI.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -65,6 +65,15 @@ pub struct ServeArgs {
     /// Build a snapshot (and purge the log before it) every this many entries.
     #[arg(long, default_value_t = 20_000, value_name = "ENTRIES", value_parser = clap::value_parser!(u64).range(10..))]
     pub snapshot_every: u64,
+    /// Log lines as text, or as one JSON object per line for log shippers (RUST_LOG sets the level).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -184,17 +193,42 @@ pub enum Verb {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// The event history, from the replicated log.
+    /// The event history (journal), oldest first: every command with its outcome; `--at` and
+    /// `verify` replay it.
     Audit {
-        #[arg(long)]
+        #[command(subcommand)]
+        action: Option<AuditAction>,
+        /// Only records about this volume.
+        #[arg(long, value_name = "VOLUME")]
         volume: Option<String>,
-        #[arg(long)]
+        /// Only records about both volumes of SRC:TGT (either direction).
+        #[arg(long, value_name = "SRC:TGT")]
+        relationship: Option<String>,
+        /// Only records applied at or after TIME (UTC, e.g. 2026-11-24T20:31:02Z).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Volumes and relationships as they were after log INDEX, or at TIME, rebuilt by
+        /// replaying the journal.
+        #[arg(long, value_name = "INDEX|TIME", conflicts_with_all = ["relationship", "since"])]
+        at: Option<String>,
+        #[arg(long, global = true)]
         json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// The persistent-FlashCopy walkthrough on an embedded single-node controller.
     Demo,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// Replay the whole journal in a scratch state machine and compare it with the live state;
+    /// exit 1 on any difference.
+    Verify {
+        /// Audit a stopped node's data directory, or a copy of one, instead of the cluster.
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

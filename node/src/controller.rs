@@ -9,7 +9,7 @@ use statemachine::{Command, CommandError, Event, HostWrite, Timestamp, WriteData
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use storage::{NodeInfo, Request, StateView, TypeConfig};
+use storage::{AuditFilter, NodeInfo, Request, StateView, TypeConfig};
 
 pub struct Controller {
     pub id: u64,
@@ -38,26 +38,34 @@ pub enum ProposeError {
     Unavailable(String),
 }
 
+/// What a node's operator sets for its controller.
+pub struct Settings {
+    /// The cluster secret; empty when the cluster runs without one.
+    pub token: String,
+    /// Background-copy rate limit in bytes per second (`None`: unlimited).
+    pub copy_rate: Option<u64>,
+}
+
 impl Controller {
     pub fn new(
         id: u64,
         info: NodeInfo,
         raft: Raft<TypeConfig>,
         view: StateView,
-        token: String,
-        copy_rate: Option<u64>,
+        settings: Settings,
         writes: WriteQueue,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Controller {
             id,
             info,
             raft,
             view,
-            token: Arc::new(token),
-            copy_rate,
+            token: Arc::new(settings.token),
+            copy_rate: settings.copy_rate,
             host_writes_in_flight: AtomicUsize::new(0),
             http: reqwest::Client::new(),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             writes,
             // Unique across nodes (the id) and across restarts (the start time).
             next_tag: AtomicU64::new((id << 56) ^ (now_millis() << 16)),
@@ -128,6 +136,12 @@ impl Controller {
         offset: u64,
         data: WriteData,
     ) -> Result<Result<(), CommandError>, ProposeError> {
+        // All-zero data goes as zeroing: which tracks are stored follows from the commands alone
+        // (so the journal replays), and zeros written this way stay thin.
+        let data = match data {
+            WriteData::Bytes(b) if !b.is_empty() && b.iter().all(|&x| x == 0) => WriteData::Zeroes(b.len() as u64),
+            data => data,
+        };
         let WriteData::Zeroes(length) = data else {
             return self.write_one(volume, offset, data).await;
         };
@@ -187,10 +201,14 @@ impl Controller {
                 _ = every_second.tick() => {}
             }
             if !self.view.query(|s| s.is_held(volume, tag)) {
+                let only_this_volume = AuditFilter {
+                    volume: Some(volume.to_string()),
+                    ..AuditFilter::default()
+                };
                 let history = self
                     .view
-                    .audit(None, held_at, usize::MAX)
-                    .map_err(ProposeError::Unavailable)?;
+                    .audit(&only_this_volume, held_at, usize::MAX)
+                    .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
                 if let Some(outcome) = history.iter().find_map(|r| release_outcome(&r.events, volume, tag)) {
                     return Ok(outcome);
                 }

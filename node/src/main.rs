@@ -1,5 +1,5 @@
 use clap::Parser;
-use node::cli::{Cli, ServeArgs, Verb};
+use node::cli::{Cli, LogFormat, ServeArgs, Verb};
 use node::client::load_token;
 use node::server::{self, ServeConfig};
 use node::{commands, demo};
@@ -15,7 +15,7 @@ fn main() {
         match cli.verb {
             Verb::Serve(args) => serve(args).await,
             Verb::Demo => {
-                init_logs("warn");
+                init_logs("warn", LogFormat::Text);
                 demo::run().await
             }
             verb => match commands::run(verb).await {
@@ -30,16 +30,21 @@ fn main() {
     std::process::exit(code);
 }
 
-fn init_logs(default: &str) {
+/// Logs go to stderr; `RUST_LOG` picks what is logged (default: `default`).
+fn init_logs(default: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => logs.try_init(),
+        // One JSON object per line, with the span it happened in and the spans around it.
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(true).try_init(),
+    };
 }
 
 async fn serve(args: ServeArgs) -> i32 {
-    init_logs("info");
+    init_logs("info", args.log_format);
     let token = match args.token_file.as_deref().map(|p| load_token(Some(p))).transpose() {
         Ok(token) => token.flatten().unwrap_or_default(),
         Err(e) => {
@@ -79,10 +84,14 @@ async fn serve(args: ServeArgs) -> i32 {
             return 1;
         }
     };
-    eprintln!(
+    let ready = format!(
         "flashcopy: node {} serving the admin API at {} and NBD at nbd://{}",
         running.controller.id, running.api_url, running.nbd_addr
     );
+    match args.log_format {
+        LogFormat::Text => eprintln!("{ready}"),
+        LogFormat::Json => tracing::info!("{ready}"),
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

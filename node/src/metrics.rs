@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Histogram bucket upper bounds, in seconds.
@@ -69,6 +69,11 @@ pub struct NbdCommandMetrics {
 /// Everything this node counts.
 #[derive(Default)]
 pub struct Metrics {
+    /// The commit index, kept current by the log store.
+    commit_index: Arc<AtomicU64>,
+    /// Apply batches of the state machine and the entries they held.
+    pub apply_latency: Histogram,
+    pub applied_entries: AtomicU64,
     pub nbd_connections: AtomicU64,
     pub nbd_connections_proxied: AtomicU64,
     nbd: [NbdCommandMetrics; NBD_COMMANDS.len()],
@@ -82,6 +87,21 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    pub fn new(commit_index: Arc<AtomicU64>) -> Self {
+        Metrics {
+            commit_index,
+            ..Metrics::default()
+        }
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.commit_index.load(Ordering::Relaxed)
+    }
+
+    pub fn record_apply(&self, entries: usize, elapsed: Duration) {
+        self.apply_latency.observe(elapsed);
+        self.applied_entries.fetch_add(entries as u64, Ordering::Relaxed);
+    }
     /// The counters for one NBD command (by its `CommandKind::name`).
     pub fn nbd(&self, command: &str) -> &NbdCommandMetrics {
         let slot = NBD_COMMANDS
@@ -159,6 +179,20 @@ impl Metrics {
         let name = "flashcopy_commit_seconds";
         header(out, name, "histogram", "From proposing a command to its applied reply.");
         self.commit_latency.render(out, name, "");
+        let name = "flashcopy_apply_seconds";
+        header(
+            out,
+            name,
+            "histogram",
+            "Time the state machine took per batch of applied entries.",
+        );
+        self.apply_latency.render(out, name, "");
+        counter(
+            out,
+            "flashcopy_applied_entries_total",
+            "Log entries this node applied since it started.",
+            &self.applied_entries,
+        );
         let name = "flashcopy_copied_tracks_total";
         header(
             out,

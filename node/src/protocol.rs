@@ -123,3 +123,104 @@ pub struct ClusterStatus {
 pub fn digest_hex(digest: u64) -> String {
     format!("{digest:016x}")
 }
+
+/// `GET /v1/audit`: one journal record, readable.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub index: u64,
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// The command, summarised (host writes as volume, offset, length and checksum).
+    pub command: String,
+    pub volumes: Vec<String>,
+    /// `ok`, `refused`, or `held` (a write a freeze holds until the thaw).
+    pub outcome: String,
+    pub refused: Option<ErrorDetail>,
+    /// For a group-committed batch of several writes: each write and how it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<WriteEntry>,
+    pub events: Vec<statemachine::Event>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WriteEntry {
+    pub command: String,
+    /// `ok`, `held` (by a freeze) or `refused <code>`.
+    pub outcome: String,
+}
+
+impl From<&storage::AuditRecord> for AuditEntry {
+    fn from(record: &storage::AuditRecord) -> Self {
+        use statemachine::{Command, Event, HostWrite};
+        // How each write of a batch ended: its own event says so.
+        let write_outcome = |w: &HostWrite| {
+            record.events.iter().find_map(|e| match e {
+                Event::Written { tag, .. } if *tag == w.tag => Some(("ok".to_string(), None)),
+                Event::WriteHeld { tag, .. } if *tag == w.tag => Some(("held".to_string(), None)),
+                Event::WriteRefused { tag, error, .. } if *tag == w.tag => Some((
+                    "refused".to_string(),
+                    Some(ErrorDetail {
+                        code: error.code().to_string(),
+                        message: error.to_string(),
+                    }),
+                )),
+                _ => None,
+            })
+        };
+        let (mut outcome, mut refused) = match &record.result {
+            Ok(()) => ("ok".to_string(), None),
+            Err(e) => (
+                "refused".to_string(),
+                Some(ErrorDetail {
+                    code: e.code().to_string(),
+                    message: e.to_string(),
+                }),
+            ),
+        };
+        let (command, writes) = match &record.command {
+            Command::WriteBatch(writes) if writes.len() > 1 => (
+                format!("write-batch of {} writes", writes.len()),
+                writes
+                    .iter()
+                    .map(|w| WriteEntry {
+                        command: w.summary(),
+                        outcome: match write_outcome(w) {
+                            Some((o, Some(e))) => format!("{o} {}", e.code),
+                            Some((o, None)) => o,
+                            None => "unknown".into(),
+                        },
+                    })
+                    .collect(),
+            ),
+            // One write alone: the entry's outcome is the write's.
+            Command::WriteBatch(writes) if writes.len() == 1 && record.result.is_ok() => {
+                if let Some(o) = write_outcome(&writes[0]) {
+                    (outcome, refused) = o;
+                }
+                (record.command.summary(), Vec::new())
+            }
+            command => (command.summary(), Vec::new()),
+        };
+        AuditEntry {
+            index: record.index,
+            time: record.time.rfc3339(),
+            command,
+            volumes: record.volumes().into_iter().map(String::from).collect(),
+            outcome,
+            refused,
+            writes,
+            events: record.events.clone(),
+        }
+    }
+}
+
+/// `GET /v1/audit/at`: the volumes and relationships as they were after entry `index`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditAt {
+    pub index: u64,
+    pub time: String,
+    /// Journal records replayed to rebuild it.
+    pub entries: u64,
+    pub volumes: Vec<statemachine::VolumeInfo>,
+    pub relationships: Vec<statemachine::RelationshipInfo>,
+}

@@ -1,5 +1,6 @@
 //! How the CLI shows things: event lines, tables, RFC 3339 times.
 
+use crate::protocol::AuditEntry;
 use statemachine::{Event, RelationshipInfo, VolumeInfo};
 use std::fmt::Write;
 
@@ -190,4 +191,25 @@ pub fn relationships_table(rels: &[RelationshipInfo]) -> String {
         ],
         &rows,
     )
+}
+
+/// `audit` as a table, oldest first; a batch of writes gets one row per write below it.
+pub fn audit_table(entries: &[AuditEntry]) -> String {
+    let mut rows = Vec::new();
+    for e in entries {
+        let outcome = match &e.refused {
+            None => e.outcome.clone(),
+            Some(r) => format!("refused {}: {}", r.code, r.message),
+        };
+        rows.push(vec![e.index.to_string(), e.time.clone(), e.command.clone(), outcome]);
+        for w in &e.writes {
+            rows.push(vec![
+                String::new(),
+                String::new(),
+                format!("  {}", w.command),
+                w.outcome.clone(),
+            ]);
+        }
+    }
+    table(&["INDEX", "TIME", "COMMAND", "OUTCOME"], &rows)
 }

@@ -1,7 +1,8 @@
 //! `flashcopy serve`: open storage, start openraft, the peer transport, the admin API and the
 //! copy scheduler; initialise a new single-node cluster or join an existing one.
 
-use crate::controller::Controller;
+use crate::controller::{Controller, Settings};
+use crate::metrics::Metrics;
 use crate::protocol::{AddNode, API_PREFIX};
 use crate::{api, copy_scheduler, nbd, transport, write_batcher};
 use openraft::{Config, Raft, SnapshotPolicy};
@@ -121,6 +122,11 @@ pub fn raft_config(snapshot_every: u64) -> Config {
 pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let id = node_id(&config)?;
     let (log_store, state_store) = storage::open(&config.data_dir)?;
+    let metrics = Arc::new(Metrics::new(log_store.committed_index()));
+    let state_store = state_store.with_apply_observer({
+        let metrics = metrics.clone();
+        Arc::new(move |entries, elapsed| metrics.record_apply(entries, elapsed))
+    });
     let view = state_store.view();
 
     let api_listener = listen(&config.api).await?;
@@ -157,9 +163,12 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         info.clone(),
         raft.clone(),
         view,
-        config.token.clone(),
-        config.copy_rate,
+        Settings {
+            token: config.token.clone(),
+            copy_rate: config.copy_rate,
+        },
         writes,
+        metrics,
     ));
     tokio::spawn(write_batcher::run(controller.clone(), batches));
 

@@ -160,11 +160,10 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         self.state.name(id).to_string()
     }
 
-    pub(crate) fn read_track(&self, volume: VolumeId, track: u32) -> Result<Vec<u8>, Failure<R::Error>> {
-        self.tracks.read(volume, track).map_err(Failure::Storage)
-    }
-
-    /// Sets a track's content (a whole track), keeping the content digest exact.
+    /// Sets a track's content (a whole track), keeping the content digest exact. The track is
+    /// stored from now on whatever its bytes: which tracks are stored depends only on the
+    /// commands, never on data, so a replay of the journal (which keeps no write payloads)
+    /// rebuilds it exactly. Proposers send all-zero writes as `WriteData::Zeroes`.
     pub(crate) fn store(
         &mut self,
         volume: VolumeId,
@@ -172,33 +171,52 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         data: Vec<u8>,
         from: Option<VolumeId>,
     ) -> Result<(), Failure<R::Error>> {
-        let old = self.read_track(volume, track)?;
-        let old_hash = digest::track_hash(volume, track, &old);
-        let new_hash = digest::track_hash(volume, track, &data);
-        if old_hash == 0 && new_hash == 0 {
-            return Ok(()); // zeros over zeros: nothing to store
-        }
-        let record = self.record_mut(volume);
-        record.content_digest = record.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
-        self.state.content_digest = self.state.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
-        // A zero hash is exactly a track of zeros (see `digest::track_hash`).
-        if new_hash == 0 {
-            self.tracks.zero(volume, track);
-        } else {
-            self.tracks.store(volume, track, data, from);
-        }
+        let old_hash = self.stored_hash(volume, track)?;
+        self.shift_content_digest(volume, old_hash, digest::track_hash(volume, track, &data));
+        self.tracks.store(volume, track, data, from);
         Ok(())
     }
 
-    /// Copies a track of the target's source to the target and marks it in sync.
+    /// The track reads as zeros and is not stored any more (nothing to do if it was not).
+    pub(crate) fn zero(&mut self, volume: VolumeId, track: u32) -> Result<(), Failure<R::Error>> {
+        if self.tracks.stored(volume, track).map_err(Failure::Storage)?.is_none() {
+            return Ok(());
+        }
+        let old_hash = self.stored_hash(volume, track)?;
+        self.shift_content_digest(volume, old_hash, 0);
+        self.tracks.zero(volume, track);
+        Ok(())
+    }
+
+    /// The stored content of a track, `None` if it is not stored.
+    pub(crate) fn stored_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Failure<R::Error>> {
+        self.tracks.stored(volume, track).map_err(Failure::Storage)
+    }
+
+    fn stored_hash(&self, volume: VolumeId, track: u32) -> Result<u64, Failure<R::Error>> {
+        Ok(self
+            .stored_track(volume, track)?
+            .map_or(0, |old| digest::track_hash(volume, track, &old)))
+    }
+
+    fn shift_content_digest(&mut self, volume: VolumeId, old_hash: u64, new_hash: u64) {
+        let record = self.record_mut(volume);
+        record.content_digest = record.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
+        self.state.content_digest = self.state.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
+    }
+
+    /// Copies a track of the target's source to the target and marks it in sync. The target's
+    /// track is stored exactly when the source's is.
     pub(crate) fn copy_to_target(
         &mut self,
         source: VolumeId,
         target: VolumeId,
         track: u32,
     ) -> Result<(), Failure<R::Error>> {
-        let data = self.read_track(source, track)?;
-        self.store(target, track, data, Some(source))?;
+        match self.stored_track(source, track)? {
+            Some(data) => self.store(target, track, data, Some(source))?,
+            None => self.zero(target, track)?,
+        }
         self.mark_copied(target, track);
         Ok(())
     }

@@ -62,8 +62,13 @@ pub struct EstablishOptions {
 pub enum WriteData {
     /// Encoded as one byte string (not a sequence of u8): writes are large.
     Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// NBD WRITE_ZEROES and TRIM: the range reads as zeros afterwards.
+    /// NBD WRITE_ZEROES and TRIM (and writes of all-zero data): the range reads as zeros
+    /// afterwards; whole tracks stop being stored.
     Zeroes(u64),
+    /// What the journal keeps of written bytes: their length and checksum, never the bytes.
+    /// Only a journal replay applies it (see `crate::replay`): the tracks it covers are
+    /// stored, with unknown content.
+    Summary { length: u64, xxh3: u64 },
 }
 
 impl WriteData {
@@ -71,6 +76,18 @@ impl WriteData {
         match self {
             WriteData::Bytes(b) => b.len() as u64,
             WriteData::Zeroes(n) => *n,
+            WriteData::Summary { length, .. } => *length,
+        }
+    }
+
+    /// The form the journal keeps: bytes become their length and checksum.
+    pub fn journal_form(&self) -> WriteData {
+        match self {
+            WriteData::Bytes(b) => WriteData::Summary {
+                length: b.len() as u64,
+                xxh3: xxhash_rust::xxh3::xxh3_64(b),
+            },
+            other => other.clone(),
         }
     }
 
@@ -92,15 +109,27 @@ pub struct HostWrite {
 impl HostWrite {
     /// Volume, range and a checksum of the data: what the audit history keeps of a write.
     pub fn summary(&self) -> String {
-        match &self.data {
-            WriteData::Bytes(b) => format!(
-                "write {} offset={} length={} xxh3={:016x}",
+        match self.data.journal_form() {
+            WriteData::Summary { length, xxh3 } => format!(
+                "write {} offset={} length={length} xxh3={xxh3:016x}",
+                self.volume, self.offset
+            ),
+            data => format!(
+                "write-zeroes {} offset={} length={}",
                 self.volume,
                 self.offset,
-                b.len(),
-                xxhash_rust::xxh3::xxh3_64(b)
+                data.len()
             ),
-            WriteData::Zeroes(n) => format!("write-zeroes {} offset={} length={n}", self.volume, self.offset),
+        }
+    }
+
+    /// The write as the journal keeps it (see [`WriteData::journal_form`]).
+    pub fn journal_form(&self) -> HostWrite {
+        HostWrite {
+            volume: self.volume.clone(),
+            offset: self.offset,
+            data: self.data.journal_form(),
+            tag: self.tag,
         }
     }
 }
@@ -156,6 +185,16 @@ pub enum Command {
 }
 
 impl Command {
+    /// The command as the journal keeps it: host-write bytes replaced by their length and
+    /// checksum. Replaying journal forms rebuilds every volume, relationship and bitmap.
+    pub fn journal_form(&self) -> Command {
+        match self {
+            Command::Write(w) => Command::Write(w.journal_form()),
+            Command::WriteBatch(writes) => Command::WriteBatch(writes.iter().map(HostWrite::journal_form).collect()),
+            other => other.clone(),
+        }
+    }
+
     /// A short description for the audit history (host writes summarised, never their bytes).
     pub fn summary(&self) -> String {
         let pairs = |p: &[Pair]| p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");

@@ -97,3 +97,27 @@ pub enum Event {
         error: CommandError,
     },
 }
+
+impl Event {
+    /// The volumes the event is about (for `audit --volume`).
+    pub fn volumes(&self) -> Vec<&str> {
+        match self {
+            Event::VolumeCreated { volume, .. }
+            | Event::VolumeDeleted { volume }
+            | Event::Written { volume, .. }
+            | Event::WriteHeld { volume, .. }
+            | Event::WriteRefused { volume, .. }
+            | Event::HeldWriteRefused { volume, .. }
+            | Event::Frozen { volume, .. }
+            | Event::Thawed { volume, .. } => vec![volume],
+            Event::Established { source, target, .. }
+            | Event::WithdrawScheduled { source, target }
+            | Event::Withdrawn { source, target, .. }
+            | Event::Resynced { source, target, .. }
+            | Event::Reversed { source, target, .. }
+            | Event::TracksCopied { source, target, .. }
+            | Event::CopyCompleted { source, target } => vec![source, target],
+            Event::Refused { .. } => vec![],
+        }
+    }
+}

@@ -121,17 +121,31 @@ pub(crate) fn write_now<R: TrackReader>(
             }
         }
 
-        let mut data = if take as u64 == track_size {
-            vec![0; take]
-        } else {
-            tx.read_track(base, track)?
-        };
+        let whole = take as u64 == track_size;
         let from = (pos - write.offset) as usize;
         match &write.data {
-            WriteData::Bytes(bytes) => data[within..within + take].copy_from_slice(&bytes[from..from + take]),
-            WriteData::Zeroes(_) => data[within..within + take].fill(0),
+            // Zeroing a whole track, or part of one that is stored nowhere, leaves it unstored.
+            WriteData::Zeroes(_) if whole => tx.zero(id, track)?,
+            WriteData::Zeroes(_) => match tx.stored_track(base, track)? {
+                Some(mut data) => {
+                    data[within..within + take].fill(0);
+                    tx.store(id, track, data, None)?;
+                }
+                None => tx.zero(id, track)?,
+            },
+            bytes => {
+                let mut data = match tx.stored_track(base, track)? {
+                    Some(data) if !whole => data,
+                    _ => vec![0; track_size as usize],
+                };
+                match bytes {
+                    WriteData::Bytes(bytes) => data[within..within + take].copy_from_slice(&bytes[from..from + take]),
+                    // A journal replay: the bytes are unknown, only that the track is now stored.
+                    WriteData::Summary { .. } | WriteData::Zeroes(_) => {}
+                }
+                tx.store(id, track, data, None)?;
+            }
         }
-        tx.store(id, track, data, None)?;
         pos += take as u64;
     }
     tx.events.push(Event::Written {

@@ -2,7 +2,7 @@
 //! the queries the node answers from it. Track contents live in storage, not here.
 
 use crate::command::HostWrite;
-use crate::digest;
+use crate::digest::{self, MetadataDigest};
 use crate::relationship::{Relationship, RelationshipState};
 use crate::timestamp::Timestamp;
 use crate::track::{TrackReader, VolumeId, TRACK_SIZE};
@@ -217,6 +217,11 @@ impl State {
         self.meta_digest
             .wrapping_add(self.content_digest)
             .wrapping_add(digest::globals_hash(&self.globals))
+    }
+
+    /// The digest of the metadata alone, every bitmap bit included (see [`MetadataDigest`]).
+    pub fn metadata_digest(&self) -> MetadataDigest {
+        MetadataDigest::of(self)
     }
 
     /// Recomputes the digest from scratch (reads every track): for tests and audits that check

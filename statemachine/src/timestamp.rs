@@ -25,3 +25,27 @@ impl fmt::Display for Timestamp {
         f.write_str(&self.rfc3339())
     }
 }
+
+/// A time a user typed that is not one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a time: write it in UTC as 2026-11-24T20:31:02Z (or 2026-11-24, 2026-11-24T20:31)")]
+pub struct BadTime(pub String);
+
+impl std::str::FromStr for Timestamp {
+    type Err = BadTime;
+    /// RFC 3339 in UTC (`Z` and fractions optional, `T` or a space), or a date, or minutes.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let text = s.trim();
+        let full = match text.len() {
+            10 => format!("{text}T00:00:00Z"),
+            16 => format!("{text}:00Z"),
+            _ => text.to_string(),
+        };
+        let time = humantime::parse_rfc3339_weak(&full).map_err(|_| BadTime(s.to_string()))?;
+        let millis = time
+            .duration_since(UNIX_EPOCH)
+            .map_err(|_| BadTime(s.to_string()))?
+            .as_millis();
+        u64::try_from(millis).map(Timestamp).map_err(|_| BadTime(s.to_string()))
+    }
+}

@@ -16,7 +16,7 @@ pub struct VolumeId(pub u64);
 /// with the metadata and the applied index. A track that is absent reads as zeros.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TrackOp {
-    /// Store `data` (a whole track, never all zeros) as the track's content.
+    /// Store `data` (a whole track) as the track's content.
     Write {
         volume: VolumeId,
         track: u32,
@@ -111,13 +111,12 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
         }
     }
 
-    /// The whole track, zero-filled if nothing is stored.
-    pub(crate) fn read(&self, volume: VolumeId, track: u32) -> Result<Vec<u8>, R::Error> {
-        let stored = match self.overlay.get(&(volume, track)) {
-            Some(data) => data.clone(),
-            None => self.reader.read_track(volume, track)?,
-        };
-        Ok(stored.unwrap_or_else(|| vec![0; self.track_size]))
+    /// The stored content of a track, or `None` if it is not stored (reads as zeros).
+    pub(crate) fn stored(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, R::Error> {
+        match self.overlay.get(&(volume, track)) {
+            Some(data) => Ok(data.clone()),
+            None => self.reader.read_track(volume, track),
+        }
     }
 
     /// The lowest track at or after `from` with stored content, this apply's writes included.
@@ -150,8 +149,8 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
         self.ops.push(TrackOp::Zero { volume, track });
     }
 
-    /// Records the new content of a track (not all zeros: see `zero`); `from` names the
-    /// copied-from volume for a copy.
+    /// Records the new content of a track (stored even if it is all zeros: see
+    /// `Tx::store`); `from` names the copied-from volume for a copy.
     pub(crate) fn store(&mut self, volume: VolumeId, track: u32, data: Vec<u8>, from: Option<VolumeId>) {
         debug_assert_eq!(data.len(), self.track_size);
         self.overlay.insert((volume, track), Some(data.clone()));
@@ -174,4 +173,56 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
 
 pub(crate) fn is_zero(data: &[u8]) -> bool {
     data.iter().all(|&b| b == 0)
+}
+
+/// Which tracks are stored, without their bytes: the track store of a journal replay (see
+/// `crate::replay`). A stored track reads as zeros.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StoredTracks {
+    track_size: usize,
+    stored: BTreeMap<VolumeId, roaring::RoaringBitmap>,
+}
+
+impl StoredTracks {
+    pub(crate) fn new(track_size: u32) -> Self {
+        StoredTracks {
+            track_size: track_size as usize,
+            stored: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn execute(&mut self, ops: &[TrackOp]) {
+        for op in ops {
+            match op {
+                TrackOp::Write { volume, track, .. } | TrackOp::Copy { volume, track, .. } => {
+                    self.stored.entry(*volume).or_default().insert(*track);
+                }
+                TrackOp::Zero { volume, track } => {
+                    if let Some(bits) = self.stored.get_mut(volume) {
+                        bits.remove(*track);
+                    }
+                }
+                TrackOp::DropVolume { volume } => {
+                    self.stored.remove(volume);
+                }
+            }
+        }
+    }
+}
+
+impl TrackReader for StoredTracks {
+    type Error = std::convert::Infallible;
+    fn read_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Self::Error> {
+        let stored = self.stored.get(&volume).is_some_and(|bits| bits.contains(track));
+        Ok(stored.then(|| vec![0; self.track_size]))
+    }
+
+    fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error> {
+        let Some(bits) = self.stored.get(&volume) else {
+            return Ok(None);
+        };
+        // The first element at or after `from` is the one after the `rank(from - 1)` smaller ones.
+        let before = from.checked_sub(1).map_or(0, |f| bits.rank(f));
+        Ok(u32::try_from(before).ok().and_then(|n| bits.select(n)))
+    }
 }

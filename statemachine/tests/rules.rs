@@ -69,11 +69,59 @@ fn volumes_are_thin_and_read_zeros() {
     h.mkvol("big", 1 << 24); // 1 TiB
     assert_eq!(h.tracks.stored_tracks(), 0);
     assert_eq!(h.read("big", (1 << 40) - 10, 10), vec![0; 10]);
-    h.write("big", 5, &[0; 3]);
+    // Nodes send writes of zeros as Zeroes: zeroing unwritten space stores nothing.
+    h.ok(Command::Write(HostWrite {
+        volume: "big".into(),
+        offset: 5,
+        data: WriteData::Zeroes(3),
+        tag: 1,
+    }));
     assert_eq!(h.tracks.stored_tracks(), 0, "zeros are not stored");
     h.write("big", 5, &[1, 2, 3]);
     assert_eq!(h.tracks.stored_tracks(), 1);
     assert_eq!(h.read("big", 4, 5), vec![0, 1, 2, 3, 0]);
+}
+
+/// Which tracks are stored follows from the commands alone, never from the bytes, so a replay
+/// of the journal (which keeps no write payloads) knows it exactly.
+#[test]
+fn stored_tracks_follow_the_commands_not_the_bytes() {
+    let mut h = Harness::new(16);
+    h.mkvol("a", 4);
+    h.mkvol("b", 4);
+    h.write("a", 0, &[0; 16]);
+    assert_eq!(h.tracks.stored_tracks(), 1, "written data is stored, zeros too");
+    h.write("a", 16, &[5; 4]);
+    let zero_part = |offset, length| {
+        Command::Write(HostWrite {
+            volume: "a".into(),
+            offset,
+            data: WriteData::Zeroes(length),
+            tag: 9,
+        })
+    };
+    h.ok(zero_part(16, 4));
+    assert_eq!(
+        h.tracks.stored_tracks(),
+        2,
+        "zeroing part of a stored track keeps it stored"
+    );
+    h.ok(zero_part(40, 4));
+    assert_eq!(
+        h.tracks.stored_tracks(),
+        2,
+        "zeroing part of an unstored track stores nothing"
+    );
+    h.fill("b", 3, 7);
+    h.ok(mkflash("a:b", Default::default()));
+    h.copy_all("a", "b");
+    assert_eq!(h.byte_at("b", 3), 0);
+    assert_eq!(
+        h.tracks.stored_tracks(),
+        4,
+        "b's tracks 0 and 1 are stored like a's; its track 3 was copied from nothing and dropped"
+    );
+    assert_eq!(h.state.digest(), h.state.recompute_digest(&h.tracks).unwrap());
 }
 
 #[test]

@@ -4,7 +4,8 @@
 use serde::{de::DeserializeOwned, Serialize};
 
 /// 2: `TracksCopied` events carry `data_tracks`.
-const FORMAT_VERSION: u8 = 2;
+/// 3: audit records keep the command in its journal form, its result and the applied time.
+const FORMAT_VERSION: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -1,7 +1,7 @@
 //! The RocksDB layout: column families and key encodings.
 
 use crate::log_store::LogStore;
-use crate::state_store::StateMachineStore;
+use crate::state_store::{StateMachineStore, StateView};
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use statemachine::VolumeId;
 use std::path::Path;
@@ -87,4 +87,21 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
     let db = Arc::new(open_db(&dir.join("db"))?);
     let state = StateMachineStore::open(db.clone(), dir.join("snapshots"))?;
     Ok((LogStore::new(db), state))
+}
+
+/// Opens a node's data directory read-only, for offline audits: the node must not be running on
+/// it (or it is a copy). Nothing in `dir` is changed.
+pub fn open_read_only(dir: &Path) -> Result<StateView, OpenError> {
+    let path = dir.join("db");
+    if !path.is_dir() {
+        return Err(OpenError::Corrupt {
+            path: dir.display().to_string(),
+            reason: "this is not a flashcopy data directory (it has no db/ inside)".into(),
+        });
+    }
+    let db = DB::open_cf_for_read_only(&db_options(), &path, ALL_CFS, false).map_err(|source| OpenError::Db {
+        path: path.display().to_string(),
+        source,
+    })?;
+    StateView::open_read_only(Arc::new(db))
 }

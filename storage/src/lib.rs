@@ -6,7 +6,9 @@
 //! - [`StateMachineStore`] implements `RaftStateMachine`: each entry is applied by the pure
 //!   `statemachine` and its track ops, touched records and applied log id are written in one
 //!   `WriteBatch`. Snapshots stream from a file built from a RocksDB checkpoint.
-//! - [`StateView`] is the read side the node queries (lsvol, lsflash, volume data, audit).
+//! - [`StateView`] is the read side the node queries (lsvol, lsflash, volume data, audit), also
+//!   opened read-only on a stopped node's directory ([`open_read_only`]) for offline audits.
+//! - The audit history is a journal that replays: `StateView::state_at` and `StateView::verify`.
 
 // openraft's traits return its `StorageError` (over 200 bytes); helpers return it too.
 #![allow(clippy::result_large_err)]
@@ -21,8 +23,8 @@ mod state_store;
 mod tracks;
 mod types;
 
-pub use audit::AuditRecord;
-pub use db::{open, OpenError};
+pub use audit::{AuditFilter, AuditRecord, JournalError, Rebuilt, Until, Verification};
+pub use db::{open, open_read_only, OpenError};
 pub use log_store::LogStore;
-pub use state_store::{AppliedNotice, ReadError, StateMachineStore, StateView};
+pub use state_store::{AppliedNotice, ApplyObserver, ReadError, StateMachineStore, StateView};
 pub use types::{NodeInfo, Request, Response, TypeConfig};

@@ -10,6 +10,7 @@ use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, StorageError<u64>>;
@@ -24,11 +25,25 @@ macro_rules! io_error {
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    /// The last committed index openraft told us (for metrics).
+    committed: Arc<AtomicU64>,
 }
 
 impl LogStore {
     pub(crate) fn new(db: Arc<DB>) -> Self {
-        LogStore { db }
+        let store = LogStore {
+            db,
+            committed: Arc::default(),
+        };
+        if let Ok(Some(Some(committed))) = store.get::<Option<LogId<u64>>>(KEY_COMMITTED) {
+            store.committed.store(committed.index, Ordering::Relaxed);
+        }
+        store
+    }
+
+    /// The commit index as this node knows it, kept current while openraft runs.
+    pub fn committed_index(&self) -> Arc<AtomicU64> {
+        self.committed.clone()
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -119,8 +134,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get(KEY_VOTE)
     }
 
+    /// Not synced: the committed id only lets a restart apply sooner, and any saved value was
+    /// truly committed, so losing the latest one is harmless (and one fsync per commit is not).
     async fn save_committed(&mut self, committed: Option<LogId<u64>>) -> Result<()> {
-        self.put_synced(KEY_COMMITTED, &committed)
+        if let Some(c) = committed {
+            self.committed.store(c.index, Ordering::Relaxed);
+        }
+        let bytes = codec::encode(&committed).expect("raft metadata encodes");
+        self.db
+            .put_cf(self.cf(CF_RAFT), KEY_COMMITTED, bytes)
             .map_err(|e| io_error!(write_logs, &e))
     }
 

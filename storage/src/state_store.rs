@@ -4,7 +4,7 @@
 //! whole entry. Those writes are not synced: the log entry they come from is, and replay after a
 //! crash re-applies whatever the state lost.
 
-use crate::audit::AuditRecord;
+use crate::audit::{AuditFilter, AuditRecord, Journal, JournalError, Rebuilt, Until, Verification};
 use crate::codec;
 use crate::db::*;
 use crate::records::{self, Loader, MetaWrite};
@@ -20,6 +20,7 @@ use statemachine::{CommandError, Event, Globals, State, TrackOp};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::broadcast;
 
 type Result<T> = std::result::Result<T, StorageError<u64>>;
@@ -44,6 +45,9 @@ struct Inner {
     membership: StoredMembership<u64, NodeInfo>,
 }
 
+/// Told how long each apply batch took and how many entries it held (for metrics).
+pub type ApplyObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: Arc<DB>,
@@ -51,6 +55,7 @@ pub struct StateMachineStore {
     snapshots: PathBuf,
     notices: broadcast::Sender<AppliedNotice>,
     sequence: Arc<AtomicU64>,
+    observer: Option<ApplyObserver>,
 }
 
 /// The read side of the state machine, shared with the node.
@@ -132,7 +137,14 @@ impl StateMachineStore {
             snapshots,
             notices: broadcast::channel(1024).0,
             sequence: Arc::new(AtomicU64::new(start)),
+            observer: None,
         })
+    }
+
+    /// Reports every apply batch to `observer`.
+    pub fn with_apply_observer(mut self, observer: ApplyObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn view(&self) -> StateView {
@@ -144,6 +156,25 @@ impl StateMachineStore {
     }
 
     fn apply_blocking(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
+        let started = Instant::now();
+        let count = entries.len();
+        let _span = tracing::debug_span!(
+            "apply",
+            first = entries.first().map(|e| e.log_id.index),
+            last = entries.last().map(|e| e.log_id.index),
+            entries = count,
+        )
+        .entered();
+        let responses = self.apply_entries(entries)?;
+        let elapsed = started.elapsed();
+        tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "applied");
+        if let Some(observer) = &self.observer {
+            observer(count, elapsed);
+        }
+        Ok(responses)
+    }
+
+    fn apply_entries(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
         let mut inner = self.inner.write().expect("state lock is not poisoned");
         let mut responses = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -176,14 +207,9 @@ impl StateMachineStore {
                     batch.put_cf(cf(&self.db, CF_META), KEY_GLOBALS, encode(&inner.state.globals())?);
                     let audit = AuditRecord {
                         index,
-                        time: request.time,
-                        command: request.command.summary(),
-                        volumes: request.command.volumes().into_iter().map(String::from).collect(),
-                        refused: applied
-                            .result
-                            .as_ref()
-                            .err()
-                            .map(|e| (e.code().to_string(), e.to_string())),
+                        time: inner.state.globals().last_time,
+                        command: request.command.journal_form(),
+                        result: applied.result.clone(),
                         events: applied.events.clone(),
                     };
                     batch.put_cf(cf(&self.db, CF_AUDIT), index_key(index), encode(&audit)?);
@@ -468,6 +494,27 @@ fn remove_incoming(dir: &Path) {
 }
 
 impl StateView {
+    /// A read-only view of a database no node is running on (a stopped node's data directory,
+    /// or a copy of it): for offline audits.
+    pub(crate) fn open_read_only(db: Arc<DB>) -> std::result::Result<StateView, OpenError> {
+        let installing = db
+            .get_cf(cf(&db, CF_META), KEY_INSTALLING)
+            .map_err(|e| corrupt("meta", e))?
+            .is_some();
+        if installing {
+            return Err(corrupt(
+                "meta",
+                "a snapshot install was cut off here; start the node once so it finishes it",
+            ));
+        }
+        let inner = load(&db)?;
+        Ok(StateView {
+            db,
+            inner: Arc::new(RwLock::new(inner)),
+            notices: broadcast::channel(1).0,
+        })
+    }
+
     /// Runs a query against the state as of the last applied entry.
     pub fn query<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.inner.read().expect("state lock is not poisoned").state)
@@ -494,30 +541,33 @@ impl StateView {
         Ok(inner.state.read(&DbTracks { db: &self.db }, id, offset, length)?)
     }
 
-    /// Audit records after index `after`, optionally only those naming `volume`, at most `limit`.
+    /// Audit records after index `after` that pass `filter`, at most `limit`.
     pub fn audit(
         &self,
-        volume: Option<&str>,
+        filter: &AuditFilter,
         after: u64,
         limit: usize,
-    ) -> std::result::Result<Vec<AuditRecord>, String> {
-        let start = index_key(after.saturating_add(1));
-        let iter = self.db.iterator_cf(
-            cf(&self.db, CF_AUDIT),
-            IteratorMode::From(&start, rocksdb::Direction::Forward),
-        );
-        let mut out = Vec::new();
-        for item in iter {
-            let (_, value) = item.map_err(|e| e.to_string())?;
-            let record: AuditRecord = codec::decode(&value).map_err(|e| e.to_string())?;
-            if volume.is_none_or(|v| record.volumes.iter().any(|r| r == v)) {
-                out.push(record);
-                if out.len() >= limit {
-                    break;
-                }
-            }
-        }
-        Ok(out)
+    ) -> std::result::Result<Vec<AuditRecord>, JournalError> {
+        Journal::new(&self.db).list(filter, after, limit)
+    }
+
+    /// The metadata (volumes, relationships, bitmaps) as it was at a point of the history,
+    /// rebuilt by replaying the journal.
+    pub fn state_at(&self, until: Until) -> std::result::Result<Rebuilt, JournalError> {
+        Journal::new(&self.db).state_at(until)
+    }
+
+    /// Replays the whole journal and compares it with the live state at this node's applied
+    /// index (see [`Verification`]).
+    pub fn verify(&self) -> std::result::Result<Verification, JournalError> {
+        let (journal, index, live) = {
+            // The journal snapshot and the live metadata come from one applied index.
+            let inner = self.inner.read().expect("state lock is not poisoned");
+            let journal = Journal::new(&self.db);
+            let index = inner.last_applied.map_or(0, |l| l.index);
+            (journal, index, inner.state.metadata_digest())
+        };
+        journal.verify(&live, index)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AppliedNotice> {
