@@ -195,6 +195,9 @@ fn a_paused_follower_catches_up_through_a_snapshot_after_the_log_is_purged() {
     );
     let data = read_volume(dir.path(), follower, "v");
     assert_blocks(&data, &last, |_| vec![0; BLOCK]);
+    // The journal came with the snapshot: replayed on the follower, it rebuilds its state.
+    let out = follower.ok(&["audit", "verify"]);
+    assert!(out.contains("consistent"), "{out}");
 }
 
 #[test]

@@ -222,8 +222,8 @@ pub enum Verb {
 
 #[derive(Subcommand, Debug)]
 pub enum AuditAction {
-    /// Replay the whole journal in a scratch state machine and compare it with the live state;
-    /// exit 1 on any difference.
+    /// Replay the whole journal in a scratch state machine and compare it with the live state
+    /// of the node --api names (each replica can be checked); exit 1 on any difference.
     Verify {
         /// Audit a stopped node's data directory, or a copy of one, instead of the cluster.
         #[arg(long, value_name = "DIR")]
