@@ -202,6 +202,8 @@ fn a_scripted_session_is_audited_replayed_and_verified() {
     n.fails(&["audit", "--at", "1999-01-01"], 1, "no-history");
     n.fails(&["audit", "--at", "noon"], 2, "invalid-time");
 
+    n.fails(&["audit", "--volume", "alpha", "verify"], 2, "usage");
+
     // The replay rebuilds the live state.
     let out = n.ok(&["audit", "verify"]);
     assert!(out.contains("consistent"), "{out}");

@@ -246,6 +246,14 @@ pub async fn run(verb: Verb) -> Result<(), CliError> {
             json,
             client: c,
         } => match (action, at) {
+            (Some(AuditAction::Verify { .. }), at)
+                if volume.is_some() || relationship.is_some() || since.is_some() || at.is_some() =>
+            {
+                return Err(CliError::usage(
+                    "usage",
+                    "audit verify replays the whole journal: --volume, --relationship, --since and --at do not apply",
+                ));
+            }
             (Some(AuditAction::Verify { data_dir }), _) => audit_verify(&c, data_dir, json).await?,
             (None, Some(at)) => audit_at(&client(&c)?, &at, volume, json).await?,
             (None, None) => audit_list(&client(&c)?, volume, relationship, since, json).await?,

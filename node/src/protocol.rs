@@ -179,7 +179,7 @@ impl From<&storage::AuditRecord> for AuditEntry {
         };
         let (command, writes) = match &record.command {
             Command::WriteBatch(writes) if writes.len() > 1 => (
-                format!("write-batch of {} writes", writes.len()),
+                record.command.summary(),
                 writes
                     .iter()
                     .map(|w| WriteEntry {

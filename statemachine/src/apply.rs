@@ -39,10 +39,23 @@ pub fn apply<R: TrackReader>(
     command: &Command,
     now: Timestamp,
 ) -> Result<Applied, R::Error> {
+    apply_as(state, tracks, command, now, false)
+}
+
+/// `apply`, or with `replaying` a journal replay's apply: only a replay accepts writes whose
+/// data is a `WriteData::Summary`.
+pub(crate) fn apply_as<R: TrackReader>(
+    state: &mut State,
+    tracks: &R,
+    command: &Command,
+    now: Timestamp,
+    replaying: bool,
+) -> Result<Applied, R::Error> {
     // Leaders' clocks differ: never let time run backwards across a leader change.
     let now = now.max(state.globals.last_time);
     state.globals.last_time = now;
     let mut tx = Tx::new(state, tracks, now);
+    tx.replaying = replaying;
     let outcome = match tx.thaw_due() {
         Ok(()) => dispatch(&mut tx, command),
         Err(failure) => Err(failure),
@@ -104,6 +117,8 @@ pub(crate) struct Tx<'a, R> {
     /// Targets whose out-of-sync bitmap a copy emptied during this apply.
     copied_out: Vec<VolumeId>,
     pub(crate) changes: DetailChanges,
+    /// A journal replay: writes may carry a summary instead of their bytes.
+    pub(crate) replaying: bool,
 }
 
 impl<'a, R: TrackReader> Tx<'a, R> {
@@ -117,6 +132,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             touched: BTreeSet::new(),
             copied_out: Vec::new(),
             changes: DetailChanges::default(),
+            replaying: false,
         }
     }
 
@@ -179,11 +195,10 @@ impl<'a, R: TrackReader> Tx<'a, R> {
 
     /// The track reads as zeros and is not stored any more (nothing to do if it was not).
     pub(crate) fn zero(&mut self, volume: VolumeId, track: u32) -> Result<(), Failure<R::Error>> {
-        if self.tracks.stored(volume, track).map_err(Failure::Storage)?.is_none() {
+        let Some(old) = self.stored_track(volume, track)? else {
             return Ok(());
-        }
-        let old_hash = self.stored_hash(volume, track)?;
-        self.shift_content_digest(volume, old_hash, 0);
+        };
+        self.shift_content_digest(volume, digest::track_hash(volume, track, &old), 0);
         self.tracks.zero(volume, track);
         Ok(())
     }

@@ -205,11 +205,8 @@ impl Command {
             Command::DeleteVolume { name } => format!("rmvol {name}"),
             Command::Write(w) => w.summary(),
             Command::WriteBatch(writes) if writes.len() == 1 => writes[0].summary(),
-            Command::WriteBatch(writes) => format!(
-                "write-batch of {}: {}",
-                writes.len(),
-                writes.iter().map(HostWrite::summary).collect::<Vec<_>>().join("; ")
-            ),
+            // Each write's own summary is listed with the batch (see `audit`).
+            Command::WriteBatch(writes) => format!("write-batch of {} writes", writes.len()),
             Command::MkFlash { pairs: p, options: o } => format!(
                 "mkflash {}{}{}{}{}{}{}",
                 pairs(p),

@@ -79,6 +79,8 @@ pub enum CommandError {
     NotFrozen { name: String },
     #[error("relationship {pair} has background copy off (--nocp); its tracks move only by copy-on-write")]
     BackgroundCopyOff { pair: String },
+    #[error("a write to \"{volume}\" carries only a checksum of its data (a journal entry); only a replay of the journal applies it")]
+    WriteWithoutData { volume: String },
 }
 
 impl CommandError {
@@ -111,6 +113,7 @@ impl CommandError {
             CommandError::TargetFrozen { .. } => "target-frozen",
             CommandError::WriteTooLarge { .. } => "write-too-large",
             CommandError::BackgroundCopyOff { .. } => "background-copy-off",
+            CommandError::WriteWithoutData { .. } => "write-without-data",
         }
     }
 }

@@ -21,6 +21,12 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
         }
         .into());
     }
+    if matches!(write.data, WriteData::Summary { .. }) && !tx.replaying {
+        return Err(CommandError::WriteWithoutData {
+            volume: write.volume.clone(),
+        }
+        .into());
+    }
     let id = tx.state.check_range(&write.volume, write.offset, write.data.len())?;
     let record = tx.state.record(id).expect("checked");
     if let Some(rel) = record.incoming.as_ref().filter(|r| r.target_write_inhibit) {

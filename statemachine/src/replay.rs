@@ -4,13 +4,13 @@
 //! forms in order to an empty state rebuilds every volume, relationship, bitmap and held write
 //! exactly — and every outcome and event. Track contents are not rebuilt.
 
-use crate::apply::apply;
+use crate::apply::apply_as;
 use crate::command::Command;
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::state::State;
 use crate::timestamp::Timestamp;
-use crate::track::{StoredTracks, TRACK_SIZE};
+use crate::track::{StoredTracks, VolumeId, TRACK_SIZE};
 
 /// A scratch state machine fed from the journal.
 pub struct Replay {
@@ -46,7 +46,7 @@ impl Replay {
     }
 
     pub fn apply(&mut self, command: &Command, time: Timestamp) -> Replayed {
-        let applied = match apply(&mut self.state, &self.tracks, command, time) {
+        let applied = match apply_as(&mut self.state, &self.tracks, command, time, true) {
             Ok(applied) => applied,
             Err(never) => match never {},
         };
@@ -59,5 +59,10 @@ impl Replay {
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Every stored track, in (volume, track) order: which tracks hold data is rebuilt exactly.
+    pub fn stored_tracks(&self) -> impl Iterator<Item = (VolumeId, u32)> + '_ {
+        self.tracks.iter()
     }
 }

@@ -71,9 +71,14 @@ impl MemTracks {
         }
     }
 
-    /// Number of stored (non-zero) tracks.
+    /// Number of stored tracks.
     pub fn stored_tracks(&self) -> usize {
         self.tracks.len()
+    }
+
+    /// Every stored track, in (volume, track) order.
+    pub fn stored(&self) -> impl Iterator<Item = (VolumeId, u32)> + '_ {
+        self.tracks.keys().copied()
     }
 }
 
@@ -207,6 +212,14 @@ impl StoredTracks {
                 }
             }
         }
+    }
+}
+
+impl StoredTracks {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (VolumeId, u32)> + '_ {
+        self.stored
+            .iter()
+            .flat_map(|(volume, bits)| bits.iter().map(move |t| (*volume, t)))
     }
 }
 

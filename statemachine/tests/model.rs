@@ -77,7 +77,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => (v.clone(), 2..4u64).prop_map(|(v, tracks)| Op::Create { v, tracks }),
         1 => v.clone().prop_map(|v| Op::Delete { v }),
-        10 => (v.clone(), 0..40u64, 1..20u64, 1..255u8).prop_map(|(v, offset, len, byte)| Op::Write { v, offset, len, byte }),
+        10 => (v.clone(), 0..40u64, 1..20u64, 0..255u8).prop_map(|(v, offset, len, byte)| Op::Write { v, offset, len, byte }),
         2 => (v.clone(), 0..40u64, 1..20u64).prop_map(|(v, offset, len)| Op::Zero { v, offset, len }),
         3 => prop::collection::vec((v.clone(), 0..40u64, 1..20u64, any::<u8>()), 1..5)
             .prop_map(|writes| Op::Batch { writes }),
@@ -157,7 +157,12 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
         Op::Delete { v } => Command::DeleteVolume { name: name(v) },
         Op::Write { v, offset, len, byte } => {
             let (offset, len) = fit(v, offset, len);
-            let data = (0..len).map(|i| byte.wrapping_add(i as u8)).collect();
+            // Byte 0: all-zero data, stored like any data (nodes send it as Zeroes instead).
+            let data = if byte == 0 {
+                vec![0; len as usize]
+            } else {
+                (0..len).map(|i| byte.wrapping_add(i as u8)).collect()
+            };
             Command::Write(HostWrite {
                 volume: name(v),
                 offset,
@@ -271,6 +276,12 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             replay.state().metadata_digest(),
             h.state.metadata_digest(),
             "{}: replayed metadata",
+            ctx
+        );
+        prop_assert_eq!(
+            replay.stored_tracks().collect::<Vec<_>>(),
+            h.tracks.stored().collect::<Vec<_>>(),
+            "{}: replayed stored tracks",
             ctx
         );
 

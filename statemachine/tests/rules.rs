@@ -116,9 +116,10 @@ fn stored_tracks_follow_the_commands_not_the_bytes() {
     h.ok(mkflash("a:b", Default::default()));
     h.copy_all("a", "b");
     assert_eq!(h.byte_at("b", 3), 0);
+    let (a, b) = (h.state.volume_id("a").unwrap(), h.state.volume_id("b").unwrap());
     assert_eq!(
-        h.tracks.stored_tracks(),
-        4,
+        h.tracks.stored().collect::<Vec<_>>(),
+        vec![(a, 0), (a, 1), (b, 0), (b, 1)],
         "b's tracks 0 and 1 are stored like a's; its track 3 was copied from nothing and dropped"
     );
     assert_eq!(h.state.digest(), h.state.recompute_digest(&h.tracks).unwrap());
@@ -922,4 +923,33 @@ fn a_copy_step_stays_bounded_when_written_and_unwritten_tracks_alternate() {
     }
     assert_eq!(steps, 4, "4096 one-track ranges take four steps");
     assert_eq!(h.byte_at("t", 2), 0, "the point in time was before the writes");
+}
+
+/// The journal keeps writes as a length and checksum; only a replay may apply those.
+#[test]
+fn a_write_without_its_bytes_is_refused_outside_a_replay() {
+    let mut h = Harness::new(16);
+    h.mkvol("a", 2);
+    let summary = Command::Write(HostWrite {
+        volume: "a".into(),
+        offset: 0,
+        data: WriteData::Summary { length: 16, xxh3: 1 },
+        tag: 1,
+    });
+    assert_eq!(h.refused(summary.clone()).code(), "write-without-data");
+    let mut replay = Replay::with_track_size(16);
+    let created = replay.apply(
+        &Command::CreateVolume {
+            name: "a".into(),
+            size: 32,
+        },
+        Timestamp(1),
+    );
+    assert!(created.result.is_ok());
+    assert!(replay.apply(&summary, Timestamp(2)).result.is_ok());
+    assert_eq!(
+        replay.stored_tracks().count(),
+        1,
+        "the replay knows the track is stored"
+    );
 }

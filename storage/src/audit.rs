@@ -6,10 +6,12 @@
 //! [`Journal::verify`] replays everything and compares with the live state.
 
 use crate::codec;
-use crate::db::{index_key, CF_AUDIT};
+use crate::db::{index_key, parse_track_key, CF_AUDIT, CF_TRACKS};
+use roaring::RoaringBitmap;
 use rocksdb::{IteratorMode, DB};
 use serde::{Deserialize, Serialize};
-use statemachine::{Command, CommandError, Event, MetadataDigest, Pair, Replay, Replayed, State, Timestamp};
+use statemachine::{Command, CommandError, Event, MetadataDigest, Pair, Replay, Replayed, State, Timestamp, VolumeId};
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -201,8 +203,14 @@ impl<'a> Journal<'a> {
     }
 
     /// Replays the whole journal up to `index` and compares every entry's outcome and events,
-    /// then the rebuilt metadata, with what the live state machine recorded and holds.
-    pub(crate) fn verify(&self, live: &MetadataDigest, index: u64) -> Result<Verification, JournalError> {
+    /// then the rebuilt metadata and which tracks are stored, with what the live state machine
+    /// recorded and holds. `names` are the live volume names by id.
+    pub(crate) fn verify(
+        &self,
+        live: &MetadataDigest,
+        names: &BTreeMap<VolumeId, String>,
+        index: u64,
+    ) -> Result<Verification, JournalError> {
         let mut replay = Replay::new();
         let mut differences = Vec::new();
         let mut mismatched = 0usize;
@@ -238,6 +246,7 @@ impl<'a> Journal<'a> {
         }
         let rebuilt = replay.state().metadata_digest();
         differences.extend(live.differences(&rebuilt, ("live", "replayed")));
+        differences.extend(self.stored_track_differences(&replay, names)?);
         Ok(Verification {
             index,
             entries,
@@ -245,6 +254,54 @@ impl<'a> Journal<'a> {
             replayed_digest: format!("{:016x}", rebuilt.total),
             differences,
         })
+    }
+}
+
+impl Journal<'_> {
+    /// Which tracks are stored live (the tracks column family) against the replay's, per volume.
+    fn stored_track_differences(
+        &self,
+        replay: &Replay,
+        names: &BTreeMap<VolumeId, String>,
+    ) -> Result<Vec<String>, JournalError> {
+        let mut live: BTreeMap<VolumeId, RoaringBitmap> = BTreeMap::new();
+        let cf = self
+            .db
+            .cf_handle(CF_TRACKS)
+            .expect("column families are created at open");
+        for item in self.snapshot.iterator_cf(cf, IteratorMode::Start) {
+            let (key, _) = item?;
+            if let Some((volume, track)) = parse_track_key(&key) {
+                live.entry(volume).or_default().insert(track);
+            }
+        }
+        let mut replayed: BTreeMap<VolumeId, RoaringBitmap> = BTreeMap::new();
+        for (volume, track) in replay.stored_tracks() {
+            replayed.entry(volume).or_default().insert(track);
+        }
+        let empty = RoaringBitmap::new();
+        let volumes: std::collections::BTreeSet<VolumeId> = live.keys().chain(replayed.keys()).copied().collect();
+        let mut out = Vec::new();
+        for volume in volumes {
+            let (l, r) = (
+                live.get(&volume).unwrap_or(&empty),
+                replayed.get(&volume).unwrap_or(&empty),
+            );
+            if l == r {
+                continue;
+            }
+            let name = names
+                .get(&volume)
+                .cloned()
+                .or_else(|| replay.state().record(volume).map(|r| r.volume.name.clone()))
+                .unwrap_or_else(|| format!("#{}", volume.0));
+            out.push(format!(
+                "volume {name}: {} tracks stored live but not in the replay, {} the other way",
+                (l - r).len(),
+                (r - l).len()
+            ));
+        }
+        Ok(out)
     }
 }
 

@@ -43,6 +43,13 @@ pub fn track_key(volume: VolumeId, track: u32) -> [u8; 12] {
     key
 }
 
+/// The volume and track a key of the tracks column family names.
+pub fn parse_track_key(key: &[u8]) -> Option<(VolumeId, u32)> {
+    let volume = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
+    let track = u32::from_be_bytes(key.get(8..12)?.try_into().ok()?);
+    Some((VolumeId(volume), track))
+}
+
 /// The key range holding every track of a volume.
 pub fn volume_track_range(volume: VolumeId) -> ([u8; 8], [u8; 8]) {
     (volume.0.to_be_bytes(), (volume.0 + 1).to_be_bytes())
@@ -89,8 +96,8 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
     Ok((LogStore::new(db), state))
 }
 
-/// Opens a node's data directory read-only, for offline audits: the node must not be running on
-/// it (or it is a copy). Nothing in `dir` is changed.
+/// Opens a node's data directory read-only, for offline audits (a stopped node's, or a copy; a
+/// running node's is read as of what is on disk). Nothing in `dir` is changed.
 pub fn open_read_only(dir: &Path) -> Result<StateView, OpenError> {
     let path = dir.join("db");
     if !path.is_dir() {

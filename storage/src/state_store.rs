@@ -494,8 +494,7 @@ fn remove_incoming(dir: &Path) {
 }
 
 impl StateView {
-    /// A read-only view of a database no node is running on (a stopped node's data directory,
-    /// or a copy of it): for offline audits.
+    /// A read-only view of a node's database (stopped, or a copy): for offline audits.
     pub(crate) fn open_read_only(db: Arc<DB>) -> std::result::Result<StateView, OpenError> {
         let installing = db
             .get_cf(cf(&db, CF_META), KEY_INSTALLING)
@@ -548,26 +547,39 @@ impl StateView {
         after: u64,
         limit: usize,
     ) -> std::result::Result<Vec<AuditRecord>, JournalError> {
-        Journal::new(&self.db).list(filter, after, limit)
+        self.journal().list(filter, after, limit)
+    }
+
+    /// The journal as of the last applied entry. Its snapshot is taken under the state lock, so
+    /// it never sees a snapshot install half done.
+    fn journal(&self) -> Journal<'_> {
+        let _applied = self.inner.read().expect("state lock is not poisoned");
+        Journal::new(&self.db)
     }
 
     /// The metadata (volumes, relationships, bitmaps) as it was at a point of the history,
     /// rebuilt by replaying the journal.
     pub fn state_at(&self, until: Until) -> std::result::Result<Rebuilt, JournalError> {
-        Journal::new(&self.db).state_at(until)
+        self.journal().state_at(until)
     }
 
     /// Replays the whole journal and compares it with the live state at this node's applied
     /// index (see [`Verification`]).
     pub fn verify(&self) -> std::result::Result<Verification, JournalError> {
-        let (journal, index, live) = {
-            // The journal snapshot and the live metadata come from one applied index.
+        let (journal, index, live, names) = {
+            // The journal snapshot (which also holds the stored tracks) and the live metadata
+            // come from one applied index.
             let inner = self.inner.read().expect("state lock is not poisoned");
             let journal = Journal::new(&self.db);
             let index = inner.last_applied.map_or(0, |l| l.index);
-            (journal, index, inner.state.metadata_digest())
+            let names = inner
+                .state
+                .records()
+                .map(|r| (r.volume.id, r.volume.name.clone()))
+                .collect();
+            (journal, index, inner.state.metadata_digest(), names)
         };
-        journal.verify(&live, index)
+        journal.verify(&live, &names, index)
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AppliedNotice> {
