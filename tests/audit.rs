@@ -60,6 +60,8 @@ fn a_scripted_session_is_audited_replayed_and_verified() {
     // 16 tracks change after the point in time; a refresh without copy leaves them out of sync.
     n.write("alpha", 2 << 20, vec![9; 1 << 20]);
     n.ok(&["resyncflash", "alpha:bravo", "--nocp"]);
+    // Zeros a host writes go to the journal (and the state machine) as zeroing: thin.
+    n.write("gamma", 0, vec![0; 65536]);
     n.ok(&["mkflash", "gamma:delta", "--nocp", "--tgtinhibit", "--freeze"]);
     // Refused by the state machine, one write of a group-committed entry.
     let refused = block(n.client().write("delta", 0, vec![1; 512])).unwrap_err();
@@ -126,6 +128,10 @@ fn a_scripted_session_is_audited_replayed_and_verified() {
         .expect("the refused write is journaled");
     assert_eq!(refused_write["outcome"], "refused");
     assert_eq!(refused_write["refused"]["code"], "target-write-inhibited");
+    assert_eq!(
+        entry(&entries, "write-zeroes gamma offset=0 length=65536")["outcome"],
+        "ok"
+    );
     // Background copy steps are journaled too, and filters select by volume, pair and time.
     assert!(entries
         .iter()

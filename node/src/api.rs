@@ -125,13 +125,13 @@ fn body_error(status: StatusCode, text: String) -> ApiError {
     }
 }
 
+fn pair(raw: &str) -> Result<Pair, ApiError> {
+    raw.parse::<Pair>()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
+}
+
 fn pairs(raw: &[String]) -> Result<Vec<Pair>, ApiError> {
-    raw.iter()
-        .map(|p| {
-            p.parse::<Pair>()
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
-        })
-        .collect()
+    raw.iter().map(|p| pair(p)).collect()
 }
 
 /// Every admin request runs in its own span; its end is logged at debug level.
@@ -448,11 +448,7 @@ async fn audit(
     let Query(q) = query.map_err(query_error)?;
     let filter = AuditFilter {
         volume: q.volume,
-        relationship: q
-            .relationship
-            .as_deref()
-            .map(|p| pairs(&[p.to_string()]).map(|mut p| p.remove(0)))
-            .transpose()?,
+        relationship: q.relationship.as_deref().map(pair).transpose()?,
         since: q.since.as_deref().map(time_param).transpose()?,
     };
     c.linearizable().await?;

@@ -72,8 +72,8 @@ pub struct Metrics {
     /// The commit index, kept current by the log store.
     commit_index: Arc<AtomicU64>,
     /// Apply batches of the state machine and the entries they held.
-    pub apply_latency: Histogram,
-    pub applied_entries: AtomicU64,
+    apply_latency: Histogram,
+    applied_entries: AtomicU64,
     pub nbd_connections: AtomicU64,
     pub nbd_connections_proxied: AtomicU64,
     nbd: [NbdCommandMetrics; NBD_COMMANDS.len()],

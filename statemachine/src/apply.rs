@@ -54,8 +54,7 @@ pub(crate) fn apply_as<R: TrackReader>(
     // Leaders' clocks differ: never let time run backwards across a leader change.
     let now = now.max(state.globals.last_time);
     state.globals.last_time = now;
-    let mut tx = Tx::new(state, tracks, now);
-    tx.replaying = replaying;
+    let mut tx = Tx::new(state, tracks, now, replaying);
     let outcome = match tx.thaw_due() {
         Ok(()) => dispatch(&mut tx, command),
         Err(failure) => Err(failure),
@@ -122,7 +121,7 @@ pub(crate) struct Tx<'a, R> {
 }
 
 impl<'a, R: TrackReader> Tx<'a, R> {
-    fn new(state: &'a mut State, tracks: &'a R, now: Timestamp) -> Self {
+    fn new(state: &'a mut State, tracks: &'a R, now: Timestamp, replaying: bool) -> Self {
         let track_size = state.track_size();
         Tx {
             state,
@@ -132,7 +131,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             touched: BTreeSet::new(),
             copied_out: Vec::new(),
             changes: DetailChanges::default(),
-            replaying: false,
+            replaying,
         }
     }
 

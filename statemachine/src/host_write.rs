@@ -139,15 +139,13 @@ pub(crate) fn write_now<R: TrackReader>(
                 }
                 None => tx.zero(id, track)?,
             },
-            bytes => {
-                let mut data = match tx.stored_track(base, track)? {
-                    Some(data) if !whole => data,
-                    _ => vec![0; track_size as usize],
-                };
-                match bytes {
-                    WriteData::Bytes(bytes) => data[within..within + take].copy_from_slice(&bytes[from..from + take]),
-                    // A journal replay: the bytes are unknown, only that the track is now stored.
-                    WriteData::Summary { .. } | WriteData::Zeroes(_) => {}
+            WriteData::Bytes(_) | WriteData::Summary { .. } => {
+                // A whole track needs nothing of what was there: no read.
+                let stored = if whole { None } else { tx.stored_track(base, track)? };
+                let mut data = stored.unwrap_or_else(|| vec![0; track_size as usize]);
+                // A journal replay's `Summary`: the bytes are unknown, only that the track is stored.
+                if let WriteData::Bytes(bytes) = &write.data {
+                    data[within..within + take].copy_from_slice(&bytes[from..from + take]);
                 }
                 tx.store(id, track, data, None)?;
             }

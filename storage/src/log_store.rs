@@ -61,9 +61,14 @@ impl LogStore {
     }
 
     /// Writes Raft metadata and syncs the WAL before returning.
-    fn put_synced<T: Serialize>(&self, key: &[u8], value: &T) -> std::result::Result<(), rocksdb::Error> {
+    /// Writes Raft metadata, not synced.
+    fn put<T: Serialize>(&self, key: &[u8], value: &T) -> std::result::Result<(), rocksdb::Error> {
         let bytes = codec::encode(value).expect("raft metadata encodes");
-        self.db.put_cf(self.cf(CF_RAFT), key, bytes)?;
+        self.db.put_cf(self.cf(CF_RAFT), key, bytes)
+    }
+
+    fn put_synced<T: Serialize>(&self, key: &[u8], value: &T) -> std::result::Result<(), rocksdb::Error> {
+        self.put(key, value)?;
         self.db.flush_wal(true)
     }
 
@@ -140,9 +145,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         if let Some(c) = committed {
             self.committed.store(c.index, Ordering::Relaxed);
         }
-        let bytes = codec::encode(&committed).expect("raft metadata encodes");
-        self.db
-            .put_cf(self.cf(CF_RAFT), KEY_COMMITTED, bytes)
+        self.put(KEY_COMMITTED, &committed)
             .map_err(|e| io_error!(write_logs, &e))
     }
 

@@ -112,13 +112,17 @@ fn load(db: &DB) -> std::result::Result<Inner, OpenError> {
     })
 }
 
+/// Whether a snapshot install was cut off (its marker is still there).
+fn install_interrupted(db: &DB) -> std::result::Result<bool, OpenError> {
+    Ok(db
+        .get_cf(cf(db, CF_META), KEY_INSTALLING)
+        .map_err(|e| corrupt("meta", e))?
+        .is_some())
+}
+
 impl StateMachineStore {
     pub(crate) fn open(db: Arc<DB>, snapshots: PathBuf) -> std::result::Result<Self, OpenError> {
-        let installing = db
-            .get_cf(cf(&db, CF_META), KEY_INSTALLING)
-            .map_err(|e| corrupt("meta", e))?
-            .is_some();
-        if installing {
+        if install_interrupted(&db)? {
             // A snapshot install was cut off: redo it from the saved snapshot file.
             let (_, path) = current_snapshot(&snapshots)
                 .map_err(|e| corrupt("snapshots", e))?
@@ -496,11 +500,7 @@ fn remove_incoming(dir: &Path) {
 impl StateView {
     /// A read-only view of a node's database (stopped, or a copy): for offline audits.
     pub(crate) fn open_read_only(db: Arc<DB>) -> std::result::Result<StateView, OpenError> {
-        let installing = db
-            .get_cf(cf(&db, CF_META), KEY_INSTALLING)
-            .map_err(|e| corrupt("meta", e))?
-            .is_some();
-        if installing {
+        if install_interrupted(&db)? {
             return Err(corrupt(
                 "meta",
                 "a snapshot install was cut off here; start the node once so it finishes it",
