@@ -406,7 +406,7 @@ fn json_logs_carry_admin_request_and_apply_spans() {
             "--log-format",
             "json",
         ])
-        .env("RUST_LOG", "warn,flashcopy=info,node::api=debug,storage=debug")
+        .env("RUST_LOG", "warn,flashcopy=info,node::server::api=debug,storage=debug")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

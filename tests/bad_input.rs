@@ -74,6 +74,33 @@ fn malformed_requests_get_json_errors() {
             .await
             .unwrap();
         assert_eq!(status_and_code(r).await, (409, "out-of-range".into()));
+        // Bad path and query values are JSON errors too, not plain text.
+        assert_eq!(
+            status_and_code(get("/volumes/a/data?offset=x&length=1".into()).await.unwrap()).await,
+            (400, "bad-request".into())
+        );
+        let r = http()
+            .put(format!("{api}/v1/volumes/a/data?offset=-1"))
+            .body(vec![1])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status_and_code(r).await, (400, "bad-request".into()));
+        let r = http()
+            .delete(format!("{api}/v1/cluster/nodes/abc"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status_and_code(r).await, (400, "bad-request".into()));
+        // Names a shell or a path would misread are refused.
+        for name in [".", "..", "-rf"] {
+            let body: &'static str = Box::leak(format!(r#"{{"name":"{name}","size":65536}}"#).into_boxed_str());
+            assert_eq!(
+                status_and_code(post("/volumes", body).await.unwrap()).await,
+                (409, "invalid-volume-name".into()),
+                "{name}"
+            );
+        }
     });
     let api = n.api.clone();
     let metrics = block(async move {

@@ -7,6 +7,7 @@ use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+use std::time::Duration;
 
 const BLOCK: usize = 65536;
 
@@ -269,5 +270,131 @@ fn nodes_are_removed_re_added_and_replaced_by_an_empty_one() {
     ids.sort();
     assert_eq!(ids, vec![1, 3, 4]);
     qemu_io(&nodes[2].nbd_uri("v"), &["write -P 0x33 2M 1M"]);
+    assert_converged(&nodes);
+}
+
+#[test]
+fn a_follower_paused_through_a_gibibyte_of_writes_catches_up_with_bounded_leader_memory() {
+    const GIB: usize = 1 << 30;
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), &[]);
+    nodes[0].ok(&["mkvol", "v", "--size", "1G"]);
+    let leader = leader_id(&nodes);
+    let leader_node = nodes.iter().find(|n| n.id == leader).unwrap();
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap();
+
+    // 1 GiB of data that is nowhere thin, written by nbdcopy (large, pipelined requests) while
+    // the follower is stopped: the log it misses is ~128 entries of 8 MiB.
+    let image = dir.path().join("image.raw");
+    {
+        use std::io::Write;
+        let chunk = noise(1 << 20);
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&image).unwrap());
+        for i in 0..GIB >> 20 {
+            file.write_all(&(i as u64).to_le_bytes()).unwrap();
+            file.write_all(&chunk[8..]).unwrap();
+        }
+    }
+    follower.pause();
+    let copy = run("nbdcopy", &[image.to_str().unwrap(), &leader_node.nbd_uri("v")]);
+    assert_eq!(copy.code, 0, "nbdcopy: {}", copy.stderr);
+    let (target, _) = leader_node.applied();
+
+    // It catches up in bounded time, and the leader does not buffer the backlog in memory.
+    follower.resume();
+    let mut peak = 0;
+    eventually("the follower to catch up on 1 GiB of log", 240, || {
+        peak = peak.max(leader_node.rss());
+        follower.try_applied().is_some_and(|(index, _)| index >= target)
+    });
+    assert!(
+        peak < 1536 << 20,
+        "the leader's RSS reached {} MiB while the follower caught up",
+        peak >> 20
+    );
+    assert_converged(&nodes);
+    // The follower stayed a follower: the leader never lost its place to its elections.
+    assert_eq!(leader_id(&nodes), leader);
+}
+
+#[test]
+fn new_nbd_clients_during_a_failover_wait_for_the_new_leader_instead_of_being_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), &[]);
+    nodes[0].ok(&["mkvol", "v", "--size", "4M"]);
+    qemu_io(&nodes[0].nbd_uri("v"), &["write -P 0x42 0 1M"]);
+    let leader = leader_id(&nodes);
+    let idx = nodes.iter().position(|n| n.id == leader).unwrap();
+    let mut dead = nodes.remove(idx);
+    dead.kill9();
+
+    // Right after the kill the survivors still know the dead node as leader: they must not
+    // report it, and clients connecting now are served once the new leader is elected.
+    for node in &nodes {
+        let status = node.json(&["cluster", "status", "--json"]);
+        assert_ne!(
+            status["leader"].as_u64(),
+            Some(leader),
+            "a dead leader reported: {status}"
+        );
+    }
+    let clients: Vec<_> = (0..3)
+        .flat_map(|round| nodes.iter().map(move |n| (round, n.nbd_uri("v"))))
+        .map(|(round, uri)| {
+            std::thread::sleep(Duration::from_millis(300 * round));
+            std::thread::spawn(move || qemu_io_result(&uri, &["-c", "read -P 0x42 0 64k"]))
+        })
+        .collect();
+    for client in clients {
+        let out = client.join().unwrap();
+        assert!(
+            out.code == 0 && !out.stdout.contains("failed"),
+            "a client connecting during the failover failed: {}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+    drop(dead);
+}
+
+#[test]
+fn a_leader_cut_off_from_the_majority_fails_its_clients_writes_in_bounded_time_with_eshutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), &[]);
+    nodes[0].ok(&["mkvol", "v", "--size", "4M"]);
+    let leader = leader_id(&nodes);
+    let leader_node = nodes.iter().find(|n| n.id == leader).unwrap();
+    let followers: Vec<String> = nodes
+        .iter()
+        .filter(|n| n.id != leader)
+        .map(|n| n.pid().to_string())
+        .collect();
+    // Connected to the leader, a host writes; then both followers stop answering.
+    let script = format!(
+        r#"
+import errno, nbd, subprocess, sys, time
+h = nbd.NBD()
+h.connect_uri("{uri}")
+h.pwrite(b"\x66" * 4096, 0)
+subprocess.run(["kill", "-STOP"] + sys.argv[1:], check=True)
+started = time.monotonic()
+try:
+    h.pwrite(b"\x77" * 4096, 0)
+    raise SystemExit("a write without a majority was acknowledged")
+except nbd.Error as e:
+    assert e.errnum == errno.ESHUTDOWN, e
+print("failed after", round(time.monotonic() - started), "s")
+"#,
+        uri = leader_node.nbd_uri("v")
+    );
+    let mut args = vec!["120", PYTHON, "-c", &script];
+    args.extend(followers.iter().map(String::as_str));
+    let out = run("timeout", &args);
+    for node in nodes.iter().filter(|n| n.id != leader) {
+        node.resume();
+    }
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // Once the followers are back, the cluster serves again.
+    qemu_io(&nodes[0].nbd_uri("v"), &["write -P 0x12 0 64k", "read -P 0x12 0 64k"]);
     assert_converged(&nodes);
 }

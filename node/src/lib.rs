@@ -1,19 +1,10 @@
-//! The flashcopy node: openraft wiring, the peer transport, the admin API, the NBD server, the
-//! background-copy scheduler, and the `flashcopy` command line.
+//! The flashcopy node. Two halves that share only the admin API's types ([`protocol`]):
+//! - [`server`]: `flashcopy serve` — openraft wiring, the peer transport, the admin API, the
+//!   NBD server, group commit of host writes, the background-copy scheduler.
+//! - [`cli`]: every other verb — a client of the admin API (plus the offline
+//!   `audit verify --data-dir` and the embedded `demo`).
 
-pub mod api;
 pub mod cli;
-pub mod client;
-pub mod commands;
-pub mod controller;
-pub mod copy_scheduler;
-pub mod demo;
-pub mod metrics;
-pub mod nbd;
-pub mod progress;
+pub mod logs;
 pub mod protocol;
-pub mod report;
 pub mod server;
-pub mod size;
-pub mod transport;
-pub mod write_batcher;

@@ -13,7 +13,8 @@ use crate::event::Event;
 use crate::relationship::Relationship;
 use crate::state::{State, VolumeRecord};
 use crate::timestamp::Timestamp;
-use crate::track::{TrackOp, TrackReader, TrackView, VolumeId};
+use crate::track::{TrackOp, TrackReader, VolumeId};
+use crate::track_view::TrackView;
 use crate::{background_copy, establish, freeze, host_write, resync, reverse, volume, withdraw};
 use std::collections::BTreeSet;
 
@@ -51,9 +52,11 @@ pub(crate) fn apply_as<R: TrackReader>(
     now: Timestamp,
     replaying: bool,
 ) -> Result<Applied, R::Error> {
-    // Leaders' clocks differ: never let time run backwards across a leader change.
-    let now = now.max(state.globals.last_time);
+    // Leaders' clocks differ: the state keeps its own clock, moved by the stamps.
+    let stamp = now;
+    let now = state.globals.advance_clock(stamp);
     state.globals.last_time = now;
+    state.globals.last_stamp = stamp;
     let mut tx = Tx::new(state, tracks, now, replaying);
     let outcome = match tx.thaw_due() {
         Ok(()) => dispatch(&mut tx, command),
@@ -316,8 +319,13 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         }
     }
 
-    /// Thaws every volume whose automatic thaw is due at this entry's timestamp.
+    /// Releases the next batch of held writes of volumes thawed earlier, then thaws every
+    /// volume whose automatic thaw is due at this entry's time.
     fn thaw_due(&mut self) -> Result<(), Failure<R::Error>> {
+        let draining: Vec<VolumeId> = self.state.draining.iter().copied().collect();
+        for id in draining {
+            freeze::release(self, id)?;
+        }
         while let Some(&(until, id)) = self.state.thaw_queue.first() {
             if until > self.now {
                 break;
@@ -350,6 +358,8 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         for id in &self.touched {
             if let Some(record) = self.state.records.get(id) {
                 self.state.meta_digest = self.state.meta_digest.wrapping_add(digest::record_hash(record));
+                let drains = record.drains();
+                self.state.set_draining(*id, drains);
             }
         }
         Ok(Applied {

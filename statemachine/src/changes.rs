@@ -4,7 +4,7 @@
 
 use crate::track::VolumeId;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Tracks per persisted bitmap block (one roaring container).
 pub const BITMAP_BLOCK_TRACKS: u32 = 1 << 16;
@@ -33,6 +33,6 @@ pub struct DetailChanges {
     pub bitmaps_replaced: BTreeSet<VolumeId>,
     /// Held writes appended at the back of a volume's queue: (volume, seq).
     pub held_pushed: Vec<(VolumeId, u64)>,
-    /// Volumes whose held-write queue was emptied (a thaw).
-    pub held_cleared: BTreeSet<VolumeId>,
+    /// The front of a volume's held-write queue was released (a thaw), through this seq.
+    pub held_released: BTreeMap<VolumeId, u64>,
 }

@@ -195,6 +195,19 @@ impl Command {
         }
     }
 
+    /// Bytes of host data the command carries (what dominates its encoded size).
+    pub fn payload_bytes(&self) -> usize {
+        let carried = |w: &HostWrite| match &w.data {
+            WriteData::Bytes(b) => b.len(),
+            _ => 0,
+        };
+        match self {
+            Command::Write(w) => carried(w),
+            Command::WriteBatch(writes) => writes.iter().map(carried).sum(),
+            _ => 0,
+        }
+    }
+
     /// A short description for the audit history (host writes summarised, never their bytes).
     pub fn summary(&self) -> String {
         let pairs = |p: &[Pair]| p.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");

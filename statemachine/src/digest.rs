@@ -29,7 +29,7 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
     struct View<'a> {
         volume: &'a crate::volume::Volume,
         relationship: Option<RelationshipView>,
-        held: Vec<(u64, u64, u64)>,
+        held: (usize, u64),
     }
     #[derive(Serialize)]
     struct RelationshipView {
@@ -54,11 +54,7 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
             created_at: r.created_at.0,
             synced_at: r.synced_at.0,
         }),
-        held: record
-            .held_writes
-            .iter()
-            .map(|h| (h.write.tag, h.write.offset, h.write.data.len()))
-            .collect(),
+        held: record.held_writes.digest(),
     };
     xxh3_64(&encode(&view))
 }

@@ -7,7 +7,7 @@ use thiserror::Error;
 
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum CommandError {
-    #[error("\"{name}\" is not a valid volume name: use 1 to 64 characters of A-Z a-z 0-9 . _ -")]
+    #[error("\"{name}\" is not a valid volume name: use 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with -, and not . or ..")]
     InvalidVolumeName { name: String },
     #[error("invalid size {size} for volume \"{name}\": {reason}")]
     InvalidSize { name: String, size: u64, reason: String },

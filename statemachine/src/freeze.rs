@@ -4,8 +4,8 @@
 use crate::apply::{Failure, Tx};
 use crate::error::CommandError;
 use crate::event::Event;
+use crate::held_writes::HeldWrite;
 use crate::host_write::write_now;
-use crate::state::HeldWrite;
 use crate::track::{TrackReader, VolumeId};
 use std::collections::BTreeSet;
 
@@ -34,19 +34,31 @@ pub(crate) fn unfreezeflash<R: TrackReader>(tx: &mut Tx<'_, R>, sources: &[Strin
     Ok(())
 }
 
-/// Thaws a volume and applies its held writes in arrival order.
+/// Held writes released per entry: thawing a long queue is spread over several entries (the
+/// leader proposes ticks while any is left), so no apply runs long. Until the queue is empty,
+/// new writes to the volume queue behind it: they never overtake a held write.
+pub const THAW_BATCH: usize = 256;
+
+/// Thaws a volume and releases the first batch of its held writes.
 pub(crate) fn thaw<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, automatic: bool) -> Result<(), Failure<R::Error>> {
     tx.set_frozen(id, None);
-    let held = std::mem::take(&mut tx.record_mut(id).held_writes);
-    if !held.is_empty() {
-        tx.changes.held_cleared.insert(id);
-    }
+    let waiting = tx.state.record(id).expect("thawed volumes exist").held_writes.len();
     tx.events.push(Event::Thawed {
         volume: tx.name(id),
         automatic,
-        released_writes: held.len(),
+        released_writes: waiting.min(THAW_BATCH),
     });
-    for HeldWrite { write, .. } in held {
+    release(tx, id)
+}
+
+/// Applies the next batch of a thawed volume's held writes, in arrival order.
+pub(crate) fn release<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId) -> Result<(), Failure<R::Error>> {
+    let batch = tx.record_mut(id).held_writes.take_front(THAW_BATCH);
+    let Some(last) = batch.last() else {
+        return Ok(());
+    };
+    tx.changes.held_released.insert(id, last.seq);
+    for HeldWrite { write, .. } in batch {
         // The range was checked when the write arrived and sizes never change; only a
         // --tgtinhibit relationship established since can refuse it now.
         let refusal =

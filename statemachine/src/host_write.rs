@@ -7,7 +7,6 @@ use crate::changes::BitmapKind;
 use crate::command::{HostWrite, WriteData};
 use crate::error::CommandError;
 use crate::event::Event;
-use crate::state::HeldWrite;
 use crate::track::{TrackReader, VolumeId};
 
 /// The most bytes one write command may cover (data or zeroes): keeps every apply short.
@@ -36,13 +35,9 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
         }
         .into());
     }
-    if record.volume.frozen_until.is_some() {
-        let queue = &mut tx.record_mut(id).held_writes;
-        let seq = queue.back().map_or(0, |h| h.seq + 1);
-        queue.push_back(HeldWrite {
-            seq,
-            write: write.clone(),
-        });
+    // Held while frozen, and after a thaw until the writes held before it are all released.
+    if record.volume.frozen_until.is_some() || !record.held_writes.is_empty() {
+        let seq = tx.record_mut(id).held_writes.push(write.clone());
         tx.changes.held_pushed.push((id, seq));
         tx.events.push(Event::WriteHeld {
             volume: write.volume.clone(),

@@ -9,8 +9,9 @@ use crate::command::Command;
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::state::State;
+use crate::stored_tracks::StoredTracks;
 use crate::timestamp::Timestamp;
-use crate::track::{StoredTracks, VolumeId, TRACK_SIZE};
+use crate::track::{VolumeId, TRACK_SIZE};
 
 /// A scratch state machine fed from the journal.
 pub struct Replay {

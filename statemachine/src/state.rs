@@ -1,14 +1,14 @@
 //! The replicated state: volume records (each with the relationship it is the target of) and
 //! the queries the node answers from it. Track contents live in storage, not here.
 
-use crate::command::HostWrite;
 use crate::digest::{self, MetadataDigest};
+use crate::held_writes::HeldWrites;
 use crate::relationship::{Relationship, RelationshipState};
 use crate::timestamp::Timestamp;
 use crate::track::{TrackReader, VolumeId, TRACK_SIZE};
 use crate::volume::{Volume, VolumeState};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Everything the state keeps about one volume. It is also the unit of persistence: an apply
 /// reports which records it touched and storage rewrites exactly those.
@@ -18,16 +18,16 @@ pub struct VolumeRecord {
     /// The relationship whose target this volume is (a target has exactly one source).
     pub incoming: Option<Relationship>,
     /// Host writes held by a freeze, in arrival order.
-    pub held_writes: VecDeque<HeldWrite>,
+    pub held_writes: HeldWrites,
     /// Sum of the track hashes of this volume's stored content.
     pub content_digest: u64,
 }
 
-/// A write waiting for a thaw; `seq` orders a volume's queue (and keys it in storage).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HeldWrite {
-    pub seq: u64,
-    pub write: HostWrite,
+impl VolumeRecord {
+    /// Thawed, with held writes still to release.
+    pub(crate) fn drains(&self) -> bool {
+        self.volume.frozen_until.is_none() && !self.held_writes.is_empty()
+    }
 }
 
 /// State-wide values that are not part of any volume record.
@@ -35,8 +35,21 @@ pub struct HeldWrite {
 pub struct Globals {
     pub track_size: u32,
     pub next_volume_id: u64,
-    /// The latest timestamp applied: time never goes backwards, whatever a new leader's clock says.
+    /// The state's clock: the time of the last applied entry. It never goes backwards and it
+    /// moves at the rate of the leaders' clocks, whatever their offsets (see `advance_clock`).
     pub last_time: Timestamp,
+    /// The leader's stamp on the last applied entry, as stamped.
+    pub last_stamp: Timestamp,
+}
+
+impl Globals {
+    /// The clock after an entry stamped `stamp`: it moves forward by as much as the stamp moved
+    /// since the previous entry's, never backwards. A leader whose clock runs ahead moves it
+    /// ahead once; later leaders' clocks still move it at their rate, so a timer set on this
+    /// clock (an automatic thaw) fires after its duration, not when wall clocks catch up.
+    pub(crate) fn advance_clock(&self, stamp: Timestamp) -> Timestamp {
+        Timestamp(self.last_time.0 + stamp.0.saturating_sub(self.last_stamp.0))
+    }
 }
 
 /// The replicated FlashCopy state. Change it only through [`crate::apply`].
@@ -48,6 +61,8 @@ pub struct State {
     // Derived from the records (rebuilt on load):
     pub(crate) names: BTreeMap<String, VolumeId>,
     pub(crate) thaw_queue: BTreeSet<(Timestamp, VolumeId)>,
+    /// Thawed volumes whose held writes are still being released.
+    pub(crate) draining: BTreeSet<VolumeId>,
     pub(crate) meta_digest: u64,
     pub(crate) content_digest: u64,
 }
@@ -130,6 +145,7 @@ impl State {
                 track_size,
                 next_volume_id: 1,
                 last_time: Timestamp(0),
+                last_stamp: Timestamp(0),
             },
             Vec::new(),
         )
@@ -142,6 +158,7 @@ impl State {
             records: BTreeMap::new(),
             names: BTreeMap::new(),
             thaw_queue: BTreeSet::new(),
+            draining: BTreeSet::new(),
             meta_digest: 0,
             content_digest: 0,
         };
@@ -159,10 +176,20 @@ impl State {
         if let Some(until) = record.volume.frozen_until {
             self.thaw_queue.insert((until, record.volume.id));
         }
+        self.set_draining(record.volume.id, record.drains());
+    }
+
+    pub(crate) fn set_draining(&mut self, id: VolumeId, drains: bool) {
+        if drains {
+            self.draining.insert(id);
+        } else {
+            self.draining.remove(&id);
+        }
     }
 
     pub(crate) fn unindex(&mut self, record: &VolumeRecord) {
         self.names.remove(&record.volume.name);
+        self.draining.remove(&record.volume.id);
         if let Some(until) = record.volume.frozen_until {
             self.thaw_queue.remove(&(until, record.volume.id));
         }
@@ -368,14 +395,24 @@ impl State {
             .collect()
     }
 
-    /// When the next automatic thaw is due, if any volume is frozen.
+    /// When the next automatic thaw is due, if any volume is frozen (on the state's clock).
     pub fn next_thaw(&self) -> Option<Timestamp> {
         self.thaw_queue.first().map(|(t, _)| *t)
+    }
+
+    /// Whether a thawed volume still has held writes to release (the leader proposes ticks).
+    pub fn releasing_held_writes(&self) -> bool {
+        !self.draining.is_empty()
+    }
+
+    /// What the state's clock would read for an entry the leader stamps `stamp` now.
+    pub fn clock_at(&self, stamp: Timestamp) -> Timestamp {
+        self.globals.advance_clock(stamp)
     }
 
     /// Whether the tag's write is waiting in a freeze queue.
     pub fn is_held(&self, volume: &str, tag: u64) -> bool {
         self.volume_id(volume)
-            .is_some_and(|id| self.records[&id].held_writes.iter().any(|h| h.write.tag == tag))
+            .is_some_and(|id| self.records[&id].held_writes.contains_tag(tag))
     }
 }

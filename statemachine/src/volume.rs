@@ -45,8 +45,12 @@ impl Volume {
 }
 
 pub(crate) fn validate_name(name: &str) -> Result<(), CommandError> {
-    let valid =
-        (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    // `.` and `..` read as paths, and a leading `-` as an option on every command line.
+    let valid = (1..=64).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with('-')
+        && name != "."
+        && name != "..";
     if valid {
         Ok(())
     } else {

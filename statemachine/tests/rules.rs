@@ -17,7 +17,7 @@ fn three_volumes() -> Harness {
 #[test]
 fn volume_names_and_sizes_are_validated() {
     let mut h = Harness::new(TRACK_SIZE);
-    for bad in ["", "has space", "slash/", &"x".repeat(65)] {
+    for bad in ["", "has space", "slash/", &"x".repeat(65), ".", "..", "-rf", "-"] {
         let e = h.refused(Command::CreateVolume {
             name: bad.into(),
             size: 65536,
@@ -689,6 +689,85 @@ fn freeze_thaws_automatically_after_120_seconds() {
     }));
     assert_eq!(h.read("a", 0, 1), vec![3]);
     assert_eq!(h.state.next_thaw(), None);
+}
+
+#[test]
+fn a_long_freeze_queue_is_released_in_bounded_batches_and_nothing_overtakes_it() {
+    let mut h = three_volumes();
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            freeze: true,
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    let held = THAW_BATCH * 2 + 10;
+    let writes = (0..held)
+        .map(|i| match h.write_cmd("a", 0, &[(i % 250) as u8 + 1]) {
+            Command::Write(w) => w,
+            _ => unreachable!(),
+        })
+        .collect();
+    h.ok(Command::WriteBatch(writes));
+    let events = h.ok(Command::UnfreezeFlash {
+        sources: vec!["a".into()],
+    });
+    let written = |events: &[Event]| events.iter().filter(|e| matches!(e, Event::Written { .. })).count();
+    assert_eq!(written(&events), THAW_BATCH, "one bounded batch per entry");
+    assert!(h.state.releasing_held_writes());
+    // A write after the thaw queues behind the ones still held (its entry releases the next
+    // batch first).
+    let events = h.write("a", 0, &[255]);
+    assert_eq!(written(&events), THAW_BATCH);
+    assert!(matches!(events.last(), Some(Event::WriteHeld { .. })), "{events:?}");
+    let mut ticks = 0;
+    while h.state.releasing_held_writes() {
+        let events = h.ok(Command::Tick);
+        assert!(written(&events) <= THAW_BATCH);
+        ticks += 1;
+    }
+    assert_eq!(ticks, 1);
+    assert_eq!(
+        h.read("a", 0, 1),
+        vec![255],
+        "released in arrival order, the late write last"
+    );
+    // Then writes go straight through again.
+    assert!(matches!(h.write("a", 0, &[7])[..], [Event::Written { .. }]));
+}
+
+#[test]
+fn a_leader_clock_that_ran_ahead_does_not_delay_a_later_automatic_thaw() {
+    let mut h = three_volumes();
+    // One leader stamps an entry an hour ahead; the next leaders' clocks are right again.
+    let right = h.now;
+    h.now = right + 3_600_000;
+    h.ok(Command::Tick);
+    h.now = right;
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            freeze: true,
+            ..Default::default()
+        },
+    ));
+    // The state's clock never went back, and it moves on with the right clocks.
+    assert!(h.state.globals().last_time.0 > right + 3_600_000);
+    let frozen_at = h.now;
+    h.write("a", 0, &[3]);
+    assert_eq!(h.vol("a").state, VolumeState::Frozen);
+    // 120 s of right clocks later the thaw is due on the state's clock, and a tick fires it.
+    assert!(h.state.next_thaw().unwrap() <= h.state.clock_at(Timestamp(frozen_at + FREEZE_TIMEOUT_MILLIS)));
+    h.now = frozen_at + FREEZE_TIMEOUT_MILLIS - 1000;
+    let events = h.ok(Command::Tick);
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Thawed { automatic: true, .. })),
+        "{events:?}"
+    );
+    assert_eq!(h.read("a", 0, 1), vec![3]);
 }
 
 #[test]

@@ -16,8 +16,10 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub index: u64,
-    /// When the entry was applied: the leader's stamp, never earlier than the entry before.
+    /// When the entry was applied, on the state's clock (never earlier than the entry before).
     pub time: Timestamp,
+    /// The leader's stamp as proposed: what a replay feeds the state machine.
+    pub stamp: Timestamp,
     /// The command in its journal form (see `Command::journal_form`).
     pub command: Command,
     pub result: Result<(), CommandError>,
@@ -185,7 +187,7 @@ impl<'a> Journal<'a> {
             if past {
                 break;
             }
-            replay.apply(&record.command, record.time);
+            replay.apply(&record.command, record.stamp);
             (index, time, entries) = (record.index, record.time, entries + 1);
         }
         if entries == 0 {
@@ -228,7 +230,7 @@ impl<'a> Journal<'a> {
                 break;
             }
             entries += 1;
-            let replayed = replay.apply(&record.command, record.time);
+            let replayed = replay.apply(&record.command, record.stamp);
             if replayed.result != record.result || replayed.events != record.events {
                 mismatched += 1;
                 if mismatched <= MAX_REPORTED {

@@ -5,7 +5,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// 2: `TracksCopied` events carry `data_tracks`.
 /// 3: audit records keep the command in its journal form, its result and the applied time.
-const FORMAT_VERSION: u8 = 3;
+const FORMAT_VERSION: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -1,7 +1,8 @@
 //! The RocksDB layout: column families and key encodings.
 
 use crate::log_store::LogStore;
-use crate::state_store::{StateMachineStore, StateView};
+use crate::state_machine::StateMachineStore;
+use crate::view::StateView;
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use statemachine::VolumeId;
 use std::path::Path;

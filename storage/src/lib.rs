@@ -13,18 +13,29 @@
 // openraft's traits return its `StorageError` (over 200 bytes); helpers return it too.
 #![allow(clippy::result_large_err)]
 
+/// Builds a `StorageError` from openraft's `StorageIOError` constructors.
+macro_rules! io_error {
+    ($kind:ident, $($arg:expr),+) => {
+        StorageError::from(StorageIOError::$kind($($arg),+))
+    };
+}
+
+mod applied_state;
 mod audit;
 mod codec;
 mod db;
 mod log_store;
 mod records;
 mod snapshot;
-mod state_store;
+mod snapshots;
+mod state_machine;
 mod tracks;
 mod types;
+mod view;
 
 pub use audit::{AuditFilter, AuditRecord, JournalError, Rebuilt, Until, Verification};
 pub use db::{open, open_read_only, OpenError};
-pub use log_store::LogStore;
-pub use state_store::{AppliedNotice, ApplyObserver, ReadError, StateMachineStore, StateView};
+pub use log_store::{LogStore, REPLICATION_BYTES};
+pub use state_machine::{ApplyObserver, StateMachineStore};
 pub use types::{NodeInfo, Request, Response, TypeConfig};
+pub use view::{AppliedNotice, ReadError, StateView};

@@ -15,13 +15,6 @@ use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, StorageError<u64>>;
 
-/// Builds a `StorageError` from openraft's `StorageIOError` constructors.
-macro_rules! io_error {
-    ($kind:ident, $($arg:expr),+) => {
-        StorageError::from(StorageIOError::$kind($($arg),+))
-    };
-}
-
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
@@ -60,13 +53,13 @@ impl LogStore {
             .transpose()
     }
 
-    /// Writes Raft metadata and syncs the WAL before returning.
-    /// Writes Raft metadata, not synced.
+    /// Writes Raft metadata, not synced (`save_committed`).
     fn put<T: Serialize>(&self, key: &[u8], value: &T) -> std::result::Result<(), rocksdb::Error> {
         let bytes = codec::encode(value).expect("raft metadata encodes");
         self.db.put_cf(self.cf(CF_RAFT), key, bytes)
     }
 
+    /// Writes Raft metadata and syncs the WAL before returning (`save_vote`).
     fn put_synced<T: Serialize>(&self, key: &[u8], value: &T) -> std::result::Result<(), rocksdb::Error> {
         self.put(key, value)?;
         self.db.flush_wal(true)
@@ -98,7 +91,27 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(x) => x + 1,
             Bound::Unbounded => 0,
         };
+        self.read_entries(start, |index| range.contains(&index), usize::MAX)
+    }
+
+    /// What the leader replicates in one AppendEntries: at most [`REPLICATION_BYTES`] of
+    /// encoded entries (at least one entry), so a follower far behind is sent bounded requests
+    /// that fit openraft's deadline and the leader never holds a whole backlog in memory.
+    /// openraft sends the rest as soon as this part is acknowledged.
+    async fn limited_get_log_entries(&mut self, start: u64, end: u64) -> Result<Vec<Entry<TypeConfig>>> {
+        self.read_entries(start, |index| index < end, REPLICATION_BYTES)
+    }
+}
+
+/// Encoded log bytes in one replication request, at most (unless one entry alone is larger).
+pub const REPLICATION_BYTES: usize = 8 << 20;
+
+impl LogStore {
+    /// Entries from `start` on while `wanted(index)`, stopping before `budget` encoded bytes
+    /// would be exceeded (never before the first entry).
+    fn read_entries(&self, start: u64, wanted: impl Fn(u64) -> bool, budget: usize) -> Result<Vec<Entry<TypeConfig>>> {
         let mut entries = Vec::new();
+        let mut bytes_read = 0usize;
         let iter = self.db.iterator_cf(
             self.cf(CF_LOG),
             IteratorMode::From(&index_key(start), Direction::Forward),
@@ -106,9 +119,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         for item in iter {
             let (key, bytes) = item.map_err(|e| io_error!(read_logs, &e))?;
             let index = u64::from_be_bytes(key.as_ref().try_into().expect("log keys are 8 bytes"));
-            if !range.contains(&index) {
+            if !wanted(index) || (!entries.is_empty() && bytes_read + bytes.len() > budget) {
                 break;
             }
+            bytes_read += bytes.len();
             entries.push(codec::decode(&bytes).map_err(|e| io_error!(read_logs, &e))?);
         }
         Ok(entries)
@@ -202,5 +216,50 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.delete_range_cf(self.cf(CF_LOG), index_key(0), index_key(log_id.index + 1));
         self.db.write(batch).map_err(|e| io_error!(write_logs, &e))?;
         self.sync_wal()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload};
+    use statemachine::{Command, HostWrite, Timestamp, WriteData};
+
+    /// An entry carrying `mib` MiB of host data.
+    fn entry(index: u64, mib: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(crate::Request {
+                command: Command::Write(HostWrite {
+                    volume: "v".into(),
+                    offset: 0,
+                    data: WriteData::Bytes(vec![7; mib << 20]),
+                    tag: index,
+                }),
+                time: Timestamp(index),
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn replication_reads_are_bounded_by_bytes_but_never_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut log, _state) = crate::open(dir.path()).unwrap();
+        let sizes = [3, 3, 3, 20, 1, 1];
+        for (i, mib) in sizes.iter().enumerate() {
+            let e = entry(i as u64 + 1, *mib);
+            log.db
+                .put_cf(log.cf(CF_LOG), index_key(e.log_id.index), codec::encode(&e).unwrap())
+                .unwrap();
+        }
+        let indexes = |entries: Vec<Entry<TypeConfig>>| entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
+        // 3 + 3 MiB fit in 8 MiB; a third would not.
+        assert_eq!(indexes(log.limited_get_log_entries(1, 7).await.unwrap()), vec![1, 2]);
+        // One entry larger than the budget still goes, alone.
+        assert_eq!(indexes(log.limited_get_log_entries(4, 7).await.unwrap()), vec![4]);
+        assert_eq!(indexes(log.limited_get_log_entries(5, 7).await.unwrap()), vec![5, 6]);
+        // The end bound holds; the unlimited read returns the whole range.
+        assert_eq!(indexes(log.limited_get_log_entries(5, 6).await.unwrap()), vec![5]);
+        assert_eq!(indexes(log.try_get_log_entries(1..7).await.unwrap()).len(), 6);
     }
 }

@@ -161,14 +161,13 @@ pub fn stage(state: &State, touched: &[VolumeId], details: &DetailChanges) -> Re
             put_block(&mut out, rel, target, kind, block)?;
         }
     }
-    for &volume in &details.held_cleared {
-        let (from, to) = held_range(volume);
-        out.push(MetaWrite::DeleteRange(from, to));
+    // Released writes are a prefix of the queue: delete through the last one. (A push in the
+    // same apply comes after, in the same batch.)
+    for (&volume, &last) in &details.held_released {
+        out.push(MetaWrite::DeleteRange(held_key(volume, 0), held_key(volume, last + 1)));
     }
     for &(volume, seq) in &details.held_pushed {
-        let held = state
-            .record(volume)
-            .and_then(|r| r.held_writes.iter().rev().find(|h| h.seq == seq));
+        let held = state.record(volume).and_then(|r| r.held_writes.get(seq));
         if let Some(held) = held {
             out.push(MetaWrite::Put(held_key(volume, seq), codec::encode(&held.write)?));
         }
@@ -260,9 +259,10 @@ impl Loader {
                 }
             })
             .collect();
+        let position: HashMap<VolumeId, usize> = records.iter().enumerate().map(|(i, r)| (r.volume.id, i)).collect();
         for ((volume, seq), write) in self.held {
-            if let Some(record) = records.iter_mut().find(|r| r.volume.id == volume) {
-                record.held_writes.push_back(HeldWrite { seq, write });
+            if let Some(&i) = position.get(&volume) {
+                records[i].held_writes.push_held(HeldWrite { seq, write });
             }
         }
         records

@@ -1,7 +1,7 @@
 //! Test harness: real `flashcopy` processes on temp dirs and free ports, driven by the real CLI.
 #![allow(dead_code)]
 
-use node::client::ApiClient;
+use node::cli::client::ApiClient;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -180,9 +180,31 @@ impl Node {
     /// One series of this node's `/metrics`, exactly as named (labels included), if it is there.
     pub fn metric(&self, series: &str) -> Option<u64> {
         let url = format!("{}/metrics", self.api);
-        let text = block(async move { reqwest::get(url).await.ok()?.text().await.ok() })?;
+        let token = self.token.clone();
+        let text = block(async move {
+            let mut request = reqwest::Client::new().get(url);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.ok()?.text().await.ok()
+        })?;
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Resident memory of the process now, in bytes (Linux `/proc`; 0 once it is gone).
+    pub fn rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map_or(0, |kib| kib * 1024)
     }
 
     /// SIGSTOP / SIGCONT: the process stays, but answers nothing.

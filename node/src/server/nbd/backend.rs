@@ -1,10 +1,12 @@
 //! What the NBD server needs from the cluster, as a trait: the protocol code is then testable
-//! (and simulable) without openraft, and `Controller` is the one real implementation.
+//! (and simulable) without openraft, and [`ClusterBackend`] is the one real implementation.
 
-use crate::controller::{Controller, ProposeError};
+use crate::server::consensus::{Consensus, ProposeError};
+use crate::server::host_writes::HostWrites;
 use statemachine::{CommandError, WriteData};
 use std::future::Future;
-use storage::ReadError;
+use std::sync::Arc;
+use storage::{ReadError, StateView};
 
 /// One volume as NBD offers it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +32,8 @@ pub enum Failure {
 impl From<ProposeError> for Failure {
     fn from(e: ProposeError) -> Self {
         match e {
-            ProposeError::NotLeader { .. } => Failure::NotLeader,
+            // Either way the client must reconnect: to the leader, or to the majority's side.
+            ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) => Failure::NotLeader,
             ProposeError::Unavailable(reason) => Failure::Unavailable(reason),
         }
     }
@@ -45,10 +48,18 @@ pub trait Backend: Send + Sync + 'static {
     fn write(&self, volume: &str, offset: u64, data: WriteData) -> impl Future<Output = Result<(), Failure>> + Send;
 }
 
-impl Backend for Controller {
+/// Volumes as this node's replica of the cluster holds them: reads are linearizable through
+/// consensus, writes go through the host-write queue.
+pub struct ClusterBackend {
+    pub consensus: Arc<Consensus>,
+    pub state: StateView,
+    pub writes: Arc<HostWrites>,
+}
+
+impl Backend for ClusterBackend {
     async fn exports(&self) -> Result<Vec<Export>, Failure> {
-        self.linearizable().await?;
-        Ok(self.view.query(|s| {
+        self.consensus.linearizable().await?;
+        Ok(self.state.query(|s| {
             s.volumes()
                 .into_iter()
                 .map(|v| Export {
@@ -61,8 +72,8 @@ impl Backend for Controller {
     }
 
     async fn read(&self, volume: &str, offset: u64, length: u64) -> Result<Vec<u8>, Failure> {
-        self.linearizable().await?;
-        let view = self.view.clone();
+        self.consensus.linearizable().await?;
+        let view = self.state.clone();
         let volume = volume.to_string();
         // RocksDB reads block: keep them off the async workers.
         tokio::task::spawn_blocking(move || view.read(&volume, offset, length))
@@ -75,7 +86,7 @@ impl Backend for Controller {
     }
 
     async fn write(&self, volume: &str, offset: u64, data: WriteData) -> Result<(), Failure> {
-        Controller::write(self, volume, offset, data).await??;
+        self.writes.write(volume, offset, data).await??;
         Ok(())
     }
 }

@@ -1,35 +1,33 @@
-//! `flashcopy serve`: open storage, start openraft, the peer transport, the admin API and the
-//! copy scheduler; initialise a new single-node cluster or join an existing one.
+//! The server: `flashcopy serve` opens storage, starts openraft, the peer transport, the admin
+//! API, the NBD server, the write batcher and the copy scheduler, and initialises a new
+//! single-node cluster or joins an existing one. Each part gets only what it uses.
 
-use crate::controller::{Controller, Settings};
-use crate::metrics::Metrics;
+pub mod api;
+pub mod config;
+pub mod consensus;
+pub mod copy_scheduler;
+pub mod host_writes;
+pub mod metrics;
+pub mod nbd;
+pub mod throttled;
+pub mod token;
+pub mod transport;
+pub mod write_batcher;
+
+pub use config::{ServeArgs, ServeConfig};
+
+use crate::logs::{self, LogFormat};
 use crate::protocol::{AddNode, API_PREFIX};
-use crate::{api, copy_scheduler, nbd, transport, write_batcher};
+use consensus::{now_millis, Consensus};
+use host_writes::HostWrites;
+use metrics::Metrics;
 use openraft::{Config, Raft, SnapshotPolicy};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use storage::NodeInfo;
+use token::ClusterToken;
 use tokio::net::TcpListener;
-
-#[derive(Clone, Debug)]
-pub struct ServeConfig {
-    pub data_dir: PathBuf,
-    pub node_id: Option<u64>,
-    pub api: String,
-    pub raft: String,
-    /// NBD listen address.
-    pub nbd: String,
-    pub advertise_api: Option<String>,
-    pub advertise_raft: Option<String>,
-    pub join: Option<String>,
-    pub token: String,
-    /// Background-copy limit in bytes per second.
-    pub copy_rate: Option<u64>,
-    /// Log entries between snapshots.
-    pub snapshot_every: u64,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -45,7 +43,7 @@ pub enum ServeError {
 
 /// A running node.
 pub struct Running {
-    pub controller: Arc<Controller>,
+    pub consensus: Arc<Consensus>,
     /// The admin API's URL (the real port when 0 was asked for).
     pub api_url: String,
     /// The NBD address as bound (the real port when 0 was asked for).
@@ -127,7 +125,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         let metrics = metrics.clone();
         Arc::new(move |entries, elapsed| metrics.record_apply(entries, elapsed))
     });
-    let view = state_store.view();
+    let state = state_store.view();
 
     let api_listener = listen(&config.api).await?;
     let raft_listener = listen(&config.raft).await?;
@@ -147,48 +145,70 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         raft: raft_addr,
     };
 
-    let token = Arc::new(config.token.clone());
+    let token = ClusterToken::new(config.token.clone());
     let raft_config = Arc::new(
         raft_config(config.snapshot_every)
             .validate()
             .map_err(|e| ServeError::Raft(e.to_string()))?,
     );
-    let network = transport::Network { token: token.clone() };
+    let network = transport::Network {
+        id,
+        token: token.clone(),
+    };
     let raft = Raft::new(id, raft_config, network, log_store, state_store)
         .await
         .map_err(|e| ServeError::Raft(e.to_string()))?;
-    let (writes, batches) = write_batcher::channel();
-    let controller = Arc::new(Controller::new(
-        id,
-        info.clone(),
-        raft.clone(),
-        view,
-        Settings {
-            token: config.token.clone(),
-            copy_rate: config.copy_rate,
-        },
-        writes,
-        metrics,
-    ));
-    tokio::spawn(write_batcher::run(controller.clone(), batches));
+    let consensus = Arc::new(Consensus::new(id, info.clone(), raft.clone(), metrics.clone()));
 
-    let tunnels: transport::TunnelHandler = {
-        let c = controller.clone();
-        Arc::new(
-            move |kind: transport::TunnelKind, stream: tokio::net::TcpStream| match kind {
-                transport::TunnelKind::Nbd => nbd::serve_tunnelled(stream, c.clone()),
-            },
-        )
-    };
-    tokio::spawn(transport::serve(raft_listener, raft.clone(), token, tunnels));
-    tokio::spawn(nbd::serve(nbd_listener, controller.clone()));
-    let app = api::router(controller.clone());
+    let (queue, batches) = write_batcher::channel();
+    let writes_waiting = queue.waiting();
+    let writes = Arc::new(HostWrites::new(queue, state.clone(), id, now_millis()));
+    tokio::spawn(write_batcher::run(consensus.clone(), metrics.clone(), batches));
+    tokio::spawn(copy_scheduler::run(copy_scheduler::CopyScheduler {
+        proposer: consensus.clone(),
+        state: state.clone(),
+        host_writes: writes_waiting,
+        metrics: metrics.clone(),
+        copy_rate: config.copy_rate,
+    }));
+
+    let nbd_server = Arc::new(nbd::NbdServer {
+        backend: Arc::new(nbd::backend::ClusterBackend {
+            consensus: consensus.clone(),
+            state: state.clone(),
+            writes: writes.clone(),
+        }),
+        consensus: consensus.clone(),
+        token: token.clone(),
+        metrics: metrics.clone(),
+        limits: nbd::Limits::new(
+            config.nbd_max_connections,
+            config.nbd_handshake_limit,
+            config.nbd_memory,
+        ),
+    });
+    tokio::spawn(transport::serve(
+        raft_listener,
+        raft.clone(),
+        token.clone(),
+        Arc::new(nbd::Tunnels(nbd_server.clone())),
+    ));
+    tokio::spawn(nbd::serve(nbd_listener, nbd_server));
+    let peers = reqwest::Client::new();
+    let app = api::router(api::AdminApi {
+        consensus: consensus.clone(),
+        state,
+        writes,
+        token: token.clone(),
+        peers: peers.clone(),
+        metrics,
+        open_metrics: config.open_metrics,
+    });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(api_listener, app).await {
             tracing::error!(error = %e, "admin API stopped");
         }
     });
-    tokio::spawn(copy_scheduler::run(controller.clone()));
 
     let initialized = raft
         .is_initialized()
@@ -197,34 +217,81 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     if !initialized {
         match &config.join {
             None => {
-                raft.initialize(BTreeMap::from([(id, info)]))
+                raft.initialize(BTreeMap::from([(id, info.clone())]))
                     .await
                     .map_err(|e| ServeError::Raft(e.to_string()))?;
                 tracing::info!(node = id, "initialised a new single-node cluster");
             }
             Some(url) => {
-                tokio::spawn(join(controller.clone(), url.trim_end_matches('/').to_string()));
+                let joining = Joining {
+                    id,
+                    api: info.api.clone(),
+                    token,
+                    peers,
+                };
+                tokio::spawn(join(joining, url.trim_end_matches('/').to_string()));
             }
         }
     }
     tracing::info!(node = id, api = %api_url, nbd = %nbd_addr, "flashcopy node serving");
     Ok(Running {
-        controller,
+        consensus,
         api_url,
         nbd_addr,
     })
 }
 
-/// Asks an existing cluster to add this node, until it does.
-async fn join(c: Arc<Controller>, url: String) {
-    let body = AddNode {
-        id: c.id,
-        url: c.info.api.clone(),
+/// `flashcopy serve`: runs a node until SIGINT or SIGTERM; returns the exit status.
+pub async fn run(args: ServeArgs) -> i32 {
+    logs::init("info", args.log_format);
+    let config = match args.config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
     };
+    let running = match start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: serve: {e}");
+            return 1;
+        }
+    };
+    let ready = format!(
+        "flashcopy: node {} serving the admin API at {} and NBD at nbd://{}",
+        running.consensus.id(),
+        running.api_url,
+        running.nbd_addr
+    );
+    match args.log_format {
+        LogFormat::Text => eprintln!("{ready}"),
+        LogFormat::Json => tracing::info!("{ready}"),
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    running.consensus.shutdown().await;
+    0
+}
+
+/// What a joining node tells the cluster, and how.
+struct Joining {
+    id: u64,
+    api: String,
+    token: ClusterToken,
+    peers: reqwest::Client,
+}
+
+/// Asks an existing cluster to add this node, until it does.
+async fn join(j: Joining, url: String) {
+    let body = AddNode { id: j.id, url: j.api };
     loop {
-        let mut request = c.http.post(format!("{url}{API_PREFIX}/cluster/nodes")).json(&body);
-        if !c.token.is_empty() {
-            request = request.bearer_auth(c.token.as_str());
+        let mut request = j.peers.post(format!("{url}{API_PREFIX}/cluster/nodes")).json(&body);
+        if !j.token.is_open() {
+            request = request.bearer_auth(j.token.secret());
         }
         match request.send().await {
             Ok(reply) if reply.status().is_success() => {

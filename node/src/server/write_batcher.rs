@@ -3,10 +3,11 @@
 //! Instead, writes queue here and whatever is waiting when a proposal slot frees goes into one
 //! `Command::WriteBatch` entry: one sync and one replication round for all of them.
 
-use crate::controller::{Controller, ProposeError};
+use crate::server::consensus::{Committed, Propose, ProposeError};
+use crate::server::metrics::Metrics;
 use statemachine::{Command, CommandError, Event, HostWrite};
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
@@ -32,9 +33,20 @@ struct Pending {
     reply: oneshot::Sender<Result<Outcome, ProposeError>>,
 }
 
-/// The submitting side, held by the controller.
+/// The submitting side, held by [`HostWrites`](crate::server::host_writes::HostWrites).
 pub struct WriteQueue {
     queue: mpsc::UnboundedSender<Pending>,
+    waiting: WritesWaiting,
+}
+
+/// How many host writes are submitted and not yet answered: the copy scheduler yields to them.
+#[derive(Clone, Default)]
+pub struct WritesWaiting(Arc<AtomicUsize>);
+
+impl WritesWaiting {
+    pub fn any(&self) -> bool {
+        self.0.load(Ordering::SeqCst) > 0
+    }
 }
 
 /// The batching side, run by [`run`].
@@ -44,7 +56,8 @@ pub struct WriteBatches {
 
 pub fn channel() -> (WriteQueue, WriteBatches) {
     let (queue, receiver) = mpsc::unbounded_channel();
-    (WriteQueue { queue }, WriteBatches { queue: receiver })
+    let waiting = WritesWaiting::default();
+    (WriteQueue { queue, waiting }, WriteBatches { queue: receiver })
 }
 
 fn stopped() -> ProposeError {
@@ -55,13 +68,23 @@ impl WriteQueue {
     /// Proposes `write` in the next batch and waits for that batch's entry to be applied.
     pub async fn submit(&self, write: HostWrite) -> Result<Outcome, ProposeError> {
         let (reply, outcome) = oneshot::channel();
-        self.queue.send(Pending { write, reply }).map_err(|_| stopped())?;
-        outcome.await.map_err(|_| stopped())?
+        self.waiting.0.fetch_add(1, Ordering::SeqCst);
+        let answered = match self.queue.send(Pending { write, reply }) {
+            Ok(()) => outcome.await.map_err(|_| stopped()),
+            Err(_) => Err(stopped()),
+        };
+        self.waiting.0.fetch_sub(1, Ordering::SeqCst);
+        answered?
+    }
+
+    /// A handle on the count of writes waiting here.
+    pub fn waiting(&self) -> WritesWaiting {
+        self.waiting.clone()
     }
 }
 
-/// Forms batches and proposes them, until the controller is dropped.
-pub async fn run(controller: Arc<Controller>, mut batches: WriteBatches) {
+/// Forms batches and proposes them, until every [`WriteQueue`] is dropped.
+pub async fn run<P: Propose>(proposer: Arc<P>, metrics: Arc<Metrics>, mut batches: WriteBatches) {
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut carried: Option<Pending> = None;
     loop {
@@ -88,25 +111,25 @@ pub async fn run(controller: Arc<Controller>, mut batches: WriteBatches) {
                 Err(_) => break,
             }
         }
-        let controller = controller.clone();
+        let (proposer, metrics) = (proposer.clone(), metrics.clone());
         tokio::spawn(async move {
-            commit(&controller, batch).await;
+            commit(&*proposer, &metrics, batch).await;
             drop(slot);
         });
     }
 }
 
-async fn commit(c: &Controller, batch: Vec<Pending>) {
-    c.metrics.host_writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
-    c.metrics.write_batches.fetch_add(1, Ordering::Relaxed);
+async fn commit<P: Propose>(proposer: &P, metrics: &Metrics, batch: Vec<Pending>) {
+    metrics.host_writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    metrics.write_batches.fetch_add(1, Ordering::Relaxed);
     let mut writes = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     for Pending { write, reply } in batch {
         replies.push((write.tag, reply));
         writes.push(write);
     }
-    let (result, events, index) = match c.propose_at(Command::WriteBatch(writes)).await {
-        Ok(applied) => applied,
+    let Committed { index, result, events } = match proposer.propose(Command::WriteBatch(writes)).await {
+        Ok(committed) => committed,
         Err(e) => {
             for (_, reply) in replies {
                 let _ = reply.send(Err(e.clone()));

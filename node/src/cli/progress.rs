@@ -1,8 +1,8 @@
 //! `--wait` and `lsflash --watch`: follow background copies. A progress bar on a terminal,
 //! plain lines otherwise.
 
-use crate::client::{ApiClient, CliError};
-use crate::report::progress_table;
+use super::client::{ApiClient, CliError};
+use super::report::progress_table;
 use statemachine::{RelationshipInfo, RelationshipState};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;

@@ -1,6 +1,7 @@
 //! The `flashcopy` command line (SPEC §5), verbs named after the DS8000 DS CLI.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::server::ServeArgs;
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -28,52 +29,6 @@ pub struct ClientArgs {
     /// File holding the cluster token (else FLASHCOPY_TOKEN).
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct ServeArgs {
-    #[arg(long, default_value = "./flashcopy-data", value_name = "DIR")]
-    pub data_dir: PathBuf,
-    /// This node's id (fixed by the data directory after the first start).
-    #[arg(long, value_name = "N")]
-    pub node_id: Option<u64>,
-    /// Admin API listen address.
-    #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
-    pub api: String,
-    /// Raft peer listen address.
-    #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
-    pub raft: String,
-    /// NBD listen address: hosts reach volumes here (export name = volume name).
-    #[arg(long, default_value = "127.0.0.1:10809", value_name = "ADDR")]
-    pub nbd: String,
-    /// The admin API URL other nodes and clients use (default: from --api; for 0.0.0.0, this
-    /// machine's hostname).
-    #[arg(long, value_name = "URL")]
-    pub advertise_api: Option<String>,
-    /// The Raft address peers connect to (default: from --raft, as for --advertise-api).
-    #[arg(long, value_name = "ADDR")]
-    pub advertise_raft: Option<String>,
-    /// Join the cluster whose admin API is at URL instead of starting a new one.
-    #[arg(long, value_name = "URL")]
-    pub join: Option<String>,
-    /// Require this bearer token for the admin API and between nodes.
-    #[arg(long, value_name = "FILE")]
-    pub token_file: Option<PathBuf>,
-    /// Cluster-wide background-copy limit in MiB/s (unlimited by default).
-    #[arg(long, value_name = "MIB_PER_S")]
-    pub copy_rate: Option<f64>,
-    /// Build a snapshot (and purge the log before it) every this many entries.
-    #[arg(long, default_value_t = 20_000, value_name = "ENTRIES", value_parser = clap::value_parser!(u64).range(10..))]
-    pub snapshot_every: u64,
-    /// Log lines as text, or as one JSON object per line for log shippers (RUST_LOG sets the level).
-    #[arg(long, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Subcommand, Debug)]

@@ -76,6 +76,8 @@ pub struct Metrics {
     applied_entries: AtomicU64,
     pub nbd_connections: AtomicU64,
     pub nbd_connections_proxied: AtomicU64,
+    /// Connections closed at accept because the connection limit was reached.
+    pub nbd_connections_refused: AtomicU64,
     nbd: [NbdCommandMetrics; NBD_COMMANDS.len()],
     /// From proposing a command to its reply (committed and applied here).
     pub commit_latency: Histogram,
@@ -140,6 +142,12 @@ impl Metrics {
             "flashcopy_nbd_connections_proxied_total",
             "NBD connections this node forwarded to the leader.",
             &self.nbd_connections_proxied,
+        );
+        counter(
+            out,
+            "flashcopy_nbd_connections_refused_total",
+            "NBD connections closed at once: the connection limit was reached.",
+            &self.nbd_connections_refused,
         );
         per_command(
             out,

@@ -5,15 +5,58 @@
 use super::backend::{Backend, Export, Failure};
 use super::discard;
 use super::wire::*;
-use crate::metrics::Metrics;
+use crate::server::metrics::Metrics;
 use statemachine::{CommandError, WriteData, MAX_WRITE_BYTES};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Bytes of request and reply data one connection may hold in memory at once, in KiB.
-const BUDGET_KIB: u32 = 96 * 1024;
+pub const CONNECTION_BUDGET_KIB: u32 = 96 * 1024;
+
+/// The memory a connection may hold: its own budget, within the node's budget for all
+/// connections. Permits are held from reading a request until its reply is on the socket.
+pub struct Budget {
+    connection: Arc<Semaphore>,
+    node: Arc<Semaphore>,
+}
+
+impl Budget {
+    pub fn new(node: Arc<Semaphore>) -> Self {
+        Budget {
+            connection: Arc::new(Semaphore::new(CONNECTION_BUDGET_KIB as usize)),
+            node,
+        }
+    }
+
+    /// Waits for `kib` of both budgets: this connection's first, so one connection waiting
+    /// for the node's budget holds none of it.
+    async fn take(&self, kib: u32) -> Held {
+        let connection = self
+            .connection
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("never closed");
+        let node = self.node.clone().acquire_many_owned(kib).await.expect("never closed");
+        Held {
+            _connection: connection,
+            _node: node,
+        }
+    }
+
+    /// Waits until every permit of this connection has come back.
+    async fn drained(&self) {
+        let _all = self.connection.acquire_many(CONNECTION_BUDGET_KIB).await;
+    }
+}
+
+/// Memory held for one request, released when dropped.
+struct Held {
+    _connection: OwnedSemaphorePermit,
+    _node: OwnedSemaphorePermit,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TransmissionError {
@@ -26,6 +69,8 @@ pub enum TransmissionError {
 struct Reply {
     header: [u8; 16],
     data: Vec<u8>,
+    /// Dropped once the reply is written: until then its bytes count against the budgets.
+    _held: Held,
 }
 
 /// Serves requests until the client disconnects, or this node stops leading (then in-flight
@@ -35,16 +80,17 @@ pub async fn serve<S, B>(
     export: Export,
     backend: Arc<B>,
     metrics: Arc<Metrics>,
+    budget: Budget,
 ) -> Result<(), TransmissionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
     B: Backend,
 {
     let (mut reader, writer) = tokio::io::split(stream);
-    // Unbounded, but never longer than the budget allows: every reply holds budget permits.
+    // Unbounded, but never longer than the budget allows: every reply holds budget permits
+    // until it is written.
     let (replies, reply_queue) = mpsc::unbounded_channel::<Reply>();
     let writer = tokio::spawn(write_replies(writer, reply_queue));
-    let budget = Arc::new(Semaphore::new(BUDGET_KIB as usize));
     let step_down = Arc::new(Notify::new());
     let export = Arc::new(export);
 
@@ -73,12 +119,7 @@ where
             CommandKind::Write | CommandKind::Read => request.length.min(MAX_WRITE_BYTES as u32),
             _ => 0,
         };
-        let permits = (data_len / 1024).max(1);
-        let permit = budget
-            .clone()
-            .acquire_many_owned(permits)
-            .await
-            .expect("the budget is never closed");
+        let held = budget.take((data_len / 1024).max(1)).await;
 
         let mut payload = Vec::new();
         if payload_len > 0 {
@@ -130,14 +171,14 @@ where
             let _ = replies.send(Reply {
                 header: simple_reply(error, request.cookie),
                 data,
+                _held: held,
             });
-            drop(permit);
         });
     };
 
     // Let every request already read finish and be answered before closing.
-    let _all = budget.acquire_many(BUDGET_KIB).await;
     drop(replies);
+    budget.drained().await;
     let _ = writer.await;
     result
 }

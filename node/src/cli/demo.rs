@@ -1,10 +1,11 @@
 //! `flashcopy demo`: the scenario that motivates persistent FlashCopy, on an embedded
 //! single-node controller in a temporary directory. Exit status 0 only if every step behaved.
 
-use crate::client::{ApiClient, CliError};
-use crate::progress::wait_for_copy;
+use super::client::{ApiClient, CliError};
+use super::progress::wait_for_copy;
+use super::report::{describe, relationships_table};
+use crate::logs::{self, LogFormat};
 use crate::protocol::{CommandReply, CreateVolume, MkFlash, RmFlash};
-use crate::report::{describe, relationships_table};
 use crate::server::{self, ServeConfig};
 use statemachine::RelationshipInfo;
 use std::time::{Duration, Instant};
@@ -134,14 +135,9 @@ async fn scenario(api: &ApiClient) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn run() -> i32 {
-    let dir = match tempfile::tempdir() {
-        Ok(dir) => dir,
-        Err(e) => {
-            eprintln!("error: demo-failed: cannot create a temporary directory: {e}");
-            return 1;
-        }
-    };
+pub async fn run() -> Result<(), CliError> {
+    logs::init("warn", LogFormat::Text);
+    let dir = tempfile::tempdir().map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
     let config = ServeConfig {
         data_dir: dir.path().join("data"),
         node_id: None,
@@ -154,33 +150,26 @@ pub async fn run() -> i32 {
         token: String::new(),
         copy_rate: None,
         snapshot_every: 20_000,
+        nbd_max_connections: 16,
+        nbd_handshake_limit: Duration::from_secs(10),
+        nbd_memory: 256 << 20,
+        open_metrics: false,
     };
     println!(
         "flashcopy demo: an embedded single-node controller in {}",
         dir.path().display()
     );
-    let running = match server::start(config).await {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: demo-failed: cannot start the embedded controller: {e}");
-            return 1;
-        }
-    };
+    let running = server::start(config)
+        .await
+        .map_err(|e| fail(format!("cannot start the embedded controller: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !running.controller.is_leader() && Instant::now() < deadline {
+    while !running.consensus.is_leader() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let api = ApiClient::new(&running.api_url, None);
     let outcome = scenario(&api).await;
-    let _ = running.controller.raft.shutdown().await;
-    match outcome {
-        Ok(()) => {
-            println!("\ndemo complete: every step behaved as a storage administrator would expect");
-            0
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            1
-        }
-    }
+    running.consensus.shutdown().await;
+    outcome?;
+    println!("\ndemo complete: every step behaved as a storage administrator would expect");
+    Ok(())
 }

@@ -1,6 +1,6 @@
 //! Volume sizes on the command line: bytes, or with a K/M/G/T suffix (powers of 1024).
 
-use crate::client::CliError;
+use super::client::CliError;
 
 pub fn parse_size(text: &str) -> Result<u64, CliError> {
     let bad = || {

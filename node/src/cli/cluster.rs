@@ -1,0 +1,48 @@
+//! `cluster status|add|remove`.
+
+use super::client::{ApiClient, CliError};
+use super::print_json;
+use super::report::table;
+use crate::protocol::{AddNode, ClusterStatus, NodeStatus};
+
+pub async fn status(api: &ApiClient, json: bool) -> Result<(), CliError> {
+    let status: ClusterStatus = api.get("/cluster").await?;
+    if json {
+        print_json(&status);
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let applied = n.applied_index.map_or("unreachable".into(), |i| i.to_string());
+            vec![n.id.to_string(), n.role.clone(), n.url.clone(), applied]
+        })
+        .collect();
+    print!("{}", table(&["ID", "ROLE", "URL", "APPLIED_INDEX"], &rows));
+    println!(
+        "node {}: applied index {}, digest {}",
+        status.node_id, status.applied_index, status.digest
+    );
+    Ok(())
+}
+
+pub async fn add(api: &ApiClient, node_id: u64, url: String, json: bool) -> Result<(), CliError> {
+    let status: NodeStatus = api.post("/cluster/nodes", &AddNode { id: node_id, url }).await?;
+    if json {
+        print_json(&status);
+    } else {
+        println!("added node {node_id}");
+    }
+    Ok(())
+}
+
+pub async fn remove(api: &ApiClient, node_id: u64, json: bool) -> Result<(), CliError> {
+    let status: NodeStatus = api.delete(&format!("/cluster/nodes/{node_id}")).await?;
+    if json {
+        print_json(&status);
+    } else {
+        println!("removed node {node_id}");
+    }
+    Ok(())
+}

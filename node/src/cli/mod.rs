@@ -1,0 +1,133 @@
+//! The `flashcopy` command line: every verb but `serve` is a client of the admin API (verbs
+//! named after the DS8000 DS CLI). One small function per verb, in a file per domain.
+
+mod args;
+mod audit;
+pub mod client;
+mod cluster;
+mod demo;
+mod flash;
+mod progress;
+mod report;
+mod size;
+mod volumes;
+
+pub use args::{AuditAction, Cli, ClientArgs, ClusterAction, Verb};
+
+use client::{load_token, ApiClient, CliError};
+use report::describe;
+
+/// Runs a client verb (or the demo) and returns the exit status: 0, or the error's.
+pub async fn run(verb: Verb) -> i32 {
+    match dispatch(verb).await {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn dispatch(verb: Verb) -> Result<(), CliError> {
+    match verb {
+        Verb::Serve(_) => unreachable!("main runs the server"),
+        Verb::Demo => demo::run().await,
+        Verb::Mkvol { name, size, client } => volumes::mkvol(&api(&client)?, name, &size).await,
+        Verb::Lsvol { json, client } => volumes::lsvol(&api(&client)?, json).await,
+        Verb::Rmvol { name, client } => volumes::rmvol(&api(&client)?, &name).await,
+        Verb::Mkflash {
+            pairs,
+            nocp,
+            persist,
+            record,
+            tgtinhibit,
+            freeze,
+            seqnum,
+            wait,
+            client,
+        } => {
+            let options = flash::MkflashOptions {
+                nocp,
+                persist,
+                record,
+                tgtinhibit,
+                freeze,
+                seqnum,
+                wait,
+            };
+            flash::mkflash(&client, pairs, options).await
+        }
+        Verb::Lsflash {
+            volumes,
+            json,
+            watch,
+            client,
+        } => flash::lsflash(&api(&client)?, &volumes, json, watch).await,
+        Verb::Rmflash {
+            pairs,
+            cp,
+            seqnum,
+            wait,
+            client,
+        } => flash::rmflash(&client, pairs, cp, seqnum, wait).await,
+        Verb::Resyncflash {
+            pairs,
+            nocp,
+            tgtinhibit,
+            seqnum,
+            wait,
+            client,
+        } => flash::resyncflash(&client, pairs, nocp, tgtinhibit, seqnum, wait).await,
+        Verb::Reverseflash {
+            pairs,
+            fast,
+            seqnum,
+            wait,
+            client,
+        } => flash::reverseflash(&client, pairs, fast, seqnum, wait).await,
+        Verb::Unfreezeflash { sources, client } => flash::unfreezeflash(&api(&client)?, sources).await,
+        Verb::Cluster { action, json, client } => {
+            let api = api(&client)?;
+            match action {
+                ClusterAction::Status => cluster::status(&api, json).await,
+                ClusterAction::Add { node_id, url } => cluster::add(&api, node_id, url, json).await,
+                ClusterAction::Remove { node_id } => cluster::remove(&api, node_id, json).await,
+            }
+        }
+        Verb::Audit {
+            action,
+            volume,
+            relationship,
+            since,
+            at,
+            json,
+            client,
+        } => match (action, at) {
+            (Some(AuditAction::Verify { .. }), at)
+                if volume.is_some() || relationship.is_some() || since.is_some() || at.is_some() =>
+            {
+                Err(CliError::usage(
+                    "usage",
+                    "audit verify replays the whole journal: --volume, --relationship, --since and --at do not apply",
+                ))
+            }
+            (Some(AuditAction::Verify { data_dir }), _) => audit::verify(&client, data_dir, json).await,
+            (None, Some(at)) => audit::at(&api(&client)?, &at, volume, json).await,
+            (None, None) => audit::list(&api(&client)?, volume, relationship, since, json).await,
+        },
+    }
+}
+
+fn api(args: &ClientArgs) -> Result<ApiClient, CliError> {
+    Ok(ApiClient::new(&args.api, load_token(args.token_file.as_deref())?))
+}
+
+fn print_events(reply: &crate::protocol::CommandReply) {
+    for event in &reply.events {
+        println!("{}", describe(event));
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) {
+    println!("{}", serde_json::to_string_pretty(value).expect("API values serialise"));
+}

@@ -1,0 +1,97 @@
+//! Errors as the admin API answers them: an HTTP status, a stable kebab-case code, a sentence.
+
+use crate::protocol::{ErrorBody, ErrorDetail, MAX_BODY};
+use crate::server::consensus::ProposeError;
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use statemachine::{CommandError, Timestamp};
+
+/// An API error: HTTP status plus a stable code and a sentence.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: String,
+    message: String,
+}
+
+impl ApiError {
+    pub(super) fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        let status = match e {
+            CommandError::VolumeNotFound { .. } | CommandError::RelationshipNotFound { .. } => StatusCode::NOT_FOUND,
+            _ => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<ProposeError> for ApiError {
+    fn from(e: ProposeError) -> Self {
+        let code = match e {
+            ProposeError::NotLeader { .. } => "not-leader",
+            ProposeError::NoQuorum(_) => "no-quorum",
+            ProposeError::Unavailable(_) => "unavailable",
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, format!("{e}; try again"))
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        body_error(r.status(), r.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        body_error(r.status(), r.body_text())
+    }
+}
+
+pub(super) fn body_error(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(status, "body-too-large", format!("request body over {MAX_BODY} bytes"))
+    } else {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", text)
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", r.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad-request", r.body_text())
+    }
+}
+
+pub(super) fn time_param(raw: &str) -> Result<Timestamp, ApiError> {
+    raw.parse::<Timestamp>()
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-time", e.to_string()))
+}

@@ -1,0 +1,92 @@
+//! `GET /metrics`: Raft and state gauges, then the node's counters and histograms, as
+//! Prometheus text.
+
+use super::Api;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use statemachine::RelationshipInfo;
+
+pub(super) async fn render(State(a): Api) -> impl IntoResponse {
+    use std::fmt::Write as _;
+    let raft = a.consensus.raft_metrics();
+    let (applied, _) = a.state.applied();
+    let (volumes, relationships) = a.state.query(|s| (s.volumes().len(), s.relationships(&[])));
+    let out_of_sync: u64 = relationships.iter().map(|r| r.out_of_sync_tracks).sum();
+    let mut text = String::new();
+    let mut gauge = |name: &str, help: &str, value: u64| {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+    };
+    gauge("flashcopy_term", "Current Raft term.", raft.current_term);
+    gauge(
+        "flashcopy_leader_id",
+        "Id of the node this node follows as leader (0: none known).",
+        raft.current_leader.unwrap_or(0),
+    );
+    gauge(
+        "flashcopy_is_leader",
+        "1 if this node leads the cluster.",
+        u64::from(raft.current_leader == Some(a.consensus.id())),
+    );
+    gauge(
+        "flashcopy_last_log_index",
+        "Last log index in this node's log.",
+        raft.last_log_index.unwrap_or(0),
+    );
+    gauge(
+        "flashcopy_commit_index",
+        "Last log index this node knows to be committed.",
+        a.metrics.commit_index(),
+    );
+    gauge(
+        "flashcopy_applied_index",
+        "Last log index applied by this node.",
+        applied,
+    );
+    gauge(
+        "flashcopy_snapshot_index",
+        "Log index of this node's latest snapshot.",
+        raft.snapshot.map_or(0, |l| l.index),
+    );
+    gauge(
+        "flashcopy_log_purged_index",
+        "Log entries up to this index are purged (they live in the snapshot).",
+        raft.purged.map_or(0, |l| l.index),
+    );
+    gauge("flashcopy_volumes", "Number of volumes.", volumes as u64);
+    gauge(
+        "flashcopy_relationships",
+        "Number of FlashCopy relationships.",
+        relationships.len() as u64,
+    );
+    gauge(
+        "flashcopy_out_of_sync_tracks",
+        "Tracks still to copy, over all relationships.",
+        out_of_sync,
+    );
+    for (name, help, value) in [
+        (
+            "flashcopy_relationship_out_of_sync_tracks",
+            "Tracks of the target still living on the source, per relationship.",
+            (|r: &RelationshipInfo| r.out_of_sync_tracks) as fn(&RelationshipInfo) -> u64,
+        ),
+        (
+            "flashcopy_relationship_tracks",
+            "Tracks of the relationship's volumes.",
+            |r: &RelationshipInfo| u64::from(r.total_tracks),
+        ),
+    ] {
+        let _ = writeln!(text, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for r in &relationships {
+            let _ = writeln!(
+                text,
+                "{name}{{source=\"{}\",target=\"{}\"}} {}",
+                r.source,
+                r.target,
+                value(r)
+            );
+        }
+    }
+    a.metrics.render(&mut text);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}

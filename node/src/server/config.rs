@@ -1,0 +1,165 @@
+//! `flashcopy serve`'s options, and the checked configuration a node starts from. Bad values
+//! are usage errors (exit 2) with a message naming the option.
+
+use crate::logs::LogFormat;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "./flashcopy-data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+    /// This node's id (fixed by the data directory after the first start).
+    #[arg(long, value_name = "N")]
+    pub node_id: Option<u64>,
+    /// Admin API listen address.
+    #[arg(long, default_value = "127.0.0.1:7700", value_name = "ADDR")]
+    pub api: String,
+    /// Raft peer listen address.
+    #[arg(long, default_value = "127.0.0.1:7701", value_name = "ADDR")]
+    pub raft: String,
+    /// NBD listen address: hosts reach volumes here (export name = volume name).
+    #[arg(long, default_value = "127.0.0.1:10809", value_name = "ADDR")]
+    pub nbd: String,
+    /// The admin API URL other nodes and clients use (default: from --api; for 0.0.0.0, this
+    /// machine's hostname).
+    #[arg(long, value_name = "URL")]
+    pub advertise_api: Option<String>,
+    /// The Raft address peers connect to (default: from --raft, as for --advertise-api).
+    #[arg(long, value_name = "ADDR")]
+    pub advertise_raft: Option<String>,
+    /// Join the cluster whose admin API is at URL instead of starting a new one.
+    #[arg(long, value_name = "URL")]
+    pub join: Option<String>,
+    /// Require this bearer token for the admin API and between nodes.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Cluster-wide background-copy limit in MiB/s (unlimited by default).
+    #[arg(long, value_name = "MIB_PER_S")]
+    pub copy_rate: Option<f64>,
+    /// Build a snapshot (and purge the log before it) every this many entries.
+    #[arg(long, default_value_t = 20_000, value_name = "ENTRIES", value_parser = clap::value_parser!(u64).range(10..))]
+    pub snapshot_every: u64,
+    /// NBD connections served at once (direct and forwarded); more are closed at accept, so
+    /// idle clients cannot take the node's file handles.
+    #[arg(long, default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub nbd_max_connections: u64,
+    /// Seconds an NBD client has to pick an export before it is disconnected.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub nbd_handshake_limit: u64,
+    /// MiB of request and reply data all NBD connections together may hold in memory (each
+    /// connection also holds at most 96 MiB).
+    #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(96..=1_048_576))]
+    pub nbd_memory: u64,
+    /// Run without a token although an address is reachable from other machines: anyone who
+    /// can reach the node may then read and write every volume and change the cluster.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Serve `/metrics` without the token (it lists volume and relationship names).
+    #[arg(long)]
+    pub open_metrics: bool,
+    /// Log lines as text, or as one JSON object per line for log shippers (RUST_LOG sets the level).
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// What a node starts from, checked.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub node_id: Option<u64>,
+    pub api: String,
+    pub raft: String,
+    /// NBD listen address.
+    pub nbd: String,
+    pub advertise_api: Option<String>,
+    pub advertise_raft: Option<String>,
+    pub join: Option<String>,
+    /// The cluster secret; empty when the cluster runs without one.
+    pub token: String,
+    /// Background-copy limit in bytes per second.
+    pub copy_rate: Option<u64>,
+    /// Log entries between snapshots.
+    pub snapshot_every: u64,
+    pub nbd_max_connections: usize,
+    pub nbd_handshake_limit: std::time::Duration,
+    /// Bytes all NBD connections together may hold.
+    pub nbd_memory: u64,
+    /// `/metrics` without the token.
+    pub open_metrics: bool,
+}
+
+/// An option `serve` cannot start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("token-file: cannot read {path}: {reason}")]
+    TokenUnreadable { path: String, reason: String },
+    #[error("token-file: {path} is empty")]
+    TokenEmpty { path: String },
+    #[error("usage: --copy-rate must be a positive number of MiB/s, not {0}")]
+    CopyRate(f64),
+    #[error("insecure: --{option} {addr} is reachable from other machines and the cluster has no token: give every node the same --token-file, or say --insecure to run it open")]
+    Insecure { option: &'static str, addr: String },
+}
+
+/// Whether every address `addr` names is a loopback address (unresolvable: assume not).
+fn loopback_only(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    match addr.to_socket_addrs() {
+        Ok(mut addrs) => addrs.all(|a| a.ip().is_loopback()),
+        Err(_) => false,
+    }
+}
+
+impl ServeArgs {
+    pub fn config(&self) -> Result<ServeConfig, ConfigError> {
+        let token = match &self.token_file {
+            None => String::new(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TokenUnreadable {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+                let token = text.trim().to_string();
+                if token.is_empty() {
+                    return Err(ConfigError::TokenEmpty {
+                        path: path.display().to_string(),
+                    });
+                }
+                token
+            }
+        };
+        if token.is_empty() && !self.insecure {
+            for (option, addr) in [("api", &self.api), ("raft", &self.raft), ("nbd", &self.nbd)] {
+                if !loopback_only(addr) {
+                    return Err(ConfigError::Insecure {
+                        option,
+                        addr: addr.clone(),
+                    });
+                }
+            }
+        }
+        let copy_rate = match self.copy_rate {
+            None => None,
+            Some(r) if r.is_finite() && r > 0.0 => Some((r * 1024.0 * 1024.0) as u64),
+            Some(r) => return Err(ConfigError::CopyRate(r)),
+        };
+        Ok(ServeConfig {
+            data_dir: self.data_dir.clone(),
+            node_id: self.node_id,
+            api: self.api.clone(),
+            raft: self.raft.clone(),
+            nbd: self.nbd.clone(),
+            advertise_api: self.advertise_api.clone(),
+            advertise_raft: self.advertise_raft.clone(),
+            join: self.join.clone(),
+            token,
+            copy_rate,
+            snapshot_every: self.snapshot_every,
+            nbd_max_connections: self.nbd_max_connections as usize,
+            nbd_handshake_limit: std::time::Duration::from_secs(self.nbd_handshake_limit),
+            nbd_memory: self.nbd_memory << 20,
+            open_metrics: self.open_metrics,
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! Consensus: this node's handle on the Raft group. It proposes commands (stamping the leader's
+//! wall-clock time), answers linearizable reads, knows who leads and changes the membership.
+//! The [`Propose`] trait is the narrow part the write batcher and the copy scheduler use.
+
+use crate::server::metrics::Metrics;
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, Raft, RaftMetrics};
+use statemachine::{Command, CommandError, Event, Timestamp};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use storage::{NodeInfo, Request, TypeConfig};
+
+/// Why a command could not be run through Raft.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum ProposeError {
+    #[error("this node is not the leader")]
+    NotLeader { leader: Option<NodeInfo> },
+    /// This node leads but no majority answers it (it is cut off, or most nodes are down):
+    /// a client should go to another node.
+    #[error("this node cannot reach a majority of the cluster: {0}")]
+    NoQuorum(String),
+    #[error("the cluster cannot commit right now: {0}")]
+    Unavailable(String),
+}
+
+/// How long a proposal may wait to be committed and applied. A leader cut off from the
+/// majority would otherwise hold its clients' writes forever.
+const COMMIT_WAIT: Duration = Duration::from_secs(20);
+
+/// A command's entry, committed and applied here.
+#[derive(Debug)]
+pub struct Committed {
+    /// The entry's log index.
+    pub index: u64,
+    /// The state machine's verdict: a refused command is still an entry (and journaled).
+    pub result: Result<(), CommandError>,
+    pub events: Vec<Event>,
+}
+
+/// What a background proposer may do: propose, and know whether this node leads.
+pub trait Propose: Send + Sync + 'static {
+    fn propose(&self, command: Command) -> impl Future<Output = Result<Committed, ProposeError>> + Send;
+    fn is_leader(&self) -> bool;
+}
+
+pub struct Consensus {
+    id: u64,
+    info: NodeInfo,
+    raft: Raft<TypeConfig>,
+    metrics: Arc<Metrics>,
+}
+
+impl Consensus {
+    pub fn new(id: u64, info: NodeInfo, raft: Raft<TypeConfig>, metrics: Arc<Metrics>) -> Self {
+        Consensus {
+            id,
+            info,
+            raft,
+            metrics,
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How clients and peers reach this node.
+    pub fn info(&self) -> &NodeInfo {
+        &self.info
+    }
+
+    /// The current leader's id and address, as this node knows it.
+    pub fn leader(&self) -> Option<(u64, NodeInfo)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics
+            .membership_config
+            .nodes()
+            .find(|(id, _)| **id == leader)
+            .map(|(_, n)| n.clone())?;
+        Some((leader, node))
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.id)
+    }
+
+    /// Raft's own view: term, leader, log and snapshot indexes, membership.
+    pub fn raft_metrics(&self) -> RaftMetrics<u64, NodeInfo> {
+        self.raft.metrics().borrow().clone()
+    }
+
+    /// Proposes a command and waits until it is committed and applied here.
+    pub async fn propose(&self, command: Command) -> Result<Committed, ProposeError> {
+        let time = Timestamp(now_millis());
+        let started = std::time::Instant::now();
+        let written = tokio::time::timeout(COMMIT_WAIT, self.raft.client_write(Request { command, time })).await;
+        let Ok(written) = written else {
+            return Err(ProposeError::NoQuorum(format!(
+                "the entry was not committed within {} s",
+                COMMIT_WAIT.as_secs()
+            )));
+        };
+        match written {
+            Ok(response) => {
+                self.metrics.commit_latency.observe(started.elapsed());
+                Ok(Committed {
+                    index: response.log_id.index,
+                    result: response.data.result.expect("a command entry has a result"),
+                    events: response.data.events,
+                })
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader { leader: f.leader_node })
+            }
+            Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Waits until this node, as leader, has applied everything committed before the call.
+    pub async fn linearizable(&self) -> Result<(), ProposeError> {
+        match self.raft.ensure_linearizable().await {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(ProposeError::NotLeader { leader: f.leader_node })
+            }
+            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
+                Err(ProposeError::NoQuorum(e.to_string()))
+            }
+            Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Adds a node as a learner, waits for it to catch up, then makes it a voter.
+    pub async fn add_voter(&self, id: u64, info: NodeInfo) -> Result<(), String> {
+        self.raft.add_learner(id, info, true).await.map_err(|e| e.to_string())?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    pub async fn remove_voter(&self, id: u64) -> Result<(), String> {
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// Stops the Raft core (the node is shutting down).
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+impl Propose for Consensus {
+    fn propose(&self, command: Command) -> impl Future<Output = Result<Committed, ProposeError>> + Send {
+        Consensus::propose(self, command)
+    }
+
+    fn is_leader(&self) -> bool {
+        Consensus::is_leader(self)
+    }
+}
+
+/// The wall clock, as the leader stamps it into commands.
+pub(crate) fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

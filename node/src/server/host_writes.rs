@@ -1,0 +1,127 @@
+//! Host writes as NBD and the admin API submit them: all-zero data becomes zeroing (so the
+//! journal replays and zeros stay thin), long zeroing is split into bounded writes, and a write
+//! that a freeze holds is followed until the entry that releases or refuses it.
+
+use crate::server::consensus::ProposeError;
+use crate::server::write_batcher::{Outcome, WriteQueue};
+use statemachine::{CommandError, Event, HostWrite, WriteData, MAX_WRITE_BYTES};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use storage::{AuditFilter, StateView};
+
+pub struct HostWrites {
+    queue: WriteQueue,
+    view: StateView,
+    next_tag: AtomicU64,
+}
+
+impl HostWrites {
+    /// `node_id` and `started_millis` make write tags unique across nodes and restarts.
+    pub fn new(queue: WriteQueue, view: StateView, node_id: u64, started_millis: u64) -> Self {
+        HostWrites {
+            queue,
+            view,
+            next_tag: AtomicU64::new((node_id << 56) ^ (started_millis << 16)),
+        }
+    }
+
+    /// A host write: returns once it is applied, also when a freeze held it first. Concurrent
+    /// writes share entries (group commit). Zeroing more than one command may carry is split
+    /// into several writes, in order.
+    pub async fn write(
+        &self,
+        volume: &str,
+        offset: u64,
+        data: WriteData,
+    ) -> Result<Result<(), CommandError>, ProposeError> {
+        // All-zero data goes as zeroing: which tracks are stored follows from the commands alone
+        // (so the journal replays), and zeros written this way stay thin.
+        let data = match data {
+            WriteData::Bytes(b) if !b.is_empty() && b.iter().all(|&x| x == 0) => WriteData::Zeroes(b.len() as u64),
+            data => data,
+        };
+        let WriteData::Zeroes(length) = data else {
+            return self.write_one(volume, offset, data).await;
+        };
+        let mut done = 0;
+        while done < length {
+            let chunk = (length - done).min(MAX_WRITE_BYTES);
+            if let Err(e) = self.write_one(volume, offset + done, WriteData::Zeroes(chunk)).await? {
+                return Ok(Err(e));
+            }
+            done += chunk;
+        }
+        Ok(Ok(()))
+    }
+
+    async fn write_one(
+        &self,
+        volume: &str,
+        offset: u64,
+        data: WriteData,
+    ) -> Result<Result<(), CommandError>, ProposeError> {
+        let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
+        // Subscribe before proposing, so the release of a held write cannot be missed.
+        let mut notices = self.view.subscribe();
+        let outcome = self
+            .queue
+            .submit(HostWrite {
+                volume: volume.to_string(),
+                offset,
+                data,
+                tag,
+            })
+            .await;
+        let held_at = match outcome? {
+            Outcome::Done(result) => return Ok(result),
+            Outcome::Held { index } => index,
+        };
+        // Wait for the entry that releases it. Notices can be missed (a lagging receiver, a
+        // snapshot install), so also look at the state every second: once the write is no longer
+        // held, the audit history after `held_at` says how it ended.
+        let mut every_second = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                notice = notices.recv() => match notice {
+                    Ok(notice) => {
+                        if let Some(outcome) = release_outcome(&notice.events, volume, tag) {
+                            return Ok(outcome);
+                        }
+                        continue;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                        return Err(ProposeError::Unavailable("the node is shutting down".into()));
+                    }
+                },
+                _ = every_second.tick() => {}
+            }
+            if !self.view.query(|s| s.is_held(volume, tag)) {
+                let only_this_volume = AuditFilter {
+                    volume: Some(volume.to_string()),
+                    ..AuditFilter::default()
+                };
+                let history = self
+                    .view
+                    .audit(&only_this_volume, held_at, usize::MAX)
+                    .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
+                if let Some(outcome) = history.iter().find_map(|r| release_outcome(&r.events, volume, tag)) {
+                    return Ok(outcome);
+                }
+            }
+        }
+    }
+}
+
+/// How a held write ended, if these events say so.
+fn release_outcome(events: &[Event], volume: &str, tag: u64) -> Option<Result<(), CommandError>> {
+    events.iter().find_map(|event| match event {
+        Event::Written { volume: v, tag: t, .. } if *t == tag && v == volume => Some(Ok(())),
+        Event::HeldWriteRefused {
+            volume: v,
+            tag: t,
+            error,
+        } if *t == tag && v == volume => Some(Err(error.clone())),
+        _ => None,
+    })
+}

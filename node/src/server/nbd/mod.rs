@@ -1,0 +1,192 @@
+//! Host I/O over NBD (SPEC §6): fixed-newstyle handshake, pipelined transmission.
+//!
+//! Every node accepts NBD connections. The leader serves them itself; a follower forwards the
+//! whole connection, byte for byte, through an authenticated tunnel on the leader's Raft port
+//! (`transport::open_tunnel`), so the leader answers every request with linearizable reads and
+//! committed writes. When the leader steps down its connections end (ESHUTDOWN), and a client
+//! that reconnects to any node reaches the new leader.
+
+pub mod backend;
+mod handshake;
+mod transmission;
+pub mod wire;
+
+use crate::server::consensus::Consensus;
+use crate::server::metrics::Metrics;
+use crate::server::throttled::Throttled;
+use crate::server::token::ClusterToken;
+use crate::server::transport::{self, TunnelKind};
+use backend::ClusterBackend;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long a new connection waits for a leader it can reach.
+const LEADER_WAIT: Duration = Duration::from_secs(30);
+/// How long one attempt to open a tunnel to the leader may take.
+const TUNNEL_WAIT: Duration = Duration::from_secs(2);
+
+/// What the NBD server runs on: the volumes, and who leads (to forward connections to).
+pub struct NbdServer {
+    pub backend: Arc<ClusterBackend>,
+    pub consensus: Arc<Consensus>,
+    pub token: ClusterToken,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+}
+
+/// What NBD clients may hold of a node, so no client — slow, idle or malformed — can take a
+/// node's memory or file handles from the others (or from the admin API).
+pub struct Limits {
+    /// Connections open at once (direct and tunnelled); more are closed at accept.
+    connections: Arc<Semaphore>,
+    /// Time a connection has to pick an export.
+    pub handshake: Duration,
+    /// Request and reply data held in memory across all connections, in KiB permits; each
+    /// connection also has its own budget (`transmission::CONNECTION_BUDGET_KIB`).
+    memory: Arc<Semaphore>,
+}
+
+impl Limits {
+    pub fn new(max_connections: usize, handshake: Duration, memory_bytes: u64) -> Self {
+        let kib = (memory_bytes / 1024).clamp(u64::from(transmission::CONNECTION_BUDGET_KIB), u64::from(u32::MAX));
+        Limits {
+            connections: Arc::new(Semaphore::new(max_connections)),
+            handshake,
+            memory: Arc::new(Semaphore::new(kib as usize)),
+        }
+    }
+}
+
+static REFUSED: Throttled = Throttled::new();
+
+/// A slot among the connections the node serves at once, or `None` (and a warning) when full.
+fn admit(server: &NbdServer, peer: &str) -> Option<OwnedSemaphorePermit> {
+    match server.limits.connections.clone().try_acquire_owned() {
+        Ok(slot) => Some(slot),
+        Err(_) => {
+            server.metrics.nbd_connections_refused.fetch_add(1, Ordering::Relaxed);
+            REFUSED.warn(|held_back| {
+                tracing::warn!(%peer, held_back, "NBD connection closed: the connection limit (--nbd-max-connections) is reached")
+            });
+            None
+        }
+    }
+}
+
+/// Accepts NBD connections until the listener fails.
+pub async fn serve(listener: TcpListener, server: Arc<NbdServer>) {
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file handles, say: wait for some to be released.
+                tracing::warn!(error = %e, "NBD accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Some(slot) = admit(&server, &peer.to_string()) else {
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        server.metrics.nbd_connections.fetch_add(1, Ordering::Relaxed);
+        let c = server.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            route(socket, &c, &peer.to_string()).await;
+        });
+    }
+}
+
+/// Serves a new connection here if this node leads, else forwards it to the leader. While the
+/// leader is unknown or cannot be reached (an election, a leader that just died), the client
+/// waits — up to `LEADER_WAIT` — instead of being dropped before the greeting.
+async fn route(socket: TcpStream, c: &NbdServer, peer: &str) {
+    let deadline = Instant::now() + LEADER_WAIT;
+    let mut last_error = String::from("the cluster has no leader");
+    while Instant::now() < deadline {
+        match c.consensus.leader() {
+            Some((id, _)) if id == c.consensus.id() => return serve_here(socket, c, peer).await,
+            Some((id, info)) => {
+                match transport::open_tunnel(&info.raft, &c.token, c.consensus.id(), TunnelKind::Nbd, TUNNEL_WAIT).await
+                {
+                    Ok(mut tunnel) => {
+                        c.metrics.nbd_connections_proxied.fetch_add(1, Ordering::Relaxed);
+                        let mut socket = socket;
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut socket, &mut tunnel).await {
+                            tracing::info!(%peer, leader = id, error = %e, "forwarded NBD connection ended");
+                        }
+                        return;
+                    }
+                    Err(e) => last_error = format!("leader {id} at {}: {e}", info.raft),
+                }
+            }
+            None => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!(%peer, reason = %last_error, "NBD connection closed: no reachable leader");
+}
+
+/// The NBD end of tunnels from followers: taken only while this node leads, and never
+/// forwarded again (if this node stops leading, the client is told ESHUTDOWN and reconnects).
+pub struct Tunnels(pub Arc<NbdServer>);
+
+impl transport::TunnelHandler for Tunnels {
+    fn accepts(&self, kind: TunnelKind) -> bool {
+        kind == TunnelKind::Nbd && self.0.consensus.is_leader()
+    }
+
+    fn serve(&self, _kind: TunnelKind, stream: TcpStream) {
+        let peer = stream
+            .peer_addr()
+            .map_or_else(|_| "tunnel".to_string(), |a| format!("tunnel from {a}"));
+        let Some(slot) = admit(&self.0, &peer) else {
+            return;
+        };
+        let server = self.0.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            serve_here(stream, &server, &peer).await;
+        });
+    }
+}
+
+async fn serve_here<S>(mut stream: S, c: &NbdServer, peer: &str)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let negotiated = tokio::time::timeout(c.limits.handshake, handshake::negotiate(&mut stream, &*c.backend)).await;
+    let export = match negotiated {
+        Ok(Ok(Some(export))) => export,
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => {
+            tracing::info!(%peer, error = %e, "NBD handshake ended");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, limit = ?c.limits.handshake, "NBD connection closed: no export chosen in time");
+            return;
+        }
+    };
+    tracing::debug!(%peer, volume = %export.name, "NBD transmission starts");
+    let budget = transmission::Budget::new(c.limits.memory.clone());
+    if let Err(e) = transmission::serve(stream, export, c.backend.clone(), c.metrics.clone(), budget).await {
+        tracing::info!(%peer, error = %e, "NBD connection ended");
+    }
+}
+
+/// Reads and drops `length` bytes: the payload of a request that is refused.
+async fn discard<R: AsyncRead + Unpin>(reader: &mut R, mut length: u64) -> std::io::Result<()> {
+    let mut sink = vec![0u8; 64 * 1024];
+    while length > 0 {
+        let n = (length as usize).min(sink.len());
+        reader.read_exact(&mut sink[..n]).await?;
+        length -= n as u64;
+    }
+    Ok(())
+}

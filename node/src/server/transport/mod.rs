@@ -1,0 +1,21 @@
+//! The peer transport: Raft RPCs as length-prefixed bincode frames over TCP ([`wire`]).
+//!
+//! A connection is authenticated first, with a small `Hello` frame (the cluster secret,
+//! compared in constant time, and the sender's node id); a wrong secret closes it before
+//! anything large is read. After that, RPCs are accepted only from members of the cluster, each
+//! from the node the `Hello` named. openraft asks the factory for a new `PeerClient` when it
+//! (re)starts replication to a peer and for every `ensure_linearizable`; each client dials its
+//! own connection on first use and keeps it until an exchange fails. The framing is generic over
+//! `AsyncRead + AsyncWrite`, so a simulated network (turmoil) can replace TCP.
+//!
+//! The same port also carries tunnels: after a `Tunnel` request the connection becomes a raw
+//! byte stream handed to the node (NBD connections a follower forwards to the leader). A
+//! tunnel is never forwarded again, so a stale view of the leader cannot loop.
+
+mod client;
+mod server;
+pub mod wire;
+
+pub use client::{open_tunnel, Network, PeerClient};
+pub use server::{serve, TunnelHandler};
+pub use wire::TunnelKind;

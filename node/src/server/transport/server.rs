@@ -1,0 +1,106 @@
+//! The serving side of the peer port: authenticate a connection, then answer RPCs from members
+//! (or hand the connection to a tunnel's end).
+
+use super::wire::*;
+use crate::server::throttled::Throttled;
+use crate::server::token::ClusterToken;
+use openraft::Raft;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use storage::TypeConfig;
+use tokio::net::{TcpListener, TcpStream};
+
+/// Time a new connection has to show the cluster secret.
+const HELLO_WAIT: Duration = Duration::from_secs(5);
+
+/// Where tunnels end: it says whether it takes one now (the NBD server takes connections only
+/// while this node leads) and then serves the stream.
+pub trait TunnelHandler: Send + Sync + 'static {
+    fn accepts(&self, kind: TunnelKind) -> bool;
+    fn serve(&self, kind: TunnelKind, stream: TcpStream);
+}
+
+static WRONG_TOKEN: Throttled = Throttled::new();
+static NOT_MEMBER: Throttled = Throttled::new();
+
+/// Serves Raft RPCs and tunnels from peers until the listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft<TypeConfig>,
+    token: ClusterToken,
+    tunnels: Arc<dyn TunnelHandler>,
+) {
+    loop {
+        let Ok((stream, peer)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (raft, token, tunnels) = (raft.clone(), token.clone(), tunnels.clone());
+        tokio::spawn(async move {
+            if let Err(e) = connection(stream, peer, &raft, &token, &*tunnels).await {
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    tracing::debug!(%peer, error = %e, "peer connection closed");
+                }
+            }
+        });
+    }
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    raft: &Raft<TypeConfig>,
+    token: &ClusterToken,
+    tunnels: &dyn TunnelHandler,
+) -> io::Result<()> {
+    let hello: Hello = tokio::time::timeout(HELLO_WAIT, read_frame(&mut stream, MAX_HELLO))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no hello in time")))?;
+    if !token.matches(&hello.token) {
+        WRONG_TOKEN.warn(|held_back| tracing::warn!(%peer, held_back, "peer with a wrong cluster token refused"));
+        return write_frame(&mut stream, &Welcome::Unauthorized).await;
+    }
+    write_frame(&mut stream, &Welcome::Accepted).await?;
+    loop {
+        let rpc: Rpc = read_frame(&mut stream, MAX_FRAME).await?;
+        if !admitted(raft, hello.from, &rpc) {
+            NOT_MEMBER.warn(|held_back| {
+                tracing::warn!(%peer, node = hello.from, held_back, "peer RPC refused: not from a member of this cluster")
+            });
+            return write_frame(&mut stream, &Reply::NotMember).await;
+        }
+        let reply = match rpc {
+            Rpc::AppendEntries(r) => Reply::AppendEntries(raft.append_entries(r).await),
+            Rpc::Vote(r) => Reply::Vote(raft.vote(r).await),
+            Rpc::InstallSnapshot(r) => Reply::InstallSnapshot(raft.install_snapshot(r).await),
+            Rpc::Tunnel(kind) if tunnels.accepts(kind) => {
+                write_frame(&mut stream, &Reply::TunnelOpen).await?;
+                tunnels.serve(kind, stream);
+                return Ok(());
+            }
+            Rpc::Tunnel(_) => Reply::TunnelRefused,
+        };
+        write_frame(&mut stream, &reply).await?;
+    }
+}
+
+/// Whether `rpc` may be served: it speaks for the node the connection said it is, and that node
+/// is a member. A node that knows no membership yet (it is about to join) accepts any peer that
+/// knows the secret: the leader adding it is the first to call.
+fn admitted(raft: &Raft<TypeConfig>, from: u64, rpc: &Rpc) -> bool {
+    let speaks_for = match rpc {
+        Rpc::AppendEntries(r) => r.vote.leader_id().voted_for(),
+        Rpc::Vote(r) => r.vote.leader_id().voted_for(),
+        Rpc::InstallSnapshot(r) => r.vote.leader_id().voted_for(),
+        Rpc::Tunnel(_) => Some(from),
+    };
+    if speaks_for != Some(from) {
+        return false;
+    }
+    let metrics = raft.metrics().borrow().clone();
+    let mut members = metrics.membership_config.nodes().map(|(id, _)| *id).peekable();
+    members.peek().is_none() || members.any(|id| id == from)
+}

@@ -1,0 +1,102 @@
+//! A volume's queue of host writes held by a freeze, in arrival order. Every operation a write
+//! or a thaw needs is O(1) per write: membership by tag is indexed, and the queue's share of the
+//! digest is kept as a running sum instead of re-hashing the queue on every arrival.
+
+use crate::command::HostWrite;
+use serde::{Deserialize, Serialize};
+use std::collections::{HashSet, VecDeque};
+use xxhash_rust::xxh3::xxh3_64;
+
+/// A write waiting for a thaw; `seq` orders a volume's queue (and keys it in storage).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldWrite {
+    pub seq: u64,
+    pub write: HostWrite,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "VecDeque<HeldWrite>", into = "VecDeque<HeldWrite>")]
+pub struct HeldWrites {
+    queue: VecDeque<HeldWrite>,
+    // Derived from the queue:
+    tags: HashSet<u64>,
+    digest: u64,
+}
+
+fn write_hash(held: &HeldWrite) -> u64 {
+    let w = &held.write;
+    let mut bytes = Vec::with_capacity(32);
+    for value in [held.seq, w.tag, w.offset, w.data.len()] {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    xxh3_64(&bytes)
+}
+
+impl HeldWrites {
+    /// Queues a write behind the others; returns its sequence number.
+    pub(crate) fn push(&mut self, write: HostWrite) -> u64 {
+        let seq = self.queue.back().map_or(0, |h| h.seq + 1);
+        self.push_held(HeldWrite { seq, write });
+        seq
+    }
+
+    /// Puts back a write read from storage (in sequence order).
+    pub fn push_held(&mut self, held: HeldWrite) {
+        self.tags.insert(held.write.tag);
+        self.digest = self.digest.wrapping_add(write_hash(&held));
+        self.queue.push_back(held);
+    }
+
+    /// Takes up to `n` writes from the front of the queue, oldest first.
+    pub(crate) fn take_front(&mut self, n: usize) -> Vec<HeldWrite> {
+        let n = n.min(self.queue.len());
+        let taken: Vec<HeldWrite> = self.queue.drain(..n).collect();
+        for held in &taken {
+            self.tags.remove(&held.write.tag);
+            self.digest = self.digest.wrapping_sub(write_hash(held));
+        }
+        taken
+    }
+
+    pub fn contains_tag(&self, tag: u64) -> bool {
+        self.tags.contains(&tag)
+    }
+
+    /// The write with this sequence number (searched from the newest, where pushes land).
+    pub fn get(&self, seq: u64) -> Option<&HeldWrite> {
+        self.queue.iter().rev().find(|h| h.seq == seq)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &HeldWrite> {
+        self.queue.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The queue's contribution to its record's digest: (length, sum of write hashes).
+    pub(crate) fn digest(&self) -> (usize, u64) {
+        (self.queue.len(), self.digest)
+    }
+}
+
+impl From<VecDeque<HeldWrite>> for HeldWrites {
+    fn from(queue: VecDeque<HeldWrite>) -> Self {
+        let mut held = HeldWrites::default();
+        for h in queue {
+            held.push_held(h);
+        }
+        held
+    }
+}
+
+impl From<HeldWrites> for VecDeque<HeldWrite> {
+    fn from(held: HeldWrites) -> Self {
+        held.queue
+    }
+}

@@ -1,0 +1,64 @@
+//! The presence-only track store of a journal replay: which tracks are stored, not their bytes.
+
+use crate::track::{TrackOp, TrackReader, VolumeId};
+use std::collections::BTreeMap;
+
+/// Which tracks are stored, without their bytes: the track store of a journal replay (see
+/// `crate::replay`). A stored track reads as zeros.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct StoredTracks {
+    track_size: usize,
+    stored: BTreeMap<VolumeId, roaring::RoaringBitmap>,
+}
+
+impl StoredTracks {
+    pub(crate) fn new(track_size: u32) -> Self {
+        StoredTracks {
+            track_size: track_size as usize,
+            stored: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn execute(&mut self, ops: &[TrackOp]) {
+        for op in ops {
+            match op {
+                TrackOp::Write { volume, track, .. } | TrackOp::Copy { volume, track, .. } => {
+                    self.stored.entry(*volume).or_default().insert(*track);
+                }
+                TrackOp::Zero { volume, track } => {
+                    if let Some(bits) = self.stored.get_mut(volume) {
+                        bits.remove(*track);
+                    }
+                }
+                TrackOp::DropVolume { volume } => {
+                    self.stored.remove(volume);
+                }
+            }
+        }
+    }
+}
+
+impl StoredTracks {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (VolumeId, u32)> + '_ {
+        self.stored
+            .iter()
+            .flat_map(|(volume, bits)| bits.iter().map(move |t| (*volume, t)))
+    }
+}
+
+impl TrackReader for StoredTracks {
+    type Error = std::convert::Infallible;
+    fn read_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Self::Error> {
+        let stored = self.stored.get(&volume).is_some_and(|bits| bits.contains(track));
+        Ok(stored.then(|| vec![0; self.track_size]))
+    }
+
+    fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error> {
+        let Some(bits) = self.stored.get(&volume) else {
+            return Ok(None);
+        };
+        // The first element at or after `from` is the one after the `rank(from - 1)` smaller ones.
+        let before = from.checked_sub(1).map_or(0, |f| bits.rank(f));
+        Ok(u32::try_from(before).ok().and_then(|n| bits.select(n)))
+    }
+}

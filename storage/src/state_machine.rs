@@ -1,0 +1,295 @@
+//! The state-machine store: applies committed entries with the pure `statemachine` over RocksDB
+//! (records, tracks, audit). Applying an entry writes its track ops, touched records, audit
+//! record and the applied log id in one `WriteBatch`, so what is on disk is always the state
+//! after some whole entry. Those writes are not synced: the log entry they come from is, and
+//! replay after a crash re-applies whatever the state lost.
+
+use crate::applied_state::{cf, corrupt, install_interrupted, load, AppliedState};
+use crate::audit::AuditRecord;
+use crate::codec;
+use crate::db::*;
+use crate::records::{self, MetaWrite};
+use crate::snapshot::{self, Meta};
+use crate::snapshots::{
+    current_snapshot, install_from_file, remove_incoming, remove_leftovers, set_current_snapshot, snapshot_error,
+    SnapshotBuilder,
+};
+use crate::tracks::DbTracks;
+use crate::types::{NodeInfo, Response, TypeConfig};
+use crate::view::{AppliedNotice, StateView};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
+use rocksdb::{WriteBatch, DB};
+use statemachine::TrackOp;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+type Result<T> = std::result::Result<T, StorageError<u64>>;
+
+/// Told how long each apply batch took and how many entries it held (for metrics).
+pub type ApplyObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
+
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: Arc<DB>,
+    inner: Arc<RwLock<AppliedState>>,
+    snapshots: PathBuf,
+    notices: broadcast::Sender<AppliedNotice>,
+    sequence: Arc<AtomicU64>,
+    observer: Option<ApplyObserver>,
+}
+
+impl StateMachineStore {
+    pub(crate) fn open(db: Arc<DB>, snapshots: PathBuf) -> std::result::Result<Self, OpenError> {
+        if install_interrupted(&db)? {
+            // A snapshot install was cut off: redo it from the saved snapshot file.
+            let (_, path) = current_snapshot(&snapshots)
+                .map_err(|e| corrupt("snapshots", e))?
+                .ok_or_else(|| corrupt("snapshots", "an install was interrupted and its snapshot file is gone"))?;
+            install_from_file(&db, &path).map_err(|e| corrupt("snapshot install", e))?;
+        }
+        remove_leftovers(&snapshots);
+        let inner = load(&db)?;
+        // Snapshot ids must not repeat across restarts: start the sequence at the start time.
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        Ok(StateMachineStore {
+            db,
+            inner: Arc::new(RwLock::new(inner)),
+            snapshots,
+            notices: broadcast::channel(1024).0,
+            sequence: Arc::new(AtomicU64::new(start)),
+            observer: None,
+        })
+    }
+
+    /// Reports every apply batch to `observer`.
+    pub fn with_apply_observer(mut self, observer: ApplyObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    pub fn view(&self) -> StateView {
+        StateView {
+            db: self.db.clone(),
+            inner: self.inner.clone(),
+            notices: self.notices.clone(),
+        }
+    }
+
+    fn apply_blocking(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
+        let started = Instant::now();
+        let count = entries.len();
+        let _span = tracing::debug_span!(
+            "apply",
+            first = entries.first().map(|e| e.log_id.index),
+            last = entries.last().map(|e| e.log_id.index),
+            entries = count,
+        )
+        .entered();
+        let responses = self.apply_entries(entries)?;
+        let elapsed = started.elapsed();
+        tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "applied");
+        if let Some(observer) = &self.observer {
+            observer(count, elapsed);
+        }
+        Ok(responses)
+    }
+
+    fn apply_entries(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
+        let mut inner = self.inner.write().expect("state lock is not poisoned");
+        let mut responses = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let index = entry.log_id.index;
+            let mut batch = WriteBatch::default();
+            let mut response = Response::default();
+            match entry.payload {
+                EntryPayload::Blank => {}
+                EntryPayload::Membership(membership) => {
+                    inner.membership = StoredMembership::new(Some(entry.log_id), membership);
+                    batch.put_cf(cf(&self.db, CF_META), KEY_MEMBERSHIP, encode(&inner.membership)?);
+                }
+                EntryPayload::Normal(request) => {
+                    let tracks = DbTracks { db: &self.db };
+                    // A failed track read leaves the in-memory state half-changed: the error is
+                    // fatal to openraft, and a restart reloads the last whole state from disk.
+                    let applied = statemachine::apply(&mut inner.state, &tracks, &request.command, request.time)
+                        .map_err(|e| io_error!(read_state_machine, &e))?;
+                    self.stage_ops(&mut batch, &applied.ops);
+                    let meta = cf(&self.db, CF_META);
+                    let writes = records::stage(&inner.state, &applied.touched, &applied.details)
+                        .map_err(|e| io_error!(write_state_machine, &e))?;
+                    for write in writes {
+                        match write {
+                            MetaWrite::Put(key, value) => batch.put_cf(meta, key, value),
+                            MetaWrite::Delete(key) => batch.delete_cf(meta, key),
+                            MetaWrite::DeleteRange(from, to) => batch.delete_range_cf(meta, from, to),
+                        }
+                    }
+                    batch.put_cf(cf(&self.db, CF_META), KEY_GLOBALS, encode(&inner.state.globals())?);
+                    let audit = AuditRecord {
+                        index,
+                        time: inner.state.globals().last_time,
+                        stamp: request.time,
+                        command: request.command.journal_form(),
+                        result: applied.result.clone(),
+                        events: applied.events.clone(),
+                    };
+                    batch.put_cf(cf(&self.db, CF_AUDIT), index_key(index), encode(&audit)?);
+                    response = Response {
+                        result: Some(applied.result),
+                        events: applied.events,
+                    };
+                }
+            }
+            inner.last_applied = Some(entry.log_id);
+            batch.put_cf(cf(&self.db, CF_META), KEY_APPLIED, encode(&inner.last_applied)?);
+            self.db.write(batch).map_err(|e| io_error!(write_state_machine, &e))?;
+            if response.result.is_some() {
+                // Nobody listening is fine.
+                let _ = self.notices.send(AppliedNotice {
+                    index,
+                    events: Arc::new(response.events.clone()),
+                });
+            }
+            responses.push(response);
+        }
+        Ok(responses)
+    }
+
+    fn stage_ops(&self, batch: &mut WriteBatch, ops: &[TrackOp]) {
+        let tracks = cf(&self.db, CF_TRACKS);
+        for op in ops {
+            match op {
+                TrackOp::Write { volume, track, data }
+                | TrackOp::Copy {
+                    volume, track, data, ..
+                } => batch.put_cf(tracks, track_key(*volume, *track), data),
+                TrackOp::Zero { volume, track } => batch.delete_cf(tracks, track_key(*volume, *track)),
+                TrackOp::DropVolume { volume } => {
+                    let (from, to) = volume_track_range(*volume);
+                    batch.delete_range_cf(tracks, from, to);
+                }
+            }
+        }
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    codec::encode(value).map_err(|e| io_error!(write_state_machine, &e))
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId<u64>>, StoredMembership<u64, NodeInfo>)> {
+        let inner = self.inner.read().expect("state lock is not poisoned");
+        Ok((inner.last_applied, inner.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.apply_blocking(entries))
+            .await
+            .expect("apply task does not panic")
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        let (last_applied, membership) = {
+            let inner = self.inner.read().expect("state lock is not poisoned");
+            (inner.last_applied, inner.membership.clone())
+        };
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let index = last_applied.map_or(0, |l| l.index);
+        let snapshot_id = format!("{index:020}-{seq}");
+        let checkpoint_path = self.snapshots.join(format!("checkpoint-{snapshot_id}"));
+        // Creating a checkpoint flushes the memtables: not on an async worker thread.
+        let db = self.db.clone();
+        let checkpoint = tokio::task::spawn_blocking(move || {
+            rocksdb::checkpoint::Checkpoint::new(&db)
+                .and_then(|c| c.create_checkpoint(&checkpoint_path))
+                .map(|()| checkpoint_path)
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        SnapshotBuilder {
+            checkpoint,
+            dir: self.snapshots.clone(),
+            meta: Meta {
+                last_log_id: last_applied,
+                last_membership: membership,
+                snapshot_id,
+            },
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>> {
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        let path = self.snapshots.join(format!("incoming-{seq}.part"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await
+            .map_err(|e| io_error!(write_snapshot, None, &e))?;
+        Ok(Box::new(file))
+    }
+
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<()> {
+        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+        // Keep our own copy as the current snapshot (the handle may be any file), then install it.
+        let mut received = *snapshot;
+        received
+            .seek(std::io::SeekFrom::Start(0))
+            .await
+            .map_err(snapshot_error)?;
+        let file_name = format!("{}.snap", meta.snapshot_id);
+        let path = self.snapshots.join(&file_name);
+        let tmp = self.snapshots.join(format!("{file_name}.tmp"));
+        let mut copy = tokio::fs::File::create(&tmp).await.map_err(snapshot_error)?;
+        tokio::io::copy(&mut received, &mut copy)
+            .await
+            .map_err(snapshot_error)?;
+        copy.flush().await.map_err(snapshot_error)?;
+        copy.sync_all().await.map_err(snapshot_error)?;
+        drop((copy, received));
+        snapshot::verify(&tmp).map_err(snapshot_error)?;
+        std::fs::rename(&tmp, &path).map_err(snapshot_error)?;
+        set_current_snapshot(&self.snapshots, &file_name).map_err(snapshot_error)?;
+        remove_incoming(&self.snapshots);
+        let (db, inner) = (self.db.clone(), self.inner.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut inner = inner.write().expect("state lock is not poisoned");
+            install_from_file(&db, &path).map_err(snapshot_error)?;
+            *inner = load(&db).map_err(snapshot_error)?;
+            Ok(())
+        })
+        .await
+        .expect("install task does not panic")
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
+        match current_snapshot(&self.snapshots).map_err(snapshot_error)? {
+            None => Ok(None),
+            Some((meta, path)) => {
+                let file = tokio::fs::File::open(&path).await.map_err(snapshot_error)?;
+                Ok(Some(Snapshot {
+                    meta,
+                    snapshot: Box::new(file),
+                }))
+            }
+        }
+    }
+}
