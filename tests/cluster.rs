@@ -131,7 +131,7 @@ fn a_node_bound_to_every_interface_advertises_a_reachable_address() {
     let mut child = std::process::Command::new(bin())
         .args(["serve", "--data-dir", dir.path().join("n1").to_str().unwrap()])
         .args(["--api", &format!("0.0.0.0:{api}"), "--raft", &format!("0.0.0.0:{raft}")])
-        .args(["--nbd", &format!("127.0.0.1:{nbd}")])
+        .args(["--nbd", &format!("127.0.0.1:{nbd}"), "--insecure"])
         .args(["--advertise-api", &format!("http://127.0.0.1:{api}/")])
         .stderr(std::process::Stdio::null())
         .spawn()

@@ -394,7 +394,10 @@ print("failed after", round(time.monotonic() - started), "s")
         node.resume();
     }
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    // Once the followers are back, the cluster serves again.
-    qemu_io(&nodes[0].nbd_uri("v"), &["write -P 0x12 0 64k", "read -P 0x12 0 64k"]);
+    // Once the followers are back, the cluster serves again (after the election they may hold).
+    eventually("the cluster to serve writes again", 60, || {
+        qemu_io_result(&nodes[0].nbd_uri("v"), &["-c", "write -P 0x12 0 64k"]).code == 0
+    });
+    qemu_io(&nodes[0].nbd_uri("v"), &["read -P 0x12 0 64k"]);
     assert_converged(&nodes);
 }

@@ -12,7 +12,7 @@ use crate::error::CommandError;
 use crate::event::Event;
 use crate::relationship::Relationship;
 use crate::state::{State, VolumeRecord};
-use crate::timestamp::Timestamp;
+use crate::timestamp::{Stamp, Timestamp};
 use crate::track::{TrackOp, TrackReader, VolumeId};
 use crate::track_view::TrackView;
 use crate::{background_copy, establish, freeze, host_write, resync, reverse, volume, withdraw};
@@ -38,9 +38,9 @@ pub fn apply<R: TrackReader>(
     state: &mut State,
     tracks: &R,
     command: &Command,
-    now: Timestamp,
+    stamp: impl Into<Stamp>,
 ) -> Result<Applied, R::Error> {
-    apply_as(state, tracks, command, now, false)
+    apply_as(state, tracks, command, stamp.into(), false)
 }
 
 /// `apply`, or with `replaying` a journal replay's apply: only a replay accepts writes whose
@@ -49,14 +49,11 @@ pub(crate) fn apply_as<R: TrackReader>(
     state: &mut State,
     tracks: &R,
     command: &Command,
-    now: Timestamp,
+    stamp: Stamp,
     replaying: bool,
 ) -> Result<Applied, R::Error> {
     // Leaders' clocks differ: the state keeps its own clock, moved by the stamps.
-    let stamp = now;
-    let now = state.globals.advance_clock(stamp);
-    state.globals.last_time = now;
-    state.globals.last_stamp = stamp;
+    let now = state.globals.tick_clock(stamp);
     let mut tx = Tx::new(state, tracks, now, replaying);
     let outcome = match tx.thaw_due() {
         Ok(()) => dispatch(&mut tx, command),

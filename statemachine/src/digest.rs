@@ -141,10 +141,10 @@ impl MetadataDigest {
                 names.1
             ));
         }
-        if a.last_time != b.last_time {
+        if (a.last_time, a.last_stamp, a.stamp_term) != (b.last_time, b.last_stamp, b.stamp_term) {
             out.push(format!(
-                "last applied time: {} {} vs {} {}",
-                a.last_time, names.0, b.last_time, names.1
+                "clock: time {}, latest stamp {} (term {}) {} vs time {}, latest stamp {} (term {}) {}",
+                a.last_time, a.last_stamp, a.stamp_term, names.0, b.last_time, b.last_stamp, b.stamp_term, names.1
             ));
         }
         for (name, hash) in &self.volumes {

@@ -19,6 +19,8 @@ pub enum CommandError {
     VolumeInUse { name: String, relationship: String },
     #[error("volume \"{name}\" is frozen; thaw it first with 'flashcopy unfreezeflash {name}'")]
     VolumeFrozen { name: String },
+    #[error("volume \"{name}\" is still releasing {count} writes held by its freeze; try again in a moment")]
+    WritesDraining { name: String, count: usize },
     #[error("{length} bytes at offset {offset} do not fit volume \"{volume}\" of {size} bytes")]
     OutOfRange {
         volume: String,
@@ -93,6 +95,7 @@ impl CommandError {
             CommandError::VolumeNotFound { .. } => "volume-not-found",
             CommandError::VolumeInUse { .. } => "volume-in-use",
             CommandError::VolumeFrozen { .. } => "volume-frozen",
+            CommandError::WritesDraining { .. } => "writes-draining",
             CommandError::OutOfRange { .. } => "out-of-range",
             CommandError::TargetWriteInhibited { .. } => "target-write-inhibited",
             CommandError::InvalidPair { .. } => "invalid-pair",

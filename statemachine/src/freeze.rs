@@ -38,25 +38,35 @@ pub(crate) fn unfreezeflash<R: TrackReader>(tx: &mut Tx<'_, R>, sources: &[Strin
 /// leader proposes ticks while any is left), so no apply runs long. Until the queue is empty,
 /// new writes to the volume queue behind it: they never overtake a held write.
 pub const THAW_BATCH: usize = 256;
+/// Bytes of held data released per volume and entry, at most (unless one write is larger).
+const THAW_BATCH_BYTES: u64 = 8 << 20;
 
 /// Thaws a volume and releases the first batch of its held writes.
 pub(crate) fn thaw<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, automatic: bool) -> Result<(), Failure<R::Error>> {
     tx.set_frozen(id, None);
-    let waiting = tx.state.record(id).expect("thawed volumes exist").held_writes.len();
-    tx.events.push(Event::Thawed {
-        volume: tx.name(id),
-        automatic,
-        released_writes: waiting.min(THAW_BATCH),
-    });
-    release(tx, id)
+    // The event comes before the writes it released.
+    let at = tx.events.len();
+    let released_writes = release(tx, id)?;
+    let volume = tx.name(id);
+    tx.events.insert(
+        at,
+        Event::Thawed {
+            volume,
+            automatic,
+            released_writes,
+        },
+    );
+    Ok(())
 }
 
-/// Applies the next batch of a thawed volume's held writes, in arrival order.
-pub(crate) fn release<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId) -> Result<(), Failure<R::Error>> {
-    let batch = tx.record_mut(id).held_writes.take_front(THAW_BATCH);
+/// Applies the next batch of a thawed volume's held writes, in arrival order: at most
+/// `THAW_BATCH` writes and one write command's worth of data per entry.
+pub(crate) fn release<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId) -> Result<usize, Failure<R::Error>> {
+    let batch = tx.record_mut(id).held_writes.take_front(THAW_BATCH, THAW_BATCH_BYTES);
     let Some(last) = batch.last() else {
-        return Ok(());
+        return Ok(0);
     };
+    let released = batch.len();
     tx.changes.held_released.insert(id, last.seq);
     for HeldWrite { write, .. } in batch {
         // The range was checked when the write arrived and sizes never change; only a
@@ -78,5 +88,5 @@ pub(crate) fn release<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId) -> Resul
             None => write_now(tx, id, &write)?,
         }
     }
-    Ok(())
+    Ok(released)
 }

@@ -4,7 +4,7 @@
 
 use crate::command::HostWrite;
 use serde::{Deserialize, Serialize};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// A write waiting for a thaw; `seq` orders a volume's queue (and keys it in storage).
@@ -18,8 +18,8 @@ pub struct HeldWrite {
 #[serde(from = "VecDeque<HeldWrite>", into = "VecDeque<HeldWrite>")]
 pub struct HeldWrites {
     queue: VecDeque<HeldWrite>,
-    // Derived from the queue:
-    tags: HashSet<u64>,
+    // Derived from the queue: how many queued writes carry each tag.
+    tags: HashMap<u64, usize>,
     digest: u64,
 }
 
@@ -42,24 +42,37 @@ impl HeldWrites {
 
     /// Puts back a write read from storage (in sequence order).
     pub fn push_held(&mut self, held: HeldWrite) {
-        self.tags.insert(held.write.tag);
+        *self.tags.entry(held.write.tag).or_default() += 1;
         self.digest = self.digest.wrapping_add(write_hash(&held));
         self.queue.push_back(held);
     }
 
-    /// Takes up to `n` writes from the front of the queue, oldest first.
-    pub(crate) fn take_front(&mut self, n: usize) -> Vec<HeldWrite> {
-        let n = n.min(self.queue.len());
-        let taken: Vec<HeldWrite> = self.queue.drain(..n).collect();
-        for held in &taken {
-            self.tags.remove(&held.write.tag);
-            self.digest = self.digest.wrapping_sub(write_hash(held));
+    /// Takes writes from the front of the queue, oldest first: at most `count`, and no more
+    /// than `bytes` of data unless the first write alone is larger (it is taken alone).
+    pub(crate) fn take_front(&mut self, count: usize, bytes: u64) -> Vec<HeldWrite> {
+        let mut taken = Vec::new();
+        let mut total = 0u64;
+        while let Some(front) = self.queue.front() {
+            let len = front.write.data.len();
+            if taken.len() >= count || (!taken.is_empty() && total + len > bytes) {
+                break;
+            }
+            total += len;
+            let held = self.queue.pop_front().expect("looked at the front");
+            if let Some(n) = self.tags.get_mut(&held.write.tag) {
+                *n -= 1;
+                if *n == 0 {
+                    self.tags.remove(&held.write.tag);
+                }
+            }
+            self.digest = self.digest.wrapping_sub(write_hash(&held));
+            taken.push(held);
         }
         taken
     }
 
     pub fn contains_tag(&self, tag: u64) -> bool {
-        self.tags.contains(&tag)
+        self.tags.contains_key(&tag)
     }
 
     /// The write with this sequence number (searched from the newest, where pushes land).

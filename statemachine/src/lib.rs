@@ -45,6 +45,6 @@ pub use mem_tracks::MemTracks;
 pub use relationship::{Relationship, RelationshipState, MAX_TARGETS_PER_SOURCE};
 pub use replay::{Replay, Replayed};
 pub use state::{CopyWork, Globals, RelationshipInfo, State, VolumeInfo, VolumeRecord};
-pub use timestamp::{BadTime, Timestamp};
+pub use timestamp::{BadTime, Stamp, Timestamp};
 pub use track::{TrackOp, TrackReader, VolumeId, TRACK_SIZE};
 pub use volume::{Volume, VolumeState, MAX_VOLUME_SIZE};

@@ -10,7 +10,7 @@ use crate::error::CommandError;
 use crate::event::Event;
 use crate::state::State;
 use crate::stored_tracks::StoredTracks;
-use crate::timestamp::Timestamp;
+use crate::timestamp::Stamp;
 use crate::track::{VolumeId, TRACK_SIZE};
 
 /// A scratch state machine fed from the journal.
@@ -46,8 +46,8 @@ impl Replay {
         }
     }
 
-    pub fn apply(&mut self, command: &Command, time: Timestamp) -> Replayed {
-        let applied = match apply_as(&mut self.state, &self.tracks, command, time, true) {
+    pub fn apply(&mut self, command: &Command, time: impl Into<Stamp>) -> Replayed {
+        let applied = match apply_as(&mut self.state, &self.tracks, command, time.into(), true) {
             Ok(applied) => applied,
             Err(never) => match never {},
         };

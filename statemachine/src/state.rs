@@ -4,7 +4,7 @@
 use crate::digest::{self, MetadataDigest};
 use crate::held_writes::HeldWrites;
 use crate::relationship::{Relationship, RelationshipState};
-use crate::timestamp::Timestamp;
+use crate::timestamp::{Stamp, Timestamp};
 use crate::track::{TrackReader, VolumeId, TRACK_SIZE};
 use crate::volume::{Volume, VolumeState};
 use serde::{Deserialize, Serialize};
@@ -38,17 +38,39 @@ pub struct Globals {
     /// The state's clock: the time of the last applied entry. It never goes backwards and it
     /// moves at the rate of the leaders' clocks, whatever their offsets (see `advance_clock`).
     pub last_time: Timestamp,
-    /// The leader's stamp on the last applied entry, as stamped.
+    /// The latest stamp of the current term's leader.
     pub last_stamp: Timestamp,
+    /// The term of the last applied entry's leader.
+    pub stamp_term: u64,
 }
 
 impl Globals {
-    /// The clock after an entry stamped `stamp`: it moves forward by as much as the stamp moved
-    /// since the previous entry's, never backwards. A leader whose clock runs ahead moves it
-    /// ahead once; later leaders' clocks still move it at their rate, so a timer set on this
-    /// clock (an automatic thaw) fires after its duration, not when wall clocks catch up.
-    pub(crate) fn advance_clock(&self, stamp: Timestamp) -> Timestamp {
-        Timestamp(self.last_time.0 + stamp.0.saturating_sub(self.last_stamp.0))
+    /// The clock for an entry stamped `stamp`. Within a term it moves by as much as the leader's
+    /// clock moved past its latest stamp (entries may reach the log slightly out of stamp
+    /// order: that moves nothing). A new term's leader moves it to its own time if that is
+    /// later, else leaves it. So it never goes backwards, a leader whose clock ran ahead moves
+    /// it ahead once while later leaders still move it at their rate — a timer on it (the
+    /// automatic thaw) fires after its duration — and it drifts from the leaders' clocks by at
+    /// most their largest offset.
+    pub(crate) fn advance_clock(&self, stamp: Stamp) -> Timestamp {
+        if stamp.term == self.stamp_term {
+            Timestamp(self.last_time.0 + stamp.time.0.saturating_sub(self.last_stamp.0))
+        } else {
+            self.last_time.max(stamp.time)
+        }
+    }
+
+    /// Applies `stamp` to the clock; returns the entry's time.
+    pub(crate) fn tick_clock(&mut self, stamp: Stamp) -> Timestamp {
+        let now = self.advance_clock(stamp);
+        if stamp.term == self.stamp_term {
+            self.last_stamp = self.last_stamp.max(stamp.time);
+        } else {
+            self.last_stamp = stamp.time;
+            self.stamp_term = stamp.term;
+        }
+        self.last_time = now;
+        now
     }
 }
 
@@ -146,6 +168,7 @@ impl State {
                 next_volume_id: 1,
                 last_time: Timestamp(0),
                 last_stamp: Timestamp(0),
+                stamp_term: 0,
             },
             Vec::new(),
         )
@@ -405,9 +428,12 @@ impl State {
         !self.draining.is_empty()
     }
 
-    /// What the state's clock would read for an entry the leader stamps `stamp` now.
-    pub fn clock_at(&self, stamp: Timestamp) -> Timestamp {
-        self.globals.advance_clock(stamp)
+    /// What the state's clock would read for an entry the current term's leader stamps `time`.
+    pub fn clock_at(&self, time: Timestamp) -> Timestamp {
+        self.globals.advance_clock(Stamp {
+            time,
+            term: self.globals.stamp_term,
+        })
     }
 
     /// Whether the tag's write is waiting in a freeze queue.

@@ -20,6 +20,21 @@ impl Timestamp {
     }
 }
 
+/// What the leader stamps on an entry: its wall-clock time, and the term it leads in (so the
+/// state's clock can tell one leader's clock from the next).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stamp {
+    pub time: Timestamp,
+    pub term: u64,
+}
+
+impl From<Timestamp> for Stamp {
+    /// A stamp within one term (tests and tools that model a single leader).
+    fn from(time: Timestamp) -> Stamp {
+        Stamp { time, term: 0 }
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.rfc3339())

@@ -131,6 +131,14 @@ pub(crate) fn delete<R: crate::TrackReader>(
     if record.volume.frozen_until.is_some() {
         return Err(CommandError::VolumeFrozen { name: name.to_string() }.into());
     }
+    // Deleting now would drop writes its freeze held that are still being released.
+    if !record.held_writes.is_empty() {
+        return Err(CommandError::WritesDraining {
+            name: name.to_string(),
+            count: record.held_writes.len(),
+        }
+        .into());
+    }
     tx.remove_record(id);
     tx.events.push(crate::Event::VolumeDeleted {
         volume: name.to_string(),

@@ -269,7 +269,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
 
         // The journal form of the command (no write bytes), replayed in a scratch state machine
         // with no track contents, gives the same outcome, events and metadata.
-        let replayed = replay.apply(&cmd.journal_form(), Timestamp(now));
+        let stamp = Stamp {
+            time: Timestamp(now),
+            term: h.term,
+        };
+        let replayed = replay.apply(&cmd.journal_form(), stamp);
         prop_assert_eq!(&replayed.result, &applied.result, "{}: replayed outcome", ctx);
         prop_assert_eq!(&replayed.events, &applied.events, "{}: replayed events", ctx);
         prop_assert_eq!(

@@ -692,6 +692,36 @@ fn freeze_thaws_automatically_after_120_seconds() {
 }
 
 #[test]
+fn the_state_clock_never_goes_back_and_does_not_drift_with_alternating_leaders() {
+    let mut h = three_volumes();
+    let start = h.state.globals().last_time.0;
+    // Two leaders whose clocks are 10 s apart take turns; the state's clock follows the later
+    // one but does not gain 10 s per turn.
+    for round in 0..10 {
+        h.term += 1;
+        h.now += 10_000 * u64::from(round % 2 == 0);
+        h.ok(Command::Tick);
+        h.now -= 10_000 * u64::from(round % 2 == 0);
+    }
+    let elapsed = h.state.globals().last_time.0 - start;
+    assert!(elapsed <= 10 * 1000 + 10_000, "the clock gained {elapsed} ms in 10 s");
+    // Within one term, stamps that reach the log out of order move nothing.
+    let (before, latest) = (h.state.globals().last_time, h.now);
+    h.now = latest - 5000;
+    h.ok(Command::Tick);
+    assert_eq!(h.state.globals().last_time, before, "a late stamp moved the clock");
+    h.now = latest - 1000;
+    h.ok(Command::Tick);
+    assert_eq!(
+        h.state.globals().last_time,
+        before,
+        "reaching the latest stamp again moved it"
+    );
+    h.ok(Command::Tick);
+    assert_eq!(h.state.globals().last_time.0, before.0 + 1000);
+}
+
+#[test]
 fn a_long_freeze_queue_is_released_in_bounded_batches_and_nothing_overtakes_it() {
     let mut h = three_volumes();
     h.ok(mkflash(
@@ -740,10 +770,12 @@ fn a_long_freeze_queue_is_released_in_bounded_batches_and_nothing_overtakes_it()
 #[test]
 fn a_leader_clock_that_ran_ahead_does_not_delay_a_later_automatic_thaw() {
     let mut h = three_volumes();
-    // One leader stamps an entry an hour ahead; the next leaders' clocks are right again.
+    // One leader stamps an entry an hour ahead; the next leader's clock is right again.
     let right = h.now;
+    h.term += 1;
     h.now = right + 3_600_000;
     h.ok(Command::Tick);
+    h.term += 1;
     h.now = right;
     h.ok(mkflash(
         "a:b",

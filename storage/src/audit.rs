@@ -10,7 +10,9 @@ use crate::db::{index_key, parse_track_key, CF_AUDIT, CF_TRACKS};
 use roaring::RoaringBitmap;
 use rocksdb::{IteratorMode, DB};
 use serde::{Deserialize, Serialize};
-use statemachine::{Command, CommandError, Event, MetadataDigest, Pair, Replay, Replayed, State, Timestamp, VolumeId};
+use statemachine::{
+    Command, CommandError, Event, MetadataDigest, Pair, Replay, Replayed, Stamp, State, Timestamp, VolumeId,
+};
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,8 +20,8 @@ pub struct AuditRecord {
     pub index: u64,
     /// When the entry was applied, on the state's clock (never earlier than the entry before).
     pub time: Timestamp,
-    /// The leader's stamp as proposed: what a replay feeds the state machine.
-    pub stamp: Timestamp,
+    /// The leader's stamp as proposed, and its term: what a replay feeds the state machine.
+    pub stamp: Stamp,
     /// The command in its journal form (see `Command::journal_form`).
     pub command: Command,
     pub result: Result<(), CommandError>,

@@ -20,7 +20,7 @@ use crate::view::{AppliedNotice, StateView};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
 use rocksdb::{WriteBatch, DB};
-use statemachine::TrackOp;
+use statemachine::{Stamp, TrackOp};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -117,7 +117,11 @@ impl StateMachineStore {
                     let tracks = DbTracks { db: &self.db };
                     // A failed track read leaves the in-memory state half-changed: the error is
                     // fatal to openraft, and a restart reloads the last whole state from disk.
-                    let applied = statemachine::apply(&mut inner.state, &tracks, &request.command, request.time)
+                    let stamp = Stamp {
+                        time: request.time,
+                        term: entry.log_id.leader_id.term,
+                    };
+                    let applied = statemachine::apply(&mut inner.state, &tracks, &request.command, stamp)
                         .map_err(|e| io_error!(read_state_machine, &e))?;
                     self.stage_ops(&mut batch, &applied.ops);
                     let meta = cf(&self.db, CF_META);
@@ -134,7 +138,7 @@ impl StateMachineStore {
                     let audit = AuditRecord {
                         index,
                         time: inner.state.globals().last_time,
-                        stamp: request.time,
+                        stamp,
                         command: request.command.journal_form(),
                         result: applied.result.clone(),
                         events: applied.events.clone(),

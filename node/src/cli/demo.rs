@@ -154,6 +154,7 @@ pub async fn run() -> Result<(), CliError> {
         nbd_handshake_limit: Duration::from_secs(10),
         nbd_memory: 256 << 20,
         open_metrics: false,
+        disk_reserve: 0,
     };
     println!(
         "flashcopy demo: an embedded single-node controller in {}",

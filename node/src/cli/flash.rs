@@ -8,21 +8,11 @@ use super::progress::{relationships_query, wait_for_copy, watch};
 use super::report::relationships_table;
 use super::{api, print_events, print_json};
 use crate::protocol::{CommandReply, MkFlash, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
-use statemachine::{Pair, RelationshipInfo};
+use statemachine::{EstablishOptions, Pair, RelationshipInfo};
 
-pub struct MkflashOptions {
-    pub nocp: bool,
-    pub persist: bool,
-    pub record: bool,
-    pub tgtinhibit: bool,
-    pub freeze: bool,
-    pub seqnum: u32,
-    pub wait: bool,
-}
-
-pub async fn mkflash(client: &ClientArgs, pairs: Vec<String>, o: MkflashOptions) -> Result<(), CliError> {
+pub async fn mkflash(client: &ClientArgs, pairs: Vec<String>, o: EstablishOptions, wait: bool) -> Result<(), CliError> {
     let parsed = parse_pairs(&pairs)?;
-    check_wait(o.wait, o.nocp)?;
+    check_wait(wait, o.nocp)?;
     if o.record && !o.persist {
         return Err(CliError::usage("invalid-option", "--record needs --persist"));
     }
@@ -35,7 +25,7 @@ pub async fn mkflash(client: &ClientArgs, pairs: Vec<String>, o: MkflashOptions)
         freeze: o.freeze,
         seqnum: o.seqnum,
     };
-    send(&api(client)?, "/mkflash", &body, o.wait.then_some(&parsed[..])).await
+    send(&api(client)?, "/mkflash", &body, wait.then_some(&parsed[..])).await
 }
 
 pub async fn lsflash(api: &ApiClient, volumes: &[String], json: bool, follow: bool) -> Result<(), CliError> {

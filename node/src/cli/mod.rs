@@ -16,6 +16,7 @@ pub use args::{AuditAction, Cli, ClientArgs, ClusterAction, Verb};
 
 use client::{load_token, ApiClient, CliError};
 use report::describe;
+use statemachine::EstablishOptions;
 
 /// Runs a client verb (or the demo) and returns the exit status: 0, or the error's.
 pub async fn run(verb: Verb) -> i32 {
@@ -46,16 +47,15 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
             wait,
             client,
         } => {
-            let options = flash::MkflashOptions {
+            let options = EstablishOptions {
                 nocp,
                 persist,
                 record,
                 tgtinhibit,
                 freeze,
                 seqnum,
-                wait,
             };
-            flash::mkflash(&client, pairs, options).await
+            flash::mkflash(&client, pairs, options, wait).await
         }
         Verb::Lsflash {
             volumes,

@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// connection also holds at most 96 MiB).
     #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(96..=1_048_576))]
     pub nbd_memory: u64,
+    /// MiB of free space kept on the data directory's filesystem: host data writes are refused
+    /// (ENOSPC) below it, so the disk never fills; they resume when space returns.
+    #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
+    pub disk_reserve: u64,
     /// Run without a token although an address is reachable from other machines: anyone who
     /// can reach the node may then read and write every volume and change the cluster.
     #[arg(long)]
@@ -87,6 +91,8 @@ pub struct ServeConfig {
     pub nbd_memory: u64,
     /// `/metrics` without the token.
     pub open_metrics: bool,
+    /// Bytes of free space kept on the data directory's filesystem.
+    pub disk_reserve: u64,
 }
 
 /// An option `serve` cannot start with.
@@ -160,6 +166,7 @@ impl ServeArgs {
             nbd_handshake_limit: std::time::Duration::from_secs(self.nbd_handshake_limit),
             nbd_memory: self.nbd_memory << 20,
             open_metrics: self.open_metrics,
+            disk_reserve: self.disk_reserve << 20,
         })
     }
 }

@@ -23,6 +23,13 @@ pub enum ProposeError {
     NoQuorum(String),
     #[error("the cluster cannot commit right now: {0}")]
     Unavailable(String),
+    /// The entry was not committed in time: it may still be, later. Whoever asked must check
+    /// before repeating a command that is not idempotent.
+    #[error("the command was not committed within {} s; it may still take effect (check before repeating it)", COMMIT_WAIT.as_secs())]
+    CommitTimeout,
+    /// Host data writes are refused while the data disk is under its reserve.
+    #[error("the data disk has {free} bytes free, under the {reserve}-byte reserve (--disk-reserve): writes are refused until space is freed (remove volumes, or grow the disk)")]
+    DiskFull { free: u64, reserve: u64 },
 }
 
 /// How long a proposal may wait to be committed and applied. A leader cut off from the
@@ -98,10 +105,7 @@ impl Consensus {
         let started = std::time::Instant::now();
         let written = tokio::time::timeout(COMMIT_WAIT, self.raft.client_write(Request { command, time })).await;
         let Ok(written) = written else {
-            return Err(ProposeError::NoQuorum(format!(
-                "the entry was not committed within {} s",
-                COMMIT_WAIT.as_secs()
-            )));
+            return Err(ProposeError::CommitTimeout);
         };
         match written {
             Ok(response) => {
@@ -149,6 +153,20 @@ impl Consensus {
             .await
             .map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// Waits until the Raft core stops by itself (a storage failure it cannot go on from) and
+    /// says why.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_and_update().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the Raft core stopped".into();
+            }
+        }
     }
 
     /// Stops the Raft core (the node is shutting down).

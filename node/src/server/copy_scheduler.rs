@@ -4,6 +4,7 @@
 //! the copy stood. It also proposes the tick that fires a due automatic thaw.
 
 use crate::server::consensus::{now_millis, Committed, Propose};
+use crate::server::disk::DiskGuard;
 use crate::server::metrics::Metrics;
 use crate::server::write_batcher::WritesWaiting;
 use statemachine::{Command, Event, Timestamp, TRACK_SIZE};
@@ -20,6 +21,8 @@ pub struct CopyScheduler<P> {
     pub proposer: Arc<P>,
     pub state: StateView,
     pub host_writes: WritesWaiting,
+    /// Copies take space: they wait while the disk is under its reserve.
+    pub disk: DiskGuard,
     pub metrics: Arc<Metrics>,
     /// Bytes of copied data per second, at most (`None`: unlimited).
     pub copy_rate: Option<u64>,
@@ -43,7 +46,7 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
             let _ = s.proposer.propose(Command::Tick).await;
         }
         let work = s.state.query(|state| state.copy_work());
-        if work.is_empty() {
+        if work.is_empty() || s.disk.low() {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         }

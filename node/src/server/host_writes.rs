@@ -3,6 +3,7 @@
 //! that a freeze holds is followed until the entry that releases or refuses it.
 
 use crate::server::consensus::ProposeError;
+use crate::server::disk::DiskGuard;
 use crate::server::write_batcher::{Outcome, WriteQueue};
 use statemachine::{CommandError, Event, HostWrite, WriteData, MAX_WRITE_BYTES};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,22 +13,25 @@ use storage::{AuditFilter, StateView};
 pub struct HostWrites {
     queue: WriteQueue,
     view: StateView,
+    disk: DiskGuard,
     next_tag: AtomicU64,
 }
 
 impl HostWrites {
     /// `node_id` and `started_millis` make write tags unique across nodes and restarts.
-    pub fn new(queue: WriteQueue, view: StateView, node_id: u64, started_millis: u64) -> Self {
+    pub fn new(queue: WriteQueue, view: StateView, disk: DiskGuard, node_id: u64, started_millis: u64) -> Self {
         HostWrites {
             queue,
             view,
+            disk,
             next_tag: AtomicU64::new((node_id << 56) ^ (started_millis << 16)),
         }
     }
 
     /// A host write: returns once it is applied, also when a freeze held it first. Concurrent
-    /// writes share entries (group commit). Zeroing more than one command may carry is split
-    /// into several writes, in order.
+    /// writes share entries (group commit). Data larger than one replication request
+    /// (`storage::REPLICATION_BYTES`) is split into several writes, in order, so every entry
+    /// fits the AppendEntries deadline; so is zeroing more than one command may carry.
     pub async fn write(
         &self,
         volume: &str,
@@ -41,7 +45,27 @@ impl HostWrites {
             data => data,
         };
         let WriteData::Zeroes(length) = data else {
-            return self.write_one(volume, offset, data).await;
+            // Zeroing is let through: it frees space rather than taking it.
+            if self.disk.low() {
+                return Err(ProposeError::DiskFull {
+                    free: self.disk.free(),
+                    reserve: self.disk.reserve(),
+                });
+            }
+            let WriteData::Bytes(bytes) = data else {
+                return self.write_one(volume, offset, data).await;
+            };
+            let mut done = 0;
+            for piece in bytes.chunks(storage::REPLICATION_BYTES) {
+                if let Err(e) = self
+                    .write_one(volume, offset + done, WriteData::Bytes(piece.to_vec()))
+                    .await?
+                {
+                    return Ok(Err(e));
+                }
+                done += piece.len() as u64;
+            }
+            return Ok(Ok(()));
         };
         let mut done = 0;
         while done < length {

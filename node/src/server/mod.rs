@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod consensus;
 pub mod copy_scheduler;
+pub mod disk;
 pub mod host_writes;
 pub mod metrics;
 pub mod nbd;
@@ -151,10 +152,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             .validate()
             .map_err(|e| ServeError::Raft(e.to_string()))?,
     );
-    let network = transport::Network {
-        id,
-        token: token.clone(),
-    };
+    let network = transport::Network::new(id, token.clone());
     let raft = Raft::new(id, raft_config, network, log_store, state_store)
         .await
         .map_err(|e| ServeError::Raft(e.to_string()))?;
@@ -162,12 +160,14 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
 
     let (queue, batches) = write_batcher::channel();
     let writes_waiting = queue.waiting();
-    let writes = Arc::new(HostWrites::new(queue, state.clone(), id, now_millis()));
+    let disk = disk::DiskGuard::start(config.data_dir.clone(), config.disk_reserve);
+    let writes = Arc::new(HostWrites::new(queue, state.clone(), disk.clone(), id, now_millis()));
     tokio::spawn(write_batcher::run(consensus.clone(), metrics.clone(), batches));
     tokio::spawn(copy_scheduler::run(copy_scheduler::CopyScheduler {
         proposer: consensus.clone(),
         state: state.clone(),
         host_writes: writes_waiting,
+        disk: disk.clone(),
         metrics: metrics.clone(),
         copy_rate: config.copy_rate,
     }));
@@ -203,6 +203,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         peers: peers.clone(),
         metrics,
         open_metrics: config.open_metrics,
+        disk,
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(api_listener, app).await {
@@ -266,12 +267,20 @@ pub async fn run(args: ServeArgs) -> i32 {
     );
     match args.log_format {
         LogFormat::Text => eprintln!("{ready}"),
-        LogFormat::Json => tracing::info!("{ready}"),
+        LogFormat::Json => tracing::info!(target: "flashcopy", "{ready}"),
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        reason = running.consensus.stopped() => {
+            // Serving on without Raft would be a zombie: answering 503 while looking alive.
+            eprintln!(
+                "error: raft-stopped: node {} cannot go on: {reason}; check its data directory (free space, permissions), then restart it",
+                running.consensus.id()
+            );
+            return 1;
+        }
     }
     running.consensus.shutdown().await;
     0

@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 /// Writes in one entry, at most.
 const MAX_BATCH_WRITES: usize = 512;
-/// Bytes in one entry, at most, unless one write alone is larger: big entries delay heartbeats.
-const MAX_BATCH_BYTES: u64 = 8 << 20;
+/// Bytes in one entry, at most: one replication request (`HostWrites` splits larger writes).
+const MAX_BATCH_BYTES: u64 = storage::REPLICATION_BYTES as u64;
 /// Batches proposed and not yet applied, at most: while they are in flight the next one fills.
 const MAX_IN_FLIGHT: usize = 4;
 

@@ -7,6 +7,8 @@ pub struct Harness {
     pub state: State,
     pub tracks: MemTracks,
     pub now: u64,
+    /// The term of the leader stamping the next commands.
+    pub term: u64,
     next_tag: u64,
 }
 
@@ -16,6 +18,7 @@ impl Harness {
             state: State::with_track_size(track_size),
             tracks: MemTracks::default(),
             now: 1_795_000_000_000,
+            term: 1,
             next_tag: 1,
         }
     }
@@ -27,7 +30,11 @@ impl Harness {
     /// Applies a command one second after the previous one and executes its track operations.
     pub fn run(&mut self, command: Command) -> Applied {
         self.now += 1000;
-        let applied = apply(&mut self.state, &self.tracks, &command, Timestamp(self.now)).unwrap();
+        let stamp = Stamp {
+            time: Timestamp(self.now),
+            term: self.term,
+        };
+        let applied = apply(&mut self.state, &self.tracks, &command, stamp).unwrap();
         self.tracks.execute(&applied.ops);
         applied
     }

@@ -1,7 +1,7 @@
 //! The journal endpoints: the history (`/audit`), the state at a point of it (`/audit/at`), and
 //! the replay check (`/audit/verify`, answered by the replica asked).
 
-use super::error::{time_param, ApiError};
+use super::error::{internal, time_param, ApiError};
 use super::relationships::pair;
 use super::{AdminApi, Api};
 use crate::protocol::{AuditAt, AuditEntry};
@@ -28,7 +28,12 @@ pub(super) struct AuditQuery {
 fn journal_error(e: JournalError) -> ApiError {
     match e {
         JournalError::NothingBefore(_) => ApiError::new(StatusCode::NOT_FOUND, "no-history", e.to_string()),
-        e => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-error", e.to_string()),
+        e => internal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage-error",
+            "the node could not read its journal",
+            e,
+        ),
     }
 }
 
@@ -40,7 +45,14 @@ async fn with_journal<T: Send + 'static>(
     let view = a.state.clone();
     tokio::task::spawn_blocking(move || f(&view))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?
+        .map_err(|e| {
+            internal(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the journal task failed",
+                e,
+            )
+        })?
         .map_err(journal_error)
 }
 

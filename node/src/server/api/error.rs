@@ -53,10 +53,30 @@ impl From<ProposeError> for ApiError {
         let code = match e {
             ProposeError::NotLeader { .. } => "not-leader",
             ProposeError::NoQuorum(_) => "no-quorum",
-            ProposeError::Unavailable(_) => "unavailable",
+            ProposeError::CommitTimeout => {
+                return ApiError::new(StatusCode::GATEWAY_TIMEOUT, "commit-timeout", e.to_string());
+            }
+            ProposeError::Unavailable(detail) => {
+                return internal(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "the cluster cannot commit right now; try again",
+                    detail,
+                );
+            }
+            ProposeError::DiskFull { .. } => {
+                return ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk-full", e.to_string());
+            }
         };
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, code, format!("{e}; try again"))
     }
+}
+
+/// An error whose detail is for the node's operator, not the client: storage and Raft errors
+/// name files under the data directory. The detail is logged; the client gets `message`.
+pub(super) fn internal(status: StatusCode, code: &str, message: &str, detail: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(code, detail = %detail, "{message}");
+    ApiError::new(status, code, format!("{message} (details in the node's log)"))
 }
 
 impl From<JsonRejection> for ApiError {
@@ -94,4 +114,18 @@ impl From<PathRejection> for ApiError {
 pub(super) fn time_param(raw: &str) -> Result<Timestamp, ApiError> {
     raw.parse::<Timestamp>()
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-time", e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_details_stay_in_the_log() {
+        let e = ApiError::from(ProposeError::Unavailable(
+            "IO error: No space left on device: While appending to file: /var/lib/flashcopy/db/000042.log".into(),
+        ));
+        assert_eq!(e.code, "unavailable");
+        assert!(!e.message.contains('/'), "{}", e.message);
+    }
 }

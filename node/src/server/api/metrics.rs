@@ -53,6 +53,21 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
         "Log entries up to this index are purged (they live in the snapshot).",
         raft.purged.map_or(0, |l| l.index),
     );
+    gauge(
+        "flashcopy_disk_free_bytes",
+        "Free space on the data directory's filesystem.",
+        a.disk.free(),
+    );
+    gauge(
+        "flashcopy_disk_reserve_bytes",
+        "Free space kept in reserve: host writes are refused below it.",
+        a.disk.reserve(),
+    );
+    gauge(
+        "flashcopy_disk_low",
+        "1 while free space is under the reserve (host writes refused with ENOSPC).",
+        u64::from(a.disk.low()),
+    );
     gauge("flashcopy_volumes", "Number of volumes.", volumes as u64);
     gauge(
         "flashcopy_relationships",

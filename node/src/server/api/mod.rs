@@ -14,6 +14,7 @@ mod volumes;
 
 use crate::protocol::*;
 use crate::server::consensus::Consensus;
+use crate::server::disk::DiskGuard;
 use crate::server::host_writes::HostWrites;
 use crate::server::metrics::Metrics;
 use crate::server::token::ClusterToken;
@@ -40,6 +41,7 @@ pub struct AdminApi {
     pub metrics: Arc<Metrics>,
     /// `/metrics` without the token.
     pub open_metrics: bool,
+    pub disk: DiskGuard,
 }
 
 type Api = State<Arc<AdminApi>>;

@@ -1,6 +1,6 @@
 //! Volumes: list, create, delete, and data reads and writes over HTTP (small ones; hosts use NBD).
 
-use super::error::ApiError;
+use super::error::{internal, ApiError};
 use super::{run, Api};
 use crate::protocol::{CommandReply, CreateVolume, MAX_BODY};
 use axum::body::Bytes;
@@ -66,7 +66,12 @@ pub(super) async fn read_data(
     a.consensus.linearizable().await?;
     let bytes = a.state.read(&name, range.offset, length).map_err(|e| match e {
         ReadError::Refused(e) => ApiError::from(e),
-        ReadError::Storage(e) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "storage-error", e.to_string()),
+        ReadError::Storage(e) => internal(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "storage-error",
+            "the node could not read its storage",
+            e,
+        ),
     })?;
     let mut headers = HeaderMap::new();
     headers.insert(

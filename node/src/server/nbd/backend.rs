@@ -27,14 +27,22 @@ pub enum Failure {
     NotLeader,
     #[error("{0}")]
     Unavailable(String),
+    /// The node's disk is under its reserve: ENOSPC.
+    #[error("{0}")]
+    NoSpace(String),
 }
 
 impl From<ProposeError> for Failure {
     fn from(e: ProposeError) -> Self {
         match e {
             // Either way the client must reconnect: to the leader, or to the majority's side.
-            ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) => Failure::NotLeader,
+            // The client must reconnect: to the leader, or to the majority's side (a commit
+            // that takes this long means this leader is cut off, or the cluster is stuck).
+            ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) | ProposeError::CommitTimeout => {
+                Failure::NotLeader
+            }
             ProposeError::Unavailable(reason) => Failure::Unavailable(reason),
+            e @ ProposeError::DiskFull { .. } => Failure::NoSpace(e.to_string()),
         }
     }
 }

@@ -110,7 +110,12 @@ async fn route(socket: TcpStream, c: &NbdServer, peer: &str) {
     let mut last_error = String::from("the cluster has no leader");
     while Instant::now() < deadline {
         match c.consensus.leader() {
-            Some((id, _)) if id == c.consensus.id() => return serve_here(socket, c, peer).await,
+            // Confirmed with the majority first: once the greeting is sent the connection can
+            // no longer be forwarded, so a leader that was just deposed must not take it.
+            Some((id, _)) if id == c.consensus.id() => match c.consensus.linearizable().await {
+                Ok(()) => return serve_here(socket, c, peer).await,
+                Err(e) => last_error = format!("this node's leadership is not confirmed: {e}"),
+            },
             Some((id, info)) => {
                 match transport::open_tunnel(&info.raft, &c.token, c.consensus.id(), TunnelKind::Nbd, TUNNEL_WAIT).await
                 {
@@ -138,7 +143,8 @@ pub struct Tunnels(pub Arc<NbdServer>);
 
 impl transport::TunnelHandler for Tunnels {
     fn accepts(&self, kind: TunnelKind) -> bool {
-        kind == TunnelKind::Nbd && self.0.consensus.is_leader()
+        // A full node refuses here, so the follower hears it instead of a silent close.
+        kind == TunnelKind::Nbd && self.0.consensus.is_leader() && self.0.limits.connections.available_permits() > 0
     }
 
     fn serve(&self, _kind: TunnelKind, stream: TcpStream) {

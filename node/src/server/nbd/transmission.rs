@@ -8,7 +8,7 @@ use super::wire::*;
 use crate::server::metrics::Metrics;
 use statemachine::{CommandError, WriteData, MAX_WRITE_BYTES};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 
@@ -90,8 +90,8 @@ where
     // Unbounded, but never longer than the budget allows: every reply holds budget permits
     // until it is written.
     let (replies, reply_queue) = mpsc::unbounded_channel::<Reply>();
-    let writer = tokio::spawn(write_replies(writer, reply_queue));
     let step_down = Arc::new(Notify::new());
+    let writer = tokio::spawn(write_replies(writer, reply_queue, step_down.clone()));
     let export = Arc::new(export);
 
     let result = loop {
@@ -240,23 +240,38 @@ fn failure(f: Failure) -> Refusal {
         Failure::Refused(CommandError::TargetWriteInhibited { .. }) => EPERM,
         Failure::Refused(CommandError::OutOfRange { .. } | CommandError::WriteTooLarge { .. }) => EINVAL,
         Failure::NotLeader => ESHUTDOWN,
+        Failure::NoSpace(_) => ENOSPC,
         Failure::Refused(_) | Failure::Unavailable(_) => EIO,
     };
     refuse(errno, f.to_string())
 }
 
-async fn write_replies<W: AsyncWrite + Unpin>(writer: W, mut queue: mpsc::UnboundedReceiver<Reply>) {
+/// How long a client may leave a reply unread before it is disconnected: a client that sends
+/// but does not read would otherwise hold its share of the node's memory budget for ever.
+const REPLY_WAIT: Duration = Duration::from_secs(30);
+
+/// Writes replies as they come; on a broken or stalled client it tells the reading side to
+/// stop (`hang_up`) and drops what is left, releasing its budget.
+async fn write_replies<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut queue: mpsc::UnboundedReceiver<Reply>,
+    hang_up: Arc<Notify>,
+) {
     let mut writer = BufWriter::with_capacity(256 * 1024, writer);
     while let Some(reply) = queue.recv().await {
         let mut next = Some(reply);
         // Write everything ready, then flush once.
-        while let Some(reply) = next {
-            if writer.write_all(&reply.header).await.is_err() || writer.write_all(&reply.data).await.is_err() {
-                return;
+        let written = tokio::time::timeout(REPLY_WAIT, async {
+            while let Some(reply) = next.take() {
+                writer.write_all(&reply.header).await?;
+                writer.write_all(&reply.data).await?;
+                next = queue.try_recv().ok();
             }
-            next = queue.try_recv().ok();
-        }
-        if writer.flush().await.is_err() {
+            writer.flush().await
+        })
+        .await;
+        if !matches!(written, Ok(Ok(()))) {
+            hang_up.notify_one();
             return;
         }
     }

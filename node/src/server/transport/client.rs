@@ -11,7 +11,9 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
+use std::collections::HashMap;
 use std::io;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage::{NodeInfo, TypeConfig};
 use tokio::net::TcpStream;
@@ -68,9 +70,43 @@ pub async fn open_tunnel(
 
 /// Creates a client per peer.
 pub struct Network {
-    /// This node's id: peers accept RPCs only from members.
-    pub id: u64,
-    pub token: ClusterToken,
+    /// This node's id: peers accept votes only from members.
+    id: u64,
+    token: ClusterToken,
+    idle: Idle,
+}
+
+impl Network {
+    pub fn new(id: u64, token: ClusterToken) -> Self {
+        Network {
+            id,
+            token,
+            idle: Idle::default(),
+        }
+    }
+}
+
+/// Idle authenticated connections, by peer address, shared by every client the factory makes:
+/// openraft asks for a new client for every `ensure_linearizable`, and each would otherwise
+/// dial and authenticate again.
+#[derive(Clone, Default)]
+struct Idle(Arc<Mutex<HashMap<String, Vec<TcpStream>>>>);
+
+/// Idle connections kept per peer, at most.
+const IDLE_PER_PEER: usize = 4;
+
+impl Idle {
+    fn take(&self, addr: &str) -> Option<TcpStream> {
+        self.0.lock().expect("not poisoned").get_mut(addr)?.pop()
+    }
+
+    fn put(&self, addr: &str, stream: TcpStream) {
+        let mut idle = self.0.lock().expect("not poisoned");
+        let streams = idle.entry(addr.to_string()).or_default();
+        if streams.len() < IDLE_PER_PEER {
+            streams.push(stream);
+        }
+    }
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -83,6 +119,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             token: self.token.clone(),
             from: self.id,
             stream: None,
+            idle: self.idle.clone(),
         }
     }
 }
@@ -93,6 +130,21 @@ pub struct PeerClient {
     token: ClusterToken,
     from: u64,
     stream: Option<TcpStream>,
+    idle: Idle,
+}
+
+impl Drop for PeerClient {
+    fn drop(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            self.idle.put(&self.addr, stream);
+        }
+    }
+}
+
+/// One request and its reply on an authenticated connection.
+async fn send(stream: &mut TcpStream, rpc: &Rpc) -> io::Result<Reply> {
+    write_frame(stream, rpc).await?;
+    read_frame(stream, MAX_FRAME).await
 }
 
 /// `None` if the host data of all `entries` fits in `budget` bytes; else how many leading
@@ -124,14 +176,17 @@ impl PeerClient {
         // The connection is taken out for the exchange and put back only after a whole reply:
         // if openraft drops this future at its own deadline, a half-written request or an
         // unread reply must not be left on a connection the next exchange would reuse.
-        let stream = self.stream.take();
+        let kept = self.stream.take().or_else(|| self.idle.take(&addr));
         let attempt = async {
-            let mut stream = match stream {
-                Some(stream) => stream,
-                None => connect(&addr, &self.token, self.from).await?,
-            };
-            write_frame(&mut stream, &rpc).await?;
-            let reply = read_frame::<_, Reply>(&mut stream, MAX_FRAME).await?;
+            // A kept connection may have been closed by the peer meanwhile (a restart): then
+            // once more on a new one. Raft RPCs may be repeated.
+            if let Some(mut stream) = kept {
+                if let Ok(reply) = send(&mut stream, &rpc).await {
+                    return Ok((stream, reply));
+                }
+            }
+            let mut stream = connect(&addr, &self.token, self.from).await?;
+            let reply = send(&mut stream, &rpc).await?;
             Ok((stream, reply))
         };
         let result = match tokio::time::timeout(deadline, attempt).await {
@@ -140,7 +195,10 @@ impl PeerClient {
         };
         match result {
             Ok((stream, reply)) => {
-                self.stream = Some(stream);
+                // After a refusal the peer closes the connection: do not keep it.
+                if !matches!(reply, Reply::NotMember) {
+                    self.stream = Some(stream);
+                }
                 Ok(reply)
             }
             Err(source) => Err(ExchangeError { addr, source }),

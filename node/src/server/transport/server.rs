@@ -87,9 +87,11 @@ async fn connection(
     }
 }
 
-/// Whether `rpc` may be served: it speaks for the node the connection said it is, and that node
-/// is a member. A node that knows no membership yet (it is about to join) accepts any peer that
-/// knows the secret: the leader adding it is the first to call.
+/// Whether `rpc` may be served: it speaks for the node the connection said it is, and a vote
+/// request (the message that makes a leader step down) comes from a member this node knows. A
+/// node that knows no membership yet (it is about to be added) accepts any holder of the
+/// secret. Replication is not checked against membership: a lagging or re-added node may not
+/// know the current leader yet, and must still hear from it (the secret authenticates it).
 fn admitted(raft: &Raft<TypeConfig>, from: u64, rpc: &Rpc) -> bool {
     let speaks_for = match rpc {
         Rpc::AppendEntries(r) => r.vote.leader_id().voted_for(),
@@ -99,6 +101,9 @@ fn admitted(raft: &Raft<TypeConfig>, from: u64, rpc: &Rpc) -> bool {
     };
     if speaks_for != Some(from) {
         return false;
+    }
+    if !matches!(rpc, Rpc::Vote(_) | Rpc::Tunnel(_)) {
+        return true;
     }
     let metrics = raft.metrics().borrow().clone();
     let mut members = metrics.membership_config.nodes().map(|(id, _)| *id).peekable();

@@ -1,0 +1,125 @@
+//! A full disk: host writes are refused with ENOSPC before the disk is full (the reserve), while
+//! reads, admin commands and deletes go on; writes come back by themselves when space returns;
+//! a restart on the nearly full disk works; no acknowledged write is lost. Runs on a small
+//! tmpfs the test mounts itself, and says plainly when it cannot.
+
+mod common;
+use common::*;
+use std::path::{Path, PathBuf};
+
+/// A tmpfs of `mib` MiB at a fresh directory, unmounted when dropped.
+struct SmallDisk {
+    _dir: tempfile::TempDir,
+    mount: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(mib: u64) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mount = dir.path().join("disk");
+        std::fs::create_dir(&mount).unwrap();
+        let out = run(
+            "mount",
+            &[
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={mib}m"),
+                "tmpfs",
+                mount.to_str().unwrap(),
+            ],
+        );
+        if out.code != 0 {
+            eprintln!(
+                "SKIPPED: cannot mount a tmpfs here ({}): the full-disk test needs root",
+                out.stderr.trim()
+            );
+            return None;
+        }
+        Some(SmallDisk { _dir: dir, mount })
+    }
+
+    fn path(&self) -> &Path {
+        &self.mount
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = run("umount", &["-l", self.mount.to_str().unwrap()]);
+    }
+}
+
+/// qemu-io writes 4 MiB chunks of a chunk-specific pattern until one fails; returns how many
+/// were acknowledged and the failure.
+fn fill(uri: &str, limit: usize) -> (usize, String) {
+    for chunk in 0..limit {
+        let pattern = format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4);
+        let out = qemu_io_result(uri, &["-c", &pattern]);
+        if out.code != 0 || out.stdout.contains("failed") || out.stderr.contains("failed") {
+            return (chunk, format!("{}{}", out.stdout, out.stderr));
+        }
+    }
+    (limit, String::new())
+}
+
+fn pattern_of(chunk: usize) -> u8 {
+    (chunk % 200) as u8 + 17
+}
+
+fn verify(uri: &str, chunks: usize) {
+    for chunk in 0..chunks {
+        qemu_io_with(
+            &["-r"],
+            uri,
+            &[&format!("read -P {} {}M 4M", pattern_of(chunk), chunk * 4)],
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_with_enospc_keeps_serving_and_recovers_by_itself() {
+    let Some(disk) = SmallDisk::mount(640) else {
+        return;
+    };
+    // Space another tenant holds on the same disk; freeing it later is "space returns".
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![7u8; 96 << 20]).unwrap();
+    let mut node = Node::start(&disk.path().join("n1"), 1, &["--disk-reserve", "192"]);
+    node.wait_ready();
+    node.ok(&["mkvol", "v", "--size", "2G"]);
+    node.ok(&["mkvol", "spare", "--size", "1G"]);
+    let uri = node.nbd_uri("v");
+
+    let (acked, failure) = fill(&uri, 500);
+    assert!(acked > 0 && acked < 500, "the disk never filled ({acked} chunks)");
+    assert!(
+        failure.contains("No space left on device"),
+        "the refusal is ENOSPC: {failure}"
+    );
+    assert_eq!(node.metric("flashcopy_disk_low"), Some(1));
+
+    // Reads, admin commands and deletes go on.
+    verify(&uri, acked);
+    node.ok(&["lsvol"]);
+    node.ok(&["mkvol", "small", "--size", "1M"]);
+    node.ok(&["rmvol", "spare"]);
+    node.fails(&["mkflash", "v:small"], 1, "size-mismatch");
+
+    // Space returns: writes are accepted again, without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    eventually("writes to resume once space returned", 30, || {
+        qemu_io_result(
+            &uri,
+            &["-c", &format!("write -P {} {}M 4M", pattern_of(acked), acked * 4)],
+        )
+        .code
+            == 0
+    });
+    let acked = acked + 1;
+
+    // A restart on the nearly full disk works, and nothing acknowledged is lost.
+    node.restart();
+    node.wait_ready();
+    verify(&node.nbd_uri("v"), acked);
+}
