@@ -92,6 +92,13 @@ fn malformed_requests_get_json_errors() {
             .await
             .unwrap();
         assert_eq!(status_and_code(r).await, (400, "bad-request".into()));
+        let long = "a".repeat(9000);
+        let r = http()
+            .get(format!("{api}/v1/volumes/{long}/data?offset=0&length=1"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status_and_code(r).await, (414, "uri-too-long".into()));
         // Names a shell or a path would misread are refused.
         for name in [".", "..", "-rf"] {
             let body: &'static str = Box::leak(format!(r#"{{"name":"{name}","size":65536}}"#).into_boxed_str());

@@ -91,9 +91,22 @@ async fn run(a: &AdminApi, command: Command) -> Result<Json<CommandReply>, ApiEr
     }))
 }
 
+/// URIs longer than this are refused with a JSON error (no path or query of the API comes
+/// near it; beyond 64 KiB the HTTP server itself answers a bare 414).
+const MAX_URI: usize = 8 << 10;
+
 /// Every admin request runs in its own span; its end is logged at debug level.
 async fn trace_request(request: Request, next: Next) -> Response {
     use tracing::Instrument;
+    let uri_len = request.uri().to_string().len();
+    if uri_len > MAX_URI {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri-too-long",
+            format!("the request URI has {uri_len} bytes; the API takes at most {MAX_URI}"),
+        )
+        .into_response();
+    }
     let span = tracing::info_span!("admin_request", method = %request.method(), path = %request.uri().path());
     let started = std::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
