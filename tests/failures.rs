@@ -401,3 +401,99 @@ print("failed after", round(time.monotonic() - started), "s")
     qemu_io(&nodes[0].nbd_uri("v"), &["read -P 0x12 0 64k"]);
     assert_converged(&nodes);
 }
+
+/// Firewall rules that cut the peer traffic of one node, removed when dropped.
+struct Partition {
+    rules: Vec<Vec<String>>,
+}
+
+impl Partition {
+    /// Cuts the node running as `nobody` (Raft address `isolated`) from the peers at `others`:
+    /// nothing reaches its Raft port, nothing it sends reaches theirs. Hosts still reach every
+    /// node's NBD port. `None` (and a message) where iptables cannot be used.
+    fn cut(isolated: &str, others: &[&str]) -> Option<Partition> {
+        let port = |addr: &str| addr.rsplit(':').next().unwrap().to_string();
+        let mut rules = vec![
+            vec!["-p", "tcp", "--dport", &port(isolated), "-j", "DROP"],
+            vec!["-p", "tcp", "--sport", &port(isolated), "-j", "DROP"],
+        ]
+        .into_iter()
+        .map(|r| r.into_iter().map(String::from).collect::<Vec<_>>())
+        .collect::<Vec<_>>();
+        for other in others {
+            let rule = [
+                "-m",
+                "owner",
+                "--uid-owner",
+                "65534",
+                "-p",
+                "tcp",
+                "--dport",
+                &port(other),
+                "-j",
+                "DROP",
+            ];
+            rules.push(rule.iter().map(|s| s.to_string()).collect());
+        }
+        let mut partition = Partition { rules: Vec::new() };
+        for rule in rules {
+            let mut args = vec!["-I", "OUTPUT"];
+            args.extend(rule.iter().map(String::as_str));
+            let out = run("iptables", &args);
+            if out.code != 0 {
+                eprintln!("SKIPPED: iptables cannot cut the network here: {}", out.stderr.trim());
+                return None;
+            }
+            partition.rules.push(rule);
+        }
+        Some(partition)
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        for rule in &self.rules {
+            let mut args = vec!["-D", "OUTPUT"];
+            args.extend(rule.iter().map(String::as_str));
+            let _ = run("iptables", &args);
+        }
+    }
+}
+
+#[test]
+fn clients_of_a_leader_cut_off_from_its_peers_move_to_the_majority_and_go_on() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Node 1 runs as `nobody`, so its packets can be told apart; it forms the cluster and leads.
+    let n1 = Node::start_as_nobody(&dir.path().join("n1"), 1, &[]);
+    n1.wait_ready();
+    let join = n1.api.clone();
+    let mut nodes = vec![n1];
+    for id in [2, 3] {
+        nodes.push(Node::start(&dir.path().join(format!("n{id}")), id, &["--join", &join]));
+    }
+    wait_for_voters(&nodes, 3);
+    assert_eq!(leader_id(&nodes), 1);
+    nodes[0].ok(&["mkvol", "v", "--size", "8M"]);
+    let mut writer = Writer::start(dir.path(), "v", 128, &nodes.iter().collect::<Vec<_>>());
+    writer.progress(30, "writes through the leader");
+
+    let others: Vec<&str> = nodes[1..].iter().map(|n| n.raft.as_str()).collect();
+    let Some(partition) = Partition::cut(&nodes[0].raft, &others) else {
+        return;
+    };
+    // The majority elects a new leader; the writer's next writes through node 1 fail with
+    // ESHUTDOWN within the commit bound, and it goes on through the others.
+    writer.progress(30, "writes after the partition, through the majority");
+    let majority: Vec<&Node> = nodes[1..].iter().collect();
+    let new_leader = leader_id(&nodes[1..]);
+    assert_ne!(new_leader, 1);
+
+    drop(partition);
+    writer.progress(10, "writes after the partition healed");
+    let last = writer.finish();
+    assert_converged(&nodes);
+    let data = read_volume(dir.path(), majority[0], "v");
+    assert_blocks(&data, &last, |_| vec![0; BLOCK]);
+}

@@ -53,6 +53,8 @@ pub struct Node {
     /// NBD address, `127.0.0.1:PORT`.
     pub nbd: String,
     args: Vec<String>,
+    /// Runs the binary through this command (e.g. as another user), if set.
+    wrapper: Vec<String>,
     child: Option<Child>,
     pub token: Option<String>,
 }
@@ -60,6 +62,13 @@ pub struct Node {
 impl Node {
     /// Starts a node in `dir`. `extra` are more `serve` arguments.
     pub fn start(dir: &Path, id: u64, extra: &[&str]) -> Node {
+        let mut node = Node::configure(dir, id, extra);
+        node.spawn();
+        node
+    }
+
+    /// A node on free ports, not started yet.
+    fn configure(dir: &Path, id: u64, extra: &[&str]) -> Node {
         let (api_port, raft_port, nbd_port) = (free_port(), free_port(), free_port());
         let mut args: Vec<String> = vec![
             "serve".into(),
@@ -79,16 +88,37 @@ impl Node {
             .iter()
             .position(|a| *a == "--token-file")
             .map(|i| std::fs::read_to_string(extra[i + 1]).unwrap().trim().to_string());
-        let mut node = Node {
+        Node {
             id,
             dir: dir.to_path_buf(),
             api: format!("http://127.0.0.1:{api_port}"),
             raft: format!("127.0.0.1:{raft_port}"),
             nbd: format!("127.0.0.1:{nbd_port}"),
             args,
+            wrapper: Vec::new(),
             child: None,
             token,
-        };
+        }
+    }
+
+    /// Like `start`, but the process runs as user `nobody` (so firewall rules can tell its
+    /// packets apart). `dir`'s parent must be reachable by others.
+    pub fn start_as_nobody(dir: &Path, id: u64, extra: &[&str]) -> Node {
+        use std::os::unix::fs::PermissionsExt;
+        let program = dir.with_extension("bin");
+        std::fs::copy(bin(), &program).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let chown = run("chown", &["-R", "65534:65534", dir.to_str().unwrap()]);
+        assert_eq!(chown.code, 0, "chown: {}", chown.stderr);
+        let mut node = Node::configure(dir, id, extra);
+        node.wrapper = vec![
+            "setpriv".into(),
+            "--reuid=65534".into(),
+            "--regid=65534".into(),
+            "--clear-groups".into(),
+            program.display().to_string(),
+        ];
         node.spawn();
         node
     }
@@ -100,7 +130,15 @@ impl Node {
             .append(true)
             .open(self.dir.with_extension("log"))
             .unwrap();
-        let child = Command::new(bin())
+        let mut command = match self.wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = Command::new(program);
+                c.args(wrapper_args);
+                c
+            }
+            None => Command::new(bin()),
+        };
+        let child = command
             .args(&self.args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
