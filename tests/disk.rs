@@ -123,3 +123,28 @@ fn a_full_disk_refuses_writes_with_enospc_keeps_serving_and_recovers_by_itself()
     node.wait_ready();
     verify(&node.nbd_uri("v"), acked);
 }
+
+#[test]
+fn a_node_whose_storage_fails_exits_with_a_message_instead_of_living_on() {
+    // The data directory is the small disk itself; the node's log lands beside it, on a disk
+    // with room, so the last words can be read.
+    let Some(disk) = SmallDisk::mount(160) else {
+        return;
+    };
+    let mut node = Node::start(disk.path(), 1, &["--disk-reserve", "0"]);
+    node.wait_ready();
+    node.ok(&["mkvol", "v", "--size", "1G"]);
+    let (acked, _) = fill(&node.nbd_uri("v"), 250);
+    assert!(acked < 250, "the disk never filled");
+    let mut exited = None;
+    eventually("the node to exit once its storage failed", 60, || {
+        exited = node.try_exit_code();
+        exited.is_some()
+    });
+    assert_eq!(exited, Some(1));
+    let log = node.log();
+    assert!(
+        log.contains("error: raft-stopped: node 1 cannot go on:") && log.contains("restart it"),
+        "{log}"
+    );
+}

@@ -1,12 +1,8 @@
 //! The RocksDB layout: column families and key encodings.
 
-use crate::log_store::LogStore;
-use crate::state_machine::StateMachineStore;
-use crate::view::StateView;
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use statemachine::VolumeId;
 use std::path::Path;
-use std::sync::Arc;
 
 /// Raft log entries, keyed by index (big-endian, so keys sort by index).
 pub const CF_LOG: &str = "log";
@@ -82,34 +78,4 @@ pub(crate) fn open_db(path: &Path) -> Result<DB, OpenError> {
         path: path.display().to_string(),
         source,
     })
-}
-
-/// Opens (or creates) a node's storage in `dir`: the database in `dir/db`, snapshots in
-/// `dir/snapshots`.
-pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
-    let io = |source| OpenError::Io {
-        path: dir.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(dir.join("snapshots")).map_err(io)?;
-    let db = Arc::new(open_db(&dir.join("db"))?);
-    let state = StateMachineStore::open(db.clone(), dir.join("snapshots"))?;
-    Ok((LogStore::new(db), state))
-}
-
-/// Opens a node's data directory read-only, for offline audits (a stopped node's, or a copy; a
-/// running node's is read as of what is on disk). Nothing in `dir` is changed.
-pub fn open_read_only(dir: &Path) -> Result<StateView, OpenError> {
-    let path = dir.join("db");
-    if !path.is_dir() {
-        return Err(OpenError::Corrupt {
-            path: dir.display().to_string(),
-            reason: "this is not a flashcopy data directory (it has no db/ inside)".into(),
-        });
-    }
-    let db = DB::open_cf_for_read_only(&db_options(), &path, ALL_CFS, false).map_err(|source| OpenError::Db {
-        path: path.display().to_string(),
-        source,
-    })?;
-    StateView::open_read_only(Arc::new(db))
 }

@@ -25,6 +25,7 @@ mod audit;
 mod codec;
 mod db;
 mod log_store;
+mod open;
 mod records;
 mod snapshot;
 mod snapshots;
@@ -35,8 +36,9 @@ mod types;
 mod view;
 
 pub use audit::{AuditFilter, AuditRecord, JournalError, Rebuilt, Until, Verification};
-pub use db::{open, open_read_only, OpenError};
+pub use db::OpenError;
 pub use log_store::{LogStore, REPLICATION_BYTES};
+pub use open::{open, open_read_only};
 pub use space::free_bytes;
 pub use state_machine::{ApplyObserver, StateMachineStore};
 pub use types::{NodeInfo, Request, Response, TypeConfig};

@@ -11,8 +11,26 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_flashcopy")
 }
 
+/// A port free to listen on, below the kernel's ephemeral range (32768 and up here): a port
+/// the kernel hands out for port 0 may be taken by any outgoing connection before the node
+/// binds it. Each test process starts at its own place in the range.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Runs a future to completion (the data path uses the async API client).
@@ -243,6 +261,13 @@ impl Node {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             .map_or(0, |kib| kib * 1024)
+    }
+
+    /// The exit status, once the process has ended by itself (`None` while it runs).
+    pub fn try_exit_code(&mut self) -> Option<i32> {
+        let status = self.child.as_mut()?.try_wait().ok()??;
+        self.child = None;
+        Some(status.code().unwrap_or(-1))
     }
 
     /// SIGSTOP / SIGCONT: the process stays, but answers nothing.
