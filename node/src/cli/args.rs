@@ -173,6 +173,11 @@ pub enum Verb {
     },
     /// The persistent-FlashCopy walkthrough on an embedded single-node controller.
     Demo,
+    /// Exit 0 if the node at --api answers (for container health checks), else 3.
+    Health {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
 }
 
 #[derive(Subcommand, Debug)]

@@ -46,3 +46,10 @@ pub async fn remove(api: &ApiClient, node_id: u64, json: bool) -> Result<(), Cli
     }
     Ok(())
 }
+
+/// `health`: the node answers its admin API (it needs no leader for that).
+pub async fn health(api: &ApiClient) -> Result<(), CliError> {
+    let node: NodeStatus = api.get("/node").await?;
+    println!("node {}: applied index {}", node.id, node.applied_index);
+    Ok(())
+}

@@ -33,6 +33,7 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
     match verb {
         Verb::Serve(_) => unreachable!("main runs the server"),
         Verb::Demo => demo::run().await,
+        Verb::Health { client } => cluster::health(&api(&client)?).await,
         Verb::Mkvol { name, size, client } => volumes::mkvol(&api(&client)?, name, &size).await,
         Verb::Lsvol { json, client } => volumes::lsvol(&api(&client)?, json).await,
         Verb::Rmvol { name, client } => volumes::rmvol(&api(&client)?, &name).await,

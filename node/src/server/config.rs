@@ -34,7 +34,7 @@ pub struct ServeArgs {
     /// Require this bearer token for the admin API and between nodes.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
-    /// Cluster-wide background-copy limit in MiB/s (unlimited by default).
+    /// Cluster-wide background-copy limit in MiB/s (unlimited by default, or with 0).
     #[arg(long, value_name = "MIB_PER_S")]
     pub copy_rate: Option<f64>,
     /// Build a snapshot (and purge the log before it) every this many entries.
@@ -146,7 +146,8 @@ impl ServeArgs {
             }
         }
         let copy_rate = match self.copy_rate {
-            None => None,
+            // 0: unlimited, so a deployment can pass the option always.
+            None | Some(0.0) => None,
             Some(r) if r.is_finite() && r > 0.0 => Some((r * 1024.0 * 1024.0) as u64),
             Some(r) => return Err(ConfigError::CopyRate(r)),
         };
