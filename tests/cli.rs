@@ -325,6 +325,9 @@ fn cluster_status_and_errors_of_the_cli() {
     assert!(node["applied_index"].as_u64().unwrap() >= 1);
     assert_eq!(status["digest"].as_str().unwrap().len(), 16);
     assert!(n.ok(&["cluster", "status"]).contains("leader"));
+    // The client options may also follow the subcommand.
+    let after = cli_env("http://127.0.0.1:1", &["cluster", "status", "--api", &n.api], &[]);
+    assert_eq!(after.code, 0, "{}", after.stderr);
     n.fails(&["cluster", "remove", "9"], 1, "node-not-found");
     n.fails(&["cluster", "add", "9", "http://127.0.0.1:1"], 1, "node-unreachable");
 

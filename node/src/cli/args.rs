@@ -19,15 +19,17 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Admin API of any node of the cluster.
+    // Global, so they may also follow a verb's subcommand (`cluster status --api URL`).
     #[arg(
         long,
+        global = true,
         env = "FLASHCOPY_API",
         default_value = "http://127.0.0.1:7700",
         value_name = "URL"
     )]
     pub api: String,
     /// File holding the cluster token (else FLASHCOPY_TOKEN).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 }
 
