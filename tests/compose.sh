@@ -13,7 +13,12 @@ if ! docker info >/dev/null 2>&1 || ! command -v docker-compose >/dev/null; then
   exit 0
 fi
 compose() { docker-compose -p flashcopy-test "$@"; }
-fc() { "$CARGO_TARGET_DIR/debug/flashcopy" "$@"; }
+# The container of node N, whatever this compose version calls it.
+container() { compose ps -q "node$1"; }
+# Bounded, so a poll cannot outlast the wait around it.
+fc() { timeout 15 "$CARGO_TARGET_DIR/debug/flashcopy" "$@"; }
+# NBD clients, bounded too.
+nbd_client() { timeout 300 "$@"; }
 work="$(mktemp -d)"
 cleanup() {
   compose down -v --remove-orphans >/dev/null 2>&1 || true
@@ -41,7 +46,7 @@ nbd() { echo "nbd://127.0.0.1:$((10809 + 10 * ($1 - 1)))/$2"; }
 on() { local n=$1; shift; FLASHCOPY_API="$(api "$n")" fc "$@"; }
 status_json() { FLASHCOPY_API="$(api "$1")" fc cluster status --json; }
 formed() { status_json 1 | python3 -c 'import json,sys; s=json.load(sys.stdin); n=s["nodes"]; sys.exit(0 if s["leader"] and len(n)==3 and all(m["role"]!="learner" and m["applied_index"] is not None for m in n) else 1)'; }
-leader() { status_json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["leader"] or "")'; }
+leader() { status_json "$1" | python3 -c 'import json,sys; l=json.load(sys.stdin)["leader"]; print(l); sys.exit(0 if l else 1)'; }
 applied() { status_json "$1" | python3 -c 'import json,sys; s=json.load(sys.stdin); print(s["applied_index"], s["digest"])'; }
 out_of_sync() { on "$1" lsflash --json | python3 -c 'import json,sys; r=[x for x in json.load(sys.stdin) if x["source"]=="src"]; print(r[0]["out_of_sync_tracks"] if r else "none")'; }
 copied() { [ "$(out_of_sync "$1")" = 0 ]; }
@@ -53,47 +58,54 @@ same_everywhere() {
 echo "compose test: building the image"
 scripts/image --debug >/dev/null
 export FLASHCOPY_TOKEN; FLASHCOPY_TOKEN="$(cat deploy/token)"
-# A slow copy, so a leader can die in the middle of it.
-FLASHCOPY_COPY_RATE=4 compose up -d >/dev/null 2>&1 || fail "docker-compose up"
+# A slow copy, so a leader can die in the middle of it (every `up` must see the same value, or
+# compose recreates the containers).
+export FLASHCOPY_COPY_RATE=4
+up=$(compose up -d 2>&1) || fail "docker-compose up: $up"
 within 120 "the cluster to form" formed
 
 echo "compose test: volumes and relationships through one node, seen through the others"
-on 1 mkvol src --size 32M >/dev/null
-on 2 mkvol tgt --size 32M >/dev/null
-for n in 2 3; do on "$n" lsvol | grep -q '^src ' || fail "node $n does not list src"; done
+on 1 mkvol src --size 32M >/dev/null || fail "mkvol through node 1"
+on 2 mkvol tgt --size 32M >/dev/null || fail "mkvol through node 2"
+for n in 2 3; do
+  vols=$(on "$n" lsvol --json) && [[ "$vols" == *'"name": "src"'* ]] || fail "node $n does not list src"
+done
 
 echo "compose test: NBD writes from the host verify through another node"
 head -c $((32 << 20)) /dev/urandom > "$work/image"
-nbdcopy "$work/image" "$(nbd 2 src)" || fail "nbdcopy to node 2"
-qemu-img compare -f raw -F raw "$work/image" "$(nbd 3 src)" >/dev/null || fail "node 3 reads other bytes"
+nbd_client nbdcopy "$work/image" "$(nbd 2 src)" || fail "nbdcopy to node 2"
+nbd_client qemu-img compare -f raw -F raw "$work/image" "$(nbd 3 src)" >/dev/null || fail "node 3 reads other bytes"
 
 echo "compose test: the leader's container is killed in the middle of a copy"
-on 1 mkflash src:tgt --persist >/dev/null
+on 1 mkflash src:tgt --persist >/dev/null || fail "mkflash"
+rels=$(on 2 lsflash --json) && [[ "$rels" == *'"target": "tgt"'* ]] || fail "node 2 does not list the relationship"
 sleep 2
 [ "$(out_of_sync 1)" != 0 ] || fail "the copy finished before the kill"
-dead=$(leader 1)
-docker kill "flashcopy-test_node${dead}_1" >/dev/null
+dead=$(leader 1) || fail "no leader before the kill"
+docker kill "$(container "$dead")" >/dev/null || fail "docker kill node $dead"
 survivor=$(( dead % 3 + 1 ))
 within 180 "the copy to finish under a new leader" copied "$survivor"
-qemu-img compare -f raw -F raw "$work/image" "$(nbd "$survivor" tgt)" >/dev/null || fail "the target is not the point in time"
-compose up -d >/dev/null 2>&1
+nbd_client qemu-img compare -f raw -F raw "$work/image" "$(nbd "$survivor" tgt)" >/dev/null || fail "the target is not the point in time"
+up=$(compose up -d 2>&1) || fail "docker-compose up after the kill: $up"
 within 120 "the killed node to rejoin" same_everywhere
 
 echo "compose test: a follower cut off the network during writes catches up"
-follower=$(( $(leader 1) % 3 + 1 ))
-docker network disconnect flashcopy-test_cluster "flashcopy-test_node${follower}_1"
+current=$(leader 1) || fail "no leader before the disconnect"
+follower=$(( current % 3 + 1 ))
+cut=$(container "$follower")
+docker network disconnect flashcopy-test_cluster "$cut" || fail "docker network disconnect"
 writer=$(( follower % 3 + 1 ))
-qemu-io -f raw "$(nbd "$writer" src)" -c 'write -P 0x5a 0 8M' >/dev/null || fail "writes with a follower cut off"
-docker network connect --alias "node${follower}" flashcopy-test_cluster "flashcopy-test_node${follower}_1"
+nbd_client qemu-io -f raw "$(nbd "$writer" src)" -c 'write -P 0x5a 0 8M' >/dev/null || fail "writes with a follower cut off"
+docker network connect --alias "node${follower}" flashcopy-test_cluster "$cut" || fail "docker network connect"
 within 120 "the cut-off follower to catch up (equal digests)" same_everywhere
 
 echo "compose test: a restart of all three keeps every byte"
-compose restart >/dev/null 2>&1
+compose restart >/dev/null 2>&1 || fail "docker-compose restart"
 within 120 "the cluster to form again" formed
-qemu-io -f raw -r "$(nbd 3 src)" -c 'read -P 0x5a 0 8M' >/dev/null || fail "src lost its writes over the restart"
-qemu-img compare -f raw -F raw "$work/image" "$(nbd 1 tgt)" >/dev/null || fail "tgt changed over the restart"
+nbd_client qemu-io -f raw -r "$(nbd 3 src)" -c 'read -P 0x5a 0 8M' >/dev/null || fail "src lost its writes over the restart"
+nbd_client qemu-img compare -f raw -F raw "$work/image" "$(nbd 1 tgt)" >/dev/null || fail "tgt changed over the restart"
 
 echo "compose test: down -v removes the containers and their volumes"
-compose down -v >/dev/null 2>&1
-if docker volume ls -q | grep -q '^flashcopy-test_node'; then fail "volumes left behind"; fi
+compose down -v >/dev/null 2>&1 || fail "docker-compose down -v"
+[ -z "$(docker volume ls -q --filter name=flashcopy-test_)" ] || fail "volumes left behind"
 echo "compose test passed"

@@ -79,12 +79,12 @@ fn verify(uri: &str, chunks: usize) {
 
 #[test]
 fn a_full_disk_refuses_writes_with_enospc_keeps_serving_and_recovers_by_itself() {
-    let Some(disk) = SmallDisk::mount(640) else {
+    let Some(disk) = SmallDisk::mount(768) else {
         return;
     };
     // Space another tenant holds on the same disk; freeing it later is "space returns".
     let filler = disk.path().join("filler");
-    std::fs::write(&filler, vec![7u8; 96 << 20]).unwrap();
+    std::fs::write(&filler, vec![7u8; 160 << 20]).unwrap();
     let mut node = Node::start(&disk.path().join("n1"), 1, &["--disk-reserve", "192"]);
     node.wait_ready();
     node.ok(&["mkvol", "v", "--size", "2G"]);

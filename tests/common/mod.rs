@@ -11,26 +11,32 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_flashcopy")
 }
 
-/// A port free to listen on, below the kernel's ephemeral range (32768 and up here): a port
+/// A port free to listen on, below the kernel's ephemeral range: a port
 /// the kernel hands out for port 0 may be taken by any outgoing connection before the node
 /// binds it. Each test process starts at its own place in the range.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
-    const LOW: u32 = 20_000;
-    const SPAN: u32 = 12_000;
+    const LOW: u32 = 10_000;
+    // Up to the start of the ephemeral range, wherever this machine puts it.
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral.saturating_sub(LOW).max(1000);
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
     let _ = NEXT.compare_exchange(
         u32::MAX,
-        std::process::id().wrapping_mul(7919) % SPAN,
+        std::process::id().wrapping_mul(7919) % span,
         Ordering::SeqCst,
         Ordering::SeqCst,
     );
-    loop {
-        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+    for _ in 0..span {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
+    panic!("no free port between {LOW} and {ephemeral}");
 }
 
 /// Runs a future to completion (the data path uses the async API client).

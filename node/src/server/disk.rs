@@ -44,7 +44,15 @@ impl DiskGuard {
         match storage::free_bytes(dir) {
             Ok(free) => {
                 self.inner.free.store(free, Ordering::Relaxed);
-                let low = free < self.inner.reserve;
+                // Refused under the reserve, accepted again only a margin above it, so writes
+                // do not flip on and off (and the log with them) at the edge.
+                let was_low = self.inner.low.load(Ordering::Relaxed);
+                let margin = self.inner.reserve / 8;
+                let low = if was_low {
+                    free < self.inner.reserve.saturating_add(margin)
+                } else {
+                    free < self.inner.reserve
+                };
                 if low != self.inner.low.swap(low, Ordering::Relaxed) {
                     if low {
                         tracing::warn!(

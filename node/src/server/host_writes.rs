@@ -52,8 +52,9 @@ impl HostWrites {
                     reserve: self.disk.reserve(),
                 });
             }
-            let WriteData::Bytes(bytes) = data else {
-                return self.write_one(volume, offset, data).await;
+            let bytes = match data {
+                WriteData::Bytes(bytes) if bytes.len() > storage::REPLICATION_BYTES => bytes,
+                data => return self.write_one(volume, offset, data).await,
             };
             let mut done = 0;
             for piece in bytes.chunks(storage::REPLICATION_BYTES) {
