@@ -97,3 +97,22 @@ fn idle_connections_are_limited_and_timed_out_and_the_admin_api_keeps_answering(
     // Then hosts are served again.
     qemu_io(&node.nbd_uri("v"), &["write -P 0x11 0 64k", "read -P 0x11 0 64k"]);
 }
+
+#[test]
+fn a_client_that_leaves_its_replies_unread_is_disconnected() {
+    let (_dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "v", "--size", "1G"]);
+    let mut s = open_export(&node.nbd, "v");
+    for cookie in 0..4u64 {
+        s.write_all(&read_request(cookie, 0, 32 << 20)).unwrap();
+    }
+    // Nothing read for longer than the node waits on a reply (30 s): it hangs up. Had it not,
+    // reading now would get all 128 MiB and then wait for more.
+    std::thread::sleep(Duration::from_secs(36));
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let closed = s.read_to_end(&mut got);
+    assert!(closed.is_ok(), "the connection is still open: {closed:?}");
+    assert!(got.len() < 4 * ((32 << 20) + 16), "every reply was sent");
+    qemu_io(&node.nbd_uri("v"), &["read -P 0 0 64k"]);
+}

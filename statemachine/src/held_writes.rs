@@ -113,3 +113,39 @@ impl From<HeldWrites> for VecDeque<HeldWrite> {
         held.queue
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::WriteData;
+
+    fn write(tag: u64, len: usize) -> HostWrite {
+        HostWrite {
+            volume: "v".into(),
+            offset: 0,
+            data: WriteData::Bytes(vec![1; len]),
+            tag,
+        }
+    }
+
+    #[test]
+    fn the_front_is_taken_within_count_and_bytes_and_the_index_follows() {
+        let mut held = HeldWrites::default();
+        for (tag, len) in [(1, 40), (2, 40), (3, 100), (4, 10), (4, 10)] {
+            held.push(write(tag, len));
+        }
+        let seqs = |taken: Vec<HeldWrite>| taken.iter().map(|h| h.seq).collect::<Vec<_>>();
+        // Bytes bound: 40 + 40 fit in 90, the next 100 does not.
+        assert_eq!(seqs(held.take_front(10, 90)), vec![0, 1]);
+        assert!(!held.contains_tag(1) && held.contains_tag(3));
+        // A write larger than the bound goes alone.
+        assert_eq!(seqs(held.take_front(10, 50)), vec![2]);
+        // Count bound; a tag queued twice stays indexed until both are gone.
+        assert_eq!(seqs(held.take_front(1, 1000)), vec![3]);
+        assert!(held.contains_tag(4));
+        assert_eq!(seqs(held.take_front(10, 1000)), vec![4]);
+        assert!(!held.contains_tag(4) && held.is_empty());
+        assert_eq!(held.digest(), (0, 0));
+        assert_eq!(held, HeldWrites::default());
+    }
+}

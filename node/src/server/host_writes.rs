@@ -44,37 +44,17 @@ impl HostWrites {
             WriteData::Bytes(b) if !b.is_empty() && b.iter().all(|&x| x == 0) => WriteData::Zeroes(b.len() as u64),
             data => data,
         };
-        let WriteData::Zeroes(length) = data else {
-            // Zeroing is let through: it frees space rather than taking it.
-            if self.disk.low() {
-                return Err(ProposeError::DiskFull {
-                    free: self.disk.free(),
-                    reserve: self.disk.reserve(),
-                });
-            }
-            let bytes = match data {
-                WriteData::Bytes(bytes) if bytes.len() > storage::REPLICATION_BYTES => bytes,
-                data => return self.write_one(volume, offset, data).await,
-            };
-            let mut done = 0;
-            for piece in bytes.chunks(storage::REPLICATION_BYTES) {
-                if let Err(e) = self
-                    .write_one(volume, offset + done, WriteData::Bytes(piece.to_vec()))
-                    .await?
-                {
-                    return Ok(Err(e));
-                }
-                done += piece.len() as u64;
-            }
-            return Ok(Ok(()));
-        };
-        let mut done = 0;
-        while done < length {
-            let chunk = (length - done).min(MAX_WRITE_BYTES);
-            if let Err(e) = self.write_one(volume, offset + done, WriteData::Zeroes(chunk)).await? {
+        // Zeroing is let through a full disk: it frees space rather than taking it.
+        if self.disk.low() && !matches!(data, WriteData::Zeroes(_)) {
+            return Err(ProposeError::DiskFull {
+                free: self.disk.free(),
+                reserve: self.disk.reserve(),
+            });
+        }
+        for (at, piece) in pieces(offset, data) {
+            if let Err(e) = self.write_one(volume, at, piece).await? {
                 return Ok(Err(e));
             }
-            done += chunk;
         }
         Ok(Ok(()))
     }
@@ -149,4 +129,60 @@ fn release_outcome(events: &[Event], volume: &str, tag: u64) -> Option<Result<()
         } if *t == tag && v == volume => Some(Err(error.clone())),
         _ => None,
     })
+}
+
+/// A write as the bounded writes it is proposed as, in order: data in pieces of one replication
+/// request, zeroing in pieces of one write command.
+fn pieces(offset: u64, data: WriteData) -> Vec<(u64, WriteData)> {
+    match data {
+        WriteData::Zeroes(length) => (0..length)
+            .step_by(MAX_WRITE_BYTES as usize)
+            .map(|done| (offset + done, WriteData::Zeroes((length - done).min(MAX_WRITE_BYTES))))
+            .collect(),
+        WriteData::Bytes(bytes) if bytes.len() > storage::REPLICATION_BYTES => bytes
+            .chunks(storage::REPLICATION_BYTES)
+            .enumerate()
+            .map(|(i, piece)| {
+                let at = offset + (i * storage::REPLICATION_BYTES) as u64;
+                (at, WriteData::Bytes(piece.to_vec()))
+            })
+            .collect(),
+        data => vec![(offset, data)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_are_split_into_bounded_pieces_in_order() {
+        let r = storage::REPLICATION_BYTES;
+        let data = (0..r * 2 + 10).map(|i| (i % 251) as u8 + 1).collect::<Vec<_>>();
+        let split = pieces(100, WriteData::Bytes(data.clone()));
+        let offsets: Vec<u64> = split.iter().map(|(at, _)| *at).collect();
+        assert_eq!(offsets, vec![100, 100 + r as u64, 100 + 2 * r as u64]);
+        let joined: Vec<u8> = split
+            .into_iter()
+            .flat_map(|(_, d)| match d {
+                WriteData::Bytes(b) => b,
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(joined, data);
+        let zeroes = pieces(0, WriteData::Zeroes(MAX_WRITE_BYTES * 2 + 1));
+        assert_eq!(
+            zeroes,
+            vec![
+                (0, WriteData::Zeroes(MAX_WRITE_BYTES)),
+                (MAX_WRITE_BYTES, WriteData::Zeroes(MAX_WRITE_BYTES)),
+                (2 * MAX_WRITE_BYTES, WriteData::Zeroes(1)),
+            ]
+        );
+        assert!(pieces(0, WriteData::Zeroes(0)).is_empty());
+        assert_eq!(
+            pieces(5, WriteData::Bytes(vec![1])),
+            vec![(5, WriteData::Bytes(vec![1]))]
+        );
+    }
 }

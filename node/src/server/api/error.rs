@@ -128,4 +128,14 @@ mod tests {
         assert_eq!(e.code, "unavailable");
         assert!(!e.message.contains('/'), "{}", e.message);
     }
+
+    #[test]
+    fn a_commit_timeout_says_the_outcome_is_unknown() {
+        let e = ApiError::from(ProposeError::CommitTimeout);
+        assert_eq!(
+            (e.status, e.code.as_str()),
+            (StatusCode::GATEWAY_TIMEOUT, "commit-timeout")
+        );
+        assert!(e.message.contains("may still take effect"), "{}", e.message);
+    }
 }

@@ -98,7 +98,8 @@ const MAX_URI: usize = 8 << 10;
 /// Every admin request runs in its own span; its end is logged at debug level.
 async fn trace_request(request: Request, next: Next) -> Response {
     use tracing::Instrument;
-    let uri_len = request.uri().to_string().len();
+    let uri = request.uri();
+    let uri_len = uri.path().len() + uri.query().map_or(0, |q| q.len() + 1);
     if uri_len > MAX_URI {
         return ApiError::new(
             StatusCode::URI_TOO_LONG,
