@@ -219,7 +219,7 @@ fn a_scripted_session_is_audited_replayed_and_verified() {
     assert!(report["entries"].as_u64().unwrap() >= entries.len() as u64);
 
     // Offline, on the stopped node's directory and on a copy of it.
-    n.kill9();
+    n.stop();
     let data = dir.path().join("n1");
     let offline = cli_env(&n.api, &["audit", "verify", "--data-dir", data.to_str().unwrap()], &[]);
     assert_eq!(offline.code, 0, "{}{}", offline.stdout, offline.stderr);
@@ -260,7 +260,7 @@ fn a_scripted_session_is_audited_replayed_and_verified() {
 /// Replaces the first occurrence of `from` in the journal record of entry `index`, directly in
 /// RocksDB, as someone editing the data directory would.
 fn tamper(db_path: &std::path::Path, index: u64, from: &[u8], to: &[u8]) {
-    let cfs = ["log", "raft", "meta", "tracks", "audit"];
+    let cfs = ["raft", "meta", "sums", "blocks", "audit"];
     let mut options = rocksdb::Options::default();
     options.create_if_missing(false);
     let db = rocksdb::DB::open_cf(&options, db_path, cfs).unwrap();

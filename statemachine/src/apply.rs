@@ -13,7 +13,7 @@ use crate::event::Event;
 use crate::relationship::Relationship;
 use crate::state::{State, VolumeRecord};
 use crate::timestamp::{Stamp, Timestamp};
-use crate::track::{TrackOp, TrackReader, VolumeId};
+use crate::track::{block_size, BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK};
 use crate::track_view::TrackView;
 use crate::{background_copy, establish, freeze, host_write, resync, reverse, volume, withdraw};
 use std::collections::BTreeSet;
@@ -175,26 +175,54 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         self.state.name(id).to_string()
     }
 
-    /// Sets a track's content (a whole track), keeping the content digest exact. The track is
-    /// stored from now on whatever its bytes: which tracks are stored depends only on the
-    /// commands, never on data, so a replay of the journal (which keeps no write payloads)
-    /// rebuilds it exactly. Proposers send all-zero writes as `WriteData::Zeroes`.
-    pub(crate) fn store(
+    /// Sets a track's whole content, keeping the content digest exact. The track is stored
+    /// from now on whatever its bytes: which tracks are stored depends only on the commands,
+    /// never on data, so a replay of the journal (which keeps no write payloads) rebuilds it
+    /// exactly. Proposers send all-zero writes as `WriteData::Zeroes`.
+    pub(crate) fn store_track(&mut self, volume: VolumeId, track: u32, data: Vec<u8>) -> Result<(), Failure<R::Error>> {
+        let bs = self.block_size();
+        let mut sums = [0; BLOCKS_PER_TRACK];
+        for (block, chunk) in data.chunks(bs).enumerate() {
+            sums[block] = digest::block_hash(track, block as u32, chunk);
+        }
+        self.set_sums(volume, track, sums)?;
+        self.tracks.store_track(volume, track, data, sums, None);
+        Ok(())
+    }
+
+    /// Stores whole blocks `first_block..` of a track (the others keep their content, or read
+    /// as zeros if the track was not stored). Only the written blocks are hashed: the digest
+    /// follows from the stored block hashes, never from old data.
+    pub(crate) fn store_blocks(
         &mut self,
         volume: VolumeId,
         track: u32,
+        first_block: u32,
         data: Vec<u8>,
-        from: Option<VolumeId>,
     ) -> Result<(), Failure<R::Error>> {
-        let old_hash = self.stored_hash(volume, track)?;
-        self.shift_content_digest(volume, old_hash, digest::track_hash(volume, track, &data));
-        self.tracks.store(volume, track, data, from);
+        let bs = self.block_size();
+        let mut sums = self.stored_sums(volume, track)?.unwrap_or([0; BLOCKS_PER_TRACK]);
+        for (i, chunk) in data.chunks(bs).enumerate() {
+            let block = first_block + i as u32;
+            sums[block as usize] = digest::block_hash(track, block, chunk);
+        }
+        self.set_sums(volume, track, sums)?;
+        self.tracks.write_blocks(volume, track, first_block, data, sums);
+        Ok(())
+    }
+
+    /// Moves the content digest from the track's stored sums to `sums`.
+    fn set_sums(&mut self, volume: VolumeId, track: u32, sums: BlockSums) -> Result<(), Failure<R::Error>> {
+        let old = self
+            .stored_sums(volume, track)?
+            .map_or(0, |old| digest::track_hash(volume, track, &old));
+        self.shift_content_digest(volume, old, digest::track_hash(volume, track, &sums));
         Ok(())
     }
 
     /// The track reads as zeros and is not stored any more (nothing to do if it was not).
     pub(crate) fn zero(&mut self, volume: VolumeId, track: u32) -> Result<(), Failure<R::Error>> {
-        let Some(old) = self.stored_track(volume, track)? else {
+        let Some(old) = self.stored_sums(volume, track)? else {
             return Ok(());
         };
         self.shift_content_digest(volume, digest::track_hash(volume, track, &old), 0);
@@ -202,15 +230,26 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         Ok(())
     }
 
-    /// The stored content of a track, `None` if it is not stored.
-    pub(crate) fn stored_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Failure<R::Error>> {
-        self.tracks.stored(volume, track).map_err(Failure::Storage)
+    /// The block hashes of a track, `None` if it is not stored.
+    pub(crate) fn stored_sums(&self, volume: VolumeId, track: u32) -> Result<Option<BlockSums>, Failure<R::Error>> {
+        self.tracks.sums(volume, track).map_err(Failure::Storage)
     }
 
-    fn stored_hash(&self, volume: VolumeId, track: u32) -> Result<u64, Failure<R::Error>> {
-        Ok(self
-            .stored_track(volume, track)?
-            .map_or(0, |old| digest::track_hash(volume, track, &old)))
+    /// Fills `out` with a track's content from byte `within` on.
+    pub(crate) fn read_into(
+        &self,
+        volume: VolumeId,
+        track: u32,
+        within: usize,
+        out: &mut [u8],
+    ) -> Result<(), Failure<R::Error>> {
+        self.tracks
+            .read_into(volume, track, within, out)
+            .map_err(Failure::Storage)
+    }
+
+    pub(crate) fn block_size(&self) -> usize {
+        block_size(self.state.track_size()) as usize
     }
 
     fn shift_content_digest(&mut self, volume: VolumeId, old_hash: u64, new_hash: u64) {
@@ -220,15 +259,20 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     }
 
     /// Copies a track of the target's source to the target and marks it in sync. The target's
-    /// track is stored exactly when the source's is.
+    /// track is stored exactly when the source's is; the block hashes travel with the bytes.
     pub(crate) fn copy_to_target(
         &mut self,
         source: VolumeId,
         target: VolumeId,
         track: u32,
     ) -> Result<(), Failure<R::Error>> {
-        match self.stored_track(source, track)? {
-            Some(data) => self.store(target, track, data, Some(source))?,
+        match self.stored_sums(source, track)? {
+            Some(sums) => {
+                let mut data = vec![0; self.state.track_size() as usize];
+                self.read_into(source, track, 0, &mut data)?;
+                self.set_sums(target, track, sums)?;
+                self.tracks.store_track(target, track, data, sums, Some(source));
+            }
             None => self.zero(target, track)?,
         }
         self.mark_copied(target, track);

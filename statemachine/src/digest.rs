@@ -7,19 +7,30 @@
 //! shows it in track content as soon as the tracks are copied.
 
 use crate::state::{State, VolumeRecord};
-use crate::track::{is_zero, VolumeId};
+use crate::track::{is_zero, BlockSums, VolumeId};
 use crate::Globals;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-/// Contribution of one track's content. Zero for a track of zeros, so a never-written track and
-/// a track written with zeros digest alike (both are absent in storage).
-pub(crate) fn track_hash(volume: VolumeId, track: u32, data: &[u8]) -> u64 {
+/// Hash of one block's content at its place in a track. Zero for a block of zeros, so a block
+/// never written and a block written with zeros digest alike. Not seeded by the volume, so a
+/// copied track carries its sums to the target unchanged.
+pub fn block_hash(track: u32, block: u32, data: &[u8]) -> u64 {
     if is_zero(data) {
         0
     } else {
-        xxh3_64_with_seed(data, volume.0.rotate_left(32) ^ u64::from(track))
+        xxh3_64_with_seed(data, (u64::from(track) << 8) | u64::from(block))
+    }
+}
+
+/// Contribution of one stored track's content, from its block hashes. Zero for a track of zeros.
+pub(crate) fn track_hash(volume: VolumeId, track: u32, sums: &BlockSums) -> u64 {
+    let total = sums.iter().fold(0u64, |acc, s| acc.wrapping_add(*s));
+    if total == 0 {
+        0
+    } else {
+        xxh3_64_with_seed(&total.to_le_bytes(), volume.0.rotate_left(32) ^ u64::from(track))
     }
 }
 

@@ -124,26 +124,54 @@ pub(crate) fn write_now<R: TrackReader>(
 
         let whole = take as u64 == track_size;
         let from = (pos - write.offset) as usize;
-        match &write.data {
-            // Zeroing a whole track, or part of one that is stored nowhere, leaves it unstored.
-            WriteData::Zeroes(_) if whole => tx.zero(id, track)?,
-            WriteData::Zeroes(_) => match tx.stored_track(base, track)? {
-                Some(mut data) => {
-                    data[within..within + take].fill(0);
-                    tx.store(id, track, data, None)?;
-                }
-                None => tx.zero(id, track)?,
-            },
-            WriteData::Bytes(_) | WriteData::Summary { .. } => {
-                // A whole track needs nothing of what was there: no read.
-                let stored = if whole { None } else { tx.stored_track(base, track)? };
-                let mut data = stored.unwrap_or_else(|| vec![0; track_size as usize]);
-                // A journal replay's `Summary`: the bytes are unknown, only that the track is stored.
-                if let WriteData::Bytes(bytes) = &write.data {
-                    data[within..within + take].copy_from_slice(&bytes[from..from + take]);
-                }
-                tx.store(id, track, data, None)?;
+        // The new bytes of this piece; `None` for a journal replay's `Summary` (bytes unknown,
+        // only that the track is stored).
+        let bytes = match &write.data {
+            WriteData::Bytes(bytes) => Some(&bytes[from..from + take]),
+            WriteData::Zeroes(_) | WriteData::Summary { .. } => None,
+        };
+        let zeroes = matches!(write.data, WriteData::Zeroes(_));
+        if whole {
+            // A whole track needs nothing of what was there: no read.
+            if zeroes {
+                tx.zero(id, track)?;
+            } else {
+                let data = bytes.map_or_else(|| vec![0; take], <[u8]>::to_vec);
+                tx.store_track(id, track, data)?;
             }
+        } else if base != id {
+            // The track comes home from the source whole, with the new bytes on top.
+            match tx.stored_sums(base, track)? {
+                None if zeroes => tx.zero(id, track)?,
+                stored => {
+                    let mut data = vec![0; track_size as usize];
+                    if stored.is_some() {
+                        tx.read_into(base, track, 0, &mut data)?;
+                    }
+                    put(&mut data[within..within + take], bytes);
+                    tx.store_track(id, track, data)?;
+                }
+            }
+        } else if !zeroes || tx.stored_sums(id, track)?.is_some() {
+            // Only the blocks the write touches are read (partial blocks at either end) and
+            // stored. Zeroing part of a track stored nowhere leaves it unstored.
+            let bs = tx.block_size();
+            let first = within / bs;
+            let end_block = (within + take).div_ceil(bs);
+            let mut data = vec![0; (end_block - first) * bs];
+            let head = !within.is_multiple_of(bs);
+            if head {
+                tx.read_into(id, track, first * bs, &mut data[..bs])?;
+            }
+            // (One block covered in part at both ends is read once.)
+            let tail = !(within + take).is_multiple_of(bs);
+            if tail && !(head && end_block - first == 1) {
+                let last = data.len() - bs;
+                tx.read_into(id, track, (end_block - 1) * bs, &mut data[last..])?;
+            }
+            let start = within - first * bs;
+            put(&mut data[start..start + take], bytes);
+            tx.store_blocks(id, track, first as u32, data)?;
         }
         pos += take as u64;
     }
@@ -154,4 +182,12 @@ pub(crate) fn write_now<R: TrackReader>(
         tag: write.tag,
     });
     Ok(())
+}
+
+/// Puts a write's bytes into place; zeroes (or a replay's unknown bytes) write zeros.
+fn put(place: &mut [u8], bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => place.copy_from_slice(bytes),
+        None => place.fill(0),
+    }
 }

@@ -42,7 +42,7 @@ impl Replay {
     pub fn with_track_size(track_size: u32) -> Replay {
         Replay {
             state: State::with_track_size(track_size),
-            tracks: StoredTracks::new(track_size),
+            tracks: StoredTracks::default(),
         }
     }
 

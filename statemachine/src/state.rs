@@ -162,6 +162,10 @@ impl State {
     /// tracks so a reference model can hold whole volumes.
     pub fn with_track_size(track_size: u32) -> State {
         assert!(track_size > 0, "track size must be positive");
+        assert!(
+            track_size.is_multiple_of(crate::track::blocks_per_track(track_size)),
+            "a track holds whole blocks"
+        );
         State::from_records(
             Globals {
                 track_size,
@@ -274,17 +278,28 @@ impl State {
         MetadataDigest::of(self)
     }
 
-    /// Recomputes the digest from scratch (reads every track): for tests and audits that check
-    /// the incremental one.
+    /// Recomputes the digest from scratch (reads and hashes every stored track): for tests and
+    /// audits that check the incremental one and the stored block hashes.
     pub fn recompute_digest<R: TrackReader>(&self, tracks: &R) -> Result<u64, R::Error> {
+        let ts = self.globals.track_size;
+        let bs = crate::track::block_size(ts) as usize;
         let mut meta = 0u64;
         let mut content = 0u64;
+        let mut data = vec![0; ts as usize];
         for record in self.records.values() {
             meta = meta.wrapping_add(digest::record_hash(record));
             let id = record.volume.id;
-            for track in 0..self.track_count(record.volume.size) {
-                if let Some(data) = tracks.read_track(id, track)? {
-                    content = content.wrapping_add(digest::track_hash(id, track, &data));
+            let mut from = 0;
+            while let Some(track) = tracks.next_stored(id, from)? {
+                tracks.read_into(id, track, 0, &mut data)?;
+                let mut sums = [0; crate::track::BLOCKS_PER_TRACK];
+                for (block, chunk) in data.chunks(bs).enumerate() {
+                    sums[block] = digest::block_hash(track, block as u32, chunk);
+                }
+                content = content.wrapping_add(digest::track_hash(id, track, &sums));
+                match track.checked_add(1) {
+                    Some(next) => from = next,
+                    None => break,
                 }
             }
         }
@@ -316,21 +331,36 @@ impl State {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, R::Error> {
+        let mut out = vec![0; length as usize];
+        self.read_into(tracks, volume, offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills `out` with the volume's bytes from `offset` on, as a host sees them: only the
+    /// blocks asked for are read. The caller checks the range.
+    pub fn read_into<R: TrackReader>(
+        &self,
+        tracks: &R,
+        volume: VolumeId,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), R::Error> {
         let ts = u64::from(self.globals.track_size);
-        let mut out = Vec::with_capacity(length as usize);
-        let mut pos = offset;
-        let end = offset + length;
-        while pos < end {
+        let mut done = 0usize;
+        while done < out.len() {
+            let pos = offset + done as u64;
             let track = (pos / ts) as u32;
             let within = (pos % ts) as usize;
-            let take = ((ts - within as u64).min(end - pos)) as usize;
-            match tracks.read_track(self.resolve_read(volume, track), track)? {
-                Some(data) => out.extend_from_slice(&data[within..within + take]),
-                None => out.resize(out.len() + take, 0),
-            }
-            pos += take as u64;
+            let take = (ts as usize - within).min(out.len() - done);
+            tracks.read_into(
+                self.resolve_read(volume, track),
+                track,
+                within,
+                &mut out[done..done + take],
+            )?;
+            done += take;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Checks that a host request fits the volume.

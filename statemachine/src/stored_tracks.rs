@@ -1,24 +1,16 @@
 //! The presence-only track store of a journal replay: which tracks are stored, not their bytes.
 
-use crate::track::{TrackOp, TrackReader, VolumeId};
+use crate::track::{BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK};
 use std::collections::BTreeMap;
 
 /// Which tracks are stored, without their bytes: the track store of a journal replay (see
 /// `crate::replay`). A stored track reads as zeros.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct StoredTracks {
-    track_size: usize,
     stored: BTreeMap<VolumeId, roaring::RoaringBitmap>,
 }
 
 impl StoredTracks {
-    pub(crate) fn new(track_size: u32) -> Self {
-        StoredTracks {
-            track_size: track_size as usize,
-            stored: BTreeMap::new(),
-        }
-    }
-
     pub(crate) fn execute(&mut self, ops: &[TrackOp]) {
         for op in ops {
             match op {
@@ -48,9 +40,15 @@ impl StoredTracks {
 
 impl TrackReader for StoredTracks {
     type Error = std::convert::Infallible;
-    fn read_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Self::Error> {
+
+    fn block_sums(&self, volume: VolumeId, track: u32) -> Result<Option<BlockSums>, Self::Error> {
         let stored = self.stored.get(&volume).is_some_and(|bits| bits.contains(track));
-        Ok(stored.then(|| vec![0; self.track_size]))
+        Ok(stored.then_some([0; BLOCKS_PER_TRACK]))
+    }
+
+    fn read_into(&self, _: VolumeId, _: u32, _: usize, out: &mut [u8]) -> Result<(), Self::Error> {
+        out.fill(0);
+        Ok(())
     }
 
     fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error> {

@@ -341,6 +341,9 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Event::Written { tag, .. } => {
                     let write = model.pending.remove(tag).expect("written tag was proposed");
                     model.apply_write(&write);
+                    // A value held only within one entry (a released write, then a reverse
+                    // that restores over it) is still a value the track held.
+                    model.remember();
                 }
                 Event::WriteHeld { volume, .. } => {
                     prop_assert!(

@@ -84,6 +84,76 @@ fn volumes_are_thin_and_read_zeros() {
 
 /// Which tracks are stored follows from the commands alone, never from the bytes, so a replay
 /// of the journal (which keeps no write payloads) knows it exactly.
+/// A `TrackReader` that counts the bytes of track data read through it.
+struct Counting<'a> {
+    tracks: &'a MemTracks,
+    read: std::cell::Cell<usize>,
+}
+
+impl TrackReader for Counting<'_> {
+    type Error = std::convert::Infallible;
+    fn block_sums(&self, volume: VolumeId, track: u32) -> Result<Option<BlockSums>, Self::Error> {
+        self.tracks.block_sums(volume, track)
+    }
+    fn read_into(&self, volume: VolumeId, track: u32, within: usize, out: &mut [u8]) -> Result<(), Self::Error> {
+        self.read.set(self.read.get() + out.len());
+        self.tracks.read_into(volume, track, within, out)
+    }
+    fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error> {
+        self.tracks.next_stored(volume, from)
+    }
+}
+
+#[test]
+fn a_small_write_stores_its_blocks_and_reads_no_more_than_the_blocks_it_covers_in_part() {
+    let mut h = Harness::new(TRACK_SIZE);
+    h.mkvol("v", 4);
+    h.write("v", 0, &vec![1; TRACK_SIZE as usize]);
+    let write = |h: &mut Harness, offset: u64, length: usize| {
+        let command = Command::Write(HostWrite {
+            volume: "v".into(),
+            offset,
+            data: WriteData::Bytes(vec![2; length]),
+            tag: 1,
+        });
+        let counting = Counting {
+            tracks: &h.tracks,
+            read: Default::default(),
+        };
+        let applied = apply(&mut h.state, &counting, &command, Timestamp(h.now)).unwrap();
+        let read = counting.read.get();
+        h.tracks.execute(&applied.ops);
+        (applied.ops, read)
+    };
+    // A 4 KiB write on a block boundary: one block stored, nothing read.
+    let (ops, read) = write(&mut h, 8192, 4096);
+    assert_eq!(read, 0);
+    assert!(
+        matches!(ops.as_slice(), [TrackOp::Write { within: 8192, data, .. }] if data.len() == 4096),
+        "{ops:?}"
+    );
+    // 512 bytes inside a block: that one block is read and stored.
+    let (ops, read) = write(&mut h, 100, 512);
+    assert_eq!(read, 4096);
+    assert!(
+        matches!(ops.as_slice(), [TrackOp::Write { within: 0, data, .. }] if data.len() == 4096),
+        "{ops:?}"
+    );
+    // 4 KiB across two blocks, both in part: two blocks read, two stored.
+    let (ops, read) = write(&mut h, 4096 * 3 + 2048, 4096);
+    assert_eq!(read, 8192);
+    assert!(
+        matches!(ops.as_slice(), [TrackOp::Write { within: 12288, data, .. }] if data.len() == 8192),
+        "{ops:?}"
+    );
+    let mut expected = vec![1u8; TRACK_SIZE as usize];
+    expected[8192..12288].fill(2);
+    expected[100..612].fill(2);
+    expected[14336..18432].fill(2);
+    assert_eq!(h.read("v", 0, u64::from(TRACK_SIZE)), expected);
+    assert_eq!(h.state.digest(), h.state.recompute_digest(&h.tracks).unwrap());
+}
+
 #[test]
 fn stored_tracks_follow_the_commands_not_the_bytes() {
     let mut h = Harness::new(16);

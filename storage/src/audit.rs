@@ -6,7 +6,7 @@
 //! [`Journal::verify`] replays everything and compares with the live state.
 
 use crate::codec;
-use crate::db::{index_key, parse_track_key, CF_AUDIT, CF_TRACKS};
+use crate::db::{index_key, parse_track_key, CF_AUDIT, CF_SUMS};
 use roaring::RoaringBitmap;
 use rocksdb::{IteratorMode, DB};
 use serde::{Deserialize, Serialize};
@@ -262,17 +262,14 @@ impl<'a> Journal<'a> {
 }
 
 impl Journal<'_> {
-    /// Which tracks are stored live (the tracks column family) against the replay's, per volume.
+    /// Which tracks are stored live (the sums column family) against the replay's, per volume.
     fn stored_track_differences(
         &self,
         replay: &Replay,
         names: &BTreeMap<VolumeId, String>,
     ) -> Result<Vec<String>, JournalError> {
         let mut live: BTreeMap<VolumeId, RoaringBitmap> = BTreeMap::new();
-        let cf = self
-            .db
-            .cf_handle(CF_TRACKS)
-            .expect("column families are created at open");
+        let cf = self.db.cf_handle(CF_SUMS).expect("column families are created at open");
         for item in self.snapshot.iterator_cf(cf, IteratorMode::Start) {
             let (key, _) = item?;
             if let Some((volume, track)) = parse_track_key(&key) {

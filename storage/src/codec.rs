@@ -5,7 +5,9 @@ use serde::{de::DeserializeOwned, Serialize};
 
 /// 2: `TracksCopied` events carry `data_tracks`.
 /// 3: audit records keep the command in its journal form, its result and the applied time.
-const FORMAT_VERSION: u8 = 4;
+/// 4: the state keeps its own clock (stamps with terms).
+/// 5: tracks stored in blocks with per-block hashes (`sums` and `blocks` column families).
+pub(crate) const FORMAT_VERSION: u8 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -1,23 +1,28 @@
-//! The RocksDB layout: column families and key encodings.
+//! The RocksDB layout: column families, key encodings and options. (The Raft log itself is in
+//! segment files, see `log_files.rs`.)
 
 use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use statemachine::VolumeId;
 use std::path::Path;
 
-/// Raft log entries, keyed by index (big-endian, so keys sort by index).
-pub const CF_LOG: &str = "log";
 /// Raft metadata: vote, committed, last purged.
 pub const CF_RAFT: &str = "raft";
 /// State-machine metadata: volume records, globals, applied log id, membership.
 pub const CF_META: &str = "meta";
-/// Track contents, keyed by volume id + track (big-endian). Absent = zeros.
-pub const CF_TRACKS: &str = "tracks";
+/// Stored tracks' block hashes, keyed by volume id + track (big-endian): present exactly when
+/// the track is stored. Small values, so finding stored tracks never touches track data.
+pub const CF_SUMS: &str = "sums";
+/// Track contents in blocks, keyed by volume id + track + block (big-endian). Absent = zeros.
+pub const CF_BLOCKS: &str = "blocks";
 /// The audit history, keyed by log index. Never truncated with the log.
 pub const CF_AUDIT: &str = "audit";
 
-pub const ALL_CFS: [&str; 5] = [CF_LOG, CF_RAFT, CF_META, CF_TRACKS, CF_AUDIT];
+pub const ALL_CFS: [&str; 5] = [CF_RAFT, CF_META, CF_SUMS, CF_BLOCKS, CF_AUDIT];
 /// What a snapshot carries (the state machine), in this order.
-pub const SNAPSHOT_CFS: [&str; 3] = [CF_META, CF_TRACKS, CF_AUDIT];
+pub const SNAPSHOT_CFS: [&str; 4] = [CF_META, CF_SUMS, CF_BLOCKS, CF_AUDIT];
+/// Column families of earlier layouts: a data directory holding one was written by an older
+/// build (format 4 kept whole tracks in `tracks` and the Raft log in `log`).
+const RETIRED_CFS: [&str; 2] = ["tracks", "log"];
 
 pub const KEY_VOTE: &[u8] = b"vote";
 pub const KEY_COMMITTED: &[u8] = b"committed";
@@ -40,14 +45,22 @@ pub fn track_key(volume: VolumeId, track: u32) -> [u8; 12] {
     key
 }
 
-/// The volume and track a key of the tracks column family names.
+/// The key of one block of a track in the blocks column family.
+pub fn block_key(volume: VolumeId, track: u32, block: u32) -> [u8; 13] {
+    let mut key = [0; 13];
+    key[..12].copy_from_slice(&track_key(volume, track));
+    key[12] = u8::try_from(block).expect("a track has at most 16 blocks");
+    key
+}
+
+/// The volume and track a key of the sums column family names.
 pub fn parse_track_key(key: &[u8]) -> Option<(VolumeId, u32)> {
     let volume = u64::from_be_bytes(key.get(..8)?.try_into().ok()?);
     let track = u32::from_be_bytes(key.get(8..12)?.try_into().ok()?);
     Some((VolumeId(volume), track))
 }
 
-/// The key range holding every track of a volume.
+/// The key range holding every track (or block) of a volume.
 pub fn volume_track_range(volume: VolumeId) -> ([u8; 8], [u8; 8]) {
     (volume.0.to_be_bytes(), (volume.0 + 1).to_be_bytes())
 }
@@ -62,20 +75,87 @@ pub enum OpenError {
     Io { path: String, source: std::io::Error },
 }
 
+/// Memtables of all column families together, at most. With the state written without a WAL
+/// (see `state_machine.rs`), this is also about how much a restart re-applies from the log.
+const WRITE_BUFFERS: usize = 128 << 20;
+/// One block cache for every column family.
+const BLOCK_CACHE: usize = 32 << 20;
+
 pub(crate) fn db_options() -> Options {
     let mut opts = Options::default();
     opts.create_if_missing(true);
     opts.create_missing_column_families(true);
+    // The state is written without a WAL: every column family flushes together, so what is on
+    // disk after a crash is always the state after one whole entry.
+    opts.set_atomic_flush(true);
+    opts.set_db_write_buffer_size(WRITE_BUFFERS);
+    opts.set_max_background_jobs(4);
+    opts.set_bytes_per_sync(1 << 20);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts
 }
 
-pub(crate) fn open_db(path: &Path) -> Result<DB, OpenError> {
-    let cfs = ALL_CFS
+/// Per column family: track blocks are kept out of LSM compaction in blob files (written once
+/// at flush, rewritten only by blob garbage collection), uncompressed.
+fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
+    let mut opts = db_options();
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    opts.set_block_based_table_factory(&table);
+    opts.set_write_buffer_size(32 << 20);
+    if name == CF_BLOCKS {
+        opts.set_compression_type(rocksdb::DBCompressionType::None);
+        opts.set_enable_blob_files(true);
+        opts.set_min_blob_size(1024);
+        opts.set_blob_file_size(256 << 20);
+        opts.set_blob_compression_type(rocksdb::DBCompressionType::None);
+        opts.set_enable_blob_gc(true);
+        opts.set_blob_gc_age_cutoff(0.25);
+        opts.set_write_buffer_size(64 << 20);
+    }
+    opts
+}
+
+fn descriptors() -> Vec<ColumnFamilyDescriptor> {
+    let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
+    ALL_CFS
         .iter()
-        .map(|name| ColumnFamilyDescriptor::new(*name, db_options()));
-    DB::open_cf_descriptors(&db_options(), path, cfs).map_err(|source| OpenError::Db {
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache)))
+        .collect()
+}
+
+pub(crate) fn open_db(path: &Path) -> Result<DB, OpenError> {
+    refuse_retired_layout(path)?;
+    DB::open_cf_descriptors(&db_options(), path, descriptors()).map_err(|source| OpenError::Db {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Opens a database read-only (an offline audit, a snapshot's checkpoint).
+pub(crate) fn open_db_read_only(path: &Path) -> Result<DB, OpenError> {
+    refuse_retired_layout(path)?;
+    DB::open_cf_descriptors_read_only(&db_options(), path, descriptors(), false).map_err(|source| OpenError::Db {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// A data directory written by an older build is refused with a message that says so, not with
+/// RocksDB's complaint about unknown column families.
+fn refuse_retired_layout(path: &Path) -> Result<(), OpenError> {
+    let Ok(existing) = DB::list_cf(&Options::default(), path) else {
+        return Ok(()); // A new directory.
+    };
+    match existing.iter().find(|cf| RETIRED_CFS.contains(&cf.as_str())) {
+        Some(_) => Err(OpenError::Corrupt {
+            path: path.display().to_string(),
+            reason: format!(
+                "stored value has format version 4, this build reads version {}: the data \
+                 directory was written by an older flashcopy (no migration exists)",
+                crate::codec::FORMAT_VERSION
+            ),
+        }),
+        None => Ok(()),
+    }
 }

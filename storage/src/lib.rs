@@ -1,8 +1,9 @@
-//! Persistence for flashcopy: one RocksDB per node holding the Raft log, the Raft metadata, the
-//! volume records, the tracks, and the audit history. Knows nothing of the network, NBD or HTTP.
+//! Persistence for flashcopy: per node, the Raft log in append-only segment files and one
+//! RocksDB holding the Raft metadata, the volume records, the track blocks and their hashes, and
+//! the audit history. Knows nothing of the network, NBD or HTTP.
 //!
 //! - [`LogStore`] implements openraft's `RaftLogStorage`: entries and vote are synced before
-//!   they are acknowledged.
+//!   they are acknowledged. The log is the state's write-ahead log.
 //! - [`StateMachineStore`] implements `RaftStateMachine`: each entry is applied by the pure
 //!   `statemachine` and its track ops, touched records and applied log id are written in one
 //!   `WriteBatch`. Snapshots stream from a file built from a RocksDB checkpoint.
@@ -24,6 +25,7 @@ mod applied_state;
 mod audit;
 mod codec;
 mod db;
+mod log_files;
 mod log_store;
 mod open;
 mod records;

@@ -1,12 +1,15 @@
-//! The Raft log store. Durability rules (openraft 0.9): `save_vote` is on disk before it returns;
-//! the `append` callback fires only after the WAL is synced.
+//! The Raft log store: entries in append-only segment files ([`LogFiles`]), the vote, the
+//! committed id and the purge point in RocksDB's raft column family. Durability rules
+//! (openraft 0.9): `save_vote` is on disk before it returns; the `append` callback fires only
+//! after the appended entries are synced.
 
 use crate::codec;
-use crate::db::{index_key, CF_LOG, CF_RAFT, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
+use crate::db::{CF_RAFT, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, SNAPSHOT_CFS};
+use crate::log_files::LogFiles;
 use crate::types::TypeConfig;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
-use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use rocksdb::DB;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
@@ -18,18 +21,23 @@ type Result<T> = std::result::Result<T, StorageError<u64>>;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    files: Arc<LogFiles>,
     /// The last committed index openraft told us (for metrics).
     committed: Arc<AtomicU64>,
 }
 
 impl LogStore {
-    pub(crate) fn new(db: Arc<DB>) -> Self {
+    pub(crate) fn new(db: Arc<DB>, files: LogFiles) -> Self {
         let store = LogStore {
             db,
+            files: Arc::new(files),
             committed: Arc::default(),
         };
         if let Ok(Some(Some(committed))) = store.get::<Option<LogId<u64>>>(KEY_COMMITTED) {
             store.committed.store(committed.index, Ordering::Relaxed);
+        }
+        if let Ok(Some(purged)) = store.get::<LogId<u64>>(KEY_LAST_PURGED) {
+            store.files.set_purged(purged.index);
         }
         store
     }
@@ -37,6 +45,11 @@ impl LogStore {
     /// The commit index as this node knows it, kept current while openraft runs.
     pub fn committed_index(&self) -> Arc<AtomicU64> {
         self.committed.clone()
+    }
+
+    /// Bytes the log's files hold (entries since the last purge).
+    pub fn log_bytes(&self) -> u64 {
+        self.files.bytes()
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -59,25 +72,18 @@ impl LogStore {
         self.db.put_cf(self.cf(CF_RAFT), key, bytes)
     }
 
-    /// Writes Raft metadata and syncs the WAL before returning (`save_vote`).
+    /// Writes Raft metadata and syncs the WAL before returning (`save_vote`, the purge point).
     fn put_synced<T: Serialize>(&self, key: &[u8], value: &T) -> std::result::Result<(), rocksdb::Error> {
         self.put(key, value)?;
         self.db.flush_wal(true)
     }
 
-    fn sync_wal(&self) -> Result<()> {
-        self.db.flush_wal(true).map_err(|e| io_error!(write_logs, &e))
-    }
-
     fn last_entry_id(&self) -> Result<Option<LogId<u64>>> {
-        match self.db.iterator_cf(self.cf(CF_LOG), IteratorMode::End).next() {
-            None => Ok(None),
-            Some(item) => {
-                let (_, bytes) = item.map_err(|e| io_error!(read_logs, &e))?;
-                let entry: Entry<TypeConfig> = codec::decode(&bytes).map_err(|e| io_error!(read_logs, &e))?;
-                Ok(Some(entry.log_id))
-            }
-        }
+        let Some((_, last)) = self.files.bounds() else {
+            return Ok(None);
+        };
+        let entries = self.read_entries(last, |i| i == last, usize::MAX)?;
+        Ok(entries.last().map(|e| e.log_id))
     }
 }
 
@@ -110,22 +116,14 @@ impl LogStore {
     /// Entries from `start` on while `wanted(index)`, stopping before `budget` encoded bytes
     /// would be exceeded (never before the first entry).
     fn read_entries(&self, start: u64, wanted: impl Fn(u64) -> bool, budget: usize) -> Result<Vec<Entry<TypeConfig>>> {
-        let mut entries = Vec::new();
-        let mut bytes_read = 0usize;
-        let iter = self.db.iterator_cf(
-            self.cf(CF_LOG),
-            IteratorMode::From(&index_key(start), Direction::Forward),
-        );
-        for item in iter {
-            let (key, bytes) = item.map_err(|e| io_error!(read_logs, &e))?;
-            let index = u64::from_be_bytes(key.as_ref().try_into().expect("log keys are 8 bytes"));
-            if !wanted(index) || (!entries.is_empty() && bytes_read + bytes.len() > budget) {
-                break;
-            }
-            bytes_read += bytes.len();
-            entries.push(codec::decode(&bytes).map_err(|e| io_error!(read_logs, &e))?);
-        }
-        Ok(entries)
+        let records = self
+            .files
+            .read(start, wanted, budget)
+            .map_err(|e| io_error!(read_logs, &e))?;
+        records
+            .into_iter()
+            .map(|(_, bytes)| codec::decode(&bytes).map_err(|e| io_error!(read_logs, &e)))
+            .collect()
     }
 }
 
@@ -172,50 +170,52 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let db = self.db.clone();
-        let mut batch = WriteBatch::default();
+        let mut records = Vec::new();
         for entry in entries {
             let bytes = codec::encode(&entry).map_err(|e| io_error!(write_logs, &e))?;
-            batch.put_cf(self.cf(CF_LOG), index_key(entry.log_id.index), bytes);
+            records.push((entry.log_id.index, bytes));
         }
         // One synced write for the whole batch of entries: group commit.
-        let result = tokio::task::spawn_blocking(move || {
-            let mut opts = rocksdb::WriteOptions::default();
-            opts.set_sync(true);
-            db.write_opt(batch, &opts)
-        })
-        .await
-        .expect("log append task does not panic");
+        let files = self.files.clone();
+        let result = tokio::task::spawn_blocking(move || files.append(&records))
+            .await
+            .expect("log append task does not panic");
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
             Err(e) => {
-                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
-                Err(io_error!(write_logs, &e))
+                let error = io_error!(write_logs, &e);
+                callback.log_io_completed(Err(e));
+                Err(error)
             }
         }
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<()> {
-        self.db
-            .delete_range_cf(self.cf(CF_LOG), index_key(log_id.index), index_key(u64::MAX))
-            .map_err(|e| io_error!(write_logs, &e))?;
-        self.sync_wal()
+        let files = self.files.clone();
+        tokio::task::spawn_blocking(move || files.truncate(log_id.index))
+            .await
+            .expect("log truncate task does not panic")
+            .map_err(|e| io_error!(write_logs, &e))
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<()> {
+        // The state is written without a WAL: put it on disk before dropping the entries a
+        // restart would otherwise re-apply (openraft purges only what a snapshot holds).
+        let state_cfs: Vec<_> = SNAPSHOT_CFS.iter().map(|name| self.cf(name)).collect();
+        self.db
+            .flush_cfs_opt(&state_cfs, &rocksdb::FlushOptions::default())
+            .map_err(|e| io_error!(write_logs, &e))?;
         // Record the purge point first: entries at or before it are ignored from then on.
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.cf(CF_RAFT),
-            KEY_LAST_PURGED,
-            codec::encode(&log_id).map_err(|e| io_error!(write_logs, &e))?,
-        );
-        batch.delete_range_cf(self.cf(CF_LOG), index_key(0), index_key(log_id.index + 1));
-        self.db.write(batch).map_err(|e| io_error!(write_logs, &e))?;
-        self.sync_wal()
+        self.put_synced(KEY_LAST_PURGED, &log_id)
+            .map_err(|e| io_error!(write_logs, &e))?;
+        let files = self.files.clone();
+        tokio::task::spawn_blocking(move || files.purge(log_id.index))
+            .await
+            .expect("log purge task does not panic")
+            .map_err(|e| io_error!(write_logs, &e))
     }
 }
 
@@ -246,12 +246,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut log, _state) = crate::open(dir.path()).unwrap();
         let sizes = [3, 3, 3, 20, 1, 1];
-        for (i, mib) in sizes.iter().enumerate() {
-            let e = entry(i as u64 + 1, *mib);
-            log.db
-                .put_cf(log.cf(CF_LOG), index_key(e.log_id.index), codec::encode(&e).unwrap())
-                .unwrap();
-        }
+        let records: Vec<_> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, mib)| {
+                let e = entry(i as u64 + 1, *mib);
+                (e.log_id.index, codec::encode(&e).unwrap())
+            })
+            .collect();
+        log.files.append(&records).unwrap();
         let indexes = |entries: Vec<Entry<TypeConfig>>| entries.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
         // 3 + 3 MiB fit in 8 MiB; a third would not.
         assert_eq!(indexes(log.limited_get_log_entries(1, 7).await.unwrap()), vec![1, 2]);

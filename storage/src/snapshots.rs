@@ -108,9 +108,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let written = tokio::task::spawn_blocking({
             let (meta, path, checkpoint) = (meta.clone(), path.clone(), checkpoint.clone());
             move || -> std::io::Result<()> {
-                let cfs = ALL_CFS.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-                let db = DB::open_cf_for_read_only(&db_options(), &checkpoint, cfs, false)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                let db = open_db_read_only(&checkpoint).map_err(|e| std::io::Error::other(e.to_string()))?;
                 snapshot::write(&db, &meta, &path)?;
                 drop(db);
                 set_current_snapshot(&dir, &file_name)

@@ -1,8 +1,13 @@
 //! The state-machine store: applies committed entries with the pure `statemachine` over RocksDB
-//! (records, tracks, audit). Applying an entry writes its track ops, touched records, audit
-//! record and the applied log id in one `WriteBatch`, so what is on disk is always the state
-//! after some whole entry. Those writes are not synced: the log entry they come from is, and
-//! replay after a crash re-applies whatever the state lost.
+//! (records, track blocks and their hashes, audit). Applying an entry writes its track ops,
+//! touched records, audit record and the applied log id in one `WriteBatch`, so what is on disk
+//! is always the state after some whole entry.
+//!
+//! Those writes skip RocksDB's WAL: the Raft log already holds every entry durably, so a host
+//! byte is written once durably (in the log) and once in its place (a track block, at flush).
+//! After a crash the column families come back as of their last flush (atomic across all of
+//! them, see `db.rs`), and openraft re-applies the log from the applied id found there. The log
+//! store flushes the state before it purges entries, so the entries a restart needs are kept.
 
 use crate::applied_state::{cf, corrupt, install_interrupted, load, AppliedState};
 use crate::audit::AuditRecord;
@@ -20,7 +25,7 @@ use crate::view::{AppliedNotice, StateView};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
 use rocksdb::{WriteBatch, DB};
-use statemachine::{Stamp, TrackOp};
+use statemachine::Stamp;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -103,6 +108,9 @@ impl StateMachineStore {
     fn apply_entries(&self, entries: Vec<Entry<TypeConfig>>) -> Result<Vec<Response>> {
         let mut inner = self.inner.write().expect("state lock is not poisoned");
         let mut responses = Vec::with_capacity(entries.len());
+        // The Raft log is this state's write-ahead log: see the module comment.
+        let mut no_wal = rocksdb::WriteOptions::default();
+        no_wal.disable_wal(true);
         for entry in entries {
             let index = entry.log_id.index;
             let mut batch = WriteBatch::default();
@@ -114,7 +122,7 @@ impl StateMachineStore {
                     batch.put_cf(cf(&self.db, CF_META), KEY_MEMBERSHIP, encode(&inner.membership)?);
                 }
                 EntryPayload::Normal(request) => {
-                    let tracks = DbTracks { db: &self.db };
+                    let tracks = DbTracks::new(&self.db, inner.state.track_size());
                     // A failed track read leaves the in-memory state half-changed: the error is
                     // fatal to openraft, and a restart reloads the last whole state from disk.
                     let stamp = Stamp {
@@ -123,7 +131,7 @@ impl StateMachineStore {
                     };
                     let applied = statemachine::apply(&mut inner.state, &tracks, &request.command, stamp)
                         .map_err(|e| io_error!(read_state_machine, &e))?;
-                    self.stage_ops(&mut batch, &applied.ops);
+                    tracks.stage(&mut batch, &applied.ops);
                     let meta = cf(&self.db, CF_META);
                     let writes = records::stage(&inner.state, &applied.touched, &applied.details)
                         .map_err(|e| io_error!(write_state_machine, &e))?;
@@ -152,7 +160,9 @@ impl StateMachineStore {
             }
             inner.last_applied = Some(entry.log_id);
             batch.put_cf(cf(&self.db, CF_META), KEY_APPLIED, encode(&inner.last_applied)?);
-            self.db.write(batch).map_err(|e| io_error!(write_state_machine, &e))?;
+            self.db
+                .write_opt(batch, &no_wal)
+                .map_err(|e| io_error!(write_state_machine, &e))?;
             if response.result.is_some() {
                 // Nobody listening is fine.
                 let _ = self.notices.send(AppliedNotice {
@@ -163,23 +173,6 @@ impl StateMachineStore {
             responses.push(response);
         }
         Ok(responses)
-    }
-
-    fn stage_ops(&self, batch: &mut WriteBatch, ops: &[TrackOp]) {
-        let tracks = cf(&self.db, CF_TRACKS);
-        for op in ops {
-            match op {
-                TrackOp::Write { volume, track, data }
-                | TrackOp::Copy {
-                    volume, track, data, ..
-                } => batch.put_cf(tracks, track_key(*volume, *track), data),
-                TrackOp::Zero { volume, track } => batch.delete_cf(tracks, track_key(*volume, *track)),
-                TrackOp::DropVolume { volume } => {
-                    let (from, to) = volume_track_range(*volume);
-                    batch.delete_range_cf(tracks, from, to);
-                }
-            }
-        }
     }
 }
 

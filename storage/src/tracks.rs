@@ -1,26 +1,161 @@
-//! Stored tracks as the state machine sees them.
+//! Stored tracks as the state machine sees them: block hashes in the sums column family, bytes
+//! in blocks. Also how a track op becomes writes in a batch.
 
-use crate::db::{track_key, CF_TRACKS};
-use rocksdb::{Direction, IteratorMode, DB};
-use statemachine::{TrackReader, VolumeId};
+use crate::db::{block_key, track_key, volume_track_range, CF_BLOCKS, CF_SUMS};
+use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use statemachine::{BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK};
 
 pub(crate) struct DbTracks<'a> {
-    pub(crate) db: &'a DB,
+    db: &'a DB,
+    block_size: usize,
 }
 
-impl DbTracks<'_> {
-    fn cf(&self) -> &rocksdb::ColumnFamily {
-        self.db
-            .cf_handle(CF_TRACKS)
-            .expect("column families are created at open")
+impl<'a> DbTracks<'a> {
+    pub(crate) fn new(db: &'a DB, track_size: u32) -> Self {
+        DbTracks {
+            db,
+            block_size: statemachine::block_size(track_size) as usize,
+        }
+    }
+
+    fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        self.db.cf_handle(name).expect("column families are created at open")
+    }
+
+    /// Adds the writes of `ops` to `batch`. Blocks of zeros are not stored (absent reads as
+    /// zeros); the sums say the track is stored all the same.
+    pub(crate) fn stage(&self, batch: &mut WriteBatch, ops: &[TrackOp]) {
+        let (sums_cf, blocks_cf) = (self.cf(CF_SUMS), self.cf(CF_BLOCKS));
+        for op in ops {
+            match op {
+                TrackOp::Write {
+                    volume,
+                    track,
+                    within,
+                    data,
+                    sums,
+                } => self.stage_blocks(batch, *volume, *track, *within as usize / self.block_size, data, sums),
+                TrackOp::Copy {
+                    volume,
+                    track,
+                    data,
+                    sums,
+                    ..
+                } => self.stage_blocks(batch, *volume, *track, 0, data, sums),
+                TrackOp::Zero { volume, track } => {
+                    batch.delete_cf(sums_cf, track_key(*volume, *track));
+                    batch.delete_range_cf(
+                        blocks_cf,
+                        block_key(*volume, *track, 0),
+                        block_key(*volume, *track, BLOCKS_PER_TRACK as u32),
+                    );
+                }
+                TrackOp::DropVolume { volume } => {
+                    let (from, to) = volume_track_range(*volume);
+                    batch.delete_range_cf(sums_cf, from, to);
+                    batch.delete_range_cf(blocks_cf, from, to);
+                }
+            }
+        }
+    }
+
+    fn stage_blocks(
+        &self,
+        batch: &mut WriteBatch,
+        volume: VolumeId,
+        track: u32,
+        first_block: usize,
+        data: &[u8],
+        sums: &BlockSums,
+    ) {
+        let blocks_cf = self.cf(CF_BLOCKS);
+        for (i, block) in data.chunks(self.block_size).enumerate() {
+            let key = block_key(volume, track, (first_block + i) as u32);
+            if sums[first_block + i] == 0 {
+                batch.delete_cf(blocks_cf, key);
+            } else {
+                batch.put_cf(blocks_cf, key, block);
+            }
+        }
+        batch.put_cf(self.cf(CF_SUMS), track_key(volume, track), encode_sums(sums));
     }
 }
 
-impl TrackReader for DbTracks<'_> {
-    type Error = rocksdb::Error;
+fn encode_sums(sums: &BlockSums) -> [u8; 8 * BLOCKS_PER_TRACK] {
+    let mut out = [0; 8 * BLOCKS_PER_TRACK];
+    for (chunk, sum) in out.chunks_exact_mut(8).zip(sums) {
+        chunk.copy_from_slice(&sum.to_le_bytes());
+    }
+    out
+}
 
-    fn read_track(&self, volume: VolumeId, track: u32) -> Result<Option<Vec<u8>>, Self::Error> {
-        self.db.get_cf(self.cf(), track_key(volume, track))
+fn decode_sums(bytes: &[u8]) -> Option<BlockSums> {
+    let mut sums = [0; BLOCKS_PER_TRACK];
+    if bytes.len() != 8 * BLOCKS_PER_TRACK {
+        return None;
+    }
+    for (sum, chunk) in sums.iter_mut().zip(bytes.chunks_exact(8)) {
+        *sum = u64::from_le_bytes(chunk.try_into().ok()?);
+    }
+    Some(sums)
+}
+
+/// Why reading stored tracks failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TrackError {
+    #[error(transparent)]
+    Db(#[from] rocksdb::Error),
+    #[error("the block hashes of track {track} of volume #{volume} are damaged")]
+    CorruptSums { volume: u64, track: u32 },
+}
+
+impl TrackReader for DbTracks<'_> {
+    type Error = TrackError;
+
+    fn block_sums(&self, volume: VolumeId, track: u32) -> Result<Option<BlockSums>, Self::Error> {
+        match self.db.get_pinned_cf(self.cf(CF_SUMS), track_key(volume, track))? {
+            None => Ok(None),
+            Some(bytes) => decode_sums(&bytes).map(Some).ok_or(TrackError::CorruptSums {
+                volume: volume.0,
+                track,
+            }),
+        }
+    }
+
+    fn read_into(&self, volume: VolumeId, track: u32, within: usize, out: &mut [u8]) -> Result<(), Self::Error> {
+        let bs = self.block_size;
+        let end = within + out.len();
+        let (first, last) = ((within / bs) as u32, ((end - 1) / bs) as u32);
+        let copy = |out: &mut [u8], block: u32, bytes: &[u8]| {
+            let start = block as usize * bs;
+            let (from, to) = (start.max(within), (start + bs).min(end));
+            out[from - within..to - within].copy_from_slice(&bytes[from - start..to - start]);
+        };
+        if first == last {
+            // One block: a point lookup.
+            match self
+                .db
+                .get_pinned_cf(self.cf(CF_BLOCKS), block_key(volume, track, first))?
+            {
+                Some(bytes) => copy(out, first, &bytes),
+                None => out.fill(0),
+            }
+            return Ok(());
+        }
+        out.fill(0);
+        let mut options = rocksdb::ReadOptions::default();
+        options.set_iterate_upper_bound(block_key(volume, track, last + 1).to_vec());
+        let from = block_key(volume, track, first);
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_BLOCKS),
+            options,
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        for item in iter {
+            let (key, bytes) = item?;
+            copy(out, u32::from(key[12]), &bytes);
+        }
+        Ok(())
     }
 
     fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error> {
@@ -28,9 +163,11 @@ impl TrackReader for DbTracks<'_> {
         // Stay within this volume's keys.
         let mut options = rocksdb::ReadOptions::default();
         options.set_iterate_upper_bound((volume.0 + 1).to_be_bytes().to_vec());
-        let mut iter = self
-            .db
-            .iterator_cf_opt(self.cf(), options, IteratorMode::From(&start, Direction::Forward));
+        let mut iter = self.db.iterator_cf_opt(
+            self.cf(CF_SUMS),
+            options,
+            IteratorMode::From(&start, Direction::Forward),
+        );
         match iter.next().transpose()? {
             Some((key, _)) if key[..8] == volume.0.to_be_bytes() => Ok(Some(u32::from_be_bytes(
                 key[8..12].try_into().expect("track keys are 12 bytes"),

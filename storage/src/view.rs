@@ -4,7 +4,7 @@
 use crate::applied_state::{corrupt, install_interrupted, load, AppliedState};
 use crate::audit::{AuditFilter, AuditRecord, Journal, JournalError, Rebuilt, Until, Verification};
 use crate::db::OpenError;
-use crate::tracks::DbTracks;
+use crate::tracks::{DbTracks, TrackError};
 use crate::types::NodeInfo;
 use openraft::StoredMembership;
 use rocksdb::DB;
@@ -33,7 +33,7 @@ pub enum ReadError {
     #[error(transparent)]
     Refused(#[from] CommandError),
     #[error("storage read failed: {0}")]
-    Storage(#[from] rocksdb::Error),
+    Storage(#[from] TrackError),
 }
 
 impl StateView {
@@ -76,7 +76,8 @@ impl StateView {
     pub fn read(&self, volume: &str, offset: u64, length: u64) -> std::result::Result<Vec<u8>, ReadError> {
         let inner = self.inner.read().expect("state lock is not poisoned");
         let id = inner.state.check_range(volume, offset, length)?;
-        Ok(inner.state.read(&DbTracks { db: &self.db }, id, offset, length)?)
+        let tracks = DbTracks::new(&self.db, inner.state.track_size());
+        Ok(inner.state.read(&tracks, id, offset, length)?)
     }
 
     /// Audit records after index `after` that pass `filter`, at most `limit`.
@@ -119,6 +120,17 @@ impl StateView {
             (journal, index, inner.state.metadata_digest(), names)
         };
         journal.verify(&live, &names, index)
+    }
+
+    /// Puts the applied state on disk (it is written without a WAL and otherwise reaches the
+    /// disk when memtables fill): for a clean stop.
+    pub fn flush(&self) -> std::result::Result<(), rocksdb::Error> {
+        let _applied = self.inner.read().expect("state lock is not poisoned");
+        let cfs: Vec<_> = crate::db::SNAPSHOT_CFS
+            .iter()
+            .map(|name| self.db.cf_handle(name).expect("column families are created at open"))
+            .collect();
+        self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<AppliedNotice> {

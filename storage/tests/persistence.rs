@@ -260,13 +260,15 @@ async fn an_interrupted_install_is_redone_at_open() {
         let db = rocksdb::DB::open_cf(
             &rocksdb::Options::default(),
             follower_dir.path().join("db"),
-            ["log", "raft", "meta", "tracks", "audit"],
+            ["raft", "meta", "sums", "blocks", "audit"],
         )
         .unwrap();
         let meta = db.cf_handle("meta").unwrap();
         db.put_cf(meta, b"installing", b"1").unwrap();
-        let tracks = db.cf_handle("tracks").unwrap();
-        db.delete_range_cf(tracks, &[][..], &[0xFF; 16][..]).unwrap();
+        for cf in ["sums", "blocks"] {
+            let cf = db.cf_handle(cf).unwrap();
+            db.delete_range_cf(cf, &[][..], &[0xFF; 16][..]).unwrap();
+        }
     }
     let (_flog, follower) = storage::open(follower_dir.path()).unwrap();
     assert_eq!(follower.view().applied(), expected);

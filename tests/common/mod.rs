@@ -305,6 +305,21 @@ impl Node {
         }
     }
 
+    /// SIGTERM, and waits for the node to exit: a clean stop.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let term = run("kill", &["-TERM", &child.id().to_string()]);
+            assert_eq!(term.code, 0, "{}", term.stderr);
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "node {} stopped with {status}: {}",
+                self.id,
+                self.log()
+            );
+        }
+    }
+
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();

@@ -3,6 +3,7 @@
 //! The [`Propose`] trait is the narrow part the write batcher and the copy scheduler use.
 
 use crate::server::metrics::Metrics;
+use crate::server::read_index::{ReadIndex, Round};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Raft, RaftMetrics};
 use statemachine::{Command, CommandError, Event, Timestamp};
@@ -57,15 +58,22 @@ pub struct Consensus {
     info: NodeInfo,
     raft: Raft<TypeConfig>,
     metrics: Arc<Metrics>,
+    reads: ReadIndex<ProposeError>,
 }
 
 impl Consensus {
     pub fn new(id: u64, info: NodeInfo, raft: Raft<TypeConfig>, metrics: Arc<Metrics>) -> Self {
+        let round_raft = raft.clone();
+        let round: Round<ProposeError> = Arc::new(move || {
+            let raft = round_raft.clone();
+            Box::pin(async move { ensure_linearizable(&raft).await })
+        });
         Consensus {
             id,
             info,
             raft,
             metrics,
+            reads: ReadIndex::new(round),
         }
     }
 
@@ -124,17 +132,17 @@ impl Consensus {
     }
 
     /// Waits until this node, as leader, has applied everything committed before the call.
+    /// Reads waiting together share one leadership round (see `read_index.rs`).
     pub async fn linearizable(&self) -> Result<(), ProposeError> {
-        match self.raft.ensure_linearizable().await {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
-                Err(ProposeError::NotLeader { leader: f.leader_node })
-            }
-            Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => {
-                Err(ProposeError::NoQuorum(e.to_string()))
-            }
-            Err(e) => Err(ProposeError::Unavailable(e.to_string())),
-        }
+        self.reads
+            .wait()
+            .await
+            .unwrap_or_else(|| Err(ProposeError::Unavailable("the node is shutting down".into())))
+    }
+
+    /// Leadership rounds run for linearizable reads so far.
+    pub fn read_rounds(&self) -> u64 {
+        self.reads.rounds()
     }
 
     /// Adds a node as a learner, waits for it to catch up, then makes it a voter.
@@ -190,4 +198,17 @@ pub(crate) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One leadership round: confirms this node leads with a majority and waits until it has
+/// applied everything committed before.
+async fn ensure_linearizable(raft: &Raft<TypeConfig>) -> Result<(), ProposeError> {
+    match raft.ensure_linearizable().await {
+        Ok(_) => Ok(()),
+        Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f))) => {
+            Err(ProposeError::NotLeader { leader: f.leader_node })
+        }
+        Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e))) => Err(ProposeError::NoQuorum(e.to_string())),
+        Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+    }
 }

@@ -17,6 +17,10 @@ const MAX_BATCH_WRITES: usize = 512;
 const MAX_BATCH_BYTES: u64 = storage::REPLICATION_BYTES as u64;
 /// Batches proposed and not yet applied, at most: while they are in flight the next one fills.
 const MAX_IN_FLIGHT: usize = 4;
+/// Bytes of writes submitted and not yet answered, at most (in 4 KiB units): a host writing
+/// faster than the cluster commits waits in `submit` instead of growing the queue.
+const MAX_QUEUED_UNITS: u32 = (64 << 20) / QUEUE_UNIT;
+const QUEUE_UNIT: u32 = 4096;
 
 /// How a submitted write ended, as far as its own entry says.
 #[derive(Debug)]
@@ -37,6 +41,8 @@ struct Pending {
 pub struct WriteQueue {
     queue: mpsc::UnboundedSender<Pending>,
     waiting: WritesWaiting,
+    /// Room for queued bytes (see `MAX_QUEUED_UNITS`).
+    room: Arc<Semaphore>,
 }
 
 /// How many host writes are submitted and not yet answered: the copy scheduler yields to them.
@@ -57,7 +63,8 @@ pub struct WriteBatches {
 pub fn channel() -> (WriteQueue, WriteBatches) {
     let (queue, receiver) = mpsc::unbounded_channel();
     let waiting = WritesWaiting::default();
-    (WriteQueue { queue, waiting }, WriteBatches { queue: receiver })
+    let room = Arc::new(Semaphore::new(MAX_QUEUED_UNITS as usize));
+    (WriteQueue { queue, waiting, room }, WriteBatches { queue: receiver })
 }
 
 fn stopped() -> ProposeError {
@@ -67,14 +74,22 @@ fn stopped() -> ProposeError {
 impl WriteQueue {
     /// Proposes `write` in the next batch and waits for that batch's entry to be applied.
     pub async fn submit(&self, write: HostWrite) -> Result<Outcome, ProposeError> {
-        let (reply, outcome) = oneshot::channel();
+        // A write larger than the whole room takes all of it.
+        let units = write
+            .data
+            .len()
+            .div_ceil(u64::from(QUEUE_UNIT))
+            .clamp(1, u64::from(MAX_QUEUED_UNITS)) as u32;
         self.waiting.0.fetch_add(1, Ordering::SeqCst);
-        let answered = match self.queue.send(Pending { write, reply }) {
-            Ok(()) => outcome.await.map_err(|_| stopped()),
-            Err(_) => Err(stopped()),
-        };
+        let answered = async {
+            let _room = self.room.acquire_many(units).await.map_err(|_| stopped())?;
+            let (reply, outcome) = oneshot::channel();
+            self.queue.send(Pending { write, reply }).map_err(|_| stopped())?;
+            outcome.await.map_err(|_| stopped())?
+        }
+        .await;
         self.waiting.0.fetch_sub(1, Ordering::SeqCst);
-        answered?
+        answered
     }
 
     /// A handle on the count of writes waiting here.

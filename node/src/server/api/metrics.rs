@@ -54,6 +54,11 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
         raft.purged.map_or(0, |l| l.index),
     );
     gauge(
+        "flashcopy_read_index_rounds",
+        "Leadership rounds run for linearizable reads (reads waiting together share one).",
+        a.consensus.read_rounds(),
+    );
+    gauge(
         "flashcopy_disk_free_bytes",
         "Free space on the data directory's filesystem.",
         a.disk.free(),
