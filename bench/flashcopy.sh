@@ -67,7 +67,7 @@ for _ in $(seq 1 "$rounds"); do
     # Every 64 KiB write is the first to its track since the establish: each one copies.
     mib=$(fio --name=cow --ioengine=nbd --uri="$(nbd_uri src)" --rw=write --bs=64k --iodepth=16 \
       --size=1G --output-format=json 2>/dev/null |
-      python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["jobs"][0]["write"]["bw_bytes"] / 2**20))')
+      python3 -c 'import json,sys; t=sys.stdin.read(); print("%.0f" % (json.loads(t[t.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 2**20))')
     cow[$rels]+="$mib "
   done
 done

@@ -9,7 +9,7 @@ pids=()
 
 build() {
   "$here/scripts/prerequisites"
-  cargo build --quiet --release --manifest-path "$here/Cargo.toml" -p node --bin flashcopy
+  "$here/scripts/build-release"
   command -v fio >/dev/null && command -v qemu-nbd >/dev/null && command -v python3 >/dev/null || {
     echo "error: fio, qemu-nbd and python3 are needed (scripts/prerequisites installs them)" >&2
     exit 1
@@ -26,7 +26,7 @@ trap cleanup EXIT
 # Ports: api 7800+n, raft 7850+n, nbd 10900+n for node n (1..3); qemu-nbd on 10950.
 api() { echo "http://127.0.0.1:$((7800 + ${1:-1}))"; }
 nbd_uri() { echo "nbd://127.0.0.1:$((10900 + ${2:-1}))/$1"; }
-cli() { "$bin" --api "$(api 1)" "$@"; }
+cli() { "$bin" "$@" --api "$(api 1)"; }
 
 wait_ready() {
   for _ in $(seq 1 600); do
@@ -88,7 +88,8 @@ fio_run() {
     --output-format=json 2>/dev/null |
     python3 -c '
 import json, sys
-job = json.load(sys.stdin)["jobs"][0]
+text = sys.stdin.read()
+job = json.loads(text[text.index("{"):])["jobs"][0]  # fio nbd prints a line first
 side = job["write"] if job["write"]["io_bytes"] > 0 else job["read"]
 print("%.0f %.0f" % (side["bw_bytes"] / 2**20, side["iops"]))'
 }

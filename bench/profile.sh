@@ -20,8 +20,8 @@ sleep 2
 perf record -g -o "$work/perf.data" -p "$node" -- sleep "$seconds" 2>/dev/null
 wait "$fio_pid"
 written=$(( $(awk '/^write_bytes/ {print $2}' "/proc/$node/io") - written_before ))
-host=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; print(j["write"]["io_bytes"])' "$work/profile-fio.json")
-mib=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1]))["jobs"][0]; s=j["write"] if j["write"]["io_bytes"] else j["read"]; print("%.0f MiB/s, %.0f IOPS" % (s["bw_bytes"]/2**20, s["iops"]))' "$work/profile-fio.json")
+host=$(python3 -c 'import json,sys; t=open(sys.argv[1]).read(); j=json.loads(t[t.index("{"):])["jobs"][0]; print(j["write"]["io_bytes"])' "$work/profile-fio.json")
+mib=$(python3 -c 'import json,sys; t=open(sys.argv[1]).read(); j=json.loads(t[t.index("{"):])["jobs"][0]; s=j["write"] if j["write"]["io_bytes"] else j["read"]; print("%.0f MiB/s, %.0f IOPS" % (s["bw_bytes"]/2**20, s["iops"]))' "$work/profile-fio.json")
 echo "fio $rw $bs QD$depth: $mib"
 [ "$host" -gt 0 ] && echo "disk bytes written by the node per host byte written: $(python3 -c "print('%.2f' % ($written / $host))")"
 perf report -i "$work/perf.data" --stdio --no-children --sort dso,symbol --percent-limit 1.5 2>/dev/null |

@@ -82,9 +82,10 @@ fn a_full_disk_refuses_writes_with_enospc_keeps_serving_and_recovers_by_itself()
     let Some(disk) = SmallDisk::mount(768) else {
         return;
     };
-    // Space another tenant holds on the same disk; freeing it later is "space returns".
+    // Space another tenant holds on the same disk; freeing it later is "space returns". More
+    // than the memtables (128 MiB) that may still flush after writes were refused.
     let filler = disk.path().join("filler");
-    std::fs::write(&filler, vec![7u8; 160 << 20]).unwrap();
+    std::fs::write(&filler, vec![7u8; 256 << 20]).unwrap();
     let mut node = Node::start(&disk.path().join("n1"), 1, &["--disk-reserve", "192"]);
     node.wait_ready();
     node.ok(&["mkvol", "v", "--size", "2G"]);
@@ -108,14 +109,23 @@ fn a_full_disk_refuses_writes_with_enospc_keeps_serving_and_recovers_by_itself()
 
     // Space returns: writes are accepted again, without a restart.
     std::fs::remove_file(&filler).unwrap();
-    eventually("writes to resume once space returned", 30, || {
-        qemu_io_result(
+    let resumed = (0..60).any(|_| {
+        let out = qemu_io_result(
             &uri,
             &["-c", &format!("write -P {} {}M 4M", pattern_of(acked), acked * 4)],
-        )
-        .code
-            == 0
+        );
+        if out.code != 0 {
+            eprintln!("not yet: {}{}", out.stdout, out.stderr);
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        out.code == 0
     });
+    assert!(
+        resumed,
+        "writes did not resume once space returned (free: {:?}); node log:\n{}",
+        node.metric("flashcopy_disk_free_bytes"),
+        node.log()
+    );
     let acked = acked + 1;
 
     // A restart on the nearly full disk works, and nothing acknowledged is lost.

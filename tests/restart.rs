@@ -109,6 +109,63 @@ fn acked_bytes(log: &std::path::Path) -> u64 {
     total
 }
 
+/// Sustained overwrites of a small volume: the log is cut back (snapshot, then purge) instead
+/// of growing until `--snapshot-every` entries, and a crash after a purge loses nothing (the
+/// state is flushed before the entries it came from are dropped).
+#[test]
+fn the_log_is_cut_back_under_sustained_writes_and_a_crash_after_a_purge_loses_nothing() {
+    const WRITERS: u64 = 4;
+    const REGION: u64 = 16 << 20;
+    let (dir, mut n) = single_node(&["--max-log-size", "16"]);
+    n.ok(&["mkvol", "v", "--size", "64M"]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/nbd_sustained.py");
+    let log = dir.path().join("v.log");
+    let stop = dir.path().join("v.stop");
+    let uri = format!("nbd://{}/v", n.nbd);
+    let (writers, region) = (WRITERS.to_string(), REGION.to_string());
+    let mut writer = std::process::Command::new(PYTHON)
+        .args([
+            script,
+            "write",
+            log.to_str().unwrap(),
+            stop.to_str().unwrap(),
+            &uri,
+            &writers,
+            &region,
+        ])
+        .spawn()
+        .unwrap();
+    // Six times the volume: without the keeper the log would hold all of it.
+    eventually("384 MiB acknowledged", 600, || acked_bytes(&log) >= 384 << 20);
+    eventually("the log purged", 120, || {
+        n.metric("flashcopy_log_purged_index").unwrap_or(0) > 0
+    });
+    // A crash after a purge, under load.
+    n.kill9();
+    std::fs::write(&stop, b"").unwrap();
+    writer.wait().unwrap();
+    n.restart();
+    n.wait_ready();
+    let out = run(
+        PYTHON,
+        &[script, "verify", log.to_str().unwrap(), &uri, &writers, &region],
+    );
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // Once the writes stop, the log's files come down to about the state's size (a 64 MiB
+    // volume) plus at most one segment (64 MiB) of purged entries, not the 384 MiB written.
+    let log_files = || -> u64 {
+        std::fs::read_dir(dir.path().join("n1/raft-log"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    };
+    eventually("the log cut back", 120, || log_files() < 224 << 20);
+    eventually("the log size gauge to follow", 30, || {
+        n.metric("flashcopy_log_bytes").is_some_and(|bytes| bytes < 160 << 20)
+    });
+}
+
 /// After the storage change (the state written without its own WAL, re-applied from the Raft
 /// log after a crash): kill -9 in the middle of sustained NBD writes of 512 B to 1 MiB, twice,
 /// and every acknowledged write is there, the relationship established between the crashes

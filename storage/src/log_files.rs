@@ -127,19 +127,21 @@ impl LogFiles {
                 segments.push(self.create_segment(first_index)?);
             }
             let segment = segments.last_mut().expect("a segment exists");
-            let mut buffer = Vec::with_capacity(entries.iter().map(|(_, p)| HEADER + p.len()).sum());
             let mut offset = segment.len;
             let mut offsets = Vec::with_capacity(entries.len());
+            // Header and payload written in place, each with its own write: the payload (up to
+            // 8 MiB of host data) is not copied into a buffer first.
             for (index, payload) in entries {
                 offsets.push(offset);
                 let length = u32::try_from(payload.len()).map_err(|_| io::Error::other("log entry over 4 GiB"))?;
-                buffer.extend_from_slice(&length.to_le_bytes());
-                buffer.extend_from_slice(&index.to_le_bytes());
-                buffer.extend_from_slice(&xxh3_64(payload).to_le_bytes());
-                buffer.extend_from_slice(payload);
+                let mut header = [0u8; HEADER];
+                header[0..4].copy_from_slice(&length.to_le_bytes());
+                header[4..12].copy_from_slice(&index.to_le_bytes());
+                header[12..20].copy_from_slice(&xxh3_64(payload).to_le_bytes());
+                segment.file.write_all_at(&header, offset)?;
+                segment.file.write_all_at(payload, offset + HEADER as u64)?;
                 offset += (HEADER + payload.len()) as u64;
             }
-            segment.file.write_all_at(&buffer, segment.len)?;
             segment.offsets.extend(offsets);
             segment.len = offset;
             segment.file.clone()
@@ -175,46 +177,43 @@ impl LogFiles {
         wanted: impl Fn(u64) -> bool,
         budget: usize,
     ) -> io::Result<Vec<(u64, Vec<u8>)>> {
-        // Find the records under the lock, read them outside it.
+        // Read under the lock: a truncate must not cut a record while it is read (the reads
+        // come from the page cache; an append waits at most for one replication request).
         let start = start.max(self.first_kept.load(Ordering::SeqCst));
-        let mut extents = Vec::new();
-        {
-            let segments = self.segments.lock().expect("not poisoned");
-            let mut total = 0usize;
-            'segments: for segment in segments.iter() {
-                if segment.next_index() <= start {
-                    continue;
+        let segments = self.segments.lock().expect("not poisoned");
+        let mut read = Vec::new();
+        let mut total = 0usize;
+        for segment in segments.iter().filter(|s| s.next_index() > start) {
+            for index in start.max(segment.first)..segment.next_index() {
+                let (offset, length) = segment.extent(index);
+                let size = length as usize - HEADER;
+                if !wanted(index) || (!read.is_empty() && total + size > budget) {
+                    return Ok(read);
                 }
-                for index in start.max(segment.first)..segment.next_index() {
-                    let (offset, length) = segment.extent(index);
-                    let size = length as usize - HEADER;
-                    if !wanted(index) || (!extents.is_empty() && total + size > budget) {
-                        break 'segments;
-                    }
-                    total += size;
-                    extents.push((index, segment.file.clone(), segment.path.clone(), offset, length));
-                }
+                total += size;
+                let mut record = vec![0; length as usize];
+                segment.file.read_exact_at(&mut record, offset)?;
+                check_record(&record, index).map_err(|why| corrupt(&segment.path, why))?;
+                record.drain(..HEADER);
+                read.push((index, record));
             }
         }
-        extents
-            .into_iter()
-            .map(|(index, file, path, offset, length)| {
-                let mut record = vec![0; length as usize];
-                file.read_exact_at(&mut record, offset)?;
-                let payload = check_record(&record, index).map_err(|why| corrupt(&path, why))?;
-                record.drain(..HEADER);
-                debug_assert_eq!(record.len(), payload);
-                Ok((index, record))
-            })
-            .collect()
+        Ok(read)
     }
 
     /// Removes every entry at or after `index`.
     pub(crate) fn truncate(&self, index: u64) -> io::Result<()> {
         let mut segments = self.segments.lock().expect("not poisoned");
+        let mut removed = false;
         while segments.len() > 1 && segments.last().is_some_and(|s| s.first >= index) {
             let gone = segments.pop().expect("checked");
             std::fs::remove_file(&gone.path)?;
+            removed = true;
+        }
+        // The removals are durable before the cut: a crash in between must not bring a later
+        // segment back after a shortened one.
+        if removed {
+            File::open(&self.dir)?.sync_all()?;
         }
         if let Some(last) = segments.last_mut() {
             if index < last.next_index() {
@@ -253,14 +252,27 @@ impl LogFiles {
         File::open(&self.dir)?.sync_all()
     }
 
-    /// Bytes held in segment files.
+    /// Bytes of the entries kept (purged ones still in a segment file do not count).
     pub(crate) fn bytes(&self) -> u64 {
-        self.segments.lock().expect("not poisoned").iter().map(|s| s.len).sum()
+        let first_kept = self.first_kept.load(Ordering::SeqCst);
+        let segments = self.segments.lock().expect("not poisoned");
+        segments
+            .iter()
+            .map(|s| {
+                if first_kept <= s.first {
+                    s.len
+                } else if first_kept >= s.next_index() {
+                    0
+                } else {
+                    s.len - s.offsets[(first_kept - s.first) as usize]
+                }
+            })
+            .sum()
     }
 }
 
-/// Checks a whole record read back for `index`; returns the payload length.
-fn check_record(record: &[u8], index: u64) -> Result<usize, String> {
+/// Checks a whole record read back for `index`.
+fn check_record(record: &[u8], index: u64) -> Result<(), String> {
     let header = parse_header(record).ok_or("record shorter than its header")?;
     if header.index != index {
         return Err(format!("record holds entry {}, expected {index}", header.index));
@@ -269,7 +281,7 @@ fn check_record(record: &[u8], index: u64) -> Result<usize, String> {
     if payload.len() != header.length || xxh3_64(payload) != header.checksum {
         return Err(format!("entry {index} fails its checksum"));
     }
-    Ok(payload.len())
+    Ok(())
 }
 
 struct Header {

@@ -4,7 +4,7 @@
 //! after the appended entries are synced.
 
 use crate::codec;
-use crate::db::{CF_RAFT, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE, SNAPSHOT_CFS};
+use crate::db::{CF_RAFT, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
 use crate::log_files::LogFiles;
 use crate::types::TypeConfig;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -113,6 +113,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
 pub const REPLICATION_BYTES: usize = 8 << 20;
 
 impl LogStore {
+    fn purge_blocking(&self, log_id: LogId<u64>) -> Result<()> {
+        // The state is written without a WAL, so the entries a restart re-applies must stay
+        // until the state holding them is on disk. openraft purges only up to a snapshot, and
+        // a snapshot's state is on disk: building one takes a checkpoint, which flushes every
+        // column family; installing one writes through the WAL, synced. (A flush here would
+        // stall the Raft core, which awaits the purge.)
+        // Record the purge point first: entries at or before it are ignored from then on.
+        self.put_synced(KEY_LAST_PURGED, &log_id)
+            .map_err(|e| io_error!(write_logs, &e))?;
+        self.files.purge(log_id.index).map_err(|e| io_error!(write_logs, &e))
+    }
+
     /// Entries from `start` on while `wanted(index)`, stopping before `budget` encoded bytes
     /// would be exceeded (never before the first entry).
     fn read_entries(&self, start: u64, wanted: impl Fn(u64) -> bool, budget: usize) -> Result<Vec<Entry<TypeConfig>>> {
@@ -202,20 +214,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<()> {
-        // The state is written without a WAL: put it on disk before dropping the entries a
-        // restart would otherwise re-apply (openraft purges only what a snapshot holds).
-        let state_cfs: Vec<_> = SNAPSHOT_CFS.iter().map(|name| self.cf(name)).collect();
-        self.db
-            .flush_cfs_opt(&state_cfs, &rocksdb::FlushOptions::default())
-            .map_err(|e| io_error!(write_logs, &e))?;
-        // Record the purge point first: entries at or before it are ignored from then on.
-        self.put_synced(KEY_LAST_PURGED, &log_id)
-            .map_err(|e| io_error!(write_logs, &e))?;
-        let files = self.files.clone();
-        tokio::task::spawn_blocking(move || files.purge(log_id.index))
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.purge_blocking(log_id))
             .await
             .expect("log purge task does not panic")
-            .map_err(|e| io_error!(write_logs, &e))
     }
 }
 

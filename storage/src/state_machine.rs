@@ -25,7 +25,7 @@ use crate::view::{AppliedNotice, StateView};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
 use rocksdb::{WriteBatch, DB};
-use statemachine::Stamp;
+use statemachine::{Command, Stamp};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -176,6 +176,24 @@ impl StateMachineStore {
     }
 }
 
+/// Apply batches up to these sizes run on the calling task (see `apply`).
+const INLINE_APPLY_ENTRIES: usize = 8;
+const INLINE_APPLY_BYTES: u64 = 256 << 10;
+
+/// Bytes of host data an entry moves when applied: what its write data or copy step covers.
+fn data_bytes(entry: &Entry<TypeConfig>) -> u64 {
+    match &entry.payload {
+        EntryPayload::Normal(request) => match &request.command {
+            Command::Write(write) => write.data.len(),
+            Command::WriteBatch(writes) => writes.iter().map(|w| w.data.len()).sum(),
+            Command::CopyStep { max_tracks, .. } => u64::from(*max_tracks) * u64::from(statemachine::TRACK_SIZE),
+            // Relationship commands may copy or release many tracks: never inline.
+            _ => u64::MAX / 16,
+        },
+        EntryPayload::Blank | EntryPayload::Membership(_) => 0,
+    }
+}
+
 fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
     codec::encode(value).map_err(|e| io_error!(write_state_machine, &e))
 }
@@ -194,6 +212,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I::IntoIter: OptionalSend,
     {
         let entries: Vec<_> = entries.into_iter().collect();
+        if entries.len() <= INLINE_APPLY_ENTRIES && entries.iter().map(data_bytes).sum::<u64>() <= INLINE_APPLY_BYTES {
+            // A small batch (a few small host writes) applies in tens of microseconds: less
+            // than handing it to the blocking pool and back, which costs two context switches
+            // on the path of every write's reply.
+            return self.apply_blocking(entries);
+        }
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.apply_blocking(entries))
             .await

@@ -150,6 +150,7 @@ pub async fn run() -> Result<(), CliError> {
         token: String::new(),
         copy_rate: None,
         snapshot_every: 20_000,
+        max_log_size: 1 << 30,
         nbd_max_connections: 16,
         nbd_handshake_limit: Duration::from_secs(10),
         nbd_memory: 256 << 20,

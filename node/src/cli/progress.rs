@@ -11,6 +11,8 @@ use std::time::Duration;
 pub async fn wait_for_copy(client: &ApiClient, pairs: &[(String, String)]) -> Result<(), CliError> {
     let tty = std::io::stderr().is_terminal();
     let mut last_reported: Option<u64> = None;
+    // Quick looks first (a small refresh is done in milliseconds), then every 250 ms.
+    let mut pause = Duration::from_millis(10);
     loop {
         let rels: Vec<RelationshipInfo> = client.get("/relationships").await?;
         let (mut total, mut left) = (0u64, 0u64);
@@ -47,7 +49,8 @@ pub async fn wait_for_copy(client: &ApiClient, pairs: &[(String, String)]) -> Re
             }
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
     }
 }
 

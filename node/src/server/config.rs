@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// Build a snapshot (and purge the log before it) every this many entries.
     #[arg(long, default_value_t = 20_000, value_name = "ENTRIES", value_parser = clap::value_parser!(u64).range(10..))]
     pub snapshot_every: u64,
+    /// MiB the Raft log may hold before it is cut back: past this (and past the size of the
+    /// state), a snapshot is taken and the log purged up to it, so sustained writes of large
+    /// entries do not fill the disk between `--snapshot-every` snapshots.
+    #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    pub max_log_size: u64,
     /// NBD connections served at once (direct and forwarded); more are closed at accept, so
     /// idle clients cannot take the node's file handles.
     #[arg(long, default_value_t = 256, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -85,6 +90,8 @@ pub struct ServeConfig {
     pub copy_rate: Option<u64>,
     /// Log entries between snapshots.
     pub snapshot_every: u64,
+    /// Log bytes at which the log is cut back (see `ServeArgs::max_log_size`).
+    pub max_log_size: u64,
     pub nbd_max_connections: usize,
     pub nbd_handshake_limit: std::time::Duration,
     /// Bytes all NBD connections together may hold.
@@ -163,6 +170,7 @@ impl ServeArgs {
             token,
             copy_rate,
             snapshot_every: self.snapshot_every,
+            max_log_size: self.max_log_size << 20,
             nbd_max_connections: self.nbd_max_connections as usize,
             nbd_handshake_limit: std::time::Duration::from_secs(self.nbd_handshake_limit),
             nbd_memory: self.nbd_memory << 20,

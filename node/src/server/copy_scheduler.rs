@@ -8,6 +8,7 @@ use crate::server::disk::DiskGuard;
 use crate::server::metrics::Metrics;
 use crate::server::write_batcher::WritesWaiting;
 use statemachine::{Command, Event, Timestamp, TRACK_SIZE};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use storage::StateView;
@@ -31,17 +32,29 @@ pub struct CopyScheduler<P> {
     pub copy_rate: Option<u64>,
 }
 
+/// A relationship's steps in flight, and whether its last step found a full step of data to
+/// copy (only then may more steps follow it before it is applied: they will find work too,
+/// rather than be refused once the copy completes).
+#[derive(Default)]
+struct Flight {
+    in_flight: usize,
+    streaming: bool,
+}
+
+type PairKey = (String, String);
+
 pub async fn run<P: Propose>(s: CopyScheduler<P>) {
     let s = Arc::new(s);
     let mut turn = 0usize;
     let mut in_flight = tokio::task::JoinSet::new();
+    let mut flights: HashMap<PairKey, Flight> = HashMap::new();
     let mut pace = Pace::new(s.copy_rate);
     // Under a copy rate one step at a time, so the rate holds from the first step on.
-    let steps_in_flight = if pace.rate.is_some() { 1 } else { STEPS_IN_FLIGHT };
+    let most = if pace.rate.is_some() { 1 } else { STEPS_IN_FLIGHT };
     loop {
         while let Some(done) = in_flight.try_join_next() {
-            let (started, result) = done.expect("copy steps do not panic");
-            pace.account(started, s.finished(result));
+            s.finished(done.expect("copy steps do not panic"), &mut flights, &mut pace)
+                .await;
         }
         if !s.proposer.is_leader() {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -58,43 +71,63 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
             let _ = s.proposer.propose(Command::Tick).await;
         }
         let work = s.state.query(|state| state.copy_work());
-        if work.is_empty() || s.disk.low() || in_flight.len() >= steps_in_flight {
+        let next = (!s.disk.low() && in_flight.len() < most)
+            .then(|| {
+                (0..work.len()).map(|k| &work[(turn + k) % work.len()]).find(|item| {
+                    let flight = flights.get(&(item.source.clone(), item.target.clone()));
+                    flight.is_none_or(|f| {
+                        f.in_flight == 0
+                            || (f.streaming && item.remaining > (f.in_flight as u64 + 1) * u64::from(STEP_TRACKS))
+                    })
+                })
+            })
+            .flatten();
+        let Some(item) = next else {
             match in_flight.join_next().await {
                 Some(done) => {
-                    let (started, result) = done.expect("copy steps do not panic");
-                    pace.account(started, s.finished(result));
+                    s.finished(done.expect("copy steps do not panic"), &mut flights, &mut pace)
+                        .await
                 }
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
             }
             continue;
-        }
+        };
+        turn = turn.wrapping_add(1);
+        let key = (item.source.clone(), item.target.clone());
         // Host writes go first: wait (briefly) while any is being proposed.
         let yield_until = Instant::now() + Duration::from_millis(100);
         while s.host_writes.any() && Instant::now() < yield_until {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         pace.wait().await;
-        let item = &work[turn % work.len()];
-        turn = turn.wrapping_add(1);
         let step = Command::CopyStep {
-            source: item.source.clone(),
-            target: item.target.clone(),
+            source: key.0.clone(),
+            target: key.1.clone(),
             max_tracks: STEP_TRACKS,
         };
+        flights.entry(key.clone()).or_default().in_flight += 1;
         let proposer = s.proposer.clone();
-        in_flight.spawn(async move { (Instant::now(), proposer.propose(step).await) });
+        in_flight.spawn(async move { (key, Instant::now(), proposer.propose(step).await) });
     }
 }
 
 impl<P: Propose> CopyScheduler<P> {
-    /// Counts what a step copied; returns the bytes of data it copied (unwritten tracks cost
-    /// nothing against the rate).
-    fn finished(&self, result: Result<Committed, ProposeError>) -> u64 {
+    /// Accounts for a finished step: metrics, the rate, and its relationship's flight.
+    async fn finished(
+        &self,
+        (key, started, result): (PairKey, Instant, Result<Committed, ProposeError>),
+        flights: &mut HashMap<PairKey, Flight>,
+        pace: &mut Pace,
+    ) {
+        let flight = flights.entry(key).or_default();
+        flight.in_flight = flight.in_flight.saturating_sub(1);
+        flight.streaming = false;
         let events = match result {
             Ok(Committed { events, .. }) => events,
             Err(e) => {
                 tracing::debug!(error = %e, "copy step not proposed");
-                return 0;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return;
             }
         };
         let mut copied = 0u64;
@@ -104,14 +137,18 @@ impl<P: Propose> CopyScheduler<P> {
                 target,
                 tracks,
                 data_tracks,
-                ..
+                remaining,
             } = event
             {
                 self.metrics.record_copy(source, target, *tracks);
+                // Only copied data counts against the rate: unwritten tracks cost nothing.
                 copied += u64::from(*data_tracks) * u64::from(TRACK_SIZE);
+                flight.streaming = *data_tracks == STEP_TRACKS && *remaining > 0;
             }
         }
-        copied
+        // Nothing to remember about a relationship that may have ended.
+        flights.retain(|_, f| f.in_flight > 0 || f.streaming);
+        pace.account(started, copied);
     }
 }
 

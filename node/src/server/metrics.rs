@@ -84,6 +84,8 @@ pub struct Metrics {
     /// Group commit: host writes proposed, and the entries that carried them.
     pub host_writes: AtomicU64,
     pub write_batches: AtomicU64,
+    /// Bytes in the Raft log's files, as the log keeper last saw them.
+    pub log_bytes: AtomicU64,
     /// Background copy while this node led: tracks brought in sync per (source, target).
     copied: Mutex<BTreeMap<(String, String), u64>>,
 }

@@ -8,6 +8,7 @@ pub mod consensus;
 pub mod copy_scheduler;
 pub mod disk;
 pub mod host_writes;
+pub mod log_keeper;
 pub mod metrics;
 pub mod nbd;
 pub mod read_index;
@@ -156,6 +157,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             .map_err(|e| ServeError::Raft(e.to_string()))?,
     );
     let network = transport::Network::new(id, token.clone());
+    let log_sizes = log_store.clone();
     let raft = Raft::new(id, raft_config, network, log_store, state_store)
         .await
         .map_err(|e| ServeError::Raft(e.to_string()))?;
@@ -164,6 +166,14 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let (queue, batches) = write_batcher::channel();
     let writes_waiting = queue.waiting();
     let disk = disk::DiskGuard::start(config.data_dir.clone(), config.disk_reserve);
+    tokio::spawn(log_keeper::run(log_keeper::LogKeeper {
+        raft: raft.clone(),
+        log: log_sizes,
+        state: state.clone(),
+        metrics: metrics.clone(),
+        disk: disk.clone(),
+        max_bytes: config.max_log_size,
+    }));
     let writes = Arc::new(HostWrites::new(queue, state.clone(), disk.clone(), id, now_millis()));
     tokio::spawn(write_batcher::run(consensus.clone(), metrics.clone(), batches));
     tokio::spawn(copy_scheduler::run(copy_scheduler::CopyScheduler {

@@ -54,6 +54,11 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
         raft.purged.map_or(0, |l| l.index),
     );
     gauge(
+        "flashcopy_log_bytes",
+        "Bytes the Raft log's segment files hold, as last checked (cut back past --max-log-size).",
+        a.metrics.log_bytes.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    gauge(
         "flashcopy_read_index_rounds",
         "Leadership rounds run for linearizable reads (reads waiting together share one).",
         a.consensus.read_rounds(),

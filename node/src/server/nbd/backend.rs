@@ -64,6 +64,9 @@ pub struct ClusterBackend {
     pub writes: Arc<HostWrites>,
 }
 
+/// Reads up to this many bytes run on the async worker itself.
+const INLINE_READ: u64 = 64 << 10;
+
 impl Backend for ClusterBackend {
     async fn exports(&self) -> Result<Vec<Export>, Failure> {
         self.consensus.linearizable().await?;
@@ -81,16 +84,22 @@ impl Backend for ClusterBackend {
 
     async fn read(&self, volume: &str, offset: u64, length: u64) -> Result<Vec<u8>, Failure> {
         self.consensus.linearizable().await?;
-        let view = self.state.clone();
-        let volume = volume.to_string();
-        // RocksDB reads block: keep them off the async workers.
-        tokio::task::spawn_blocking(move || view.read(&volume, offset, length))
-            .await
-            .map_err(|e| Failure::Unavailable(e.to_string()))?
-            .map_err(|e| match e {
-                ReadError::Refused(e) => Failure::Refused(e),
-                ReadError::Storage(e) => Failure::Unavailable(e.to_string()),
-            })
+        let read = if length <= INLINE_READ {
+            // A few blocks, mostly from memory: a hand-off to the blocking pool (two context
+            // switches) would cost more than the read.
+            self.state.read(volume, offset, length)
+        } else {
+            // Larger RocksDB reads block for longer: keep them off the async workers.
+            let view = self.state.clone();
+            let volume = volume.to_string();
+            tokio::task::spawn_blocking(move || view.read(&volume, offset, length))
+                .await
+                .map_err(|e| Failure::Unavailable(e.to_string()))?
+        };
+        read.map_err(|e| match e {
+            ReadError::Refused(e) => Failure::Refused(e),
+            ReadError::Storage(e) => Failure::Unavailable(e.to_string()),
+        })
     }
 
     async fn write(&self, volume: &str, offset: u64, data: WriteData) -> Result<(), Failure> {
