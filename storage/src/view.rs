@@ -122,8 +122,8 @@ impl StateView {
         journal.verify(&live, &names, index)
     }
 
-    /// Bytes the state takes on disk (table and blob files of every state column family, as
-    /// RocksDB reports them): about what a snapshot copies.
+    /// Bytes of live state on disk (table files, and blob files less the garbage in them, of
+    /// every state column family, as RocksDB reports them): about what a snapshot copies.
     pub fn stored_bytes(&self) -> u64 {
         let property = |cf: &str, name: &str| {
             let handle = self.db.cf_handle(cf).expect("column families are created at open");
@@ -131,7 +131,11 @@ impl StateView {
         };
         crate::db::SNAPSHOT_CFS
             .iter()
-            .map(|cf| property(cf, "rocksdb.live-sst-files-size") + property(cf, "rocksdb.live-blob-file-size"))
+            .map(|cf| {
+                let blobs = property(cf, "rocksdb.live-blob-file-size")
+                    .saturating_sub(property(cf, "rocksdb.live-blob-file-garbage-size"));
+                property(cf, "rocksdb.live-sst-files-size") + blobs
+            })
             .sum()
     }
 
