@@ -109,48 +109,78 @@ fn acked_bytes(log: &std::path::Path) -> u64 {
     total
 }
 
+/// `tests/nbd_sustained.py` on one volume: `writers` connections, each writing its own
+/// `region` bytes, logging to `dir/VOLUME.log` until `dir/VOLUME.stop` exists.
+struct Sustained {
+    log: std::path::PathBuf,
+    stop: std::path::PathBuf,
+    uri: String,
+    writers: String,
+    region: String,
+}
+
+const SUSTAINED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/nbd_sustained.py");
+
+impl Sustained {
+    fn new(dir: &std::path::Path, n: &Node, volume: &str, writers: u64, region: u64) -> Self {
+        Sustained {
+            log: dir.join(format!("{volume}.log")),
+            stop: dir.join(format!("{volume}.stop")),
+            uri: format!("nbd://{}/{volume}", n.nbd),
+            writers: writers.to_string(),
+            region: region.to_string(),
+        }
+    }
+
+    fn start(&self) -> std::process::Child {
+        let (log, stop) = (self.log.to_str().unwrap(), self.stop.to_str().unwrap());
+        std::process::Command::new(PYTHON)
+            .args([SUSTAINED, "write", log, stop, &self.uri, &self.writers, &self.region])
+            .spawn()
+            .unwrap()
+    }
+
+    fn acked(&self) -> u64 {
+        acked_bytes(&self.log)
+    }
+
+    /// Stops the writers (they also stop by themselves when their node dies).
+    fn stop(&self, writer: &mut std::process::Child) {
+        std::fs::write(&self.stop, b"").unwrap();
+        writer.wait().unwrap();
+    }
+
+    /// Every acknowledged write is on the volume (the one in flight per writer may be too).
+    fn verify(&self) {
+        let log = self.log.to_str().unwrap();
+        let out = run(
+            PYTHON,
+            &[SUSTAINED, "verify", log, &self.uri, &self.writers, &self.region],
+        );
+        assert_eq!(out.code, 0, "{}: {}{}", self.uri, out.stdout, out.stderr);
+    }
+}
+
 /// Sustained overwrites of a small volume: the log is cut back (snapshot, then purge) instead
 /// of growing until `--snapshot-every` entries, and a crash after a purge loses nothing (the
 /// state is flushed before the entries it came from are dropped).
 #[test]
 fn the_log_is_cut_back_under_sustained_writes_and_a_crash_after_a_purge_loses_nothing() {
-    const WRITERS: u64 = 4;
-    const REGION: u64 = 16 << 20;
     let (dir, mut n) = single_node(&["--max-log-size", "16"]);
     n.ok(&["mkvol", "v", "--size", "64M"]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/nbd_sustained.py");
-    let log = dir.path().join("v.log");
-    let stop = dir.path().join("v.stop");
-    let uri = format!("nbd://{}/v", n.nbd);
-    let (writers, region) = (WRITERS.to_string(), REGION.to_string());
-    let mut writer = std::process::Command::new(PYTHON)
-        .args([
-            script,
-            "write",
-            log.to_str().unwrap(),
-            stop.to_str().unwrap(),
-            &uri,
-            &writers,
-            &region,
-        ])
-        .spawn()
-        .unwrap();
+    let load = Sustained::new(dir.path(), &n, "v", 4, 16 << 20);
+    let mut writer = load.start();
     // Six times the volume: without the keeper the log would hold all of it.
-    eventually("384 MiB acknowledged", 600, || acked_bytes(&log) >= 384 << 20);
+    eventually("384 MiB acknowledged", 600, || load.acked() >= 384 << 20);
     eventually("the log purged", 120, || {
         n.metric("flashcopy_log_purged_index").unwrap_or(0) > 0
     });
     // A crash after a purge, under load.
     n.kill9();
-    std::fs::write(&stop, b"").unwrap();
-    writer.wait().unwrap();
+    load.stop(&mut writer);
     n.restart();
     n.wait_ready();
-    let out = run(
-        PYTHON,
-        &[script, "verify", log.to_str().unwrap(), &uri, &writers, &region],
-    );
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    load.verify();
     // Once the writes stop, the log's files come down to about the state's size (a 64 MiB
     // volume) plus at most one segment (64 MiB) of purged entries, not the 384 MiB written.
     let log_files = || -> u64 {
@@ -167,13 +197,14 @@ fn the_log_is_cut_back_under_sustained_writes_and_a_crash_after_a_purge_loses_no
         }
         small
     });
-    let log = n.log();
+    let node_log = n.log();
+    let tail: Vec<&str> = node_log.lines().rev().take(40).collect();
     assert!(
         cut_back,
-        "the log's files hold {} bytes (gauge: {:?}); node log:\n{}",
+        "the log's files hold {} bytes (gauge: {:?}); the node log ends:\n{}",
         log_files(),
         n.metric("flashcopy_log_bytes"),
-        &log[log.len().saturating_sub(4000)..]
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
     eventually("the log size gauge to follow", 30, || {
         n.metric("flashcopy_log_bytes").is_some_and(|bytes| bytes < 160 << 20)
@@ -186,28 +217,11 @@ fn the_log_is_cut_back_under_sustained_writes_and_a_crash_after_a_purge_loses_no
 /// kept its point in time, and the journal still replays to the live state.
 #[test]
 fn acknowledged_writes_survive_sigkill_under_sustained_mixed_writes() {
-    const WRITERS: u64 = 4;
-    const REGION: u64 = 64 << 20;
     let (dir, mut n) = single_node(&[]);
     for v in ["a", "b", "snap"] {
         n.ok(&["mkvol", v, "--size", "256M"]);
     }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/nbd_sustained.py");
-    let verify = |n: &Node, volume: &str| {
-        let log = dir.path().join(format!("{volume}.log"));
-        let out = run(
-            PYTHON,
-            &[
-                script,
-                "verify",
-                log.to_str().unwrap(),
-                &format!("nbd://{}/{volume}", n.nbd),
-                &WRITERS.to_string(),
-                &REGION.to_string(),
-            ],
-        );
-        assert_eq!(out.code, 0, "volume {volume}: {}{}", out.stdout, out.stderr);
-    };
+    let loads = ["a", "b"].map(|v| Sustained::new(dir.path(), &n, v, 4, 64 << 20));
     // The target, read in parts: it shows the source as it was at the establish, whenever read.
     let image = |n: &Node| -> Vec<u8> {
         (0..8u64)
@@ -215,37 +229,23 @@ fn acknowledged_writes_survive_sigkill_under_sustained_mixed_writes() {
             .collect()
     };
     let mut snap_image = None;
-    for volume in ["a", "b"] {
-        let log = dir.path().join(format!("{volume}.log"));
-        let stop = dir.path().join(format!("{volume}.stop"));
-        let mut writer = std::process::Command::new(PYTHON)
-            .args([
-                script,
-                "write",
-                log.to_str().unwrap(),
-                stop.to_str().unwrap(),
-                &format!("nbd://{}/{volume}", n.nbd),
-                &WRITERS.to_string(),
-                &REGION.to_string(),
-            ])
-            .spawn()
-            .unwrap();
-        if volume == "a" {
-            eventually("64 MiB acknowledged", 300, || acked_bytes(&log) >= 64 << 20);
+    for (round, load) in loads.iter().enumerate() {
+        let mut writer = load.start();
+        if round == 0 {
+            eventually("64 MiB acknowledged", 300, || load.acked() >= 64 << 20);
             // A point-in-time copy taken under load: copy-on-write runs through the crash.
             n.ok(&["mkflash", "a:snap", "--nocp", "--persist"]);
             snap_image = Some(image(&n));
         }
         // More than the memtables hold: flushes happen, and the crash loses unflushed state.
-        eventually("192 MiB acknowledged", 600, || acked_bytes(&log) >= 192 << 20);
+        eventually("192 MiB acknowledged", 600, || load.acked() >= 192 << 20);
         n.kill9();
-        std::fs::write(&stop, b"").unwrap();
-        writer.wait().unwrap();
+        load.stop(&mut writer);
         n.restart();
         n.wait_ready();
-        verify(&n, "a");
-        if volume == "b" {
-            verify(&n, "b");
+        // Volume a after each crash, b after the second.
+        for done in &loads[..=round] {
+            done.verify();
         }
         assert!(
             image(&n) == *snap_image.as_ref().unwrap(),
