@@ -306,3 +306,37 @@ async fn a_truncated_snapshot_is_refused_and_changes_nothing() {
     assert_eq!(follower.view().applied(), before);
     assert!(follower.get_current_snapshot().await.unwrap().is_none());
 }
+
+/// A data directory an older build wrote (format 4: whole tracks in `tracks`, the log in `log`)
+/// is refused with the version message, not RocksDB's complaint about column families, and left
+/// as it was.
+#[test]
+fn a_data_directory_of_an_older_format_is_refused_with_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut options = rocksdb::Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        rocksdb::DB::open_cf(
+            &options,
+            dir.path().join("db"),
+            ["log", "raft", "meta", "tracks", "audit"],
+        )
+        .unwrap();
+    }
+    let error = storage::open(dir.path())
+        .err()
+        .expect("an old directory is refused")
+        .to_string();
+    assert!(
+        error.contains("format version 4, this build reads version 5"),
+        "{error}"
+    );
+    let error = storage::open_read_only(dir.path())
+        .err()
+        .expect("also offline")
+        .to_string();
+    assert!(error.contains("format version 4"), "{error}");
+    let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path().join("db")).unwrap();
+    assert!(cfs.contains(&"tracks".to_string()), "nothing was changed: {cfs:?}");
+}
