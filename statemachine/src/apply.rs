@@ -180,13 +180,10 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     /// never on data, so a replay of the journal (which keeps no write payloads) rebuilds it
     /// exactly. Proposers send all-zero writes as `WriteData::Zeroes`.
     pub(crate) fn store_track(&mut self, volume: VolumeId, track: u32, data: Vec<u8>) -> Result<(), Failure<R::Error>> {
-        let bs = self.block_size();
         let mut sums = [0; BLOCKS_PER_TRACK];
-        for (block, chunk) in data.chunks(bs).enumerate() {
-            sums[block] = digest::block_hash(track, block as u32, chunk);
-        }
+        digest::hash_blocks(track, 0, &data, self.block_size(), &mut sums);
         self.set_sums(volume, track, sums)?;
-        self.tracks.store_track(volume, track, data, sums, None);
+        self.tracks.store_track(volume, track, data, sums);
         Ok(())
     }
 
@@ -200,12 +197,8 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         first_block: u32,
         data: Vec<u8>,
     ) -> Result<(), Failure<R::Error>> {
-        let bs = self.block_size();
         let mut sums = self.stored_sums(volume, track)?.unwrap_or([0; BLOCKS_PER_TRACK]);
-        for (i, chunk) in data.chunks(bs).enumerate() {
-            let block = first_block + i as u32;
-            sums[block as usize] = digest::block_hash(track, block, chunk);
-        }
+        digest::hash_blocks(track, first_block, &data, self.block_size(), &mut sums);
         self.set_sums(volume, track, sums)?;
         self.tracks.write_blocks(volume, track, first_block, data, sums);
         Ok(())
@@ -271,7 +264,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
                 let mut data = vec![0; self.state.track_size() as usize];
                 self.read_into(source, track, 0, &mut data)?;
                 self.set_sums(target, track, sums)?;
-                self.tracks.store_track(target, track, data, sums, Some(source));
+                self.tracks.store_track(target, track, data, sums);
             }
             None => self.zero(target, track)?,
         }

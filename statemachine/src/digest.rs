@@ -16,11 +16,20 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 /// Hash of one block's content at its place in a track. Zero for a block of zeros, so a block
 /// never written and a block written with zeros digest alike. Not seeded by the volume, so a
 /// copied track carries its sums to the target unchanged.
-pub fn block_hash(track: u32, block: u32, data: &[u8]) -> u64 {
+pub(crate) fn block_hash(track: u32, block: u32, data: &[u8]) -> u64 {
     if is_zero(data) {
         0
     } else {
         xxh3_64_with_seed(data, (u64::from(track) << 8) | u64::from(block))
+    }
+}
+
+/// Hashes `data` (whole blocks of `block_size` bytes) as blocks `first_block..` of `track`
+/// into `sums`.
+pub(crate) fn hash_blocks(track: u32, first_block: u32, data: &[u8], block_size: usize, sums: &mut BlockSums) {
+    for (i, chunk) in data.chunks(block_size).enumerate() {
+        let block = first_block + i as u32;
+        sums[block as usize] = block_hash(track, block, chunk);
     }
 }
 

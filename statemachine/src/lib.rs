@@ -34,7 +34,6 @@ pub use apply::{apply, Applied};
 pub use bitmap::OutOfSync;
 pub use changes::{BitmapKind, DetailChanges, BITMAP_BLOCK_TRACKS};
 pub use command::{Command, EstablishOptions, HostWrite, Pair, WriteData};
-pub use digest::block_hash;
 pub use digest::MetadataDigest;
 pub use error::CommandError;
 pub use establish::FREEZE_TIMEOUT_MILLIS;
@@ -47,7 +46,5 @@ pub use relationship::{Relationship, RelationshipState, MAX_TARGETS_PER_SOURCE};
 pub use replay::{Replay, Replayed};
 pub use state::{CopyWork, Globals, RelationshipInfo, State, VolumeInfo, VolumeRecord};
 pub use timestamp::{BadTime, Stamp, Timestamp};
-pub use track::{
-    block_size, blocks_per_track, BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK, TRACK_SIZE,
-};
+pub use track::{block_size, BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK, TRACK_SIZE};
 pub use volume::{Volume, VolumeState, MAX_VOLUME_SIZE};

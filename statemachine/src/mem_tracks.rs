@@ -30,15 +30,6 @@ impl MemTracks {
                     bytes[within..within + data.len()].copy_from_slice(data);
                     *stored_sums = *sums;
                 }
-                TrackOp::Copy {
-                    volume,
-                    track,
-                    data,
-                    sums,
-                    ..
-                } => {
-                    self.tracks.insert((*volume, *track), (*sums, data.clone()));
-                }
                 TrackOp::Zero { volume, track } => {
                     self.tracks.remove(&(*volume, *track));
                 }

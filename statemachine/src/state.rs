@@ -293,9 +293,7 @@ impl State {
             while let Some(track) = tracks.next_stored(id, from)? {
                 tracks.read_into(id, track, 0, &mut data)?;
                 let mut sums = [0; crate::track::BLOCKS_PER_TRACK];
-                for (block, chunk) in data.chunks(bs).enumerate() {
-                    sums[block] = digest::block_hash(track, block as u32, chunk);
-                }
+                digest::hash_blocks(track, 0, &data, bs, &mut sums);
                 content = content.wrapping_add(digest::track_hash(id, track, &sums));
                 match track.checked_add(1) {
                     Some(next) => from = next,

@@ -14,7 +14,7 @@ impl StoredTracks {
     pub(crate) fn execute(&mut self, ops: &[TrackOp]) {
         for op in ops {
             match op {
-                TrackOp::Write { volume, track, .. } | TrackOp::Copy { volume, track, .. } => {
+                TrackOp::Write { volume, track, .. } => {
                     self.stored.entry(*volume).or_default().insert(*track);
                 }
                 TrackOp::Zero { volume, track } => {

@@ -19,7 +19,7 @@ pub const BLOCKS_PER_TRACK: usize = 16;
 pub type BlockSums = [u64; BLOCKS_PER_TRACK];
 
 /// How many blocks a track of `track_size` bytes has.
-pub fn blocks_per_track(track_size: u32) -> u32 {
+pub(crate) fn blocks_per_track(track_size: u32) -> u32 {
     (track_size / 2).clamp(1, BLOCKS_PER_TRACK as u32)
 }
 
@@ -40,20 +40,12 @@ pub struct VolumeId(pub u64);
 pub enum TrackOp {
     /// Store `data` (whole blocks) at byte `within` of the track (a block boundary), and `sums`
     /// as the track's block hashes. The track is stored from now on; its other blocks are
-    /// unchanged.
+    /// unchanged. A host write of part of a track carries only its blocks; a whole-track write or
+    /// a copy (copy-on-write, background copy) the whole track, so the store never reads.
     Write {
         volume: VolumeId,
         track: u32,
         within: u32,
-        data: Vec<u8>,
-        sums: BlockSums,
-    },
-    /// Store a copy of the same track of volume `from` (copy-on-write or background copy): the
-    /// whole track, carried so the store executes it without reading.
-    Copy {
-        from: VolumeId,
-        volume: VolumeId,
-        track: u32,
         data: Vec<u8>,
         sums: BlockSums,
     },

@@ -151,41 +151,10 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
         });
     }
 
-    /// Stores a whole track; `from` names the copied-from volume for a copy.
-    pub(crate) fn store_track(
-        &mut self,
-        volume: VolumeId,
-        track: u32,
-        data: Vec<u8>,
-        sums: BlockSums,
-        from: Option<VolumeId>,
-    ) {
-        let op = self.ops.len();
-        let blocks = block_offsets(0, data.len(), self.block_size, op);
-        self.overlay.insert(
-            (volume, track),
-            Pending::Stored {
-                sums,
-                blocks,
-                over_reader: false,
-            },
-        );
-        self.ops.push(match from {
-            Some(from) => TrackOp::Copy {
-                from,
-                volume,
-                track,
-                data,
-                sums,
-            },
-            None => TrackOp::Write {
-                volume,
-                track,
-                within: 0,
-                data,
-                sums,
-            },
-        });
+    /// Stores a whole track: nothing of what was there shows through.
+    pub(crate) fn store_track(&mut self, volume: VolumeId, track: u32, data: Vec<u8>, sums: BlockSums) {
+        self.overlay.insert((volume, track), Pending::Zeroed);
+        self.write_blocks(volume, track, 0, data, sums);
     }
 
     pub(crate) fn drop_volume(&mut self, volume: VolumeId) {
@@ -203,7 +172,7 @@ fn block_offsets(first_block: u32, len: usize, block_size: usize, op: usize) -> 
 
 fn op_data(op: &TrackOp) -> &[u8] {
     match op {
-        TrackOp::Write { data, .. } | TrackOp::Copy { data, .. } => data,
+        TrackOp::Write { data, .. } => data,
         TrackOp::Zero { .. } | TrackOp::DropVolume { .. } => unreachable!("the overlay points only at ops with data"),
     }
 }

@@ -35,13 +35,6 @@ impl<'a> DbTracks<'a> {
                     data,
                     sums,
                 } => self.stage_blocks(batch, *volume, *track, *within as usize / self.block_size, data, sums),
-                TrackOp::Copy {
-                    volume,
-                    track,
-                    data,
-                    sums,
-                    ..
-                } => self.stage_blocks(batch, *volume, *track, 0, data, sums),
                 TrackOp::Zero { volume, track } => {
                     batch.delete_cf(sums_cf, track_key(*volume, *track));
                     batch.delete_range_cf(
