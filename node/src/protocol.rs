@@ -26,6 +26,26 @@ pub struct CreateVolume {
     pub size: u64,
 }
 
+/// `mkhost`: exactly one of the identities.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateHost {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub psk_identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_cn: Option<String>,
+}
+
+/// `mapvol`, posted to the host.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MapVolume {
+    pub volume: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MkFlash {

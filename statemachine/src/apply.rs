@@ -15,7 +15,7 @@ use crate::state::{State, VolumeRecord};
 use crate::timestamp::{Stamp, Timestamp};
 use crate::track::{block_size, BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK};
 use crate::track_view::TrackView;
-use crate::{background_copy, establish, freeze, host_write, resync, reverse, volume, withdraw};
+use crate::{background_copy, establish, freeze, host_write, hosts, resync, reverse, volume, withdraw};
 use std::collections::BTreeSet;
 
 /// What one apply produced. Storage must make `ops`, the `touched` records and the applied
@@ -30,6 +30,8 @@ pub struct Applied {
     pub touched: Vec<VolumeId>,
     /// Bitmap blocks and held writes changed, within the touched records.
     pub details: DetailChanges,
+    /// Hosts or their mappings changed: storage rewrites them (they are few).
+    pub hosts_changed: bool,
 }
 
 /// Applies one command. `Err` only if reading a stored track failed; then the in-memory state
@@ -91,6 +93,14 @@ fn dispatch<R: TrackReader>(tx: &mut Tx<'_, R>, command: &Command) -> Result<(),
             target,
             max_tracks,
         } => background_copy::copy_step(tx, source, target, *max_tracks),
+        Command::CreateHost { name, identity } => hosts::create(tx, name, identity),
+        Command::DeleteHost { name } => hosts::delete(tx, name),
+        Command::MapVolume {
+            volume,
+            host,
+            read_only,
+        } => hosts::map(tx, volume, host, *read_only),
+        Command::UnmapVolume { volume, host } => hosts::unmap(tx, volume, host),
         Command::Tick => Ok(()),
     }
 }
@@ -118,6 +128,7 @@ pub(crate) struct Tx<'a, R> {
     pub(crate) changes: DetailChanges,
     /// A journal replay: writes may carry a summary instead of their bytes.
     pub(crate) replaying: bool,
+    hosts_changed: bool,
 }
 
 impl<'a, R: TrackReader> Tx<'a, R> {
@@ -132,6 +143,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             copied_out: Vec::new(),
             changes: DetailChanges::default(),
             replaying,
+            hosts_changed: false,
         }
     }
 
@@ -147,6 +159,12 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             .records
             .get_mut(&id)
             .expect("records are looked up before they are changed")
+    }
+
+    /// The only way to change hosts: `finish` rehashes them and storage rewrites them.
+    pub(crate) fn hosts_mut(&mut self) -> &mut std::collections::BTreeMap<String, crate::hosts::Host> {
+        self.hosts_changed = true;
+        &mut self.state.hosts
     }
 
     pub(crate) fn relationship_mut(&mut self, target: VolumeId) -> &mut Relationship {
@@ -337,6 +355,25 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         }
     }
 
+    /// Records writes to a range of tracks in one of a relationship's change bitmaps.
+    pub(crate) fn note_range_changed(&mut self, target: VolumeId, kind: BitmapKind, tracks: std::ops::Range<u32>) {
+        if tracks.is_empty() {
+            return;
+        }
+        let rel = self.relationship_mut(target);
+        let bits = match kind {
+            BitmapKind::SourceChanges => &mut rel.source_changes,
+            BitmapKind::TargetChanges => &mut rel.target_changes,
+            BitmapKind::OutOfSync => unreachable!("out-of-sync bits change through mark_range_copied"),
+        };
+        if bits.insert_range(tracks.clone()) == 0 {
+            return;
+        }
+        for block in tracks.start / BITMAP_BLOCK_TRACKS..=(tracks.end - 1) / BITMAP_BLOCK_TRACKS {
+            self.changes.bitmap_blocks.insert((target, kind, block));
+        }
+    }
+
     /// The relationship targeting this volume got new bitmaps wholesale, or went away.
     pub(crate) fn bitmaps_replaced(&mut self, target: VolumeId) {
         self.changes.bitmaps_replaced.insert(target);
@@ -396,12 +433,16 @@ impl<'a, R: TrackReader> Tx<'a, R> {
                 self.state.set_draining(*id, drains);
             }
         }
+        if self.hosts_changed {
+            self.state.hosts_digest = digest::hosts_hash(&self.state.hosts);
+        }
         Ok(Applied {
             result,
             events: self.events,
             ops: self.tracks.ops,
             touched: self.touched.into_iter().collect(),
             details: self.changes,
+            hosts_changed: self.hosts_changed,
         })
     }
 }

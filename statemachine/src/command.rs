@@ -1,6 +1,8 @@
 //! Commands: everything that changes the state is one of these, carried in one log entry.
 
 use crate::error::CommandError;
+use crate::hosts::HostIdentity;
+use crate::track::VolumeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
@@ -101,6 +103,9 @@ impl WriteData {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostWrite {
     pub volume: String,
+    /// The volume the writer opened, when it opened one (NBD binds a connection to a volume,
+    /// not to its name): refused if `volume` now names another one.
+    pub opened: Option<VolumeId>,
     pub offset: u64,
     pub data: WriteData,
     pub tag: u64,
@@ -127,6 +132,7 @@ impl HostWrite {
     pub fn journal_form(&self) -> HostWrite {
         HostWrite {
             volume: self.volume.clone(),
+            opened: self.opened,
             offset: self.offset,
             data: self.data.journal_form(),
             tag: self.tag,
@@ -179,6 +185,26 @@ pub enum Command {
         source: String,
         target: String,
         max_tracks: u32,
+    },
+    /// `mkhost`: a host that proves `identity` over TLS sees the volumes mapped to it.
+    CreateHost {
+        name: String,
+        identity: HostIdentity,
+    },
+    /// `rmhost`: only a host with no volumes mapped.
+    DeleteHost {
+        name: String,
+    },
+    /// `mapvol`: the host may use the volume (read-only or not); mapping again changes that.
+    MapVolume {
+        volume: String,
+        host: String,
+        read_only: bool,
+    },
+    /// `unmapvol`.
+    UnmapVolume {
+        volume: String,
+        host: String,
     },
     /// Carries only a timestamp, so time-driven rules (the automatic thaw) fire.
     Tick,
@@ -258,6 +284,14 @@ impl Command {
                 target,
                 max_tracks,
             } => format!("copy-step {source}:{target} max_tracks={max_tracks}"),
+            Command::CreateHost { name, identity } => format!("mkhost {name} --{identity}"),
+            Command::DeleteHost { name } => format!("rmhost {name}"),
+            Command::MapVolume {
+                volume,
+                host,
+                read_only,
+            } => format!("mapvol {volume} {host}{}", flag(*read_only, "read-only")),
+            Command::UnmapVolume { volume, host } => format!("unmapvol {volume} {host}"),
             Command::Tick => "tick".to_string(),
         }
     }
@@ -282,7 +316,8 @@ impl Command {
                 .collect(),
             Command::UnfreezeFlash { sources } => sources.iter().map(String::as_str).collect(),
             Command::CopyStep { source, target, .. } => vec![source.as_str(), target.as_str()],
-            Command::Tick => vec![],
+            Command::MapVolume { volume, .. } | Command::UnmapVolume { volume, .. } => vec![volume.as_str()],
+            Command::CreateHost { .. } | Command::DeleteHost { .. } | Command::Tick => vec![],
         }
     }
 }

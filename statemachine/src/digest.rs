@@ -79,6 +79,11 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
     xxh3_64(&encode(&view))
 }
 
+/// The hosts' contribution (hosts are few: hashed whole whenever they change).
+pub(crate) fn hosts_hash(hosts: &BTreeMap<String, crate::hosts::Host>) -> u64 {
+    xxh3_64(&encode(hosts))
+}
+
 /// The globals' contribution. `last_time` is left out: it moves with every entry, refused ones
 /// too, and any divergence in it shows in the timestamps recorded in volume records.
 pub(crate) fn globals_hash(globals: &crate::Globals) -> u64 {
@@ -101,6 +106,8 @@ pub struct MetadataDigest {
     pub globals: Globals,
     /// Per volume name.
     pub volumes: BTreeMap<String, u64>,
+    /// Hosts and their mappings.
+    pub hosts: u64,
 }
 
 impl MetadataDigest {
@@ -134,11 +141,13 @@ impl MetadataDigest {
                 (record.volume.name.clone(), xxh3_64(&encode(&view)))
             })
             .collect();
-        let total = xxh3_64(&encode(&(state.globals(), &volumes)));
+        let hosts = hosts_hash(&state.hosts);
+        let total = xxh3_64(&encode(&(state.globals(), &volumes, hosts)));
         MetadataDigest {
             total,
             globals: state.globals(),
             volumes,
+            hosts,
         }
     }
 
@@ -178,6 +187,9 @@ impl MetadataDigest {
         }
         for name in other.volumes.keys().filter(|n| !self.volumes.contains_key(*n)) {
             out.push(format!("volume {name}: only in the {} state", names.1));
+        }
+        if self.hosts != other.hosts {
+            out.push("hosts or their volume mappings differ".to_string());
         }
         out
     }

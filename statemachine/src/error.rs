@@ -81,6 +81,24 @@ pub enum CommandError {
     NotFrozen { name: String },
     #[error("relationship {pair} has background copy off (--nocp); its tracks move only by copy-on-write")]
     BackgroundCopyOff { pair: String },
+    #[error("volume \"{name}\" was deleted and created again since this connection opened it; reconnect to use the new volume")]
+    VolumeReplaced { name: String },
+    #[error("zeroing {length} bytes of \"{volume}\" at once is refused while it is the source of a relationship (its tracks may need copying first); zero at most {max} bytes per command")]
+    ZeroingTooLarge { volume: String, length: u64, max: u64 },
+    #[error("\"{name}\" is not a valid host name: use 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with -, and not . or ..")]
+    InvalidHostName { name: String },
+    #[error("host \"{name}\" already exists; 'flashcopy lshost' lists the hosts")]
+    HostExists { name: String },
+    #[error("host \"{host}\" already has {identity}; one identity names one host")]
+    IdentityInUse { identity: String, host: String },
+    #[error("host \"{name}\" does not exist; 'flashcopy lshost' lists the hosts")]
+    HostNotFound { name: String },
+    #[error("host \"{name}\" has {count} volumes mapped (\"{volume}\" among them); unmap them first with 'flashcopy unmapvol VOLUME {name}'")]
+    HostHasVolumes { name: String, count: usize, volume: String },
+    #[error("volume \"{volume}\" is not mapped to host \"{host}\"")]
+    NotMapped { volume: String, host: String },
+    #[error("volume \"{name}\" is mapped to host \"{host}\"; unmap it first with 'flashcopy unmapvol {name} {host}'")]
+    VolumeMapped { name: String, host: String },
     #[error("a write to \"{volume}\" carries only a checksum of its data (a journal entry); only a replay of the journal applies it")]
     WriteWithoutData { volume: String },
 }
@@ -117,6 +135,15 @@ impl CommandError {
             CommandError::WriteTooLarge { .. } => "write-too-large",
             CommandError::BackgroundCopyOff { .. } => "background-copy-off",
             CommandError::WriteWithoutData { .. } => "write-without-data",
+            CommandError::VolumeReplaced { .. } => "volume-replaced",
+            CommandError::ZeroingTooLarge { .. } => "zeroing-too-large",
+            CommandError::InvalidHostName { .. } => "invalid-host-name",
+            CommandError::HostExists { .. } => "host-exists",
+            CommandError::IdentityInUse { .. } => "identity-in-use",
+            CommandError::HostNotFound { .. } => "host-not-found",
+            CommandError::HostHasVolumes { .. } => "host-has-volumes",
+            CommandError::NotMapped { .. } => "not-mapped",
+            CommandError::VolumeMapped { .. } => "volume-mapped",
         }
     }
 }

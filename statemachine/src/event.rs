@@ -93,6 +93,22 @@ pub enum Event {
         automatic: bool,
         released_writes: usize,
     },
+    HostCreated {
+        host: String,
+        identity: String,
+    },
+    HostDeleted {
+        host: String,
+    },
+    VolumeMapped {
+        volume: String,
+        host: String,
+        read_only: bool,
+    },
+    VolumeUnmapped {
+        volume: String,
+        host: String,
+    },
     Refused {
         error: CommandError,
     },
@@ -109,7 +125,9 @@ impl Event {
             | Event::WriteRefused { volume, .. }
             | Event::HeldWriteRefused { volume, .. }
             | Event::Frozen { volume, .. }
-            | Event::Thawed { volume, .. } => vec![volume],
+            | Event::Thawed { volume, .. }
+            | Event::VolumeMapped { volume, .. }
+            | Event::VolumeUnmapped { volume, .. } => vec![volume],
             Event::Established { source, target, .. }
             | Event::WithdrawScheduled { source, target }
             | Event::Withdrawn { source, target, .. }
@@ -117,7 +135,7 @@ impl Event {
             | Event::Reversed { source, target, .. }
             | Event::TracksCopied { source, target, .. }
             | Event::CopyCompleted { source, target } => vec![source, target],
-            Event::Refused { .. } => vec![],
+            Event::HostCreated { .. } | Event::HostDeleted { .. } | Event::Refused { .. } => vec![],
         }
     }
 }

@@ -122,6 +122,7 @@ mod tests {
     fn write(tag: u64, len: usize) -> HostWrite {
         HostWrite {
             volume: "v".into(),
+            opened: None,
             offset: 0,
             data: WriteData::Bytes(vec![1; len]),
             tag,

@@ -1,6 +1,8 @@
 //! Host writes (and write-zeroes/trim): copy-on-write to every target still sharing a track,
 //! bring a target's track home before overwriting part of it, record changes, then write.
-//! Cost is O(tracks written × relationships of the volume), never O(volume size).
+//! Cost is O(tracks written × relationships of the volume), never O(volume size); zeroing
+//! whole tracks costs what is stored in the range, not its length (a whole-volume TRIM is one
+//! command).
 
 use crate::apply::{Failure, Tx};
 use crate::changes::BitmapKind;
@@ -8,12 +10,15 @@ use crate::command::{HostWrite, WriteData};
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::track::{TrackReader, VolumeId};
+use std::ops::Range;
 
-/// The most bytes one write command may cover (data or zeroes): keeps every apply short.
+/// The most bytes one write command may carry, and zero on a volume that is a source (whose
+/// targets may need its tracks copied first): keeps every apply short.
 pub const MAX_WRITE_BYTES: u64 = 32 << 20;
 
 pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Result<(), Failure<R::Error>> {
-    if write.data.len() > MAX_WRITE_BYTES {
+    let zeroing = matches!(write.data, WriteData::Zeroes(_));
+    if write.data.len() > MAX_WRITE_BYTES && !zeroing {
         return Err(CommandError::WriteTooLarge {
             length: write.data.len(),
             max: MAX_WRITE_BYTES,
@@ -26,8 +31,18 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
         }
         .into());
     }
-    let id = tx.state.check_range(&write.volume, write.offset, write.data.len())?;
+    let id = tx
+        .state
+        .check_range(&write.volume, write.opened, write.offset, write.data.len())?;
     let record = tx.state.record(id).expect("checked");
+    if zeroing && write.data.len() > MAX_WRITE_BYTES && !record.volume.targets.is_empty() {
+        return Err(CommandError::ZeroingTooLarge {
+            volume: write.volume.clone(),
+            length: write.data.len(),
+            max: MAX_WRITE_BYTES,
+        }
+        .into());
+    }
     if let Some(rel) = record.incoming.as_ref().filter(|r| r.target_write_inhibit) {
         return Err(CommandError::TargetWriteInhibited {
             volume: write.volume.clone(),
@@ -50,10 +65,15 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
     write_now(tx, id, write)
 }
 
-/// Applies a group-committed batch in order. The batch as a whole is bounded like one write; a
-/// write in it that is refused is reported and changes nothing, the others go on.
+/// Applies a group-committed batch in order. The data the batch carries is bounded like one
+/// write (each zeroing is bounded on its own); a write in it that is refused is reported and
+/// changes nothing, the others go on.
 pub(crate) fn write_batch<R: TrackReader>(tx: &mut Tx<'_, R>, writes: &[HostWrite]) -> Result<(), Failure<R::Error>> {
-    let total = writes.iter().map(|w| w.data.len()).fold(0u64, u64::saturating_add);
+    let total = writes
+        .iter()
+        .filter(|w| !matches!(w.data, WriteData::Zeroes(_)))
+        .map(|w| w.data.len())
+        .fold(0u64, u64::saturating_add);
     if total > MAX_WRITE_BYTES {
         return Err(CommandError::WriteTooLarge {
             length: total,
@@ -84,12 +104,38 @@ pub(crate) fn write_now<R: TrackReader>(
     write: &HostWrite,
 ) -> Result<(), Failure<R::Error>> {
     let track_size = u64::from(tx.state.track_size());
+    let end = write.offset + write.data.len();
+    let whole_tracks = write.offset.div_ceil(track_size)..end / track_size;
+    if matches!(write.data, WriteData::Zeroes(_)) && !whole_tracks.is_empty() {
+        let (first, last) = (whole_tracks.start * track_size, whole_tracks.end * track_size);
+        write_range(tx, id, write, write.offset..first)?;
+        zero_tracks(tx, id, whole_tracks.start as u32..whole_tracks.end as u32)?;
+        write_range(tx, id, write, last..end)?;
+    } else {
+        write_range(tx, id, write, write.offset..end)?;
+    }
+    tx.events.push(Event::Written {
+        volume: write.volume.clone(),
+        offset: write.offset,
+        length: write.data.len(),
+        tag: write.tag,
+    });
+    Ok(())
+}
+
+/// Applies the part `range` (volume byte offsets) of a write, track by track.
+fn write_range<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    id: VolumeId,
+    write: &HostWrite,
+    range: Range<u64>,
+) -> Result<(), Failure<R::Error>> {
+    let track_size = u64::from(tx.state.track_size());
     let record = tx.state.record(id).expect("checked");
     let targets: Vec<VolumeId> = record.volume.targets.iter().copied().collect();
     let source = record.incoming.as_ref().map(|r| r.source);
 
-    let end = write.offset + write.data.len();
-    let mut pos = write.offset;
+    let Range { start: mut pos, end } = range;
     while pos < end {
         let track = (pos / track_size) as u32;
         let within = (pos % track_size) as usize;
@@ -175,13 +221,69 @@ pub(crate) fn write_now<R: TrackReader>(
         }
         pos += take as u64;
     }
-    tx.events.push(Event::Written {
-        volume: write.volume.clone(),
-        offset: write.offset,
-        length: write.data.len(),
-        tag: write.tag,
-    });
     Ok(())
+}
+
+/// Zeroes whole tracks, with the effect `write_range` has track by track, in time proportional
+/// to the tracks stored in the range on this volume and its targets, not to its length.
+fn zero_tracks<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, tracks: Range<u32>) -> Result<(), Failure<R::Error>> {
+    let record = tx.state.record(id).expect("checked");
+    let targets: Vec<VolumeId> = record.volume.targets.iter().copied().collect();
+    let is_target = record.incoming.is_some();
+
+    // As a source: a target still sharing a track this volume stores gets it first. A shared
+    // track stored on neither side reads as zeros on both: it is in sync as it stands.
+    for target in targets {
+        let shared = |tx: &Tx<'_, R>, track| {
+            tx.state
+                .incoming(target)
+                .expect("targets have relationships")
+                .out_of_sync
+                .contains(track)
+        };
+        let mut next = next_stored(tx, id, tracks.start, &tracks)?;
+        while let Some(track) = next {
+            if shared(tx, track) {
+                tx.copy_to_target(id, target, track)?;
+            }
+            next = next_stored(tx, id, track + 1, &tracks)?;
+        }
+        let mut next = next_stored(tx, target, tracks.start, &tracks)?;
+        while let Some(track) = next {
+            if shared(tx, track) {
+                tx.zero(target, track)?;
+            }
+            next = next_stored(tx, target, track + 1, &tracks)?;
+        }
+        tx.mark_range_copied(target, tracks.clone());
+        if tx.state.incoming(target).expect("targets have relationships").recording {
+            tx.note_range_changed(target, BitmapKind::SourceChanges, tracks.clone());
+        }
+    }
+    // As a target: the tracks stop living on the source.
+    if is_target {
+        if tx.state.incoming(id).expect("checked").recording {
+            tx.note_range_changed(id, BitmapKind::TargetChanges, tracks.clone());
+        }
+        tx.mark_range_copied(id, tracks.clone());
+    }
+    let mut next = next_stored(tx, id, tracks.start, &tracks)?;
+    while let Some(track) = next {
+        tx.zero(id, track)?;
+        next = next_stored(tx, id, track + 1, &tracks)?;
+    }
+    Ok(())
+}
+
+/// The first track at or after `from` that the volume stores, within `range`. (Track numbers
+/// stay far below `u32::MAX`: volumes are at most 16 TiB.)
+fn next_stored<R: TrackReader>(
+    tx: &Tx<'_, R>,
+    volume: VolumeId,
+    from: u32,
+    range: &Range<u32>,
+) -> Result<Option<u32>, Failure<R::Error>> {
+    Ok(tx.next_stored(volume, from)?.filter(|t| *t < range.end))
 }
 
 /// Puts a write's bytes into place; zeroes (or a replay's unknown bytes) write zeros.

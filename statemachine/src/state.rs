@@ -3,6 +3,7 @@
 
 use crate::digest::{self, MetadataDigest};
 use crate::held_writes::HeldWrites;
+use crate::hosts::{Access, Host, HostIdentity, HostInfo};
 use crate::relationship::{Relationship, RelationshipState};
 use crate::timestamp::{Stamp, Timestamp};
 use crate::track::{TrackReader, VolumeId, TRACK_SIZE};
@@ -80,6 +81,8 @@ impl Globals {
 pub struct State {
     pub(crate) globals: Globals,
     pub(crate) records: BTreeMap<VolumeId, VolumeRecord>,
+    /// Hosts by name, with the volumes mapped to them.
+    pub(crate) hosts: BTreeMap<String, Host>,
     // Derived from the records (rebuilt on load):
     pub(crate) names: BTreeMap<String, VolumeId>,
     pub(crate) thaw_queue: BTreeSet<(Timestamp, VolumeId)>,
@@ -87,17 +90,19 @@ pub struct State {
     pub(crate) draining: BTreeSet<VolumeId>,
     pub(crate) meta_digest: u64,
     pub(crate) content_digest: u64,
+    pub(crate) hosts_digest: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
 struct StateParts {
     globals: Globals,
     records: Vec<VolumeRecord>,
+    hosts: Vec<Host>,
 }
 
 impl From<StateParts> for State {
     fn from(parts: StateParts) -> State {
-        State::from_records(parts.globals, parts.records)
+        State::from_records(parts.globals, parts.records).with_hosts(parts.hosts)
     }
 }
 
@@ -106,6 +111,7 @@ impl From<State> for StateParts {
         StateParts {
             globals: state.globals,
             records: state.records.into_values().collect(),
+            hosts: state.hosts.into_values().collect(),
         }
     }
 }
@@ -142,6 +148,14 @@ pub struct RelationshipInfo {
     pub total_tracks: u32,
     pub created_at: String,
     pub synced_at: String,
+}
+
+/// A run of a volume's bytes that are all allocated (stored) or all a hole (read as zeros
+/// without anything stored), as NBD block status reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub length: u64,
+    pub allocated: bool,
 }
 
 /// Background-copy work the leader should schedule.
@@ -183,11 +197,13 @@ impl State {
         let mut state = State {
             globals,
             records: BTreeMap::new(),
+            hosts: BTreeMap::new(),
             names: BTreeMap::new(),
             thaw_queue: BTreeSet::new(),
             draining: BTreeSet::new(),
             meta_digest: 0,
             content_digest: 0,
+            hosts_digest: digest::hosts_hash(&BTreeMap::new()),
         };
         for record in records {
             state.index(&record);
@@ -196,6 +212,48 @@ impl State {
             state.records.insert(record.volume.id, record);
         }
         state
+    }
+
+    /// Adds the persisted hosts to a state rebuilt by [`State::from_records`].
+    pub fn with_hosts(mut self, hosts: impl IntoIterator<Item = Host>) -> State {
+        self.hosts = hosts.into_iter().map(|h| (h.name.clone(), h)).collect();
+        self.hosts_digest = digest::hosts_hash(&self.hosts);
+        self
+    }
+
+    /// The hosts as storage persists them.
+    pub fn hosts(&self) -> impl Iterator<Item = &Host> {
+        self.hosts.values()
+    }
+
+    /// Every host with its mapped volumes by name (`lshost`).
+    pub fn host_infos(&self) -> Vec<HostInfo> {
+        self.hosts
+            .values()
+            .map(|h| HostInfo {
+                name: h.name.clone(),
+                identity: h.identity.clone(),
+                volumes: h
+                    .volumes
+                    .iter()
+                    .map(|(id, access)| (self.name(*id).to_string(), *access))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// What a client that proved `identity` (or nothing) may do with a volume: everything while
+    /// no host is defined; otherwise only what its host's mapping allows, and nothing for a
+    /// client no host names.
+    pub fn access(&self, identity: Option<&HostIdentity>, volume: VolumeId) -> Option<Access> {
+        if self.hosts.is_empty() {
+            return Some(Access::ReadWrite);
+        }
+        let identity = identity?;
+        self.hosts
+            .values()
+            .find(|h| &h.identity == identity)
+            .and_then(|h| h.volumes.get(&volume).copied())
     }
 
     pub(crate) fn index(&mut self, record: &VolumeRecord) {
@@ -270,6 +328,7 @@ impl State {
     pub fn digest(&self) -> u64 {
         self.meta_digest
             .wrapping_add(self.content_digest)
+            .wrapping_add(self.hosts_digest)
             .wrapping_add(digest::globals_hash(&self.globals))
     }
 
@@ -303,6 +362,7 @@ impl State {
         }
         Ok(meta
             .wrapping_add(content)
+            .wrapping_add(digest::hosts_hash(&self.hosts))
             .wrapping_add(digest::globals_hash(&self.globals)))
     }
 
@@ -361,11 +421,112 @@ impl State {
         Ok(())
     }
 
-    /// Checks that a host request fits the volume.
-    pub fn check_range(&self, name: &str, offset: u64, length: u64) -> Result<VolumeId, crate::CommandError> {
+    /// How `length` bytes at `offset` of a volume are allocated, track by track, from the state
+    /// alone (no track data is read): a track is allocated when the track its reads resolve to
+    /// is stored, so a target's tracks still shared with the source report the source's. Stops
+    /// after `budget` stored tracks have been looked at, so the extents may cover less than was
+    /// asked (never nothing); the caller checks the range.
+    pub fn allocation<R: TrackReader>(
+        &self,
+        tracks: &R,
+        volume: VolumeId,
+        offset: u64,
+        length: u64,
+        budget: u32,
+    ) -> Result<Vec<Extent>, R::Error> {
+        let ts = u64::from(self.globals.track_size);
+        let end = offset + length;
+        let last = ((end - 1) / ts) as u32;
+        let relationship = self.incoming(volume);
+        let shared = |track: u32| relationship.is_some_and(|r| r.out_of_sync.contains(track));
+        let looked = std::cell::Cell::new(0u32);
+        // The first allocated track at or after `from`: one this volume stores and does not
+        // share, or one the source stores and this volume shares.
+        let next_allocated = |from: u32| -> Result<Option<u32>, R::Error> {
+            let mut mine = None;
+            let mut at = from;
+            while let Some(t) = tracks.next_stored(volume, at)?.filter(|t| *t <= last) {
+                looked.set(looked.get() + 1);
+                if !shared(t) {
+                    mine = Some(t);
+                    break;
+                }
+                at = t + 1;
+            }
+            let mut theirs = None;
+            if let Some(rel) = relationship {
+                // Leapfrog over the two sets: the source's stored tracks, the shared ones.
+                let mut at = from;
+                while let Some(stored) = tracks.next_stored(rel.source, at)?.filter(|t| *t <= last) {
+                    let Some(next_shared) = rel.out_of_sync.first_from(stored).filter(|t| *t <= last) else {
+                        break;
+                    };
+                    looked.set(looked.get() + 1);
+                    if next_shared == stored {
+                        theirs = Some(stored);
+                        break;
+                    }
+                    at = next_shared;
+                }
+            }
+            Ok(match (mine, theirs) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            })
+        };
+        // Runs of tracks: (first, end, allocated).
+        let mut runs: Vec<(u32, u32, bool)> = Vec::new();
+        let push = |runs: &mut Vec<(u32, u32, bool)>, from: u32, to: u32, allocated: bool| match runs.last_mut() {
+            Some(run) if run.2 == allocated && run.1 == from => run.1 = to,
+            _ => runs.push((from, to, allocated)),
+        };
+        let mut track = (offset / ts) as u32;
+        while track <= last {
+            match next_allocated(track)? {
+                None => {
+                    push(&mut runs, track, last + 1, false);
+                    break;
+                }
+                Some(found) => {
+                    if found > track {
+                        push(&mut runs, track, found, false);
+                    }
+                    push(&mut runs, found, found + 1, true);
+                    track = found + 1;
+                }
+            }
+            if looked.get() >= budget {
+                break;
+            }
+        }
+        Ok(runs
+            .into_iter()
+            .map(|(from, to, allocated)| {
+                let start = (u64::from(from) * ts).max(offset);
+                let stop = (u64::from(to) * ts).min(end);
+                Extent {
+                    length: stop - start,
+                    allocated,
+                }
+            })
+            .collect())
+    }
+
+    /// Checks that a host request fits the volume, and that `name` still names the volume the
+    /// host opened (`opened`, when it opened one).
+    pub fn check_range(
+        &self,
+        name: &str,
+        opened: Option<VolumeId>,
+        offset: u64,
+        length: u64,
+    ) -> Result<VolumeId, crate::CommandError> {
         let id = self
             .volume_id(name)
             .ok_or_else(|| crate::CommandError::VolumeNotFound { name: name.to_string() })?;
+        if opened.is_some_and(|opened| opened != id) {
+            return Err(crate::CommandError::VolumeReplaced { name: name.to_string() });
+        }
         let size = self.records[&id].volume.size;
         match offset.checked_add(length) {
             Some(end) if end <= size => Ok(id),

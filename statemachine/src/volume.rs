@@ -131,6 +131,13 @@ pub(crate) fn delete<R: crate::TrackReader>(
     if record.volume.frozen_until.is_some() {
         return Err(CommandError::VolumeFrozen { name: name.to_string() }.into());
     }
+    if let Some(host) = crate::hosts::mapped_to(&tx.state.hosts, id) {
+        return Err(CommandError::VolumeMapped {
+            name: name.to_string(),
+            host: host.to_string(),
+        }
+        .into());
+    }
     // Deleting now would drop writes its freeze held that are still being released.
     if !record.held_writes.is_empty() {
         return Err(CommandError::WritesDraining {

@@ -165,6 +165,7 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
             };
             Command::Write(HostWrite {
                 volume: name(v),
+                opened: None,
                 offset,
                 data: WriteData::Bytes(data),
                 tag,
@@ -174,6 +175,7 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
             let (offset, len) = fit(v, offset, len);
             Command::Write(HostWrite {
                 volume: name(v),
+                opened: None,
                 offset,
                 data: WriteData::Zeroes(len),
                 tag,
@@ -192,6 +194,7 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
                     };
                     HostWrite {
                         volume: name(v),
+                        opened: None,
                         offset,
                         data,
                         tag: tag + 1 + i as u64,
@@ -393,7 +396,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 Event::Refused { .. }
                 | Event::WithdrawScheduled { .. }
                 | Event::TracksCopied { .. }
-                | Event::CopyCompleted { .. } => {}
+                | Event::CopyCompleted { .. }
+                | Event::HostCreated { .. }
+                | Event::HostDeleted { .. }
+                | Event::VolumeMapped { .. }
+                | Event::VolumeUnmapped { .. } => {}
             }
         }
         prop_assert!(

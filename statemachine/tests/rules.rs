@@ -50,6 +50,7 @@ fn zeroing_whole_tracks_gives_their_space_back() {
     // Zeroes over one whole track and half of the next (NBD WRITE_ZEROES and TRIM).
     h.ok(Command::Write(HostWrite {
         volume: "v".into(),
+        opened: None,
         offset: 0,
         data: WriteData::Zeroes(ts + ts / 2),
         tag: 1,
@@ -72,6 +73,7 @@ fn volumes_are_thin_and_read_zeros() {
     // Nodes send writes of zeros as Zeroes: zeroing unwritten space stores nothing.
     h.ok(Command::Write(HostWrite {
         volume: "big".into(),
+        opened: None,
         offset: 5,
         data: WriteData::Zeroes(3),
         tag: 1,
@@ -112,6 +114,7 @@ fn a_small_write_stores_its_blocks_and_reads_no_more_than_the_blocks_it_covers_i
     let write = |h: &mut Harness, offset: u64, length: usize| {
         let command = Command::Write(HostWrite {
             volume: "v".into(),
+            opened: None,
             offset,
             data: WriteData::Bytes(vec![2; length]),
             tag: 1,
@@ -165,6 +168,7 @@ fn stored_tracks_follow_the_commands_not_the_bytes() {
     let zero_part = |offset, length| {
         Command::Write(HostWrite {
             volume: "a".into(),
+            opened: None,
             offset,
             data: WriteData::Zeroes(length),
             tag: 9,
@@ -1040,17 +1044,244 @@ fn writes_are_bounded() {
     h.mkvol("big", 1 << 20);
     let too_big = Command::Write(HostWrite {
         volume: "big".into(),
+        opened: None,
         offset: 0,
-        data: WriteData::Zeroes(MAX_WRITE_BYTES + 1),
+        data: WriteData::Bytes(vec![1; MAX_WRITE_BYTES as usize + 1]),
         tag: 1,
     });
     assert_eq!(h.refused(too_big).code(), "write-too-large");
     h.ok(Command::Write(HostWrite {
         volume: "big".into(),
+        opened: None,
         offset: 0,
-        data: WriteData::Zeroes(MAX_WRITE_BYTES),
+        data: WriteData::Bytes(vec![1; MAX_WRITE_BYTES as usize]),
         tag: 2,
     }));
+}
+
+fn zeroes(volume: &str, offset: u64, length: u64) -> Command {
+    Command::Write(HostWrite {
+        volume: volume.into(),
+        opened: None,
+        offset,
+        data: WriteData::Zeroes(length),
+        tag: 77,
+    })
+}
+
+#[test]
+fn zeroing_a_whole_thin_volume_is_one_command_costing_what_it_stores() {
+    let mut h = Harness::new(TRACK_SIZE);
+    let tracks = (1u64 << 40) / h.track_size();
+    h.mkvol("big", tracks);
+    for track in [0, 12_345, tracks - 1] {
+        h.fill("big", track, 7);
+    }
+    // Part of a track: the zeroing keeps the rest of it.
+    h.write("big", 3 * h.track_size() + 100, &[9; 10]);
+    let applied = h.run(zeroes("big", 0, 1 << 40));
+    assert!(applied.result.is_ok(), "{:?}", applied.result);
+    assert_eq!(
+        applied.ops.len(),
+        4,
+        "one operation per stored track, none per track of the range"
+    );
+    for track in [0, 3, 12_345, tracks - 1] {
+        assert_eq!(
+            h.read("big", track * h.track_size(), h.track_size()),
+            vec![0; TRACK_SIZE as usize]
+        );
+    }
+    assert_eq!(h.state.recompute_digest(&h.tracks).unwrap(), h.state.digest());
+    let extents = h
+        .state
+        .allocation(&h.tracks, h.state.volume_id("big").unwrap(), 0, 1 << 40, 1000)
+        .unwrap();
+    assert_eq!(
+        extents,
+        vec![Extent {
+            length: 1 << 40,
+            allocated: false
+        }]
+    );
+}
+
+#[test]
+fn zeroing_a_source_copies_shared_tracks_first_and_is_bounded() {
+    let mut h = Harness::new(TRACK_SIZE);
+    h.mkvol("a", 2048);
+    h.mkvol("b", 2048);
+    for track in [1, 5, 700] {
+        h.fill("a", track, 3);
+    }
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            nocp: true,
+            persist: true,
+            record: true,
+            ..Default::default()
+        },
+    ));
+    let all = 2048 * h.track_size();
+    assert_eq!(h.refused(zeroes("a", 0, all)).code(), "zeroing-too-large");
+    // Whole tracks 0..511 and most of track 511: tracks 1 and 5 go to the target first.
+    h.ok(zeroes("a", 0, MAX_WRITE_BYTES - 1000));
+    for track in [1, 5] {
+        assert_eq!(h.byte_at("a", track), 0);
+        assert_eq!(h.byte_at("b", track), 3, "the target keeps its point in time");
+    }
+    assert_eq!(h.byte_at("b", 700), 3);
+    assert_eq!(h.state.recompute_digest(&h.tracks).unwrap(), h.state.digest());
+    // Every zeroed track is a change the next refresh copies.
+    let rel = h.rel("a", "b").unwrap();
+    assert_eq!(rel.out_of_sync_tracks, 2048 - 512);
+}
+
+#[test]
+fn a_write_to_a_volume_deleted_and_created_again_is_refused() {
+    let mut h = Harness::new(TRACK_SIZE);
+    h.mkvol("x", 4);
+    let old = h.state.volume_id("x").unwrap();
+    h.ok(Command::DeleteVolume { name: "x".into() });
+    h.mkvol("x", 4);
+    let write = Command::Write(HostWrite {
+        volume: "x".into(),
+        opened: Some(old),
+        offset: 0,
+        data: WriteData::Bytes(vec![1; 512]),
+        tag: 9,
+    });
+    assert_eq!(h.refused(write).code(), "volume-replaced");
+    assert_eq!(
+        h.state.check_range("x", Some(old), 0, 512).unwrap_err().code(),
+        "volume-replaced"
+    );
+    let new = h.state.volume_id("x").unwrap();
+    assert_eq!(h.state.check_range("x", Some(new), 0, 512), Ok(new));
+}
+
+#[test]
+fn hosts_see_only_their_mapped_volumes_and_a_mapped_volume_cannot_be_deleted() {
+    let mut h = three_volumes();
+    let (a, b) = (h.state.volume_id("a").unwrap(), h.state.volume_id("b").unwrap());
+    let alice = HostIdentity::Psk("alice".into());
+    let bob = HostIdentity::CertCn("bob.example".into());
+    // No hosts: the data path is open to everyone.
+    assert_eq!(h.state.access(None, a), Some(Access::ReadWrite));
+    h.ok(Command::CreateHost {
+        name: "h1".into(),
+        identity: alice.clone(),
+    });
+    h.ok(Command::CreateHost {
+        name: "h2".into(),
+        identity: bob.clone(),
+    });
+    let same_identity = Command::CreateHost {
+        name: "h3".into(),
+        identity: alice.clone(),
+    };
+    assert_eq!(h.refused(same_identity).code(), "identity-in-use");
+    let bad = Command::CreateHost {
+        name: "h4".into(),
+        identity: HostIdentity::Psk("a:b".into()),
+    };
+    assert_eq!(h.refused(bad).code(), "invalid-option");
+    // Hosts exist: nobody sees anything unmapped, and an unknown identity sees nothing.
+    assert_eq!(h.state.access(None, a), None);
+    assert_eq!(h.state.access(Some(&alice), a), None);
+    h.ok(Command::MapVolume {
+        volume: "a".into(),
+        host: "h1".into(),
+        read_only: false,
+    });
+    h.ok(Command::MapVolume {
+        volume: "b".into(),
+        host: "h1".into(),
+        read_only: true,
+    });
+    assert_eq!(h.state.access(Some(&alice), a), Some(Access::ReadWrite));
+    assert_eq!(h.state.access(Some(&alice), b), Some(Access::ReadOnly));
+    assert_eq!(h.state.access(Some(&bob), a), None);
+    assert_eq!(h.state.access(Some(&HostIdentity::Psk("mallory".into())), a), None);
+    assert_eq!(
+        h.refused(Command::DeleteVolume { name: "a".into() }).code(),
+        "volume-mapped"
+    );
+    assert_eq!(
+        h.refused(Command::DeleteHost { name: "h1".into() }).code(),
+        "host-has-volumes"
+    );
+    let infos = h.state.host_infos();
+    assert_eq!(infos[0].volumes.get("b"), Some(&Access::ReadOnly));
+    let unmap_missing = Command::UnmapVolume {
+        volume: "c".into(),
+        host: "h1".into(),
+    };
+    assert_eq!(h.refused(unmap_missing).code(), "not-mapped");
+    // The digest covers hosts: a replica that missed a mapping differs.
+    let before = h.state.digest();
+    h.ok(Command::UnmapVolume {
+        volume: "a".into(),
+        host: "h1".into(),
+    });
+    assert_ne!(h.state.digest(), before);
+    assert_eq!(h.state.recompute_digest(&h.tracks).unwrap(), h.state.digest());
+    assert_eq!(h.state.access(Some(&alice), a), None);
+    h.ok(Command::UnmapVolume {
+        volume: "b".into(),
+        host: "h1".into(),
+    });
+    h.ok(Command::DeleteHost { name: "h1".into() });
+    h.ok(Command::DeleteVolume { name: "a".into() });
+    // The journal keeps host commands; a replay rebuilds them (metadata digest compares them).
+    let summary = Command::MapVolume {
+        volume: "b".into(),
+        host: "h2".into(),
+        read_only: true,
+    }
+    .summary();
+    assert_eq!(summary, "mapvol b h2 --read-only");
+}
+
+#[test]
+fn allocation_reports_stored_tracks_and_a_targets_shared_tracks_as_the_sources() {
+    let mut h = Harness::new(TRACK_SIZE);
+    h.mkvol("s", 64);
+    h.mkvol("t", 64);
+    h.fill("s", 2, 1);
+    h.fill("s", 3, 1);
+    h.fill("s", 10, 1);
+    h.ok(mkflash(
+        "s:t",
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    h.fill("t", 20, 5);
+    let ts = h.track_size();
+    let t = h.state.volume_id("t").unwrap();
+    let alloc = |h: &Harness, offset, length, budget| h.state.allocation(&h.tracks, t, offset, length, budget).unwrap();
+    let e = |length: u64, allocated| Extent { length, allocated };
+    assert_eq!(
+        alloc(&h, 0, 64 * ts, 100),
+        vec![
+            e(2 * ts, false),
+            e(2 * ts, true),
+            e(6 * ts, false),
+            e(ts, true),
+            e(9 * ts, false),
+            e(ts, true),
+            e(43 * ts, false)
+        ]
+    );
+    // Clipped to the range asked, inside tracks too.
+    assert_eq!(alloc(&h, 2 * ts + 100, ts, 100), vec![e(ts, true)]);
+    assert_eq!(alloc(&h, 100, 2 * ts, 100), vec![e(2 * ts - 100, false), e(100, true)]);
+    // A small budget answers a prefix, never nothing.
+    let prefix = alloc(&h, 0, 64 * ts, 1);
+    assert_eq!(prefix, vec![e(2 * ts, false), e(ts, true)]);
 }
 
 #[test]
@@ -1113,6 +1344,7 @@ fn a_write_without_its_bytes_is_refused_outside_a_replay() {
     h.mkvol("a", 2);
     let summary = Command::Write(HostWrite {
         volume: "a".into(),
+        opened: None,
         offset: 0,
         data: WriteData::Summary { length: 16, xxh3: 1 },
         tag: 1,

@@ -7,7 +7,7 @@ use crate::records::Loader;
 use crate::types::NodeInfo;
 use openraft::{LogId, StoredMembership};
 use rocksdb::{IteratorMode, DB};
-use statemachine::{Globals, State};
+use statemachine::{Globals, Host, State};
 
 /// The state as of the last applied entry: volume metadata in memory, the applied log id and
 /// the membership. Loaded from the meta column family at open and after a snapshot install.
@@ -31,6 +31,7 @@ pub(crate) fn corrupt(path: &str, reason: impl ToString) -> OpenError {
 /// Reads the state-machine metadata from the meta column family.
 pub(crate) fn load(db: &DB) -> std::result::Result<AppliedState, OpenError> {
     let mut globals = State::new().globals();
+    let mut hosts: Vec<Host> = Vec::new();
     let mut records = Loader::default();
     let mut last_applied = None;
     let mut membership = StoredMembership::default();
@@ -41,6 +42,8 @@ pub(crate) fn load(db: &DB) -> std::result::Result<AppliedState, OpenError> {
             continue;
         } else if key == KEY_GLOBALS {
             globals = codec::decode::<Globals>(&value).map_err(|e| corrupt("globals", e))?;
+        } else if key == KEY_HOSTS {
+            hosts = codec::decode(&value).map_err(|e| corrupt("hosts", e))?;
         } else if key == KEY_APPLIED {
             last_applied = codec::decode(&value).map_err(|e| corrupt("applied", e))?;
         } else if key == KEY_MEMBERSHIP {
@@ -48,7 +51,7 @@ pub(crate) fn load(db: &DB) -> std::result::Result<AppliedState, OpenError> {
         }
     }
     Ok(AppliedState {
-        state: State::from_records(globals, records.finish()),
+        state: State::from_records(globals, records.finish()).with_hosts(hosts),
         last_applied,
         membership,
     })

@@ -7,7 +7,7 @@ use serde::{de::DeserializeOwned, Serialize};
 /// 3: audit records keep the command in its journal form, its result and the applied time.
 /// 4: the state keeps its own clock (stamps with terms).
 /// 5: tracks stored in blocks with per-block hashes (`sums` and `blocks` column families).
-pub(crate) const FORMAT_VERSION: u8 = 5;
+pub(crate) const FORMAT_VERSION: u8 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

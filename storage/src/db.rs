@@ -7,7 +7,7 @@ use std::path::Path;
 
 /// Raft metadata: vote, committed, last purged.
 pub const CF_RAFT: &str = "raft";
-/// State-machine metadata: volume records, globals, applied log id, membership.
+/// State-machine metadata: volume records, hosts, globals, applied log id, membership.
 pub const CF_META: &str = "meta";
 /// Stored tracks' block hashes, keyed by volume id + track (big-endian): present exactly when
 /// the track is stored. Small values, so finding stored tracks never touches track data.
@@ -28,6 +28,8 @@ pub const KEY_VOTE: &[u8] = b"vote";
 pub const KEY_COMMITTED: &[u8] = b"committed";
 pub const KEY_LAST_PURGED: &[u8] = b"last_purged";
 pub const KEY_GLOBALS: &[u8] = b"globals";
+/// Every host with its mappings, in one value (hosts are few; rewritten when they change).
+pub const KEY_HOSTS: &[u8] = b"hosts";
 pub const KEY_APPLIED: &[u8] = b"applied";
 pub const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// Present while a snapshot install is under way; see `StateMachineStore::open`.

@@ -234,6 +234,7 @@ mod tests {
             payload: EntryPayload::Normal(crate::Request {
                 command: Command::Write(HostWrite {
                     volume: "v".into(),
+                    opened: None,
                     offset: 0,
                     data: WriteData::Bytes(vec![7; mib << 20]),
                     tag: index,

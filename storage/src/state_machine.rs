@@ -143,6 +143,10 @@ impl StateMachineStore {
                         }
                     }
                     batch.put_cf(cf(&self.db, CF_META), KEY_GLOBALS, encode(&inner.state.globals())?);
+                    if applied.hosts_changed {
+                        let hosts: Vec<&statemachine::Host> = inner.state.hosts().collect();
+                        batch.put_cf(cf(&self.db, CF_META), KEY_HOSTS, encode(&hosts)?);
+                    }
                     let audit = AuditRecord {
                         index,
                         time: inner.state.globals().last_time,

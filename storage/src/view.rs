@@ -8,7 +8,7 @@ use crate::tracks::{DbTracks, TrackError};
 use crate::types::NodeInfo;
 use openraft::StoredMembership;
 use rocksdb::DB;
-use statemachine::{CommandError, Event, State};
+use statemachine::{CommandError, Event, Extent, State, VolumeId};
 use std::sync::{Arc, RwLock};
 use tokio::sync::broadcast;
 
@@ -72,12 +72,35 @@ impl StateView {
             .clone()
     }
 
-    /// Reads volume data as a host sees it, consistent with one applied index.
-    pub fn read(&self, volume: &str, offset: u64, length: u64) -> std::result::Result<Vec<u8>, ReadError> {
+    /// Reads volume data as a host sees it, consistent with one applied index. `opened`: the
+    /// volume the reader opened, if it did (then a new volume of the same name is refused).
+    pub fn read(
+        &self,
+        volume: &str,
+        opened: Option<VolumeId>,
+        offset: u64,
+        length: u64,
+    ) -> std::result::Result<Vec<u8>, ReadError> {
         let inner = self.inner.read().expect("state lock is not poisoned");
-        let id = inner.state.check_range(volume, offset, length)?;
+        let id = inner.state.check_range(volume, opened, offset, length)?;
         let tracks = DbTracks::new(&self.db, inner.state.track_size());
         Ok(inner.state.read(&tracks, id, offset, length)?)
+    }
+
+    /// Which parts of a range are allocated (see [`State::allocation`]), from the sums column
+    /// family alone: no track data is read.
+    pub fn allocation(
+        &self,
+        volume: &str,
+        opened: Option<VolumeId>,
+        offset: u64,
+        length: u64,
+        budget: u32,
+    ) -> std::result::Result<Vec<Extent>, ReadError> {
+        let inner = self.inner.read().expect("state lock is not poisoned");
+        let id = inner.state.check_range(volume, opened, offset, length)?;
+        let tracks = DbTracks::new(&self.db, inner.state.track_size());
+        Ok(inner.state.allocation(&tracks, id, offset, length, budget)?)
     }
 
     /// Audit records after index `after` that pass `filter`, at most `limit`.

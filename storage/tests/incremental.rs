@@ -55,6 +55,7 @@ fn command(op: &Op, tag: u64) -> Command {
             let track = [t % 3, (t % tracks), tracks - 1 - t % 3][(t % 3) as usize];
             Command::Write(HostWrite {
                 volume: NAMES[v].into(),
+                opened: None,
                 offset: (u64::from(track) << 16) + u64::from(byte),
                 data: WriteData::Bytes(vec![byte; 100]),
                 tag,
@@ -174,6 +175,7 @@ fn held_writes_survive_a_reopen_and_complete_at_the_thaw() {
     let write = |tag: u64, byte: u8| {
         Command::Write(HostWrite {
             volume: "s0".into(),
+            opened: None,
             offset: 10,
             data: WriteData::Bytes(vec![byte; 3]),
             tag,
@@ -220,8 +222,12 @@ fn held_writes_survive_a_reopen_and_complete_at_the_thaw() {
         },
     )];
     rt.block_on(store.apply(thaw)).unwrap();
-    assert_eq!(store.view().read("s0", 10, 3).unwrap(), vec![8; 3], "released in order");
-    assert_eq!(store.view().read("s1", 10, 3).unwrap(), vec![0; 3]);
+    assert_eq!(
+        store.view().read("s0", None, 10, 3).unwrap(),
+        vec![8; 3],
+        "released in order"
+    );
+    assert_eq!(store.view().read("s1", None, 10, 3).unwrap(), vec![0; 3]);
     drop((_log, store));
     let (_log, store) = storage::open(dir.path()).unwrap();
     assert!(

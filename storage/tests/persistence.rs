@@ -30,6 +30,7 @@ fn workload() -> Vec<Command> {
     for track in 0..4u64 {
         commands.push(Command::Write(HostWrite {
             volume: "a".into(),
+            opened: None,
             offset: track << 16,
             data: WriteData::Bytes(vec![track as u8 + 1; 65536]),
             tag: track,
@@ -45,6 +46,7 @@ fn workload() -> Vec<Command> {
     });
     commands.push(Command::Write(HostWrite {
         volume: "a".into(),
+        opened: None,
         offset: 10,
         data: WriteData::Bytes(vec![9; 100]),
         tag: 9,
@@ -91,18 +93,18 @@ async fn state_survives_reopen() {
         let view = store.view();
         let (index, digest) = view.applied();
         assert_eq!(index, 10);
-        assert_eq!(view.read("a", 0, 12).unwrap()[10..], [9, 9]);
+        assert_eq!(view.read("a", None, 0, 12).unwrap()[10..], [9, 9]);
         assert_eq!(
-            view.read("b", 0, 12).unwrap()[10..],
+            view.read("b", None, 0, 12).unwrap()[10..],
             [1, 1],
             "b holds the point in time"
         );
-        (index, digest, view.read("b", 0, 4 << 16).unwrap())
+        (index, digest, view.read("b", None, 0, 4 << 16).unwrap())
     };
     let (_log, mut store) = storage::open(dir.path()).unwrap();
     let view = store.view();
     assert_eq!(view.applied(), (index, digest));
-    assert_eq!(view.read("b", 0, 4 << 16).unwrap(), b);
+    assert_eq!(view.read("b", None, 0, 4 << 16).unwrap(), b);
     let digest_now = view.query(|s| s.digest());
     assert_eq!(digest_now, digest);
     let (applied, _) = store.applied_state().await.unwrap();
@@ -207,7 +209,10 @@ async fn snapshot_rebuilds_a_fresh_node() {
     let (lv, fv) = (leader.view(), follower.view());
     assert_eq!(fv.applied(), lv.applied(), "same index, same digest");
     for v in ["a", "b"] {
-        assert_eq!(fv.read(v, 0, 4 << 16).unwrap(), lv.read(v, 0, 4 << 16).unwrap());
+        assert_eq!(
+            fv.read(v, None, 0, 4 << 16).unwrap(),
+            lv.read(v, None, 0, 4 << 16).unwrap()
+        );
     }
     assert_eq!(
         fv.audit(&AuditFilter::default(), 0, 100).unwrap(),
@@ -222,6 +227,7 @@ async fn snapshot_rebuilds_a_fresh_node() {
         11,
         Command::Write(HostWrite {
             volume: "a".into(),
+            opened: None,
             offset: 0,
             data: WriteData::Zeroes(65536),
             tag: 11,
@@ -272,7 +278,7 @@ async fn an_interrupted_install_is_redone_at_open() {
     }
     let (_flog, follower) = storage::open(follower_dir.path()).unwrap();
     assert_eq!(follower.view().applied(), expected);
-    assert_eq!(follower.view().read("b", 0, 12).unwrap()[10..], [1, 1]);
+    assert_eq!(follower.view().read("b", None, 0, 12).unwrap()[10..], [1, 1]);
 }
 
 #[tokio::test]
@@ -329,7 +335,7 @@ fn a_data_directory_of_an_older_format_is_refused_with_the_version() {
         .expect("an old directory is refused")
         .to_string();
     assert!(
-        error.contains("format version 4, this build reads version 5"),
+        error.contains("format version 4, this build reads version 6"),
         "{error}"
     );
     let error = storage::open_read_only(dir.path())
@@ -339,4 +345,41 @@ fn a_data_directory_of_an_older_format_is_refused_with_the_version() {
     assert!(error.contains("format version 4"), "{error}");
     let cfs = rocksdb::DB::list_cf(&rocksdb::Options::default(), dir.path().join("db")).unwrap();
     assert!(cfs.contains(&"tracks".to_string()), "nothing was changed: {cfs:?}");
+}
+
+/// Format 5 (before hosts, and before writes named the volume they opened) has today's column
+/// families: its values carry the version, and the first one read refuses the directory.
+#[tokio::test]
+async fn a_data_directory_of_format_5_is_refused_with_the_version() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_log, mut sm) = storage::open(dir.path()).unwrap();
+        sm.apply(vec![entry(
+            1,
+            Command::CreateVolume {
+                name: "a".into(),
+                size: 1 << 16,
+            },
+        )])
+        .await
+        .unwrap();
+        sm.view().flush().unwrap();
+    }
+    {
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            dir.path().join("db"),
+            ["raft", "meta", "sums", "blocks", "audit"],
+        )
+        .unwrap();
+        let meta = db.cf_handle("meta").unwrap();
+        let mut globals = db.get_cf(meta, b"globals").unwrap().unwrap();
+        globals[0] = 5;
+        db.put_cf(meta, b"globals", globals).unwrap();
+    }
+    let error = storage::open(dir.path()).err().expect("refused").to_string();
+    assert!(
+        error.contains("format version 5, this build reads version 6"),
+        "{error}"
+    );
 }

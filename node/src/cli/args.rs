@@ -59,6 +59,54 @@ pub enum Verb {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Define a host: a client that proves this TLS identity sees the volumes mapped to it.
+    /// Once any host exists, NBD clients see only their host's volumes.
+    Mkhost {
+        name: String,
+        /// The PSK identity (user name in the --nbd-tls-psk key file).
+        #[arg(
+            long,
+            value_name = "ID",
+            required_unless_present = "cert_cn",
+            conflicts_with = "cert_cn"
+        )]
+        psk_identity: Option<String>,
+        /// The common name of the host's client certificate (with --nbd-tls-ca).
+        #[arg(long, value_name = "CN")]
+        cert_cn: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List hosts and the volumes mapped to them.
+    Lshost {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a host that has no volumes mapped.
+    Rmhost {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Let a host use a volume over NBD (again: change its access).
+    Mapvol {
+        volume: String,
+        host: String,
+        /// The host may read, not write (writes fail with EPERM).
+        #[arg(long)]
+        read_only: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Take a volume away from a host (its open connections get EPERM from then on).
+    Unmapvol {
+        volume: String,
+        host: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Establish FlashCopy relationships, all pairs at one point in time.
     Mkflash {
         #[arg(required = true, value_name = "SRC:TGT")]

@@ -156,6 +156,7 @@ pub async fn run() -> Result<(), CliError> {
         nbd_memory: 256 << 20,
         open_metrics: false,
         disk_reserve: 0,
+        nbd_tls: Default::default(),
     };
     println!(
         "flashcopy demo: an embedded single-node controller in {}",

@@ -7,6 +7,7 @@ pub mod client;
 mod cluster;
 mod demo;
 mod flash;
+mod hosts;
 mod progress;
 mod report;
 mod size;
@@ -37,6 +38,21 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
         Verb::Mkvol { name, size, client } => volumes::mkvol(&api(&client)?, name, &size).await,
         Verb::Lsvol { json, client } => volumes::lsvol(&api(&client)?, json).await,
         Verb::Rmvol { name, client } => volumes::rmvol(&api(&client)?, &name).await,
+        Verb::Mkhost {
+            name,
+            psk_identity,
+            cert_cn,
+            client,
+        } => hosts::mkhost(&api(&client)?, name, psk_identity, cert_cn).await,
+        Verb::Lshost { json, client } => hosts::lshost(&api(&client)?, json).await,
+        Verb::Rmhost { name, client } => hosts::rmhost(&api(&client)?, &name).await,
+        Verb::Mapvol {
+            volume,
+            host,
+            read_only,
+            client,
+        } => hosts::mapvol(&api(&client)?, volume, &host, read_only).await,
+        Verb::Unmapvol { volume, host, client } => hosts::unmapvol(&api(&client)?, &volume, &host).await,
         Verb::Mkflash {
             pairs,
             nocp,

@@ -1,7 +1,7 @@
 //! How the CLI shows things: event lines, tables, RFC 3339 times.
 
 use crate::protocol::AuditEntry;
-use statemachine::{Event, RelationshipInfo, VolumeInfo};
+use statemachine::{Access, Event, HostIdentity, HostInfo, RelationshipInfo, VolumeInfo};
 use std::fmt::Write;
 
 /// One line per event a command produced.
@@ -28,6 +28,17 @@ pub fn describe(event: &Event) -> String {
         Event::HeldWriteRefused { volume, error, .. } => {
             format!("held write to {volume} refused: {}: {error}", error.code())
         }
+        Event::HostCreated { host, identity } => format!("created host {host} ({identity})"),
+        Event::HostDeleted { host } => format!("deleted host {host}"),
+        Event::VolumeMapped {
+            volume,
+            host,
+            read_only,
+        } => {
+            let access = if *read_only { "read-only" } else { "read-write" };
+            format!("mapped {volume} to host {host} ({access})")
+        }
+        Event::VolumeUnmapped { volume, host } => format!("unmapped {volume} from host {host}"),
         Event::Established { source, target, seqnum } => format!("established {source}:{target} (seqnum {seqnum})"),
         Event::WithdrawScheduled { source, target } => {
             format!("{source}:{target} is completing: withdrawn when its background copy finishes")
@@ -123,6 +134,33 @@ pub fn volumes_table(volumes: &[VolumeInfo]) -> String {
         })
         .collect();
     table(&["NAME", "SIZE", "STATE", "SOURCE_OF", "TARGET_OF"], &rows)
+}
+
+pub fn hosts_table(hosts: &[HostInfo]) -> String {
+    let rows: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let identity = match &h.identity {
+                HostIdentity::Psk(id) => format!("psk:{id}"),
+                HostIdentity::CertCn(cn) => format!("cert-cn:{cn}"),
+            };
+            let volumes: Vec<String> = h
+                .volumes
+                .iter()
+                .map(|(name, access)| match access {
+                    Access::ReadWrite => name.clone(),
+                    Access::ReadOnly => format!("{name}(ro)"),
+                })
+                .collect();
+            let volumes = if volumes.is_empty() {
+                "-".into()
+            } else {
+                volumes.join(",")
+            };
+            vec![h.name.clone(), identity, volumes]
+        })
+        .collect();
+    table(&["NAME", "IDENTITY", "VOLUMES"], &rows)
 }
 
 /// How much of a relationship's copy is done: a bar on a terminal, a percentage otherwise.

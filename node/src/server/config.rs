@@ -2,8 +2,11 @@
 //! are usage errors (exit 2) with a message naming the option.
 
 use crate::logs::LogFormat;
+use crate::server::nbd::tls::{TlsConfigError, TlsFiles, TlsMode, TlsServer};
+use crate::server::nbd::TlsPolicy;
 use clap::Args;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -60,6 +63,24 @@ pub struct ServeArgs {
     /// (ENOSPC) below it, so the disk never fills; they resume when space returns.
     #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
     pub disk_reserve: u64,
+    /// TLS on NBD: `require` refuses everything but STARTTLS until the client has started TLS;
+    /// `off` serves plain NBD (and still offers STARTTLS when credentials are given).
+    #[arg(long, value_enum, default_value = "off")]
+    pub nbd_tls: TlsMode,
+    /// The server's certificate chain (PEM) for NBD TLS.
+    #[arg(long, value_name = "FILE")]
+    pub nbd_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --nbd-tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub nbd_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM): clients must then present a certificate one of them signed; its
+    /// common name is the identity `mkhost --cert-cn` names.
+    #[arg(long, value_name = "FILE")]
+    pub nbd_tls_ca: Option<PathBuf>,
+    /// TLS-PSK keys in the psktool format (IDENTITY:HEXKEY per line); the identity is what
+    /// `mkhost --psk-identity` names.
+    #[arg(long, value_name = "FILE")]
+    pub nbd_tls_psk: Option<PathBuf>,
     /// Run without a token although an address is reachable from other machines: anyone who
     /// can reach the node may then read and write every volume and change the cluster.
     #[arg(long)]
@@ -100,6 +121,8 @@ pub struct ServeConfig {
     pub open_metrics: bool,
     /// Bytes of free space kept on the data directory's filesystem.
     pub disk_reserve: u64,
+    /// NBD TLS: credentials loaded and checked at start, and whether TLS is required.
+    pub nbd_tls: TlsPolicy,
 }
 
 /// An option `serve` cannot start with.
@@ -111,6 +134,8 @@ pub enum ConfigError {
     TokenEmpty { path: String },
     #[error("usage: --copy-rate must be a positive number of MiB/s, not {0}")]
     CopyRate(f64),
+    #[error("nbd-tls: {0}")]
+    Tls(#[from] TlsConfigError),
     #[error("insecure: --{option} {addr} is reachable from other machines and the cluster has no token: give every node the same --token-file, or say --insecure to run it open")]
     Insecure { option: &'static str, addr: String },
 }
@@ -158,6 +183,16 @@ impl ServeArgs {
             Some(r) if r.is_finite() && r > 0.0 => Some((r * 1024.0 * 1024.0) as u64),
             Some(r) => return Err(ConfigError::CopyRate(r)),
         };
+        let files = TlsFiles {
+            cert: self.nbd_tls_cert.clone(),
+            key: self.nbd_tls_key.clone(),
+            ca: self.nbd_tls_ca.clone(),
+            psk: self.nbd_tls_psk.clone(),
+        };
+        let nbd_tls = TlsPolicy {
+            server: TlsServer::from_files(self.nbd_tls, &files)?.map(Arc::new),
+            required: self.nbd_tls == TlsMode::Require,
+        };
         Ok(ServeConfig {
             data_dir: self.data_dir.clone(),
             node_id: self.node_id,
@@ -176,6 +211,7 @@ impl ServeArgs {
             nbd_memory: self.nbd_memory << 20,
             open_metrics: self.open_metrics,
             disk_reserve: self.disk_reserve << 20,
+            nbd_tls,
         })
     }
 }

@@ -1,11 +1,12 @@
 //! Host writes as NBD and the admin API submit them: all-zero data becomes zeroing (so the
-//! journal replays and zeros stay thin), long zeroing is split into bounded writes, and a write
-//! that a freeze holds is followed until the entry that releases or refuses it.
+//! journal replays and zeros stay thin), zeroing is split only as far as its cost requires (a
+//! whole-volume TRIM of a thin volume is one entry), and a write that a freeze held is followed
+//! until the entry that releases or refuses it.
 
 use crate::server::consensus::ProposeError;
 use crate::server::disk::DiskGuard;
 use crate::server::write_batcher::{Outcome, WriteQueue};
-use statemachine::{CommandError, Event, HostWrite, WriteData, MAX_WRITE_BYTES};
+use statemachine::{CommandError, Event, HostWrite, VolumeId, WriteData, MAX_WRITE_BYTES};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use storage::{AuditFilter, StateView};
@@ -31,10 +32,13 @@ impl HostWrites {
     /// A host write: returns once it is applied, also when a freeze held it first. Concurrent
     /// writes share entries (group commit). Data larger than one replication request
     /// (`storage::REPLICATION_BYTES`) is split into several writes, in order, so every entry
-    /// fits the AppendEntries deadline; so is zeroing more than one command may carry.
+    /// fits the AppendEntries deadline; zeroing is split where it would drop or copy more
+    /// stored tracks than one entry should (see `zeroing_pieces`). `opened`: the volume the
+    /// writer opened (NBD), refused if `volume` names another one by the time it applies.
     pub async fn write(
         &self,
         volume: &str,
+        opened: Option<VolumeId>,
         offset: u64,
         data: WriteData,
     ) -> Result<Result<(), CommandError>, ProposeError> {
@@ -51,17 +55,62 @@ impl HostWrites {
                 reserve: self.disk.reserve(),
             });
         }
-        for (at, piece) in pieces(offset, data) {
-            if let Err(e) = self.write_one(volume, at, piece).await? {
-                return Ok(Err(e));
+        let pieces = match data {
+            WriteData::Zeroes(length) => self.zeroing_pieces(volume, opened, offset, length),
+            data => pieces(offset, data),
+        };
+        for (at, piece) in pieces {
+            match self.write_one(volume, opened, at, piece.clone()).await? {
+                Ok(()) => {}
+                // The volume became a source since the pieces were cut: cut them small.
+                Err(CommandError::ZeroingTooLarge { .. }) => {
+                    for (at, small) in self::pieces(at, piece) {
+                        if let Err(e) = self.write_one(volume, opened, at, small).await? {
+                            return Ok(Err(e));
+                        }
+                    }
+                }
+                Err(e) => return Ok(Err(e)),
             }
         }
         Ok(Ok(()))
     }
 
+    /// Zeroing as the writes it is proposed as. Its cost is in the stored tracks it drops (and,
+    /// on a source, the tracks it copies to targets first), not in its length: a range is one
+    /// write unless it covers more than `ZEROING_TRACKS` stored tracks; on a source, pieces of
+    /// one write command as before (the state machine refuses more).
+    fn zeroing_pieces(
+        &self,
+        volume: &str,
+        opened: Option<VolumeId>,
+        offset: u64,
+        length: u64,
+    ) -> Vec<(u64, WriteData)> {
+        let is_source = self
+            .view
+            .query(|s| s.volume(volume).is_some_and(|v| !v.targets.is_empty()));
+        if is_source {
+            return pieces(offset, WriteData::Zeroes(length));
+        }
+        let mut out = Vec::new();
+        let (mut at, end) = (offset, offset + length);
+        while at < end {
+            // An error (no such volume, a range past its end) is the apply's to report.
+            let covered = match self.view.allocation(volume, opened, at, end - at, ZEROING_TRACKS) {
+                Ok(extents) => extents.iter().map(|e| e.length).sum::<u64>().max(1),
+                Err(_) => end - at,
+            };
+            out.push((at, WriteData::Zeroes(covered)));
+            at += covered;
+        }
+        out
+    }
+
     async fn write_one(
         &self,
         volume: &str,
+        opened: Option<VolumeId>,
         offset: u64,
         data: WriteData,
     ) -> Result<Result<(), CommandError>, ProposeError> {
@@ -72,6 +121,7 @@ impl HostWrites {
             .queue
             .submit(HostWrite {
                 volume: volume.to_string(),
+                opened,
                 offset,
                 data,
                 tag,
@@ -130,6 +180,9 @@ fn release_outcome(events: &[Event], volume: &str, tag: u64) -> Option<Result<()
         _ => None,
     })
 }
+
+/// Stored tracks one zeroing entry drops at most (1 GiB of data): bounds the entry's apply.
+const ZEROING_TRACKS: u32 = 16 * 1024;
 
 /// A write as the bounded writes it is proposed as, in order: data in pieces of one replication
 /// request, zeroing in pieces of one write command.

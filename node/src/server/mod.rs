@@ -199,6 +199,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             config.nbd_handshake_limit,
             config.nbd_memory,
         ),
+        tls: config.nbd_tls.clone(),
     });
     tokio::spawn(transport::serve(
         raft_listener,

@@ -74,6 +74,7 @@ impl Harness {
         self.next_tag += 1;
         Command::Write(HostWrite {
             volume: volume.into(),
+            opened: None,
             offset,
             data: WriteData::Bytes(bytes.to_vec()),
             tag: self.next_tag,
@@ -92,7 +93,7 @@ impl Harness {
     }
 
     pub fn read(&self, volume: &str, offset: u64, length: u64) -> Vec<u8> {
-        let id = self.state.check_range(volume, offset, length).unwrap();
+        let id = self.state.check_range(volume, None, offset, length).unwrap();
         self.state.read(&self.tracks, id, offset, length).unwrap()
     }
 

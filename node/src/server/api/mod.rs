@@ -8,6 +8,7 @@
 mod audit;
 mod cluster;
 mod error;
+mod hosts;
 mod metrics;
 mod relationships;
 mod volumes;
@@ -52,6 +53,10 @@ pub fn router(api: AdminApi) -> Router {
         .route("/volumes", get(volumes::list).post(volumes::create))
         .route("/volumes/{name}", delete(volumes::delete))
         .route("/volumes/{name}/data", get(volumes::read_data).put(volumes::write_data))
+        .route("/hosts", get(hosts::list).post(hosts::create))
+        .route("/hosts/{name}", delete(hosts::delete))
+        .route("/hosts/{name}/volumes", post(hosts::map))
+        .route("/hosts/{name}/volumes/{volume}", delete(hosts::unmap))
         .route("/relationships", get(relationships::list))
         .route("/mkflash", post(relationships::mkflash))
         .route("/rmflash", post(relationships::rmflash))

@@ -64,7 +64,7 @@ pub(super) async fn read_data(
         ));
     }
     a.consensus.linearizable().await?;
-    let bytes = a.state.read(&name, range.offset, length).map_err(|e| match e {
+    let bytes = a.state.read(&name, None, range.offset, length).map_err(|e| match e {
         ReadError::Refused(e) => ApiError::from(e),
         ReadError::Storage(e) => internal(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -89,7 +89,7 @@ pub(super) async fn write_data(
 ) -> Result<impl IntoResponse, ApiError> {
     let (Path(name), Query(range), body) = (name?, range?, body?);
     a.writes
-        .write(&name, range.offset, WriteData::Bytes(body.to_vec()))
+        .write(&name, None, range.offset, WriteData::Bytes(body.to_vec()))
         .await??;
     Ok(Json(CommandReply {
         index: a.state.applied().0,

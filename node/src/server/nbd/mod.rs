@@ -1,15 +1,22 @@
-//! Host I/O over NBD (SPEC §6): fixed-newstyle handshake, pipelined transmission.
+//! Host I/O over NBD (SPEC §6): fixed-newstyle handshake with TLS, structured replies, block
+//! status and extended headers; pipelined transmission.
 //!
 //! Every node accepts NBD connections. The leader serves them itself; a follower forwards the
 //! whole connection, byte for byte, through an authenticated tunnel on the leader's Raft port
 //! (`transport::open_tunnel`), so the leader answers every request with linearizable reads and
-//! committed writes. When the leader steps down its connections end (ESHUTDOWN), and a client
-//! that reconnects to any node reaches the new leader.
+//! committed writes. TLS ends at the leader too, so the identity a client proves there is the
+//! one its access is checked against (every node needs the same `--nbd-tls-*` options). When
+//! the leader steps down its connections end (ESHUTDOWN), and a client that reconnects to any
+//! node reaches the new leader.
 
 pub mod backend;
+mod connection;
 mod handshake;
+pub mod tls;
 mod transmission;
 pub mod wire;
+
+pub use handshake::TlsPolicy;
 
 use crate::server::consensus::Consensus;
 use crate::server::metrics::Metrics;
@@ -36,6 +43,7 @@ pub struct NbdServer {
     pub token: ClusterToken,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    pub tls: TlsPolicy,
 }
 
 /// What NBD clients may hold of a node, so no client — slow, idle or malformed — can take a
@@ -162,13 +170,13 @@ impl transport::TunnelHandler for Tunnels {
     }
 }
 
-async fn serve_here<S>(mut stream: S, c: &NbdServer, peer: &str)
+async fn serve_here<S>(stream: S, c: &NbdServer, peer: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let negotiated = tokio::time::timeout(c.limits.handshake, handshake::negotiate(&mut stream, &*c.backend)).await;
-    let export = match negotiated {
-        Ok(Ok(Some(export))) => export,
+    let negotiated = tokio::time::timeout(c.limits.handshake, handshake::negotiate(stream, &*c.backend, &c.tls)).await;
+    let negotiated = match negotiated {
+        Ok(Ok(Some(negotiated))) => negotiated,
         Ok(Ok(None)) => return,
         Ok(Err(e)) => {
             tracing::info!(%peer, error = %e, "NBD handshake ended");
@@ -179,9 +187,9 @@ where
             return;
         }
     };
-    tracing::debug!(%peer, volume = %export.name, "NBD transmission starts");
+    tracing::debug!(%peer, volume = %negotiated.export.name, framing = ?negotiated.framing, "NBD transmission starts");
     let budget = transmission::Budget::new(c.limits.memory.clone());
-    if let Err(e) = transmission::serve(stream, export, c.backend.clone(), c.metrics.clone(), budget).await {
+    if let Err(e) = transmission::serve(negotiated, c.backend.clone(), c.metrics.clone(), budget).await {
         tracing::info!(%peer, error = %e, "NBD connection ended");
     }
 }

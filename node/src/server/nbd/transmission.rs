@@ -1,12 +1,14 @@
 //! The transmission phase of one connection: requests are read in order and run concurrently
-//! (pipelined), replies go out as they complete. A bad request gets an error reply and the
-//! connection goes on; only a broken stream (bad magic, I/O error) ends it.
+//! (pipelined), replies go out as they complete, framed as negotiated (simple, structured or
+//! extended). A bad request gets an error reply and the connection goes on; only a broken
+//! stream (bad magic, an oversized payload, I/O error) ends it.
 
 use super::backend::{Backend, Export, Failure};
 use super::discard;
+use super::handshake::Negotiated;
 use super::wire::*;
 use crate::server::metrics::Metrics;
-use statemachine::{CommandError, WriteData, MAX_WRITE_BYTES};
+use statemachine::{CommandError, Extent, WriteData, MAX_WRITE_BYTES};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
@@ -64,10 +66,12 @@ pub enum TransmissionError {
     Io(#[from] std::io::Error),
     #[error("bad request magic: the stream is out of step, hanging up")]
     BadMagic,
+    #[error("a request carries a payload of {0} bytes, more than the {MAX_WRITE_BYTES} advertised: hanging up")]
+    PayloadTooLarge(u64),
 }
 
 struct Reply {
-    header: [u8; 16],
+    header: Vec<u8>,
     data: Vec<u8>,
     /// Dropped once the reply is written: until then its bytes count against the budgets.
     _held: Held,
@@ -76,55 +80,71 @@ struct Reply {
 /// Serves requests until the client disconnects, or this node stops leading (then in-flight
 /// requests finish, and the client is told ESHUTDOWN so it reconnects elsewhere).
 pub async fn serve<S, B>(
-    stream: S,
-    export: Export,
+    negotiated: Negotiated<S>,
     backend: Arc<B>,
     metrics: Arc<Metrics>,
     budget: Budget,
 ) -> Result<(), TransmissionError>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     B: Backend,
 {
+    let Negotiated {
+        stream,
+        export,
+        framing,
+        allocation,
+    } = negotiated;
+    let session = Arc::new(Session {
+        export,
+        framing,
+        allocation,
+    });
     let (mut reader, writer) = tokio::io::split(stream);
     // Unbounded, but never longer than the budget allows: every reply holds budget permits
     // until it is written.
     let (replies, reply_queue) = mpsc::unbounded_channel::<Reply>();
     let step_down = Arc::new(Notify::new());
     let writer = tokio::spawn(write_replies(writer, reply_queue, step_down.clone()));
-    let export = Arc::new(export);
 
     let result = loop {
-        let mut raw = [0u8; REQUEST_LEN];
+        let mut raw = [0u8; EXTENDED_REQUEST_LEN];
+        let raw = &mut raw[..framing.request_len()];
         tokio::select! {
-            read = reader.read_exact(&mut raw) => match read {
+            read = reader.read_exact(raw) => match read {
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break Ok(()),
                 Err(e) => break Err(e.into()),
             },
             _ = step_down.notified() => break Ok(()),
         }
-        let Some(request) = Request::parse(&raw) else {
+        let Some(request) = Request::parse(raw) else {
             break Err(TransmissionError::BadMagic);
         };
         if request.kind == CommandKind::Disc {
             break Ok(());
         }
-        let payload_len = if request.kind == CommandKind::Write {
-            request.length
-        } else {
-            0
-        };
-        let data_len = match request.kind {
-            CommandKind::Write | CommandKind::Read => request.length.min(MAX_WRITE_BYTES as u32),
+        // With extended headers a payload follows exactly when the flag says so; in compact
+        // headers only writes carry one.
+        let payload_len = match framing {
+            Framing::Extended if request.flags & CMD_FLAG_PAYLOAD_LEN != 0 => request.length,
+            Framing::Extended => 0,
+            _ if request.kind == CommandKind::Write => request.length,
             _ => 0,
         };
-        let held = budget.take((data_len / 1024).max(1)).await;
+        if framing == Framing::Extended && payload_len > MAX_WRITE_BYTES {
+            break Err(TransmissionError::PayloadTooLarge(payload_len));
+        }
+        let data_len = match request.kind {
+            CommandKind::Write | CommandKind::Read => request.length.min(MAX_WRITE_BYTES),
+            _ => 0,
+        };
+        let held = budget.take(((data_len / 1024) as u32).max(1)).await;
 
         let mut payload = Vec::new();
         if payload_len > 0 {
-            if u64::from(payload_len) > MAX_WRITE_BYTES {
-                if let Err(e) = discard(&mut reader, u64::from(payload_len)).await {
+            if payload_len > MAX_WRITE_BYTES {
+                if let Err(e) = discard(&mut reader, payload_len).await {
                     break Err(e.into());
                 }
             } else {
@@ -138,19 +158,25 @@ where
         let backend = backend.clone();
         let metrics = metrics.clone();
         let replies = replies.clone();
-        let export = export.clone();
+        let session = session.clone();
         let step_down = step_down.clone();
         tokio::spawn(async move {
             let started = Instant::now();
-            let outcome = execute(&*backend, &export, &request, payload).await;
+            let outcome = execute(&*backend, &session, &request, payload_len, payload).await;
             let command = metrics.nbd(request.kind.name());
             command.latency.observe(started.elapsed());
-            let (error, data) = match outcome {
-                Ok(data) => {
+            let (header, data) = match outcome {
+                Ok(answer) => {
                     command
                         .bytes
-                        .fetch_add(u64::from(request.length), std::sync::atomic::Ordering::Relaxed);
-                    (0, data)
+                        .fetch_add(request.length, std::sync::atomic::Ordering::Relaxed);
+                    match answer {
+                        Answer::Done => (success_header(session.framing, &request, 0), Vec::new()),
+                        Answer::Data(data) => (success_header(session.framing, &request, data.len()), data),
+                        Answer::Extents(extents) => {
+                            (block_status_reply(session.framing, &request, &extents), Vec::new())
+                        }
+                    }
                 }
                 Err(Refusal { errno, why }) => {
                     command.errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -165,11 +191,11 @@ where
                     if errno == ESHUTDOWN {
                         step_down.notify_one();
                     }
-                    (errno, Vec::new())
+                    (error_reply(session.framing, &request, errno, &why), Vec::new())
                 }
             };
             let _ = replies.send(Reply {
-                header: simple_reply(error, request.cookie),
+                header,
                 data,
                 _held: held,
             });
@@ -183,6 +209,21 @@ where
     result
 }
 
+/// What the connection was negotiated to: the export, the reply framing, block status.
+struct Session {
+    export: Export,
+    framing: Framing,
+    allocation: bool,
+}
+
+/// A successful request's answer.
+enum Answer {
+    Done,
+    Data(Vec<u8>),
+    /// `base:allocation` extents: (length, flags).
+    Extents(Vec<(u64, u32)>),
+}
+
 /// Why a request failed, as the errno the client sees.
 struct Refusal {
     errno: u32,
@@ -193,31 +234,65 @@ fn refuse(errno: u32, why: impl Into<String>) -> Refusal {
     Refusal { errno, why: why.into() }
 }
 
-async fn execute<B: Backend>(backend: &B, export: &Export, r: &Request, payload: Vec<u8>) -> Result<Vec<u8>, Refusal> {
+async fn execute<B: Backend>(
+    backend: &B,
+    session: &Session,
+    r: &Request,
+    payload_len: u64,
+    payload: Vec<u8>,
+) -> Result<Answer, Refusal> {
+    let export = &session.export;
     let writes = matches!(
         r.kind,
         CommandKind::Write | CommandKind::WriteZeroes | CommandKind::Trim
     );
-    let allowed_flags = match r.kind {
-        CommandKind::Write | CommandKind::Trim => CMD_FLAG_FUA,
-        CommandKind::WriteZeroes => CMD_FLAG_FUA | CMD_FLAG_NO_HOLE,
-        _ => 0,
-    };
+    let extended = session.framing == Framing::Extended;
+    let allowed_flags = CMD_FLAG_FUA
+        | match r.kind {
+            CommandKind::Write if extended => CMD_FLAG_PAYLOAD_LEN,
+            CommandKind::WriteZeroes => CMD_FLAG_NO_HOLE | CMD_FLAG_FAST_ZERO,
+            CommandKind::Read if session.framing != Framing::Simple => CMD_FLAG_DF,
+            CommandKind::BlockStatus => CMD_FLAG_REQ_ONE,
+            _ => 0,
+        };
     if r.flags & !allowed_flags != 0 {
         return Err(refuse(EINVAL, format!("flags {:#x} are not valid here", r.flags)));
     }
+    if extended && r.kind == CommandKind::Write && r.flags & CMD_FLAG_PAYLOAD_LEN == 0 {
+        return Err(refuse(
+            EINVAL,
+            "a write with extended headers must carry NBD_CMD_FLAG_PAYLOAD_LEN",
+        ));
+    }
     if writes && export.read_only {
-        return Err(refuse(EPERM, "the export is read-only (a --tgtinhibit target)"));
+        return Err(refuse(
+            EPERM,
+            "the export is read-only (mapped read-only, or a --tgtinhibit target)",
+        ));
     }
     match r.kind {
-        CommandKind::Flush => return Ok(Vec::new()),
-        CommandKind::Read | CommandKind::Write | CommandKind::WriteZeroes | CommandKind::Trim => {}
+        CommandKind::Flush => return Ok(Answer::Done),
+        CommandKind::BlockStatus if !session.allocation => {
+            return Err(refuse(
+                EINVAL,
+                "no metadata context selected: set base:allocation first",
+            ))
+        }
+        CommandKind::Read
+        | CommandKind::Write
+        | CommandKind::WriteZeroes
+        | CommandKind::Trim
+        | CommandKind::BlockStatus => {}
         other => return Err(refuse(EINVAL, format!("command {} is not supported", other.name()))),
     }
-    if r.length == 0 {
+    let length = if r.kind == CommandKind::Write {
+        payload_len
+    } else {
+        r.length
+    };
+    if length == 0 {
         return Err(refuse(EINVAL, "zero-length request"));
     }
-    let length = u64::from(r.length);
     if r.offset.checked_add(length).is_none_or(|end| end > export.size) {
         let errno = if writes { ENOSPC } else { EINVAL };
         return Err(refuse(errno, "beyond the end of the volume"));
@@ -225,19 +300,47 @@ async fn execute<B: Backend>(backend: &B, export: &Export, r: &Request, payload:
     if matches!(r.kind, CommandKind::Read | CommandKind::Write) && length > MAX_WRITE_BYTES {
         return Err(refuse(EINVAL, "larger than the advertised maximum block size"));
     }
+    if r.flags & CMD_FLAG_FAST_ZERO != 0 && !backend.zeroing_is_fast(export) {
+        // Zeroing a source may copy its tracks to targets first: not faster than writing.
+        return Err(refuse(
+            ENOTSUP,
+            "zeroing this volume may copy data to its FlashCopy targets",
+        ));
+    }
     // FUA needs nothing more: a write is acknowledged only once committed on a majority.
     let result = match r.kind {
-        CommandKind::Read => return backend.read(&export.name, r.offset, length).await.map_err(failure),
-        CommandKind::Write => backend.write(&export.name, r.offset, WriteData::Bytes(payload)).await,
+        CommandKind::Read => {
+            return backend
+                .read(export, r.offset, length)
+                .await
+                .map(Answer::Data)
+                .map_err(failure)
+        }
+        CommandKind::BlockStatus => {
+            let extents = backend.allocation(export, r.offset, length).await.map_err(failure)?;
+            let take = if r.flags & CMD_FLAG_REQ_ONE != 0 {
+                1
+            } else {
+                extents.len()
+            };
+            return Ok(Answer::Extents(extents.iter().take(take).map(extent_flags).collect()));
+        }
+        CommandKind::Write => backend.write(export, r.offset, WriteData::Bytes(payload)).await,
         // Trimmed space reads back as zeroes and stays thin.
-        _ => backend.write(&export.name, r.offset, WriteData::Zeroes(length)).await,
+        _ => backend.write(export, r.offset, WriteData::Zeroes(length)).await,
     };
-    result.map(|()| Vec::new()).map_err(failure)
+    result.map(|()| Answer::Done).map_err(failure)
+}
+
+/// An extent as `base:allocation` reports it: a hole reads as zeros.
+fn extent_flags(extent: &Extent) -> (u64, u32) {
+    let flags = if extent.allocated { 0 } else { STATE_HOLE | STATE_ZERO };
+    (extent.length, flags)
 }
 
 fn failure(f: Failure) -> Refusal {
     let errno = match &f {
-        Failure::Refused(CommandError::TargetWriteInhibited { .. }) => EPERM,
+        Failure::Refused(CommandError::TargetWriteInhibited { .. }) | Failure::Denied(_) => EPERM,
         Failure::Refused(CommandError::OutOfRange { .. } | CommandError::WriteTooLarge { .. }) => EINVAL,
         Failure::NotLeader => ESHUTDOWN,
         Failure::NoSpace(_) => ENOSPC,

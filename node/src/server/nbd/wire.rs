@@ -5,7 +5,10 @@ pub const NBDMAGIC: u64 = 0x4e42_444d_4147_4943;
 pub const IHAVEOPT: u64 = 0x4948_4156_454f_5054;
 pub const OPTION_REPLY_MAGIC: u64 = 0x0003_e889_0455_65a9;
 pub const REQUEST_MAGIC: u32 = 0x2560_9513;
+pub const EXTENDED_REQUEST_MAGIC: u32 = 0x21e4_1c71;
 pub const SIMPLE_REPLY_MAGIC: u32 = 0x6744_6698;
+pub const STRUCTURED_REPLY_MAGIC: u32 = 0x668e_33ef;
+pub const EXTENDED_REPLY_MAGIC: u32 = 0x6e8a_278c;
 
 // Handshake flags (server) and client flags.
 pub const FLAG_FIXED_NEWSTYLE: u16 = 1 << 0;
@@ -17,19 +20,28 @@ pub const CLIENT_NO_ZEROES: u32 = 1 << 1;
 pub const OPT_EXPORT_NAME: u32 = 1;
 pub const OPT_ABORT: u32 = 2;
 pub const OPT_LIST: u32 = 3;
+pub const OPT_STARTTLS: u32 = 5;
 pub const OPT_INFO: u32 = 6;
 pub const OPT_GO: u32 = 7;
+pub const OPT_STRUCTURED_REPLY: u32 = 8;
+pub const OPT_LIST_META_CONTEXT: u32 = 9;
+pub const OPT_SET_META_CONTEXT: u32 = 10;
+pub const OPT_EXTENDED_HEADERS: u32 = 11;
 
 // Option reply types.
 pub const REP_ACK: u32 = 1;
 pub const REP_SERVER: u32 = 2;
 pub const REP_INFO: u32 = 3;
+pub const REP_META_CONTEXT: u32 = 4;
 const REP_ERR: u32 = 1 << 31;
 pub const REP_ERR_UNSUP: u32 = REP_ERR | 1;
+pub const REP_ERR_POLICY: u32 = REP_ERR | 2;
 pub const REP_ERR_INVALID: u32 = REP_ERR | 3;
+pub const REP_ERR_TLS_REQD: u32 = REP_ERR | 5;
 pub const REP_ERR_UNKNOWN: u32 = REP_ERR | 6;
 pub const REP_ERR_SHUTDOWN: u32 = REP_ERR | 7;
 pub const REP_ERR_TOO_BIG: u32 = REP_ERR | 9;
+pub const REP_ERR_EXT_HEADER_REQD: u32 = REP_ERR | 10;
 
 // Info types (in OPT_INFO / OPT_GO).
 pub const INFO_EXPORT: u16 = 0;
@@ -44,17 +56,39 @@ pub const TFLAG_SEND_FLUSH: u16 = 1 << 2;
 pub const TFLAG_SEND_FUA: u16 = 1 << 3;
 pub const TFLAG_SEND_TRIM: u16 = 1 << 5;
 pub const TFLAG_SEND_WRITE_ZEROES: u16 = 1 << 6;
+pub const TFLAG_SEND_DF: u16 = 1 << 7;
 pub const TFLAG_CAN_MULTI_CONN: u16 = 1 << 8;
+pub const TFLAG_SEND_FAST_ZERO: u16 = 1 << 11;
 
 // Command flags.
 pub const CMD_FLAG_FUA: u16 = 1 << 0;
 pub const CMD_FLAG_NO_HOLE: u16 = 1 << 1;
+pub const CMD_FLAG_DF: u16 = 1 << 2;
+pub const CMD_FLAG_REQ_ONE: u16 = 1 << 3;
+pub const CMD_FLAG_FAST_ZERO: u16 = 1 << 4;
+pub const CMD_FLAG_PAYLOAD_LEN: u16 = 1 << 5;
+
+// Structured reply chunk types and flags.
+pub const REPLY_FLAG_DONE: u16 = 1 << 0;
+pub const REPLY_TYPE_NONE: u16 = 0;
+pub const REPLY_TYPE_OFFSET_DATA: u16 = 1;
+pub const REPLY_TYPE_BLOCK_STATUS: u16 = 5;
+pub const REPLY_TYPE_BLOCK_STATUS_EXT: u16 = 6;
+pub const REPLY_TYPE_ERROR: u16 = (1 << 15) | 1;
+
+/// The one metadata context served, and the id it is selected under.
+pub const BASE_ALLOCATION: &str = "base:allocation";
+pub const BASE_ALLOCATION_ID: u32 = 1;
+// `base:allocation` extent flags.
+pub const STATE_HOLE: u32 = 1 << 0;
+pub const STATE_ZERO: u32 = 1 << 1;
 
 // Errors (errno values fixed by the protocol).
 pub const EPERM: u32 = 1;
 pub const EIO: u32 = 5;
 pub const EINVAL: u32 = 22;
 pub const ENOSPC: u32 = 28;
+pub const EOVERFLOW: u32 = 75;
 pub const ENOTSUP: u32 = 95;
 pub const ESHUTDOWN: u32 = 108;
 
@@ -109,35 +143,140 @@ impl CommandKind {
     }
 }
 
-/// A transmission request header (28 bytes on the wire).
+/// A transmission request header: 28 bytes, or 32 with extended headers (64-bit length).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
     pub flags: u16,
     pub kind: CommandKind,
     pub cookie: u64,
     pub offset: u64,
-    pub length: u32,
+    /// Bytes the request covers; with extended headers and `CMD_FLAG_PAYLOAD_LEN`, the length
+    /// of the payload that follows.
+    pub length: u64,
 }
 
 pub const REQUEST_LEN: usize = 28;
+pub const EXTENDED_REQUEST_LEN: usize = 32;
 
 impl Request {
-    /// Parses a header; `None` when the magic is wrong (the stream cannot be trusted after that).
-    pub fn parse(bytes: &[u8; REQUEST_LEN]) -> Option<Request> {
+    /// Parses a compact (28 bytes) or extended (32 bytes) header, as `bytes.len()` says; `None`
+    /// when the magic is wrong (the stream cannot be trusted after that).
+    pub fn parse(bytes: &[u8]) -> Option<Request> {
         let u16_at = |i: usize| u16::from_be_bytes([bytes[i], bytes[i + 1]]);
         let u32_at = |i: usize| u32::from_be_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
         let u64_at = |i: usize| u64::from_be_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-        if u32_at(0) != REQUEST_MAGIC {
-            return None;
-        }
+        let length = match (bytes.len(), u32_at(0)) {
+            (REQUEST_LEN, REQUEST_MAGIC) => u64::from(u32_at(24)),
+            (EXTENDED_REQUEST_LEN, EXTENDED_REQUEST_MAGIC) => u64_at(24),
+            _ => return None,
+        };
         Some(Request {
             flags: u16_at(4),
             kind: CommandKind::from_wire(u16_at(6)),
             cookie: u64_at(8),
             offset: u64_at(16),
-            length: u32_at(24),
+            length,
         })
     }
+}
+
+/// How replies are framed on a connection, as negotiated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// 16-byte simple replies only.
+    Simple,
+    /// `NBD_OPT_STRUCTURED_REPLY`: 20-byte chunk headers.
+    Structured,
+    /// `NBD_OPT_EXTENDED_HEADERS`: 32-byte requests and chunk headers.
+    Extended,
+}
+
+impl Framing {
+    pub fn request_len(self) -> usize {
+        match self {
+            Framing::Extended => EXTENDED_REQUEST_LEN,
+            _ => REQUEST_LEN,
+        }
+    }
+}
+
+/// A reply chunk header (structured or extended framing) for `request`, with `payload` bytes
+/// to follow.
+pub fn chunk_header(framing: Framing, request: &Request, flags: u16, kind: u16, payload: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32);
+    let magic = if framing == Framing::Extended {
+        EXTENDED_REPLY_MAGIC
+    } else {
+        STRUCTURED_REPLY_MAGIC
+    };
+    out.extend_from_slice(&magic.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&kind.to_be_bytes());
+    out.extend_from_slice(&request.cookie.to_be_bytes());
+    if framing == Framing::Extended {
+        out.extend_from_slice(&request.offset.to_be_bytes());
+        out.extend_from_slice(&(payload as u64).to_be_bytes());
+    } else {
+        out.extend_from_slice(&(payload as u32).to_be_bytes());
+    }
+    out
+}
+
+/// The reply header to a successful request, read data excluded: a simple reply, a final
+/// `NONE` chunk, or (for reads under structured framing) the header of one final `OFFSET_DATA`
+/// chunk whose `data_len` bytes follow.
+pub fn success_header(framing: Framing, request: &Request, data_len: usize) -> Vec<u8> {
+    match framing {
+        Framing::Simple => simple_reply(0, request.cookie).to_vec(),
+        _ if request.kind == CommandKind::Read => {
+            let mut out = chunk_header(framing, request, REPLY_FLAG_DONE, REPLY_TYPE_OFFSET_DATA, 8 + data_len);
+            out.extend_from_slice(&request.offset.to_be_bytes());
+            out
+        }
+        _ => chunk_header(framing, request, REPLY_FLAG_DONE, REPLY_TYPE_NONE, 0),
+    }
+}
+
+/// The reply to a failed request: a simple reply, or a final `ERROR` chunk carrying the reason
+/// (clients show it).
+pub fn error_reply(framing: Framing, request: &Request, errno: u32, message: &str) -> Vec<u8> {
+    if framing == Framing::Simple {
+        return simple_reply(errno, request.cookie).to_vec();
+    }
+    let mut end = message.len().min(4096);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = &message.as_bytes()[..end];
+    let mut out = chunk_header(framing, request, REPLY_FLAG_DONE, REPLY_TYPE_ERROR, 6 + message.len());
+    out.extend_from_slice(&errno.to_be_bytes());
+    out.extend_from_slice(&(message.len() as u16).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// A final block-status chunk for the `base:allocation` context: `(length, flags)` extents,
+/// 32-bit descriptors under structured framing, 64-bit under extended.
+pub fn block_status_reply(framing: Framing, request: &Request, extents: &[(u64, u32)]) -> Vec<u8> {
+    let mut payload = BASE_ALLOCATION_ID.to_be_bytes().to_vec();
+    let kind = if framing == Framing::Extended {
+        payload.extend_from_slice(&(extents.len() as u32).to_be_bytes());
+        for (length, flags) in extents {
+            payload.extend_from_slice(&length.to_be_bytes());
+            payload.extend_from_slice(&u64::from(*flags).to_be_bytes());
+        }
+        REPLY_TYPE_BLOCK_STATUS_EXT
+    } else {
+        for (length, flags) in extents {
+            // Requests are 32-bit here, and extents never run past the request.
+            payload.extend_from_slice(&(*length as u32).to_be_bytes());
+            payload.extend_from_slice(&flags.to_be_bytes());
+        }
+        REPLY_TYPE_BLOCK_STATUS
+    };
+    let mut out = chunk_header(framing, request, REPLY_FLAG_DONE, kind, payload.len());
+    out.extend(payload);
+    out
 }
 
 /// A simple reply header; read data follows it when `error` is 0.

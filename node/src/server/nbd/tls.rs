@@ -1,0 +1,243 @@
+//! TLS for NBD (`NBD_OPT_STARTTLS`), as qemu-nbd and nbdkit offer it: x509 certificates, with
+//! client certificates verified against a CA when one is given, and TLS-PSK with keys in the
+//! psktool format (`identity:hexkey` per line). The identity a client proves — its PSK
+//! identity or its certificate's common name — decides which volumes it sees (see `hosts`).
+//!
+//! OpenSSL, not rustls: rustls has no external (non-resumption) PSK, and qemu, libnbd and
+//! nbdkit clients speak TLS-PSK (through GnuTLS).
+
+use openssl::nid::Nid;
+use openssl::ssl::{Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode, SslVersion};
+use openssl::x509::X509Name;
+use statemachine::HostIdentity;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_openssl::SslStream;
+
+/// Whether a client must start TLS before anything else (`--nbd-tls`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMode {
+    /// Every option but STARTTLS (and ABORT) is refused with `NBD_REP_ERR_TLS_REQD`.
+    Require,
+    /// Plain NBD; STARTTLS is refused.
+    Off,
+}
+
+/// Where the credentials come from (`--nbd-tls-*`).
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub psk: Option<PathBuf>,
+}
+
+/// Why the TLS options cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsConfigError {
+    #[error("--nbd-tls require needs credentials: give --nbd-tls-cert and --nbd-tls-key, or --nbd-tls-psk")]
+    NoCredentials,
+    #[error("--nbd-tls-cert and --nbd-tls-key go together: give both")]
+    CertWithoutKey,
+    #[error("--nbd-tls-ca verifies client certificates: it needs --nbd-tls-cert and --nbd-tls-key too")]
+    CaWithoutCert,
+    #[error("--nbd-tls-{option} {path}: {reason}")]
+    File {
+        option: &'static str,
+        path: String,
+        reason: String,
+    },
+    #[error("--nbd-tls-psk {path} line {line}: {reason} (the psktool format is IDENTITY:HEXKEY, one per line)")]
+    PskLine { path: String, line: usize, reason: String },
+}
+
+/// The server side of NBD TLS: an OpenSSL context built once at start.
+pub struct TlsServer {
+    context: SslContext,
+}
+
+impl std::fmt::Debug for TlsServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsServer")
+    }
+}
+
+/// Longest PSK OpenSSL accepts (`PSK_MAX_PSK_LEN`).
+const MAX_PSK_LEN: usize = 512;
+
+/// Where the PSK callback leaves the identity a client proved.
+fn psk_identity_index() -> openssl::ex_data::Index<Ssl, String> {
+    static INDEX: OnceLock<openssl::ex_data::Index<Ssl, String>> = OnceLock::new();
+    *INDEX.get_or_init(|| Ssl::new_ex_index().expect("OpenSSL allocates an ex_data index"))
+}
+
+fn file_error(option: &'static str, path: &Path, reason: impl std::fmt::Display) -> TlsConfigError {
+    TlsConfigError::File {
+        option,
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads a psktool key file: `identity:hexkey` lines (blank lines and `#` comments skipped).
+pub fn read_psk_file(path: &Path) -> Result<HashMap<String, Vec<u8>>, TlsConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_error("psk", path, e))?;
+    let mut keys = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |reason: &str| TlsConfigError::PskLine {
+            path: path.display().to_string(),
+            line: i + 1,
+            reason: reason.to_string(),
+        };
+        let (identity, hex) = line
+            .split_once(':')
+            .ok_or_else(|| bad("no ':' between identity and key"))?;
+        if identity.is_empty() {
+            return Err(bad("the identity is empty"));
+        }
+        if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * MAX_PSK_LEN {
+            return Err(bad("the key must be an even number of hex digits, at most 1024"));
+        }
+        let key = (0..hex.len())
+            .step_by(2)
+            .map(|at| u8::from_str_radix(&hex[at..at + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()
+            .map_err(|_| bad("the key is not hexadecimal"))?;
+        if keys.insert(identity.to_string(), key).is_some() {
+            return Err(bad(&format!("identity {identity} appears twice")));
+        }
+    }
+    if keys.is_empty() {
+        return Err(file_error("psk", path, "holds no keys"));
+    }
+    Ok(keys)
+}
+
+impl TlsServer {
+    /// Builds the server context from the files, or `None` when no TLS is configured (then
+    /// `--nbd-tls require` is an error).
+    pub fn from_files(mode: TlsMode, files: &TlsFiles) -> Result<Option<TlsServer>, TlsConfigError> {
+        if files.cert.is_some() != files.key.is_some() {
+            return Err(TlsConfigError::CertWithoutKey);
+        }
+        if files.ca.is_some() && files.cert.is_none() {
+            return Err(TlsConfigError::CaWithoutCert);
+        }
+        if files.cert.is_none() && files.psk.is_none() {
+            return match mode {
+                TlsMode::Require => Err(TlsConfigError::NoCredentials),
+                TlsMode::Off => Ok(None),
+            };
+        }
+        fn openssl<'a>(
+            option: &'static str,
+            path: &'a Path,
+        ) -> impl Fn(openssl::error::ErrorStack) -> TlsConfigError + 'a {
+            move |e| file_error(option, path, e)
+        }
+        let mut builder =
+            SslContextBuilder::new(SslMethod::tls_server()).map_err(|e| file_error("cert", Path::new("-"), e))?;
+        builder
+            .set_min_proto_version(Some(SslVersion::TLS1_2))
+            .and_then(|()| builder.set_cipher_list("HIGH:!aNULL:!MD5:!RC4:!3DES"))
+            .map_err(|e| file_error("cert", Path::new("-"), e))?;
+        // Nothing is resumed: no session tickets to send after the handshake.
+        let _ = builder.set_num_tickets(0);
+        if let (Some(cert), Some(key)) = (&files.cert, &files.key) {
+            builder
+                .set_certificate_chain_file(cert)
+                .map_err(openssl("cert", cert))?;
+            builder
+                .set_private_key_file(key, SslFiletype::PEM)
+                .map_err(openssl("key", key))?;
+            builder
+                .check_private_key()
+                .map_err(|_| file_error("key", key, "does not match the certificate in --nbd-tls-cert"))?;
+        }
+        if let Some(ca) = &files.ca {
+            builder.set_ca_file(ca).map_err(openssl("ca", ca))?;
+            builder.set_client_ca_list(X509Name::load_client_ca_file(ca).map_err(openssl("ca", ca))?);
+            // A certificate client must present one the CA signed; PSK handshakes ask for none.
+            builder.set_verify(SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT);
+        }
+        if let Some(path) = &files.psk {
+            let keys = read_psk_file(path)?;
+            builder.set_psk_server_callback(move |ssl, identity, out| {
+                let Some(identity) = identity.and_then(|i| std::str::from_utf8(i).ok()) else {
+                    return Ok(0);
+                };
+                match keys.get(identity) {
+                    Some(key) if key.len() <= out.len() => {
+                        out[..key.len()].copy_from_slice(key);
+                        ssl.set_ex_data(psk_identity_index(), identity.to_string());
+                        Ok(key.len())
+                    }
+                    // An unknown identity: 0 fails the handshake.
+                    _ => Ok(0),
+                }
+            });
+        }
+        Ok(Some(TlsServer {
+            context: builder.build(),
+        }))
+    }
+
+    /// Runs the TLS handshake on a connection that just acknowledged STARTTLS.
+    pub async fn accept<S>(&self, stream: S) -> Result<(SslStream<S>, Option<HostIdentity>), String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let ssl = Ssl::new(&self.context).map_err(|e| e.to_string())?;
+        let mut tls = SslStream::new(ssl, stream).map_err(|e| e.to_string())?;
+        Pin::new(&mut tls).accept().await.map_err(|e| e.to_string())?;
+        let ssl = tls.ssl();
+        let identity = match ssl.ex_data(psk_identity_index()) {
+            Some(psk) => Some(HostIdentity::Psk(psk.clone())),
+            None => ssl.peer_certificate().and_then(|cert| {
+                cert.subject_name()
+                    .entries_by_nid(Nid::COMMONNAME)
+                    .next()
+                    .and_then(|cn| cn.data().to_string().ok())
+                    .map(HostIdentity::CertCn)
+            }),
+        };
+        Ok((tls, identity))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn psk_files_are_read_in_the_psktool_format_and_bad_lines_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.psk");
+        std::fs::write(&path, "# hosts\nalice:00ff10\n\nbob:0a0b\n").unwrap();
+        let keys = read_psk_file(&path).unwrap();
+        assert_eq!(keys["alice"], vec![0x00, 0xff, 0x10]);
+        assert_eq!(keys["bob"], vec![0x0a, 0x0b]);
+        for (text, line) in [
+            ("alice:0g\n", 1),
+            ("ok:00\nnocolon\n", 2),
+            ("a:001\n", 1),
+            (":00\n", 1),
+            ("a:00\na:01\n", 2),
+        ] {
+            std::fs::write(&path, text).unwrap();
+            match read_psk_file(&path) {
+                Err(TlsConfigError::PskLine { line: l, .. }) => assert_eq!(l, line, "{text:?}"),
+                other => panic!("{text:?}: {other:?}"),
+            }
+        }
+        std::fs::write(&path, "\n").unwrap();
+        assert!(read_psk_file(&path).is_err());
+    }
+}
