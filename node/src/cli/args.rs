@@ -61,15 +61,11 @@ pub enum Verb {
     },
     /// Define a host: a client that proves this TLS identity sees the volumes mapped to it.
     /// Once any host exists, NBD clients see only their host's volumes.
+    #[command(group(clap::ArgGroup::new("identity").required(true).args(["psk_identity", "cert_cn"])))]
     Mkhost {
         name: String,
         /// The PSK identity (user name in the --nbd-tls-psk key file).
-        #[arg(
-            long,
-            value_name = "ID",
-            required_unless_present = "cert_cn",
-            conflicts_with = "cert_cn"
-        )]
+        #[arg(long, value_name = "ID")]
         psk_identity: Option<String>,
         /// The common name of the host's client certificate (with --nbd-tls-ca).
         #[arg(long, value_name = "CN")]

@@ -57,7 +57,7 @@ impl Histogram {
 }
 
 /// The NBD commands metrics are kept for.
-pub const NBD_COMMANDS: [&str; 6] = ["read", "write", "write_zeroes", "trim", "flush", "other"];
+pub const NBD_COMMANDS: [&str; 7] = ["read", "write", "write_zeroes", "trim", "flush", "block_status", "other"];
 
 #[derive(Default)]
 pub struct NbdCommandMetrics {

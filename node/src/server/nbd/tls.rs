@@ -150,6 +150,18 @@ impl TlsServer {
             .map_err(|e| file_error("cert", Path::new("-"), e))?;
         // Nothing is resumed: no session tickets to send after the handshake.
         let _ = builder.set_num_tickets(0);
+        // OpenSSL takes a TLS 1.3 PSK from the PSK callback as a SHA-256 one, and GnuTLS
+        // clients (qemu, libnbd) ask for SHA-384 suites first: with the server's order, a
+        // SHA-256 suite is chosen and the PSK used instead of the certificate.
+        builder
+            .set_ciphersuites("TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384")
+            .map_err(|e| file_error("cert", Path::new("-"), e))?;
+        builder.set_options(openssl::ssl::SslOptions::CIPHER_SERVER_PREFERENCE);
+        // A TLS 1.3 PSK is handled as a session: OpenSSL wants a context for it when client
+        // certificates are verified.
+        builder
+            .set_session_id_context(b"flashcopy-nbd")
+            .map_err(|e| file_error("cert", Path::new("-"), e))?;
         if let (Some(cert), Some(key)) = (&files.cert, &files.key) {
             builder
                 .set_certificate_chain_file(cert)

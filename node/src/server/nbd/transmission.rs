@@ -124,12 +124,11 @@ where
         if request.kind == CommandKind::Disc {
             break Ok(());
         }
-        // With extended headers a payload follows exactly when the flag says so; in compact
-        // headers only writes carry one.
+        // Writes carry their payload (with extended headers qemu does not set PAYLOAD_LEN on
+        // them); other commands only when the flag says so.
         let payload_len = match framing {
-            Framing::Extended if request.flags & CMD_FLAG_PAYLOAD_LEN != 0 => request.length,
-            Framing::Extended => 0,
             _ if request.kind == CommandKind::Write => request.length,
+            Framing::Extended if request.flags & CMD_FLAG_PAYLOAD_LEN != 0 => request.length,
             _ => 0,
         };
         if framing == Framing::Extended && payload_len > MAX_WRITE_BYTES {
@@ -257,12 +256,6 @@ async fn execute<B: Backend>(
         };
     if r.flags & !allowed_flags != 0 {
         return Err(refuse(EINVAL, format!("flags {:#x} are not valid here", r.flags)));
-    }
-    if extended && r.kind == CommandKind::Write && r.flags & CMD_FLAG_PAYLOAD_LEN == 0 {
-        return Err(refuse(
-            EINVAL,
-            "a write with extended headers must carry NBD_CMD_FLAG_PAYLOAD_LEN",
-        ));
     }
     if writes && export.read_only {
         return Err(refuse(
