@@ -385,8 +385,8 @@ fn unknown_options_get_err_unsup_and_a_broken_stream_only_ends_its_connection() 
     };
     const ERR_UNSUP: u32 = (1 << 31) | 1;
     const ERR_INVALID: u32 = (1 << 31) | 3;
-    // OPT_EXTENDED_HEADERS (what qemu 10 sends first), OPT_STRUCTURED_REPLY, an invented one.
-    for option in [11u32, 8, 4242] {
+    // The withdrawn OPT_PEEK_EXPORT and an invented one.
+    for option in [4u32, 4242] {
         send_option(&mut s, option, &[]);
         let (o, kind, _) = read_reply(&mut s);
         assert_eq!((o, kind), (option, ERR_UNSUP));
@@ -521,4 +521,310 @@ fn nbd_connections_to_followers_are_served_by_the_leader() {
     ));
     assert_eq!(list["exports"][0]["export-name"], "shared");
     assert_converged(&nodes);
+}
+
+/// `nbdinfo --map` as (offset, length, type) rows.
+fn map(uri: &str) -> Vec<(u64, u64, u64)> {
+    let out = json(run("nbdinfo", &["--map", "--json", uri]));
+    out.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["offset"].as_u64().unwrap(),
+                e["length"].as_u64().unwrap(),
+                e["type"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn block_status_maps_a_thin_volume_and_a_targets_shared_tracks_as_the_sources() {
+    let (_dir, node) = single_node(&[]);
+    let t = 1u64 << 40;
+    node.ok(&["mkvol", "thin", "--size", "1T"]);
+    node.ok(&["mkvol", "copy", "--size", "1T"]);
+    let thin = node.nbd_uri("thin");
+    qemu_io(
+        &thin,
+        &[
+            "write -P 0x11 0 64k",
+            "write -P 0x22 10M 128k",
+            "write -P 0x33 1023G 64k",
+        ],
+    );
+    // Data exactly where it was written, holes (that read as zeros) everywhere else.
+    let (hole, data) = (3, 0);
+    let expected = vec![
+        (0, 64 << 10, data),
+        (64 << 10, (10 << 20) - (64 << 10), hole),
+        (10 << 20, 128 << 10, data),
+        ((10 << 20) + (128 << 10), (1023 << 30) - (10 << 20) - (128 << 10), hole),
+        (1023 << 30, 64 << 10, data),
+        ((1023 << 30) + (64 << 10), t - (1023 << 30) - (64 << 10), hole),
+    ];
+    assert_eq!(map(&thin), expected);
+    let qemu_map = run("qemu-img", &["map", "-f", "raw", "--output=json", &thin]);
+    let rows: serde_json::Value = serde_json::from_str(&qemu_map.stdout).unwrap();
+    let data_rows: Vec<(u64, u64)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["data"] == true)
+        .map(|r| (r["start"].as_u64().unwrap(), r["length"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        data_rows,
+        vec![(0, 64 << 10), (10 << 20, 128 << 10), (1023 << 30, 64 << 10)]
+    );
+
+    // A no-copy target shares every track with its source: it maps as the source does, and a
+    // track written on the target is its own.
+    node.ok(&["mkflash", "thin:copy", "--nocp"]);
+    assert_eq!(map(&node.nbd_uri("copy")), expected);
+    qemu_io(&node.nbd_uri("copy"), &["write -P 0x44 1M 64k"]);
+    let copy = map(&node.nbd_uri("copy"));
+    assert_eq!(copy[1], (64 << 10, (1 << 20) - (64 << 10), hole));
+    assert_eq!(copy[2], (1 << 20, 64 << 10, data));
+}
+
+#[test]
+fn nbdcopy_and_qemu_img_convert_of_a_thin_1_tib_volume_read_only_what_was_written() {
+    let (dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "big", "--size", "1T"]);
+    let big = node.nbd_uri("big");
+    // 64 MiB in four places.
+    qemu_io(
+        &big,
+        &[
+            "write -P 0x61 0 16M",
+            "write -P 0x62 100G 16M",
+            "write -P 0x63 700G 16M",
+            "write -P 0x64 1008G 16M",
+        ],
+    );
+    let written = 64u64 << 20;
+    let read_bytes = || node.metric("flashcopy_nbd_bytes_total{command=\"read\"}").unwrap();
+
+    let before = read_bytes();
+    let copy = run("nbdcopy", &[&big, "null:"]);
+    assert_eq!(copy.code, 0, "{}{}", copy.stdout, copy.stderr);
+    let read = read_bytes() - before;
+    assert!(
+        read >= written && read < written + (8 << 20),
+        "nbdcopy read {read} bytes of a volume holding {written}"
+    );
+
+    let before = read_bytes();
+    let target = dir.path().join("big.qcow2");
+    let convert = run(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            &big,
+            &target.display().to_string(),
+        ],
+    );
+    assert_eq!(convert.code, 0, "{}{}", convert.stdout, convert.stderr);
+    let read = read_bytes() - before;
+    assert!(
+        read >= written && read < written + (8 << 20),
+        "qemu-img convert read {read} bytes of {written}"
+    );
+    let compare = run(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            "raw",
+            "-F",
+            "qcow2",
+            &big,
+            &target.display().to_string(),
+        ],
+    );
+    assert_eq!(compare.code, 0, "{}{}", compare.stdout, compare.stderr);
+}
+
+/// A raw client speaking extended headers (64-bit lengths), for what the stock tools cannot
+/// send in one request.
+struct ExtendedClient {
+    s: TcpStream,
+    size: u64,
+    cookie: u64,
+}
+
+impl ExtendedClient {
+    fn connect(addr: &str, volume: &str) -> ExtendedClient {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut greeting = [0u8; 18];
+        s.read_exact(&mut greeting).unwrap();
+        s.write_all(&3u32.to_be_bytes()).unwrap();
+        let option = |s: &mut TcpStream, option: u32, data: &[u8]| {
+            let mut m = b"IHAVEOPT".to_vec();
+            m.extend_from_slice(&option.to_be_bytes());
+            m.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            m.extend_from_slice(data);
+            s.write_all(&m).unwrap();
+            let mut replies = Vec::new();
+            loop {
+                let mut header = [0u8; 20];
+                s.read_exact(&mut header).unwrap();
+                let kind = u32::from_be_bytes(header[12..16].try_into().unwrap());
+                let mut data = vec![0u8; u32::from_be_bytes(header[16..20].try_into().unwrap()) as usize];
+                s.read_exact(&mut data).unwrap();
+                replies.push((kind, data));
+                if kind == 1 || kind >= 1 << 31 {
+                    return replies;
+                }
+            }
+        };
+        assert_eq!(
+            option(&mut s, 11, &[]).last().unwrap().0,
+            1,
+            "extended headers accepted"
+        );
+        let mut go = (volume.len() as u32).to_be_bytes().to_vec();
+        go.extend_from_slice(volume.as_bytes());
+        go.extend_from_slice(&0u16.to_be_bytes());
+        let replies = option(&mut s, 7, &go);
+        assert_eq!(replies.last().unwrap().0, 1, "GO acknowledged: {replies:?}");
+        let info = &replies
+            .iter()
+            .find(|(kind, d)| *kind == 3 && d[0..2] == [0, 0])
+            .unwrap()
+            .1;
+        let size = u64::from_be_bytes(info[2..10].try_into().unwrap());
+        let flags = u16::from_be_bytes(info[10..12].try_into().unwrap());
+        assert_ne!(flags & (1 << 11), 0, "SEND_FAST_ZERO is advertised");
+        ExtendedClient { s, size, cookie: 0 }
+    }
+
+    /// Sends one request; returns the error of its (single, final) reply chunk, 0 for success.
+    fn request(&mut self, kind: u16, flags: u16, offset: u64, length: u64) -> u32 {
+        self.cookie += 1;
+        let mut r = 0x21e4_1c71u32.to_be_bytes().to_vec();
+        r.extend_from_slice(&flags.to_be_bytes());
+        r.extend_from_slice(&kind.to_be_bytes());
+        r.extend_from_slice(&self.cookie.to_be_bytes());
+        r.extend_from_slice(&offset.to_be_bytes());
+        r.extend_from_slice(&length.to_be_bytes());
+        self.s.write_all(&r).unwrap();
+        let mut header = [0u8; 32];
+        self.s.read_exact(&mut header).unwrap();
+        assert_eq!(
+            u32::from_be_bytes(header[0..4].try_into().unwrap()),
+            0x6e8a_278c,
+            "extended reply"
+        );
+        assert_eq!(
+            u16::from_be_bytes(header[4..6].try_into().unwrap()) & 1,
+            1,
+            "final chunk"
+        );
+        assert_eq!(u64::from_be_bytes(header[8..16].try_into().unwrap()), self.cookie);
+        let chunk = u16::from_be_bytes(header[6..8].try_into().unwrap());
+        let mut payload = vec![0u8; u64::from_be_bytes(header[24..32].try_into().unwrap()) as usize];
+        self.s.read_exact(&mut payload).unwrap();
+        match chunk {
+            0 => 0,
+            0x8001 => u32::from_be_bytes(payload[0..4].try_into().unwrap()),
+            other => panic!("unexpected chunk type {other}"),
+        }
+    }
+}
+
+const TRIM: u16 = 4;
+const WRITE_ZEROES: u16 = 6;
+const FAST_ZERO: u16 = 1 << 4;
+
+#[test]
+fn a_whole_volume_trim_of_1_tib_is_one_request_and_one_entry_and_fast_zero_says_when_it_is_not_fast() {
+    let (_dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "big", "--size", "1T"]);
+    node.ok(&["mkvol", "src", "--size", "64M"]);
+    node.ok(&["mkvol", "tgt", "--size", "64M"]);
+    qemu_io(
+        &node.nbd_uri("big"),
+        &[
+            "write -P 0x71 0 1M",
+            "write -P 0x72 512G 1M",
+            "write -P 0x73 1099511562240 64k",
+        ],
+    );
+
+    let mut client = ExtendedClient::connect(&node.nbd, "big");
+    assert_eq!(client.size, 1 << 40);
+    let trims = || node.metric("flashcopy_nbd_requests_total{command=\"trim\"}").unwrap();
+    let (trims_before, (index_before, _)) = (trims(), node.applied());
+    assert_eq!(client.request(TRIM, 0, 0, 1 << 40), 0);
+    let (index_after, _) = node.applied();
+    assert_eq!(trims() - trims_before, 1, "one request");
+    assert!(
+        index_after - index_before <= 2,
+        "one log entry, not one per 32 MiB: {index_before} -> {index_after}"
+    );
+    assert!(
+        map(&node.nbd_uri("big")).iter().all(|&(_, _, kind)| kind == 3),
+        "all holes now"
+    );
+    qemu_io(
+        &node.nbd_uri("big"),
+        &["read -P 0 0 1M", "read -P 0 512G 1M", "read -P 0 1099511562240 64k"],
+    );
+    // Zeroing the whole of it, with FAST_ZERO: nothing is stored, so it is fast.
+    assert_eq!(client.request(WRITE_ZEROES, FAST_ZERO, 0, 1 << 40), 0);
+    // Past the end: ENOSPC, and the connection goes on.
+    assert_eq!(client.request(WRITE_ZEROES, 0, 1 << 20, 1 << 40), 28);
+
+    // A source whose target still shares tracks: zeroing would copy them first, so FAST_ZERO is
+    // refused with ENOTSUP and nothing changes; without the flag it zeroes, and the target keeps
+    // its point in time.
+    qemu_io(&node.nbd_uri("src"), &["write -P 0x75 0 64M"]);
+    node.ok(&["mkflash", "src:tgt", "--nocp"]);
+    let mut src = ExtendedClient::connect(&node.nbd, "src");
+    assert_eq!(src.request(WRITE_ZEROES, FAST_ZERO, 0, 64 << 20), 95);
+    qemu_io(&node.nbd_uri("src"), &["read -P 0x75 0 64M"]);
+    assert_eq!(src.request(WRITE_ZEROES, 0, 0, 64 << 20), 0);
+    qemu_io(&node.nbd_uri("src"), &["read -P 0 0 64M"]);
+    qemu_io(&node.nbd_uri("tgt"), &["read -P 0x75 0 64M"]);
+}
+
+#[test]
+fn a_connection_stays_bound_to_its_volume_after_rmvol_and_mkvol_of_the_same_name() {
+    let (_dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "x", "--size", "1M"]);
+    let (host, port) = node.nbd.split_once(':').unwrap();
+    let script = format!(
+        r#"
+import errno, nbd, subprocess
+h = nbd.NBD()
+h.set_export_name("x")
+h.connect_tcp("{host}", "{port}")
+h.pwrite(b"\x01" * 4096, 0)
+cli = lambda *args: subprocess.run(["{bin}", *args, "--api", "{api}"], check=True, capture_output=True)
+cli("rmvol", "x")
+cli("mkvol", "x", "--size", "1M")
+subprocess.run(["qemu-io", "-f", "raw", "-c", "write -P 0x02 0 4k", "nbd://{host}:{port}/x"], check=True, capture_output=True)
+for what, f in [("read", lambda: h.pread(4096, 0)), ("write", lambda: h.pwrite(b"\x03" * 4096, 0))]:
+    try:
+        f()
+        raise SystemExit("the old connection could " + what + " the new volume")
+    except nbd.Error as e:
+        assert e.errnum == errno.EIO, (what, e)
+print("ok")
+"#,
+        bin = bin(),
+        api = node.api
+    );
+    let out = run(PYTHON, &["-c", &script]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // The new volume holds only what was written to it.
+    qemu_io(&node.nbd_uri("x"), &["read -P 0x02 0 4k"]);
 }

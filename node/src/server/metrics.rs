@@ -57,7 +57,15 @@ impl Histogram {
 }
 
 /// The NBD commands metrics are kept for.
-pub const NBD_COMMANDS: [&str; 7] = ["read", "write", "write_zeroes", "trim", "flush", "block_status", "other"];
+pub const NBD_COMMANDS: [&str; 7] = [
+    "read",
+    "write",
+    "write_zeroes",
+    "trim",
+    "flush",
+    "block_status",
+    "other",
+];
 
 #[derive(Default)]
 pub struct NbdCommandMetrics {
