@@ -225,4 +225,29 @@ fn a_bad_serve_configuration_is_refused_clearly() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+
+    // NBD TLS options that cannot work: each a usage error naming the option (and the line).
+    let bad_psk = dir.path().join("bad.psk");
+    std::fs::write(&bad_psk, "alice:00ff\nbob:zz\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    for (args, message) in [
+        (vec!["--nbd-tls", "require"], "--nbd-tls require needs credentials"),
+        (vec!["--nbd-tls-cert", missing], "go together"),
+        (
+            vec!["--nbd-tls-cert", missing, "--nbd-tls-key", missing],
+            "--nbd-tls-cert",
+        ),
+        (vec!["--nbd-tls-psk", bad_psk.to_str().unwrap()], "line 2"),
+        (vec!["--nbd-tls", "sometimes"], "invalid value 'sometimes'"),
+    ] {
+        let out = std::process::Command::new(bin())
+            .args(["serve", "--data-dir", dir.path().join("n4").to_str().unwrap()])
+            .args(&args)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }

@@ -383,3 +383,38 @@ async fn a_data_directory_of_format_5_is_refused_with_the_version() {
         "{error}"
     );
 }
+
+/// Hosts and their mappings are kept (one value, rewritten when they change) and reloaded.
+#[tokio::test]
+async fn hosts_and_mappings_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut commands = workload();
+    // Before the workload's last command, which `apply_all` expects to be refused.
+    let at = commands.len() - 1;
+    commands.splice(
+        at..at,
+        [
+            Command::CreateHost {
+                name: "app".into(),
+                identity: statemachine::HostIdentity::Psk("alice".into()),
+            },
+            Command::MapVolume {
+                volume: "a".into(),
+                host: "app".into(),
+                read_only: true,
+            },
+        ],
+    );
+    let (hosts, applied) = {
+        let (_log, mut store) = storage::open(dir.path()).unwrap();
+        apply_all(&mut store, commands).await;
+        let view = store.view();
+        (view.query(|s| s.host_infos()), view.applied())
+    };
+    assert_eq!(hosts.len(), 1);
+    assert_eq!(hosts[0].volumes.get("a"), Some(&statemachine::Access::ReadOnly));
+    let (_log, store) = storage::open(dir.path()).unwrap();
+    let view = store.view();
+    assert_eq!(view.query(|s| s.host_infos()), hosts);
+    assert_eq!(view.applied(), applied, "the digest covers the hosts and matches");
+}
