@@ -10,7 +10,7 @@ fn main() {
         .expect("the tokio runtime starts");
     let code = runtime.block_on(async {
         match cli.verb {
-            Verb::Serve(args) => server::run(args).await,
+            Verb::Serve(args) => server::run(*args).await,
             verb => cli::run(verb).await,
         }
     });

@@ -36,7 +36,7 @@ pub struct ClientArgs {
 #[derive(Subcommand, Debug)]
 pub enum Verb {
     /// Run a node (with no arguments: a single-node cluster in ./flashcopy-data).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create a thin volume.
     Mkvol {
         name: String,
