@@ -780,6 +780,19 @@ fn a_whole_volume_trim_of_1_tib_is_one_request_and_one_entry_and_fast_zero_says_
     );
     // Zeroing the whole of it, with FAST_ZERO: nothing is stored, so it is fast.
     assert_eq!(client.request(WRITE_ZEROES, FAST_ZERO, 0, 1 << 40), 0);
+    // qemu 10 sends a whole-volume zeroing as one request too (extended headers): one entry.
+    qemu_io(&node.nbd_uri("big"), &["write -P 0x74 100G 1M"]);
+    let zeroes = || {
+        node.metric("flashcopy_nbd_requests_total{command=\"write_zeroes\"}")
+            .unwrap()
+    };
+    let (zeroes_before, (index_before, _)) = (zeroes(), node.applied());
+    qemu_io(
+        &node.nbd_uri("big"),
+        &["write -z -n 0 1099511627776", "read -P 0 100G 1M"],
+    );
+    assert_eq!(zeroes() - zeroes_before, 1, "qemu-io zeroed 1 TiB in one request");
+    assert!(node.applied().0 - index_before <= 2, "and one entry");
     // Past the end: ENOSPC, and the connection goes on.
     assert_eq!(client.request(WRITE_ZEROES, 0, 1 << 20, 1 << 40), 28);
 

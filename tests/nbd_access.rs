@@ -437,3 +437,53 @@ fn a_follower_forwards_tls_connections_and_the_clients_identity_holds_at_the_lea
     }
     assert_converged(&nodes);
 }
+
+/// With TLS offered but not required, a plain client is a client without an identity: once
+/// hosts exist it is listed nothing and opens nothing (raw protocol, no client library in
+/// between), while a PSK client that starts TLS gets its host's volumes.
+#[test]
+fn without_tls_required_a_plain_client_sees_nothing_once_hosts_exist() {
+    let creds = credentials();
+    let psk = creds.psk.display().to_string();
+    let (_dir, node) = single_node(&["--nbd-tls", "off", "--nbd-tls-psk", &psk]);
+    node.ok(&["mkvol", "v1", "--size", "1M"]);
+    // No hosts: plain NBD works as ever.
+    qemu_io(&node.nbd_uri("v1"), &["write -P 0x61 0 4k"]);
+    node.ok(&["mkhost", "app", "--psk-identity", "alice"]);
+    node.ok(&["mapvol", "v1", "app"]);
+
+    let mut s = TcpStream::connect(&node.nbd).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut greeting = [0u8; 18];
+    s.read_exact(&mut greeting).unwrap();
+    s.write_all(&3u32.to_be_bytes()).unwrap();
+    let mut ask = |option: u32, data: &[u8]| -> Vec<u32> {
+        let mut m = b"IHAVEOPT".to_vec();
+        m.extend_from_slice(&option.to_be_bytes());
+        m.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        m.extend_from_slice(data);
+        s.write_all(&m).unwrap();
+        let mut kinds = Vec::new();
+        loop {
+            let mut header = [0u8; 20];
+            s.read_exact(&mut header).unwrap();
+            let kind = u32::from_be_bytes(header[12..16].try_into().unwrap());
+            let mut payload = vec![0u8; u32::from_be_bytes(header[16..20].try_into().unwrap()) as usize];
+            s.read_exact(&mut payload).unwrap();
+            kinds.push(kind);
+            if kind == 1 || kind >= 1 << 31 {
+                return kinds;
+            }
+        }
+    };
+    assert_eq!(ask(3, &[]), vec![1], "OPT_LIST: no server entries, just the ack");
+    let mut go = 2u32.to_be_bytes().to_vec();
+    go.extend_from_slice(b"v1");
+    go.extend_from_slice(&0u16.to_be_bytes());
+    assert_eq!(ask(7, &go), vec![(1 << 31) | 6], "OPT_GO: unknown to this client");
+    let plain = qemu_io_result(&node.nbd_uri("v1"), &["-c", "read 0 4k"]);
+    assert_ne!(plain.code, 0);
+    // The PSK client starts TLS and is app.
+    let out = qemu_tls(&node, &psk_object(&creds.psk, "alice"), "v1", &["read -P 0x61 0 4k"]);
+    assert!(succeeded(&out), "{}{}", out.stdout, out.stderr);
+}

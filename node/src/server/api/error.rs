@@ -41,7 +41,10 @@ impl IntoResponse for ApiError {
 impl From<CommandError> for ApiError {
     fn from(e: CommandError) -> Self {
         let status = match e {
-            CommandError::VolumeNotFound { .. } | CommandError::RelationshipNotFound { .. } => StatusCode::NOT_FOUND,
+            CommandError::VolumeNotFound { .. }
+            | CommandError::RelationshipNotFound { .. }
+            | CommandError::HostNotFound { .. }
+            | CommandError::NotMapped { .. } => StatusCode::NOT_FOUND,
             _ => StatusCode::CONFLICT,
         };
         ApiError::new(status, e.code(), e.to_string())

@@ -22,7 +22,7 @@ use tokio_openssl::SslStream;
 pub enum TlsMode {
     /// Every option but STARTTLS (and ABORT) is refused with `NBD_REP_ERR_TLS_REQD`.
     Require,
-    /// Plain NBD; STARTTLS is refused.
+    /// Plain NBD is served; STARTTLS is still offered when credentials are given.
     Off,
 }
 
@@ -210,7 +210,11 @@ impl TlsServer {
         let mut tls = SslStream::new(ssl, stream).map_err(|e| e.to_string())?;
         Pin::new(&mut tls).accept().await.map_err(|e| e.to_string())?;
         let ssl = tls.ssl();
-        let identity = match ssl.ex_data(psk_identity_index()) {
+        // The PSK callback names an identity before OpenSSL has checked anything, and TLS 1.3
+        // may still drop that PSK (for a suite of another hash, say) and go on with a
+        // certificate handshake: the identity counts only if the handshake used the PSK.
+        let used_psk = ssl.session_reused() || ssl.current_cipher().is_some_and(|c| c.name().contains("PSK"));
+        let identity = match ssl.ex_data(psk_identity_index()).filter(|_| used_psk) {
             Some(psk) => Some(HostIdentity::Psk(psk.clone())),
             None => ssl.peer_certificate().and_then(|cert| {
                 cert.subject_name()
@@ -227,6 +231,85 @@ impl TlsServer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openssl::ssl::SslConnector;
+
+    /// A self-signed server certificate and its key, as PEM files.
+    fn server_files(dir: &Path) -> (PathBuf, PathBuf) {
+        use openssl::asn1::Asn1Time;
+        use openssl::bn::BigNum;
+        use openssl::ec::{EcGroup, EcKey};
+        use openssl::hash::MessageDigest;
+        use openssl::pkey::PKey;
+        use openssl::x509::{X509NameBuilder, X509};
+        let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+        let key = PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+        let mut name = X509NameBuilder::new().unwrap();
+        name.append_entry_by_text("CN", "localhost").unwrap();
+        let name = name.build();
+        let mut cert = X509::builder().unwrap();
+        cert.set_version(2).unwrap();
+        cert.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+            .unwrap();
+        cert.set_subject_name(&name).unwrap();
+        cert.set_issuer_name(&name).unwrap();
+        cert.set_pubkey(&key).unwrap();
+        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+        cert.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+        cert.sign(&key, MessageDigest::sha256()).unwrap();
+        let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert_path, cert.build().to_pem().unwrap()).unwrap();
+        std::fs::write(&key_path, key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+        (cert_path, key_path)
+    }
+
+    /// A client that names PSK identity `alice` with a key it does not know, offering only a
+    /// SHA-384 suite (so TLS 1.3 drops the PSK) and accepting any server certificate.
+    async fn claim_alice(server: &TlsServer, suites: &str) -> Result<Option<HostIdentity>, String> {
+        let mut connector = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        connector.set_verify(SslVerifyMode::NONE);
+        connector.set_ciphersuites(suites).unwrap();
+        connector.set_psk_client_callback(|_, _, identity, key| {
+            identity[..6].copy_from_slice(b"alice\0");
+            key[..4].copy_from_slice(&[9, 9, 9, 9]);
+            Ok(4)
+        });
+        let connector = connector.build();
+        let (client_end, server_end) = tokio::io::duplex(64 * 1024);
+        let client = tokio::spawn(async move {
+            let ssl = connector.configure().unwrap().into_ssl("localhost").unwrap();
+            let mut tls = SslStream::new(ssl, client_end).unwrap();
+            let connected = Pin::new(&mut tls).connect().await;
+            // Keep the stream open until the server is done with it.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            connected.is_ok()
+        });
+        let accepted = server.accept(server_end).await.map(|(_, identity)| identity);
+        let _ = client.await;
+        accepted
+    }
+
+    #[tokio::test]
+    async fn a_psk_identity_counts_only_when_the_handshake_used_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = server_files(dir.path());
+        let psk = dir.path().join("keys.psk");
+        std::fs::write(&psk, "alice:00112233\n").unwrap();
+        let files = TlsFiles {
+            cert: Some(cert),
+            key: Some(key),
+            ca: None,
+            psk: Some(psk),
+        };
+        let server = TlsServer::from_files(TlsMode::Require, &files).unwrap().unwrap();
+        // The PSK is dropped and the certificate handshake goes on: no identity is proved.
+        let claimed = claim_alice(&server, "TLS_AES_256_GCM_SHA384").await;
+        assert!(
+            !matches!(claimed, Ok(Some(HostIdentity::Psk(_)))),
+            "a client without the key was taken for alice: {claimed:?}"
+        );
+        // Where the PSK is used, a wrong key fails the handshake.
+        assert!(claim_alice(&server, "TLS_AES_128_GCM_SHA256").await.is_err());
+    }
 
     #[test]
     fn psk_files_are_read_in_the_psktool_format_and_bad_lines_named() {
