@@ -5,7 +5,7 @@ use crate::apply::{Failure, Tx};
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::held_writes::HeldWrite;
-use crate::host_write::write_now;
+use crate::host_write::{unbounded_zeroing, write_now};
 use crate::track::{TrackReader, VolumeId};
 use std::collections::BTreeSet;
 
@@ -70,15 +70,17 @@ pub(crate) fn release<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId) -> Resul
     tx.changes.held_released.insert(id, last.seq);
     for HeldWrite { write, .. } in batch {
         // The range was checked when the write arrived and sizes never change; only a
-        // --tgtinhibit relationship established since can refuse it now.
-        let refusal =
-            tx.state
-                .incoming(id)
-                .filter(|r| r.target_write_inhibit)
-                .map(|rel| CommandError::TargetWriteInhibited {
-                    volume: write.volume.clone(),
-                    relationship: tx.state.pair_name(rel),
-                });
+        // relationship established since can refuse it now (--tgtinhibit, or a long zeroing
+        // of what became a source).
+        let refusal = tx
+            .state
+            .incoming(id)
+            .filter(|r| r.target_write_inhibit)
+            .map(|rel| CommandError::TargetWriteInhibited {
+                volume: write.volume.clone(),
+                relationship: tx.state.pair_name(rel),
+            })
+            .or_else(|| unbounded_zeroing(tx.state, id, &write));
         match refusal {
             Some(error) => tx.events.push(Event::HeldWriteRefused {
                 volume: write.volume.clone(),

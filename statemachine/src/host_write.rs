@@ -34,15 +34,10 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
     let id = tx
         .state
         .check_range(&write.volume, write.opened, write.offset, write.data.len())?;
-    let record = tx.state.record(id).expect("checked");
-    if zeroing && write.data.len() > MAX_WRITE_BYTES && !record.volume.targets.is_empty() {
-        return Err(CommandError::ZeroingTooLarge {
-            volume: write.volume.clone(),
-            length: write.data.len(),
-            max: MAX_WRITE_BYTES,
-        }
-        .into());
+    if let Some(error) = unbounded_zeroing(tx.state, id, write) {
+        return Err(error.into());
     }
+    let record = tx.state.record(id).expect("checked");
     if let Some(rel) = record.incoming.as_ref().filter(|r| r.target_write_inhibit) {
         return Err(CommandError::TargetWriteInhibited {
             volume: write.volume.clone(),
@@ -63,6 +58,19 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
         return Ok(());
     }
     write_now(tx, id, write)
+}
+
+/// A zeroing longer than one write command, on a volume that is a source: its targets may need
+/// every stored track of the range copied first, so it is refused (also when a freeze held it
+/// and the volume became a source since).
+pub(crate) fn unbounded_zeroing(state: &crate::State, id: VolumeId, write: &HostWrite) -> Option<CommandError> {
+    let zeroing = matches!(write.data, WriteData::Zeroes(_));
+    let source = state.record(id).is_some_and(|r| !r.volume.targets.is_empty());
+    (zeroing && write.data.len() > MAX_WRITE_BYTES && source).then(|| CommandError::ZeroingTooLarge {
+        volume: write.volume.clone(),
+        length: write.data.len(),
+        max: MAX_WRITE_BYTES,
+    })
 }
 
 /// Applies a group-committed batch in order. The data the batch carries is bounded like one

@@ -158,6 +158,13 @@ pub struct Extent {
     pub allocated: bool,
 }
 
+/// What `State::next_allocated` found.
+enum Allocated {
+    At(u32),
+    /// No track before this one (from where the search began) is allocated.
+    NoneBefore(u32),
+}
+
 /// Background-copy work the leader should schedule.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CopyWork {
@@ -424,8 +431,8 @@ impl State {
     /// How `length` bytes at `offset` of a volume are allocated, track by track, from the state
     /// alone (no track data is read): a track is allocated when the track its reads resolve to
     /// is stored, so a target's tracks still shared with the source report the source's. Stops
-    /// after `budget` stored tracks have been looked at, so the extents may cover less than was
-    /// asked (never nothing); the caller checks the range.
+    /// once about `budget` stored tracks have been looked at, so the extents may cover less than
+    /// was asked (never nothing); the caller checks the range.
     pub fn allocation<R: TrackReader>(
         &self,
         tracks: &R,
@@ -437,43 +444,7 @@ impl State {
         let ts = u64::from(self.globals.track_size);
         let end = offset + length;
         let last = ((end - 1) / ts) as u32;
-        let relationship = self.incoming(volume);
-        let shared = |track: u32| relationship.is_some_and(|r| r.out_of_sync.contains(track));
-        let looked = std::cell::Cell::new(0u32);
-        // The first allocated track at or after `from`: one this volume stores and does not
-        // share, or one the source stores and this volume shares.
-        let next_allocated = |from: u32| -> Result<Option<u32>, R::Error> {
-            let mut mine = None;
-            let mut at = from;
-            while let Some(t) = tracks.next_stored(volume, at)?.filter(|t| *t <= last) {
-                looked.set(looked.get() + 1);
-                if !shared(t) {
-                    mine = Some(t);
-                    break;
-                }
-                at = t + 1;
-            }
-            let mut theirs = None;
-            if let Some(rel) = relationship {
-                // Leapfrog over the two sets: the source's stored tracks, the shared ones.
-                let mut at = from;
-                while let Some(stored) = tracks.next_stored(rel.source, at)?.filter(|t| *t <= last) {
-                    let Some(next_shared) = rel.out_of_sync.first_from(stored).filter(|t| *t <= last) else {
-                        break;
-                    };
-                    looked.set(looked.get() + 1);
-                    if next_shared == stored {
-                        theirs = Some(stored);
-                        break;
-                    }
-                    at = next_shared;
-                }
-            }
-            Ok(match (mine, theirs) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            })
-        };
+        let mut looked = 0u32;
         // Runs of tracks: (first, end, allocated).
         let mut runs: Vec<(u32, u32, bool)> = Vec::new();
         let push = |runs: &mut Vec<(u32, u32, bool)>, from: u32, to: u32, allocated: bool| match runs.last_mut() {
@@ -482,20 +453,20 @@ impl State {
         };
         let mut track = (offset / ts) as u32;
         while track <= last {
-            match next_allocated(track)? {
-                None => {
-                    push(&mut runs, track, last + 1, false);
-                    break;
-                }
-                Some(found) => {
+            match self.next_allocated(tracks, volume, track, last, &mut looked, budget)? {
+                Allocated::At(found) => {
                     if found > track {
                         push(&mut runs, track, found, false);
                     }
                     push(&mut runs, found, found + 1, true);
                     track = found + 1;
                 }
+                Allocated::NoneBefore(bound) => {
+                    push(&mut runs, track, bound, false);
+                    track = bound;
+                }
             }
-            if looked.get() >= budget {
+            if looked >= budget {
                 break;
             }
         }
@@ -510,6 +481,67 @@ impl State {
                 }
             })
             .collect())
+    }
+
+    /// The first allocated track in `from..=last` — one this volume stores and does not share,
+    /// or one the source stores and this volume shares — or, when the budget of stored tracks
+    /// to look at runs out first, how far the search got. A search always gets past `from`.
+    fn next_allocated<R: TrackReader>(
+        &self,
+        tracks: &R,
+        volume: VolumeId,
+        from: u32,
+        last: u32,
+        looked: &mut u32,
+        budget: u32,
+    ) -> Result<Allocated, R::Error> {
+        let relationship = self.incoming(volume);
+        let shared = |track: u32| relationship.is_some_and(|r| r.out_of_sync.contains(track));
+        // Nothing of the source's is allocated before `bound`, unless `theirs`.
+        let mut bound = last + 1;
+        let mut theirs = None;
+        if let Some(rel) = relationship {
+            // Leapfrog over the two sets: the source's stored tracks, the shared ones.
+            let mut at = from;
+            loop {
+                if *looked >= budget && at > from {
+                    bound = at;
+                    break;
+                }
+                let Some(stored) = tracks.next_stored(rel.source, at)?.filter(|t| *t <= last) else {
+                    break;
+                };
+                *looked += 1;
+                let Some(next_shared) = rel.out_of_sync.first_from(stored).filter(|t| *t <= last) else {
+                    break;
+                };
+                if next_shared == stored {
+                    theirs = Some(stored);
+                    break;
+                }
+                at = next_shared;
+            }
+        }
+        // This volume's own tracks only matter before what the source answered.
+        let limit = theirs.map_or(bound, |t| t.min(bound));
+        let mut at = from;
+        while at < limit {
+            if *looked >= budget && at > from {
+                return Ok(Allocated::NoneBefore(at));
+            }
+            let Some(stored) = tracks.next_stored(volume, at)?.filter(|t| *t < limit) else {
+                break;
+            };
+            *looked += 1;
+            if !shared(stored) {
+                return Ok(Allocated::At(stored));
+            }
+            at = stored + 1;
+        }
+        Ok(match theirs {
+            Some(t) if t < bound => Allocated::At(t),
+            _ => Allocated::NoneBefore(limit),
+        })
     }
 
     /// Checks that a host request fits the volume, and that `name` still names the volume the

@@ -1282,6 +1282,30 @@ fn allocation_reports_stored_tracks_and_a_targets_shared_tracks_as_the_sources()
     // A small budget answers a prefix, never nothing.
     let prefix = alloc(&h, 0, 64 * ts, 1);
     assert_eq!(prefix, vec![e(2 * ts, false), e(ts, true)]);
+
+    // A target that held data before its establish stores tracks it shares: they are holes
+    // here (the source stores nothing), and looking at them counts against the budget.
+    h.mkvol("s2", 64);
+    h.mkvol("t2", 64);
+    for track in 0..10 {
+        h.fill("t2", track, 9);
+    }
+    h.ok(mkflash(
+        "s2:t2",
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    let t2 = h.state.volume_id("t2").unwrap();
+    let whole = h.state.allocation(&h.tracks, t2, 0, 64 * ts, 100).unwrap();
+    assert_eq!(whole, vec![e(64 * ts, false)]);
+    let partial = h.state.allocation(&h.tracks, t2, 0, 64 * ts, 3).unwrap();
+    assert_eq!(partial.len(), 1);
+    assert!(
+        !partial[0].allocated && partial[0].length >= ts && partial[0].length <= 4 * ts,
+        "{partial:?}"
+    );
 }
 
 #[test]
@@ -1365,4 +1389,69 @@ fn a_write_without_its_bytes_is_refused_outside_a_replay() {
         1,
         "the replay knows the track is stored"
     );
+}
+
+#[test]
+fn a_long_zeroing_held_by_a_freeze_is_refused_at_the_thaw_if_the_volume_became_a_source() {
+    let mut h = Harness::new(TRACK_SIZE);
+    for v in ["a", "b", "c"] {
+        h.mkvol(v, 1024);
+    }
+    h.fill("a", 20, 5);
+    h.ok(mkflash(
+        "a:b",
+        EstablishOptions {
+            freeze: true,
+            ..Default::default()
+        },
+    ));
+    // More writes held than the thaw and the next entries release: a stays draining.
+    // Each entry after the thaw releases one batch first: enough for four entries and a bit.
+    let writes = (0..4 * THAW_BATCH as u64 + 10)
+        .map(|i| HostWrite {
+            volume: "a".into(),
+            opened: None,
+            offset: (100 + i) * 512,
+            data: WriteData::Bytes(vec![1; 512]),
+            tag: 1000 + i,
+        })
+        .collect();
+    h.ok(Command::WriteBatch(writes));
+    h.ok(Command::UnfreezeFlash {
+        sources: vec!["a".into()],
+    });
+    // Withdrawn while draining: a is no longer a source, so a long zeroing is taken, and
+    // queued behind the held writes.
+    h.ok(Command::RmFlash {
+        pairs: vec![Pair::new("a", "b")],
+        cp: false,
+        seqnum: None,
+    });
+    let events = h.ok(zeroes("a", 0, 1024 * h.track_size()));
+    assert!(
+        matches!(events.last(), Some(Event::WriteHeld { .. })),
+        "the zeroing is held"
+    );
+    // Still draining, a becomes a source of c: released now, the zeroing would copy every
+    // stored track of the range to c in one entry. It is refused instead.
+    h.ok(mkflash(
+        "a:c",
+        EstablishOptions {
+            nocp: true,
+            ..Default::default()
+        },
+    ));
+    let events = [h.ok(Command::Tick), h.ok(Command::Tick)].concat();
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::HeldWriteRefused {
+                error: CommandError::ZeroingTooLarge { .. },
+                ..
+            }
+        )),
+        "the zeroing is refused when released"
+    );
+    assert_eq!(h.byte_at("a", 20), 5, "the refused zeroing changed nothing");
+    assert_eq!(h.byte_at("c", 20), 5);
 }

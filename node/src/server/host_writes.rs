@@ -55,56 +55,66 @@ impl HostWrites {
                 reserve: self.disk.reserve(),
             });
         }
-        let pieces = match data {
-            WriteData::Zeroes(length) => self.zeroing_pieces(volume, opened, offset, length),
-            data => pieces(offset, data),
-        };
-        for (at, piece) in pieces {
-            match self.write_one(volume, opened, at, piece.clone()).await? {
+        if let WriteData::Zeroes(length) = data {
+            return self.zero(volume, opened, offset, length).await;
+        }
+        for (at, piece) in pieces(offset, data) {
+            if let Err(e) = self.write_one(volume, opened, at, piece).await? {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Zeroing, as few writes as its cost allows: each covers what remains unless that holds
+    /// more than `ZEROING_TRACKS` stored tracks (what one entry drops, not the range's length,
+    /// is what an apply costs); on a source, whose targets may need tracks copied first, writes
+    /// of one command's bound (the state machine refuses more).
+    async fn zero(
+        &self,
+        volume: &str,
+        opened: Option<VolumeId>,
+        offset: u64,
+        length: u64,
+    ) -> Result<Result<(), CommandError>, ProposeError> {
+        let end = offset + length;
+        let mut at = offset;
+        while at < end {
+            let covered = self.next_zeroing(volume, opened, at, end - at).await;
+            match self.write_one(volume, opened, at, WriteData::Zeroes(covered)).await? {
                 Ok(()) => {}
-                // The volume became a source since the pieces were cut: cut them small.
+                // The volume became a source since: cut this one small.
                 Err(CommandError::ZeroingTooLarge { .. }) => {
-                    for (at, small) in self::pieces(at, piece) {
-                        if let Err(e) = self.write_one(volume, opened, at, small).await? {
+                    for (piece_at, small) in pieces(at, WriteData::Zeroes(covered)) {
+                        if let Err(e) = self.write_one(volume, opened, piece_at, small).await? {
                             return Ok(Err(e));
                         }
                     }
                 }
                 Err(e) => return Ok(Err(e)),
             }
+            at += covered;
         }
         Ok(Ok(()))
     }
 
-    /// Zeroing as the writes it is proposed as. Its cost is in the stored tracks it drops (and,
-    /// on a source, the tracks it copies to targets first), not in its length: a range is one
-    /// write unless it covers more than `ZEROING_TRACKS` stored tracks; on a source, pieces of
-    /// one write command as before (the state machine refuses more).
-    fn zeroing_pieces(
-        &self,
-        volume: &str,
-        opened: Option<VolumeId>,
-        offset: u64,
-        length: u64,
-    ) -> Vec<(u64, WriteData)> {
-        let is_source = self
-            .view
-            .query(|s| s.volume(volume).is_some_and(|v| !v.targets.is_empty()));
-        if is_source {
-            return pieces(offset, WriteData::Zeroes(length));
-        }
-        let mut out = Vec::new();
-        let (mut at, end) = (offset, offset + length);
-        while at < end {
+    /// How many bytes from `at` the next zeroing write covers (see `zero`). It looks at stored
+    /// tracks, so it runs off the async workers.
+    async fn next_zeroing(&self, volume: &str, opened: Option<VolumeId>, at: u64, length: u64) -> u64 {
+        let (view, volume) = (self.view.clone(), volume.to_string());
+        let bounded = length.min(MAX_WRITE_BYTES);
+        tokio::task::spawn_blocking(move || {
+            if view.query(|s| s.volume(&volume).is_some_and(|v| !v.targets.is_empty())) {
+                return bounded;
+            }
             // An error (no such volume, a range past its end) is the apply's to report.
-            let covered = match self.view.allocation(volume, opened, at, end - at, ZEROING_TRACKS) {
-                Ok(extents) => extents.iter().map(|e| e.length).sum::<u64>().max(1),
-                Err(_) => end - at,
-            };
-            out.push((at, WriteData::Zeroes(covered)));
-            at += covered;
-        }
-        out
+            match view.allocation(&volume, opened, at, length, ZEROING_TRACKS) {
+                Ok(extents) => extents.iter().map(|e| e.length).sum::<u64>().clamp(1, length),
+                Err(_) => length,
+            }
+        })
+        .await
+        .unwrap_or(bounded)
     }
 
     async fn write_one(

@@ -88,7 +88,7 @@ pub struct ClusterBackend {
 /// Reads up to this many bytes run on the async worker itself.
 const INLINE_READ: u64 = 64 << 10;
 /// Stored tracks one block-status answer looks at, at most (clients ask again for the rest).
-const ALLOCATION_BUDGET: u32 = 64 * 1024;
+pub const ALLOCATION_BUDGET: u32 = 16 * 1024;
 
 impl ClusterBackend {
     /// Whether the client's host may still read (or write) the volume.

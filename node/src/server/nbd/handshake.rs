@@ -110,18 +110,19 @@ where
         }
         let option = stream.read_u32().await?;
         let length = stream.read_u32().await?;
-        if length > MAX_OPTION_LEN {
-            if length > MAX_DISCARD_LEN {
-                return Err(HandshakeError::OptionTooLong { option, length });
-            }
-            discard(&mut stream, u64::from(length)).await?;
-            reply_error(&mut stream, option, REP_ERR_TOO_BIG, "option data too long").await?;
-            stream.flush().await?;
-            continue;
+        if length > MAX_DISCARD_LEN {
+            return Err(HandshakeError::OptionTooLong { option, length });
         }
-        let mut data = vec![0u8; length as usize];
-        stream.read_exact(&mut data).await?;
+        let too_big = length > MAX_OPTION_LEN;
+        let mut data = Vec::new();
+        if too_big {
+            discard(&mut stream, u64::from(length)).await?;
+        } else {
+            data = vec![0u8; length as usize];
+            stream.read_exact(&mut data).await?;
+        }
 
+        // Before TLS, when it is required, nothing else is answered (not even the size).
         if tls.required && !stream.is_tls() && option != OPT_STARTTLS && option != OPT_ABORT {
             if option == OPT_EXPORT_NAME {
                 // This option cannot be refused: the protocol's answer is to hang up.
@@ -129,6 +130,11 @@ where
             }
             let message = "this server requires TLS: start it first (NBD_OPT_STARTTLS)";
             reply_error(&mut stream, option, REP_ERR_TLS_REQD, message).await?;
+            stream.flush().await?;
+            continue;
+        }
+        if too_big {
+            reply_error(&mut stream, option, REP_ERR_TOO_BIG, "option data too long").await?;
             stream.flush().await?;
             continue;
         }

@@ -3,7 +3,7 @@
 //! extended). A bad request gets an error reply and the connection goes on; only a broken
 //! stream (bad magic, an oversized payload, I/O error) ends it.
 
-use super::backend::{Backend, Export, Failure};
+use super::backend::{Backend, Export, Failure, ALLOCATION_BUDGET};
 use super::discard;
 use super::handshake::Negotiated;
 use super::wire::*;
@@ -134,15 +134,19 @@ where
         if framing == Framing::Extended && payload_len > MAX_WRITE_BYTES {
             break Err(TransmissionError::PayloadTooLarge(payload_len));
         }
+        // What the request holds in memory until its reply is written: its data, or the
+        // largest block-status reply.
         let data_len = match request.kind {
             CommandKind::Write | CommandKind::Read => request.length.min(MAX_WRITE_BYTES),
+            CommandKind::BlockStatus => BLOCK_STATUS_REPLY_MAX,
             _ => 0,
         };
         let held = budget.take(((data_len / 1024) as u32).max(1)).await;
 
         let mut payload = Vec::new();
         if payload_len > 0 {
-            if payload_len > MAX_WRITE_BYTES {
+            // Only a write's payload is used (and counted above): any other is dropped unread.
+            if payload_len > MAX_WRITE_BYTES || request.kind != CommandKind::Write {
                 if let Err(e) = discard(&mut reader, payload_len).await {
                     break Err(e.into());
                 }
@@ -207,6 +211,9 @@ where
     let _ = writer.await;
     result
 }
+
+/// The largest block-status reply: two extents per stored track looked at, 16 bytes each.
+const BLOCK_STATUS_REPLY_MAX: u64 = (2 * ALLOCATION_BUDGET as u64 + 2) * 16;
 
 /// What the connection was negotiated to: the export, the reply framing, block status.
 struct Session {
