@@ -275,6 +275,31 @@ assert h.get_tls_negotiated() == 1
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     let info = run("nbdinfo", &[&x509_uri(&node, &creds.x509, "v1")]);
     assert!(info.stdout.contains("with TLS"), "{}{}", info.stdout, info.stderr);
+    // nbdsh and qemu-img, the other two clients administrators reach for.
+    // (`nbdsh` is `python3 -m nbd`; the interpreter with libnbd's module, whatever PATH says.)
+    let nbdsh = run(
+        PYTHON,
+        &[
+            "-m",
+            "nbd",
+            "-c",
+            "h.set_uri_allow_local_file(True)",
+            "-c",
+            &format!("h.connect_uri('{}')", psk_uri(&node, &creds.psk, "bob", "v1")),
+            "-c",
+            "assert h.pread(4096, 131072) == b'\\x33' * 4096; print(h.get_size())",
+        ],
+    );
+    assert_eq!(nbdsh.code, 0, "{}{}", nbdsh.stdout, nbdsh.stderr);
+    assert_eq!(nbdsh.stdout.trim(), (1u64 << 20).to_string());
+    let (host, port) = node.nbd.split_once(':').unwrap();
+    let image = format!("driver=nbd,host={host},port={port},export=v1,tls-creds=tls0");
+    let qemu_img = run(
+        "qemu-img",
+        &["info", "--object", &x509_object(&creds.x509), "--image-opts", &image],
+    );
+    assert_eq!(qemu_img.code, 0, "{}{}", qemu_img.stdout, qemu_img.stderr);
+    assert!(qemu_img.stdout.contains("1 MiB"), "{}", qemu_img.stdout);
     assert_eq!(listed(&psk_uri(&node, &creds.psk, "alice", "")), vec!["v1"]);
 
     // Plain: refused with the TLS error, and the message says what to do.
