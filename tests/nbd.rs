@@ -354,74 +354,41 @@ print("ok")
 fn unknown_options_get_err_unsup_and_a_broken_stream_only_ends_its_connection() {
     let (_dir, node) = single_node(&[]);
     node.ok(&["mkvol", "raw", "--size", "1M"]);
-    let mut s = TcpStream::connect(&node.nbd).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut greeting = [0u8; 18];
-    s.read_exact(&mut greeting).unwrap();
-    assert_eq!(&greeting[0..8], b"NBDMAGIC");
-    assert_eq!(&greeting[8..16], b"IHAVEOPT");
-    s.write_all(&3u32.to_be_bytes()).unwrap(); // fixed newstyle, no zeroes
-
-    let send_option = |s: &mut TcpStream, option: u32, data: &[u8]| {
-        let mut m = b"IHAVEOPT".to_vec();
-        m.extend_from_slice(&option.to_be_bytes());
-        m.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        m.extend_from_slice(data);
-        s.write_all(&m).unwrap();
-    };
-    let read_reply = |s: &mut TcpStream| -> (u32, u32, Vec<u8>) {
-        let mut header = [0u8; 20];
-        s.read_exact(&mut header).unwrap();
-        assert_eq!(
-            u64::from_be_bytes(header[0..8].try_into().unwrap()),
-            0x0003_e889_0455_65a9
-        );
-        let option = u32::from_be_bytes(header[8..12].try_into().unwrap());
-        let kind = u32::from_be_bytes(header[12..16].try_into().unwrap());
-        let len = u32::from_be_bytes(header[16..20].try_into().unwrap()) as usize;
-        let mut data = vec![0u8; len];
-        s.read_exact(&mut data).unwrap();
-        (option, kind, data)
-    };
+    let mut raw = RawNbd::connect(&node.nbd);
     const ERR_UNSUP: u32 = (1 << 31) | 1;
     const ERR_INVALID: u32 = (1 << 31) | 3;
     // The withdrawn OPT_PEEK_EXPORT and an invented one.
     for option in [4u32, 4242] {
-        send_option(&mut s, option, &[]);
-        let (o, kind, _) = read_reply(&mut s);
+        raw.send_option(option, &[]);
+        let (o, kind, _) = raw.read_reply();
         assert_eq!((o, kind), (option, ERR_UNSUP));
     }
     // OPT_LIST with data is invalid; without, it lists.
-    send_option(&mut s, 3, b"junk");
-    assert_eq!(read_reply(&mut s).1, ERR_INVALID);
-    send_option(&mut s, 3, &[]);
-    let (_, kind, data) = read_reply(&mut s);
+    raw.send_option(3, b"junk");
+    assert_eq!(raw.read_reply().1, ERR_INVALID);
+    raw.send_option(3, &[]);
+    let (_, kind, data) = raw.read_reply();
     assert_eq!(kind, 2);
     assert_eq!(&data[4..], b"raw");
-    assert_eq!(read_reply(&mut s).1, 1);
+    assert_eq!(raw.read_reply().1, 1);
     // OPT_GO for a missing volume: ERR_UNKNOWN, with a message that says what to do.
-    let mut go_missing = 4u32.to_be_bytes().to_vec();
-    go_missing.extend_from_slice(b"nope");
-    go_missing.extend_from_slice(&0u16.to_be_bytes());
-    send_option(&mut s, 7, &go_missing);
-    let (_, kind, message) = read_reply(&mut s);
+    raw.send_option(7, &RawNbd::go_data("nope"));
+    let (_, kind, message) = raw.read_reply();
     assert_eq!(kind, (1 << 31) | 6);
     let message = String::from_utf8(message).unwrap();
     assert!(message.contains("there is no volume named \"nope\""), "{message}");
     // OPT_GO with a truncated payload is invalid; a good one starts transmission.
-    send_option(&mut s, 7, &[0, 0, 0, 9, b'r']);
-    assert_eq!(read_reply(&mut s).1, ERR_INVALID);
-    let mut go = 3u32.to_be_bytes().to_vec();
-    go.extend_from_slice(b"raw");
-    go.extend_from_slice(&0u16.to_be_bytes());
-    send_option(&mut s, 7, &go);
+    raw.send_option(7, &[0, 0, 0, 9, b'r']);
+    assert_eq!(raw.read_reply().1, ERR_INVALID);
+    raw.send_option(7, &RawNbd::go_data("raw"));
     loop {
-        let (_, kind, _) = read_reply(&mut s);
+        let (_, kind, _) = raw.read_reply();
         if kind == 1 {
             break;
         }
         assert_eq!(kind, 3, "an info reply before the ack");
     }
+    let mut s = raw.s;
     // An unknown command type is refused; the connection goes on.
     let request = |kind: u16, cookie: u64, offset: u64, len: u32| {
         let mut r = 0x2560_9513u32.to_be_bytes().to_vec();
@@ -661,39 +628,9 @@ struct ExtendedClient {
 
 impl ExtendedClient {
     fn connect(addr: &str, volume: &str) -> ExtendedClient {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let mut greeting = [0u8; 18];
-        s.read_exact(&mut greeting).unwrap();
-        s.write_all(&3u32.to_be_bytes()).unwrap();
-        let option = |s: &mut TcpStream, option: u32, data: &[u8]| {
-            let mut m = b"IHAVEOPT".to_vec();
-            m.extend_from_slice(&option.to_be_bytes());
-            m.extend_from_slice(&(data.len() as u32).to_be_bytes());
-            m.extend_from_slice(data);
-            s.write_all(&m).unwrap();
-            let mut replies = Vec::new();
-            loop {
-                let mut header = [0u8; 20];
-                s.read_exact(&mut header).unwrap();
-                let kind = u32::from_be_bytes(header[12..16].try_into().unwrap());
-                let mut data = vec![0u8; u32::from_be_bytes(header[16..20].try_into().unwrap()) as usize];
-                s.read_exact(&mut data).unwrap();
-                replies.push((kind, data));
-                if kind == 1 || kind >= 1 << 31 {
-                    return replies;
-                }
-            }
-        };
-        assert_eq!(
-            option(&mut s, 11, &[]).last().unwrap().0,
-            1,
-            "extended headers accepted"
-        );
-        let mut go = (volume.len() as u32).to_be_bytes().to_vec();
-        go.extend_from_slice(volume.as_bytes());
-        go.extend_from_slice(&0u16.to_be_bytes());
-        let replies = option(&mut s, 7, &go);
+        let mut raw = RawNbd::connect(addr);
+        assert_eq!(raw.option(11, &[]).last().unwrap().0, 1, "extended headers accepted");
+        let replies = raw.option(7, &RawNbd::go_data(volume));
         assert_eq!(replies.last().unwrap().0, 1, "GO acknowledged: {replies:?}");
         let info = &replies
             .iter()
@@ -703,7 +640,11 @@ impl ExtendedClient {
         let size = u64::from_be_bytes(info[2..10].try_into().unwrap());
         let flags = u16::from_be_bytes(info[10..12].try_into().unwrap());
         assert_ne!(flags & (1 << 11), 0, "SEND_FAST_ZERO is advertised");
-        ExtendedClient { s, size, cookie: 0 }
+        ExtendedClient {
+            s: raw.s,
+            size,
+            cookie: 0,
+        }
     }
 
     /// Sends one request; returns the error of its (single, final) reply chunk, 0 for success.

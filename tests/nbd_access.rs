@@ -4,10 +4,8 @@
 
 mod common;
 use common::*;
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Key and certificate files, made fresh for each test with psktool and openssl.
 struct Credentials {
@@ -318,31 +316,16 @@ assert h.get_tls_negotiated() == 1
 
     // Raw protocol: every option but STARTTLS gets NBD_REP_ERR_TLS_REQD before TLS, and
     // EXPORT_NAME (which cannot be refused) ends the connection.
-    let mut s = TcpStream::connect(&node.nbd).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut greeting = [0u8; 18];
-    s.read_exact(&mut greeting).unwrap();
-    s.write_all(&3u32.to_be_bytes()).unwrap();
+    let mut raw = RawNbd::connect(&node.nbd);
     const ERR_TLS_REQD: u32 = (1 << 31) | 5;
     for option in [3u32, 8, 11, 4242] {
-        let mut m = b"IHAVEOPT".to_vec();
-        m.extend_from_slice(&option.to_be_bytes());
-        m.extend_from_slice(&0u32.to_be_bytes());
-        s.write_all(&m).unwrap();
-        let mut header = [0u8; 20];
-        s.read_exact(&mut header).unwrap();
-        let kind = u32::from_be_bytes(header[12..16].try_into().unwrap());
-        assert_eq!(kind, ERR_TLS_REQD, "option {option}");
-        let mut message = vec![0u8; u32::from_be_bytes(header[16..20].try_into().unwrap()) as usize];
-        s.read_exact(&mut message).unwrap();
+        let replies = raw.option(option, &[]);
+        assert_eq!(replies.len(), 1);
+        assert_eq!(replies[0].0, ERR_TLS_REQD, "option {option}");
     }
-    let mut m = b"IHAVEOPT".to_vec();
-    m.extend_from_slice(&1u32.to_be_bytes());
-    m.extend_from_slice(&2u32.to_be_bytes());
-    m.extend_from_slice(b"v1");
-    s.write_all(&m).unwrap();
+    raw.send_option(1, b"v1");
     let mut rest = Vec::new();
-    let _ = s.read_to_end(&mut rest);
+    let _ = raw.s.read_to_end(&mut rest);
     assert!(rest.is_empty(), "no export without TLS");
     // The node serves on.
     let out = qemu_tls(&node, &psk_object(&creds.psk, "bob"), "v1", &["read -P 0x33 128k 4k"]);
@@ -477,35 +460,18 @@ fn without_tls_required_a_plain_client_sees_nothing_once_hosts_exist() {
     node.ok(&["mkhost", "app", "--psk-identity", "alice"]);
     node.ok(&["mapvol", "v1", "app"]);
 
-    let mut s = TcpStream::connect(&node.nbd).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut greeting = [0u8; 18];
-    s.read_exact(&mut greeting).unwrap();
-    s.write_all(&3u32.to_be_bytes()).unwrap();
-    let mut ask = |option: u32, data: &[u8]| -> Vec<u32> {
-        let mut m = b"IHAVEOPT".to_vec();
-        m.extend_from_slice(&option.to_be_bytes());
-        m.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        m.extend_from_slice(data);
-        s.write_all(&m).unwrap();
-        let mut kinds = Vec::new();
-        loop {
-            let mut header = [0u8; 20];
-            s.read_exact(&mut header).unwrap();
-            let kind = u32::from_be_bytes(header[12..16].try_into().unwrap());
-            let mut payload = vec![0u8; u32::from_be_bytes(header[16..20].try_into().unwrap()) as usize];
-            s.read_exact(&mut payload).unwrap();
-            kinds.push(kind);
-            if kind == 1 || kind >= 1 << 31 {
-                return kinds;
-            }
-        }
-    };
-    assert_eq!(ask(3, &[]), vec![1], "OPT_LIST: no server entries, just the ack");
-    let mut go = 2u32.to_be_bytes().to_vec();
-    go.extend_from_slice(b"v1");
-    go.extend_from_slice(&0u16.to_be_bytes());
-    assert_eq!(ask(7, &go), vec![(1 << 31) | 6], "OPT_GO: unknown to this client");
+    let mut raw = RawNbd::connect(&node.nbd);
+    let kinds = |replies: Vec<(u32, Vec<u8>)>| replies.into_iter().map(|r| r.0).collect::<Vec<u32>>();
+    assert_eq!(
+        kinds(raw.option(3, &[])),
+        vec![1],
+        "OPT_LIST: no server entries, just the ack"
+    );
+    assert_eq!(
+        kinds(raw.option(7, &RawNbd::go_data("v1"))),
+        vec![(1 << 31) | 6],
+        "OPT_GO: unknown to this client"
+    );
     let plain = qemu_io_result(&node.nbd_uri("v1"), &["-c", "read 0 4k"]);
     assert_ne!(plain.code, 0);
     // The PSK client starts TLS and is app.

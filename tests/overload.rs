@@ -10,19 +10,12 @@ use std::time::Duration;
 
 /// A raw NBD connection in transmission, opened with OPT_EXPORT_NAME.
 fn open_export(addr: &str, volume: &str) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut greeting = [0u8; 18];
-    s.read_exact(&mut greeting).unwrap();
-    s.write_all(&3u32.to_be_bytes()).unwrap(); // fixed newstyle, no zeroes
-    let mut option = b"IHAVEOPT".to_vec();
-    option.extend_from_slice(&1u32.to_be_bytes()); // OPT_EXPORT_NAME
-    option.extend_from_slice(&(volume.len() as u32).to_be_bytes());
-    option.extend_from_slice(volume.as_bytes());
-    s.write_all(&option).unwrap();
+    let mut raw = RawNbd::connect(addr);
+    raw.send_option(1, volume.as_bytes()); // OPT_EXPORT_NAME
     let mut export = [0u8; 10]; // size, transmission flags
-    s.read_exact(&mut export).unwrap();
-    s
+    raw.s.read_exact(&mut export).unwrap();
+    raw.s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    raw.s
 }
 
 fn read_request(cookie: u64, offset: u64, length: u32) -> Vec<u8> {

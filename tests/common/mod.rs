@@ -512,3 +512,72 @@ pub fn eventually(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A raw NBD client for what the stock clients never send: the fixed-newstyle greeting read
+/// and answered (fixed newstyle, no zeroes), then options one at a time. `s` is the socket,
+/// for the transmission phase.
+pub struct RawNbd {
+    pub s: std::net::TcpStream,
+}
+
+impl RawNbd {
+    pub fn connect(addr: &str) -> RawNbd {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut greeting = [0u8; 18];
+        s.read_exact(&mut greeting).unwrap();
+        assert_eq!(&greeting[0..8], b"NBDMAGIC");
+        assert_eq!(&greeting[8..16], b"IHAVEOPT");
+        s.write_all(&3u32.to_be_bytes()).unwrap();
+        RawNbd { s }
+    }
+
+    /// Sends an option without waiting for its reply.
+    pub fn send_option(&mut self, option: u32, data: &[u8]) {
+        use std::io::Write;
+        let mut m = b"IHAVEOPT".to_vec();
+        m.extend_from_slice(&option.to_be_bytes());
+        m.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        m.extend_from_slice(data);
+        self.s.write_all(&m).unwrap();
+    }
+
+    /// Reads one option reply: (option, reply type, payload).
+    pub fn read_reply(&mut self) -> (u32, u32, Vec<u8>) {
+        use std::io::Read;
+        let mut header = [0u8; 20];
+        self.s.read_exact(&mut header).unwrap();
+        assert_eq!(
+            u64::from_be_bytes(header[0..8].try_into().unwrap()),
+            0x0003_e889_0455_65a9
+        );
+        let option = u32::from_be_bytes(header[8..12].try_into().unwrap());
+        let kind = u32::from_be_bytes(header[12..16].try_into().unwrap());
+        let mut data = vec![0u8; u32::from_be_bytes(header[16..20].try_into().unwrap()) as usize];
+        self.s.read_exact(&mut data).unwrap();
+        (option, kind, data)
+    }
+
+    /// Sends an option and reads its replies through the final one (an ack or an error):
+    /// their types and payloads.
+    pub fn option(&mut self, option: u32, data: &[u8]) -> Vec<(u32, Vec<u8>)> {
+        self.send_option(option, data);
+        let mut replies = Vec::new();
+        loop {
+            let (_, kind, data) = self.read_reply();
+            replies.push((kind, data));
+            if kind == 1 || kind >= 1 << 31 {
+                return replies;
+            }
+        }
+    }
+
+    /// The data of OPT_GO / OPT_INFO for `volume`, asking for no extra information.
+    pub fn go_data(volume: &str) -> Vec<u8> {
+        let mut go = (volume.len() as u32).to_be_bytes().to_vec();
+        go.extend_from_slice(volume.as_bytes());
+        go.extend_from_slice(&0u16.to_be_bytes());
+        go
+    }
+}

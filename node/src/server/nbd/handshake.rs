@@ -258,18 +258,12 @@ where
                     queries.is_empty() || queries.iter().any(|q| q == "base:" || q == BASE_ALLOCATION)
                 };
                 if set && wanted {
-                    match find(backend, identity.as_ref(), &name).await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
-                            reply_error(&mut stream, option, REP_ERR_UNKNOWN, &no_such_export(&name)).await?;
-                            stream.flush().await?;
-                            continue;
-                        }
-                        Err(e) => {
-                            unavailable(&mut stream, option, e).await?;
-                            stream.flush().await?;
-                            continue;
-                        }
+                    if find_or_refuse(&mut stream, backend, identity.as_ref(), option, &name)
+                        .await?
+                        .is_none()
+                    {
+                        stream.flush().await?;
+                        continue;
                     }
                     allocation_for = Some(name);
                 }
@@ -289,18 +283,9 @@ where
                     stream.flush().await?;
                     continue;
                 };
-                let export = match find(backend, identity.as_ref(), &name).await {
-                    Ok(Some(export)) => export,
-                    Ok(None) => {
-                        reply_error(&mut stream, option, REP_ERR_UNKNOWN, &no_such_export(&name)).await?;
-                        stream.flush().await?;
-                        continue;
-                    }
-                    Err(e) => {
-                        unavailable(&mut stream, option, e).await?;
-                        stream.flush().await?;
-                        continue;
-                    }
+                let Some(export) = find_or_refuse(&mut stream, backend, identity.as_ref(), option, &name).await? else {
+                    stream.flush().await?;
+                    continue;
                 };
                 stream
                     .write_all(&info_replies(option, &export, framing, &requests))
@@ -327,6 +312,32 @@ where
             }
         }
         stream.flush().await?;
+    }
+}
+
+/// The export `name` as this client may see it; when there is none (or the cluster cannot
+/// answer), the option is refused and `None` returned.
+async fn find_or_refuse<S, B>(
+    stream: &mut S,
+    backend: &B,
+    client: Option<&HostIdentity>,
+    option: u32,
+    name: &str,
+) -> std::io::Result<Option<Export>>
+where
+    S: AsyncWrite + Unpin,
+    B: Backend,
+{
+    match find(backend, client, name).await {
+        Ok(Some(export)) => Ok(Some(export)),
+        Ok(None) => {
+            reply_error(stream, option, REP_ERR_UNKNOWN, &no_such_export(name)).await?;
+            Ok(None)
+        }
+        Err(e) => {
+            unavailable(stream, option, e).await?;
+            Ok(None)
+        }
     }
 }
 
