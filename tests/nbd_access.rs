@@ -478,3 +478,38 @@ fn without_tls_required_a_plain_client_sees_nothing_once_hosts_exist() {
     let out = qemu_tls(&node, &psk_object(&creds.psk, "alice"), "v1", &["read -P 0x61 0 4k"]);
     assert!(succeeded(&out), "{}{}", out.stdout, out.stderr);
 }
+
+/// `--nbd-tls require` on a follower holds even when the leader, which serves the forwarded
+/// connection, is configured `off`: the tunnel carries the follower's policy.
+#[test]
+fn a_followers_tls_requirement_holds_through_a_leader_that_does_not_require_it() {
+    let creds = credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let mut strict = creds.serve_args();
+    let mut lax = strict.clone();
+    lax[1] = "off".into();
+    let n1 = Node::start(
+        &dir.path().join("n1"),
+        1,
+        &lax.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    n1.wait_ready();
+    strict.extend(["--join".into(), n1.api.clone()]);
+    let strict: Vec<&str> = strict.iter().map(String::as_str).collect();
+    let mut nodes = vec![n1];
+    for id in [2, 3] {
+        nodes.push(Node::start(&dir.path().join(format!("n{id}")), id, &strict));
+    }
+    wait_for_voters(&nodes, 3);
+    nodes[0].ok(&["mkvol", "v", "--size", "1M"]);
+    assert_eq!(leader_id(&nodes), 1, "node 1, which started the cluster, leads it");
+
+    // The lax leader serves plain clients itself...
+    qemu_io(&nodes[0].nbd_uri("v"), &["write -P 0x71 0 4k"]);
+    // ...but a strict follower's connections, which it serves too, must start TLS.
+    let plain = qemu_io_result(&nodes[1].nbd_uri("v"), &["-c", "read 0 4k"]);
+    assert_ne!(plain.code, 0, "{}{}", plain.stdout, plain.stderr);
+    assert!(plain.stderr.contains("requires TLS"), "{}", plain.stderr);
+    let out = qemu_tls(&nodes[1], &psk_object(&creds.psk, "alice"), "v", &["read -P 0x71 0 4k"]);
+    assert!(succeeded(&out), "{}{}", out.stdout, out.stderr);
+}

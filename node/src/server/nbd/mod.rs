@@ -5,7 +5,8 @@
 //! whole connection, byte for byte, through an authenticated tunnel on the leader's Raft port
 //! (`transport::open_tunnel`), so the leader answers every request with linearizable reads and
 //! committed writes. TLS ends at the leader too, so the identity a client proves there is the
-//! one its access is checked against (every node needs the same `--nbd-tls-*` options). When
+//! one its access is checked against (every node needs the same credentials); the tunnel says
+//! whether the follower requires TLS, and the stricter policy holds. When
 //! the leader steps down its connections end (ESHUTDOWN), and a client that reconnects to any
 //! node reaches the new leader.
 
@@ -121,12 +122,14 @@ async fn route(socket: TcpStream, c: &NbdServer, peer: &str) {
             // Confirmed with the majority first: once the greeting is sent the connection can
             // no longer be forwarded, so a leader that was just deposed must not take it.
             Some((id, _)) if id == c.consensus.id() => match c.consensus.linearizable().await {
-                Ok(()) => return serve_here(socket, c, peer).await,
+                Ok(()) => return serve_here(socket, c, &c.tls, peer).await,
                 Err(e) => last_error = format!("this node's leadership is not confirmed: {e}"),
             },
             Some((id, info)) => {
-                match transport::open_tunnel(&info.raft, &c.token, c.consensus.id(), TunnelKind::Nbd, TUNNEL_WAIT).await
-                {
+                let kind = TunnelKind::Nbd {
+                    tls_required: c.tls.required,
+                };
+                match transport::open_tunnel(&info.raft, &c.token, c.consensus.id(), kind, TUNNEL_WAIT).await {
                     Ok(mut tunnel) => {
                         c.metrics.nbd_connections_proxied.fetch_add(1, Ordering::Relaxed);
                         let mut socket = socket;
@@ -152,10 +155,19 @@ pub struct Tunnels(pub Arc<NbdServer>);
 impl transport::TunnelHandler for Tunnels {
     fn accepts(&self, kind: TunnelKind) -> bool {
         // A full node refuses here, so the follower hears it instead of a silent close.
-        kind == TunnelKind::Nbd && self.0.consensus.is_leader() && self.0.limits.connections.available_permits() > 0
+        matches!(kind, TunnelKind::Nbd { .. })
+            && self.0.consensus.is_leader()
+            && self.0.limits.connections.available_permits() > 0
     }
 
-    fn serve(&self, _kind: TunnelKind, stream: TcpStream) {
+    fn serve(&self, kind: TunnelKind, stream: TcpStream) {
+        let TunnelKind::Nbd { tls_required } = kind;
+        // The stricter of the two nodes' policies (a leader without credentials then refuses
+        // the connection: STARTTLS cannot succeed).
+        let tls = TlsPolicy {
+            server: self.0.tls.server.clone(),
+            required: self.0.tls.required || tls_required,
+        };
         let peer = stream
             .peer_addr()
             .map_or_else(|_| "tunnel".to_string(), |a| format!("tunnel from {a}"));
@@ -165,16 +177,16 @@ impl transport::TunnelHandler for Tunnels {
         let server = self.0.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            serve_here(stream, &server, &peer).await;
+            serve_here(stream, &server, &tls, &peer).await;
         });
     }
 }
 
-async fn serve_here<S>(stream: S, c: &NbdServer, peer: &str)
+async fn serve_here<S>(stream: S, c: &NbdServer, tls: &TlsPolicy, peer: &str)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let negotiated = tokio::time::timeout(c.limits.handshake, handshake::negotiate(stream, &*c.backend, &c.tls)).await;
+    let negotiated = tokio::time::timeout(c.limits.handshake, handshake::negotiate(stream, &*c.backend, tls)).await;
     let negotiated = match negotiated {
         Ok(Ok(Some(negotiated))) => negotiated,
         Ok(Ok(None)) => return,

@@ -47,7 +47,12 @@ pub enum Rpc {
 /// What a tunnel carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TunnelKind {
-    Nbd,
+    /// An NBD connection a follower forwards, byte for byte.
+    Nbd {
+        /// The follower requires TLS (`--nbd-tls require`): the leader then requires it of this
+        /// connection too, so no client gets around a node's policy through the leader's.
+        tls_required: bool,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
