@@ -65,8 +65,8 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
 /// and the volume became a source since).
 pub(crate) fn unbounded_zeroing(state: &crate::State, id: VolumeId, write: &HostWrite) -> Option<CommandError> {
     let zeroing = matches!(write.data, WriteData::Zeroes(_));
-    let source = state.record(id).is_some_and(|r| !r.volume.targets.is_empty());
-    (zeroing && write.data.len() > MAX_WRITE_BYTES && source).then(|| CommandError::ZeroingTooLarge {
+    let copies = state.zeroing_copies(id) == Some(true);
+    (zeroing && write.data.len() > MAX_WRITE_BYTES && copies).then(|| CommandError::ZeroingTooLarge {
         volume: write.volume.clone(),
         length: write.data.len(),
         max: MAX_WRITE_BYTES,

@@ -571,6 +571,12 @@ impl State {
         }
     }
 
+    /// Whether zeroing the volume may copy tracks first: it is a source, and its targets may
+    /// still share what it stores. `None` if there is no such volume.
+    pub fn zeroing_copies(&self, volume: VolumeId) -> Option<bool> {
+        self.records.get(&volume).map(|r| !r.volume.targets.is_empty())
+    }
+
     /// Whether hosts may write the volume (false for the target of a `--tgtinhibit` relationship).
     pub fn writable(&self, volume: VolumeId) -> bool {
         !self.incoming(volume).is_some_and(|r| r.target_write_inhibit)

@@ -104,7 +104,7 @@ impl HostWrites {
         let (view, volume) = (self.view.clone(), volume.to_string());
         let bounded = length.min(MAX_WRITE_BYTES);
         tokio::task::spawn_blocking(move || {
-            if view.query(|s| s.volume(&volume).is_some_and(|v| !v.targets.is_empty())) {
+            if view.query(|s| s.volume_id(&volume).and_then(|id| s.zeroing_copies(id))) == Some(true) {
                 return bounded;
             }
             // An error (no such volume, a range past its end) is the apply's to report.

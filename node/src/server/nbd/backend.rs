@@ -172,7 +172,6 @@ impl Backend for ClusterBackend {
     }
 
     fn zeroing_is_fast(&self, export: &Export) -> bool {
-        self.state
-            .query(|s| s.record(export.id).is_some_and(|r| r.volume.targets.is_empty()))
+        self.state.query(|s| s.zeroing_copies(export.id)) == Some(false)
     }
 }

@@ -56,6 +56,19 @@ pub struct Negotiated<S> {
     pub allocation: bool,
 }
 
+impl<S> Negotiated<S> {
+    /// `allocation_for`: the export `base:allocation` was selected for, if any.
+    fn new(stream: Connection<S>, export: Export, framing: Framing, allocation_for: &Option<String>) -> Self {
+        let allocation = allocation_for.as_deref() == Some(export.name.as_str());
+        Negotiated {
+            stream,
+            export,
+            framing,
+            allocation,
+        }
+    }
+}
+
 /// The transmission flags of an export. `CAN_MULTI_CONN` holds: a write is acknowledged only
 /// once committed, so every acknowledged write on any connection is already as durable as a
 /// flush could make it. Reads are always answered in one chunk, so `DF` holds once chunks are.
@@ -104,6 +117,8 @@ where
     let mut allocation_for: Option<String> = None;
 
     loop {
+        // What the last option was answered is on the wire before the next one is awaited.
+        stream.flush().await?;
         let magic = stream.read_u64().await?;
         if magic != IHAVEOPT {
             return Err(HandshakeError::BadMagic(magic));
@@ -130,12 +145,10 @@ where
             }
             let message = "this server requires TLS: start it first (NBD_OPT_STARTTLS)";
             reply_error(&mut stream, option, REP_ERR_TLS_REQD, message).await?;
-            stream.flush().await?;
             continue;
         }
         if too_big {
             reply_error(&mut stream, option, REP_ERR_TOO_BIG, "option data too long").await?;
-            stream.flush().await?;
             continue;
         }
 
@@ -185,13 +198,7 @@ where
                 }
                 stream.write_all(&reply).await?;
                 stream.flush().await?;
-                let allocation = allocation_for.as_deref() == Some(export.name.as_str());
-                return Ok(Some(Negotiated {
-                    stream,
-                    export,
-                    framing,
-                    allocation,
-                }));
+                return Ok(Some(Negotiated::new(stream, export, framing, &allocation_for)));
             }
             OPT_ABORT => {
                 // The client may already have closed: a failed ACK changes nothing.
@@ -202,7 +209,6 @@ where
             OPT_LIST => {
                 if !data.is_empty() {
                     reply_error(&mut stream, option, REP_ERR_INVALID, "OPT_LIST takes no data").await?;
-                    stream.flush().await?;
                     continue;
                 }
                 match backend.exports(identity.as_ref()).await {
@@ -243,13 +249,11 @@ where
                 }
                 let Some((name, queries)) = parse_meta_context_request(&data) else {
                     reply_error(&mut stream, option, REP_ERR_INVALID, "malformed meta context request").await?;
-                    stream.flush().await?;
                     continue;
                 };
                 if framing == Framing::Simple {
                     let message = "negotiate structured replies or extended headers first";
                     reply_error(&mut stream, option, REP_ERR_INVALID, message).await?;
-                    stream.flush().await?;
                     continue;
                 }
                 let wanted = if set {
@@ -262,7 +266,6 @@ where
                         .await?
                         .is_none()
                     {
-                        stream.flush().await?;
                         continue;
                     }
                     allocation_for = Some(name);
@@ -280,11 +283,9 @@ where
             OPT_INFO | OPT_GO => {
                 let Some((name, requests)) = parse_info_request(&data) else {
                     reply_error(&mut stream, option, REP_ERR_INVALID, "malformed OPT_INFO/OPT_GO data").await?;
-                    stream.flush().await?;
                     continue;
                 };
                 let Some(export) = find_or_refuse(&mut stream, backend, identity.as_ref(), option, &name).await? else {
-                    stream.flush().await?;
                     continue;
                 };
                 stream
@@ -292,13 +293,7 @@ where
                     .await?;
                 stream.flush().await?;
                 if option == OPT_GO {
-                    let allocation = allocation_for.as_deref() == Some(export.name.as_str());
-                    return Ok(Some(Negotiated {
-                        stream,
-                        export,
-                        framing,
-                        allocation,
-                    }));
+                    return Ok(Some(Negotiated::new(stream, export, framing, &allocation_for)));
                 }
             }
             _ => {
@@ -311,7 +306,6 @@ where
                 .await?;
             }
         }
-        stream.flush().await?;
     }
 }
 

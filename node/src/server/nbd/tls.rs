@@ -50,6 +50,8 @@ pub enum TlsConfigError {
         path: String,
         reason: String,
     },
+    #[error("OpenSSL cannot set up the TLS context: {0}")]
+    Setup(#[from] openssl::error::ErrorStack),
     #[error("--nbd-tls-psk {path} line {line}: {reason} (the psktool format is IDENTITY:HEXKEY, one per line)")]
     PskLine { path: String, line: usize, reason: String },
 }
@@ -142,26 +144,19 @@ impl TlsServer {
         ) -> impl Fn(openssl::error::ErrorStack) -> TlsConfigError + 'a {
             move |e| file_error(option, path, e)
         }
-        let mut builder =
-            SslContextBuilder::new(SslMethod::tls_server()).map_err(|e| file_error("cert", Path::new("-"), e))?;
-        builder
-            .set_min_proto_version(Some(SslVersion::TLS1_2))
-            .and_then(|()| builder.set_cipher_list("HIGH:!aNULL:!MD5:!RC4:!3DES"))
-            .map_err(|e| file_error("cert", Path::new("-"), e))?;
+        let mut builder = SslContextBuilder::new(SslMethod::tls_server())?;
+        builder.set_min_proto_version(Some(SslVersion::TLS1_2))?;
+        builder.set_cipher_list("HIGH:!aNULL:!MD5:!RC4:!3DES")?;
         // Nothing is resumed: no session tickets to send after the handshake.
         let _ = builder.set_num_tickets(0);
         // OpenSSL takes a TLS 1.3 PSK from the PSK callback as a SHA-256 one, and GnuTLS
         // clients (qemu, libnbd) ask for SHA-384 suites first: with the server's order, a
         // SHA-256 suite is chosen and the PSK used instead of the certificate.
-        builder
-            .set_ciphersuites("TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384")
-            .map_err(|e| file_error("cert", Path::new("-"), e))?;
+        builder.set_ciphersuites("TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384")?;
         builder.set_options(openssl::ssl::SslOptions::CIPHER_SERVER_PREFERENCE);
         // A TLS 1.3 PSK is handled as a session: OpenSSL wants a context for it when client
         // certificates are verified.
-        builder
-            .set_session_id_context(b"flashcopy-nbd")
-            .map_err(|e| file_error("cert", Path::new("-"), e))?;
+        builder.set_session_id_context(b"flashcopy-nbd")?;
         if let (Some(cert), Some(key)) = (&files.cert, &files.key) {
             builder
                 .set_certificate_chain_file(cert)
