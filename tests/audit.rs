@@ -8,7 +8,6 @@ use common::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 /// The journal entries as `audit --json` lists them.
 fn audit(n: &Node, args: &[&str]) -> Vec<Value> {
@@ -47,7 +46,7 @@ fn relationships_at(n: &Node, at: &str) -> (Value, BTreeMap<String, u64>) {
 
 #[test]
 fn a_scripted_session_is_audited_replayed_and_verified() {
-    let (dir, mut n) = single_node(&[]);
+    let (dir, mut n) = single_node_with_token(&[]);
     for v in ["alpha", "bravo", "gamma", "delta"] {
         n.ok(&["mkvol", v, "--size", "8M"]);
     }
@@ -392,40 +391,55 @@ fn json_logs_carry_admin_request_and_apply_spans() {
     let dir = tempfile::tempdir().unwrap();
     let api_port = free_port();
     let api = format!("http://127.0.0.1:{api_port}");
-    let mut node = Command::new(bin())
-        .args([
-            "serve",
-            "--data-dir",
-            dir.path().join("n").to_str().unwrap(),
-            "--api",
-            &format!("127.0.0.1:{api_port}"),
-            "--raft",
-            &format!("127.0.0.1:{}", free_port()),
-            "--nbd",
-            &format!("127.0.0.1:{}", free_port()),
-            "--log-format",
-            "json",
-        ])
-        .env("RUST_LOG", "warn,flashcopy=info,node::server::api=debug,storage=debug")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let log = dir.path().join("n.log");
+    let mut node = Guarded::spawn(
+        Command::new(bin())
+            .args([
+                "serve",
+                "--data-dir",
+                dir.path().join("n").to_str().unwrap(),
+                "--api",
+                &format!("127.0.0.1:{api_port}"),
+                "--raft",
+                &format!("127.0.0.1:{}", free_port()),
+                "--nbd",
+                &format!("127.0.0.1:{}", free_port()),
+                "--log-format",
+                "json",
+            ])
+            .env("RUST_LOG", "warn,flashcopy=info,node::server::api=debug,storage=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap()),
+    );
     eventually("the node to answer", 60, || cli_env(&api, &["lsvol"], &[]).code == 0);
     assert_eq!(cli_env(&api, &["mkvol", "logged", "--size", "1M"], &[]).code, 0);
-    std::thread::sleep(Duration::from_millis(200));
-    node.kill().unwrap();
-    let output = node.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let lines: Vec<Value> = stderr
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
+    // The log lines written so far (a line still being written is left for the next look).
+    let logged = || {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        let lines: Vec<Value> = whole
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        (lines, whole.to_string())
+    };
+    let is_request = |l: &Value| {
+        l["span"]["name"] == "admin_request" && l["span"]["path"] == "/v1/volumes" && l["span"]["method"] == "POST"
+    };
+    // The request's answer and its apply are logged once the command has answered: waited for,
+    // not assumed after a pause.
+    eventually("the request and apply spans in the log", 30, || {
+        let (lines, _) = logged();
+        lines
+            .iter()
+            .any(|l| is_request(l) && l["fields"]["message"] == "answered")
+            && lines.iter().any(|l| l["span"]["name"] == "apply")
+    });
+    node.stop();
+    let (lines, stderr) = logged();
     let request = lines
         .iter()
-        .find(|l| {
-            l["span"]["name"] == "admin_request" && l["span"]["path"] == "/v1/volumes" && l["span"]["method"] == "POST"
-        })
+        .find(|l| is_request(l))
         .unwrap_or_else(|| panic!("an admin_request span for POST /v1/volumes in {stderr}"));
     assert_eq!(request["fields"]["message"], "answered");
     assert_eq!(request["fields"]["status"], 200);
@@ -439,6 +453,7 @@ fn json_logs_carry_admin_request_and_apply_spans() {
         .as_str()
         .is_some_and(|m| m.contains("serving the admin API"))));
 
-    let bad = cli_env(&api, &["serve", "--log-format", "xml"], &[]);
+    // Refused and exited (bounded: a `serve` that took it would run on).
+    let bad = output_within(Command::new(bin()).args(["serve", "--log-format", "xml"]), 30);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
 }

@@ -3,8 +3,14 @@
 mod common;
 use common::*;
 
+/// A client that sends the token of `single_node_with_token` (a node without a token ignores it).
 fn http() -> reqwest::Client {
-    reqwest::Client::new()
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        "Bearer test-cluster-secret".parse().unwrap(),
+    );
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 async fn status_and_code(response: reqwest::Response) -> (u16, String) {
@@ -15,7 +21,7 @@ async fn status_and_code(response: reqwest::Response) -> (u16, String) {
 
 #[test]
 fn malformed_requests_get_json_errors() {
-    let (_dir, n) = single_node(&[]);
+    let (_dir, n) = single_node_with_token(&[]);
     n.ok(&["mkvol", "a", "--size", "1M"]);
     let api = n.api.clone();
     block(async move {
@@ -53,7 +59,7 @@ fn malformed_requests_get_json_errors() {
         );
         assert_eq!(
             status_and_code(get("/volumes/a/data?offset=1048570&length=100".into()).await.unwrap()).await,
-            (409, "out-of-range".into())
+            (416, "out-of-range".into())
         );
         assert_eq!(
             status_and_code(get("/volumes/a/data?offset=0".into()).await.unwrap()).await,
@@ -73,7 +79,7 @@ fn malformed_requests_get_json_errors() {
             .send()
             .await
             .unwrap();
-        assert_eq!(status_and_code(r).await, (409, "out-of-range".into()));
+        assert_eq!(status_and_code(r).await, (416, "out-of-range".into()));
         // Bad path and query values are JSON errors too, not plain text.
         assert_eq!(
             status_and_code(get("/volumes/a/data?offset=x&length=1".into()).await.unwrap()).await,
@@ -104,7 +110,7 @@ fn malformed_requests_get_json_errors() {
             let body: &'static str = Box::leak(format!(r#"{{"name":"{name}","size":65536}}"#).into_boxed_str());
             assert_eq!(
                 status_and_code(post("/volumes", body).await.unwrap()).await,
-                (409, "invalid-volume-name".into()),
+                (400, "invalid-volume-name".into()),
                 "{name}"
             );
         }
@@ -184,8 +190,9 @@ fn a_bad_serve_configuration_is_refused_clearly() {
         let n = Node::start(&data, 1, &[]);
         n.wait_ready();
     }
-    let out = std::process::Command::new(bin())
-        .args([
+    // Each `serve` must refuse and exit: bounded, so one that serves instead fails the test.
+    let out = output_within(
+        std::process::Command::new(bin()).args([
             "serve",
             "--data-dir",
             data.to_str().unwrap(),
@@ -195,36 +202,36 @@ fn a_bad_serve_configuration_is_refused_clearly() {
             "127.0.0.1:0",
             "--raft",
             "127.0.0.1:0",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+        ]),
+        30,
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let stderr = &out.stderr;
     assert!(stderr.contains("belongs to node 1"), "{stderr}");
-    let out = std::process::Command::new(bin())
-        .args([
+    let out = output_within(
+        std::process::Command::new(bin()).args([
             "serve",
             "--data-dir",
             dir.path().join("n2").to_str().unwrap(),
             "--copy-rate",
             "-3",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+        ]),
+        30,
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
     let empty = dir.path().join("empty-token");
     std::fs::write(&empty, "\n").unwrap();
-    let out = std::process::Command::new(bin())
-        .args([
+    let out = output_within(
+        std::process::Command::new(bin()).args([
             "serve",
             "--data-dir",
             dir.path().join("n3").to_str().unwrap(),
             "--token-file",
             empty.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+        ]),
+        30,
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
 
     // NBD TLS options that cannot work: each a usage error naming the option (and the line).
     let bad_psk = dir.path().join("bad.psk");
@@ -241,13 +248,218 @@ fn a_bad_serve_configuration_is_refused_clearly() {
         (vec!["--nbd-tls-psk", bad_psk.to_str().unwrap()], "line 2"),
         (vec!["--nbd-tls", "sometimes"], "invalid value 'sometimes'"),
     ] {
-        let out = std::process::Command::new(bin())
-            .args(["serve", "--data-dir", dir.path().join("n4").to_str().unwrap()])
-            .args(&args)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let out = output_within(
+            std::process::Command::new(bin())
+                .args(["serve", "--data-dir", dir.path().join("n4").to_str().unwrap()])
+                .args(&args),
+            30,
+        );
+        let stderr = &out.stderr;
+        assert_eq!(out.code, 2, "{args:?}: {stderr}");
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
+}
+
+/// Raw protocol: a FLUSH's offset and length are reserved and must be zero. One that sets
+/// either is refused with EINVAL, and the connection goes on serving.
+#[test]
+fn a_flush_with_an_offset_or_a_length_gets_einval_and_the_connection_goes_on() {
+    use std::io::{Read, Write};
+    const READ: u16 = 0;
+    const WRITE: u16 = 1;
+    const FLUSH: u16 = 3;
+    const EINVAL: u32 = 22;
+    let (_dir, node) = single_node(&[]);
+    node.ok(&["mkvol", "fl", "--size", "1M"]);
+    let mut raw = RawNbd::connect(&node.nbd);
+    // OPT_GO, simple replies (nothing else negotiated).
+    let replies = raw.option(7, &RawNbd::go_data("fl"));
+    assert_eq!(replies.last().unwrap().0, 1, "GO acknowledged: {replies:?}");
+    let mut s = raw.s;
+    let mut request = |kind: u16, cookie: u64, offset: u64, length: u32, payload: &[u8]| {
+        let mut r = 0x2560_9513u32.to_be_bytes().to_vec();
+        r.extend_from_slice(&0u16.to_be_bytes());
+        r.extend_from_slice(&kind.to_be_bytes());
+        r.extend_from_slice(&cookie.to_be_bytes());
+        r.extend_from_slice(&offset.to_be_bytes());
+        r.extend_from_slice(&length.to_be_bytes());
+        r.extend_from_slice(payload);
+        s.write_all(&r).unwrap();
+        let mut reply = [0u8; 16];
+        s.read_exact(&mut reply).unwrap();
+        assert_eq!(u32::from_be_bytes(reply[0..4].try_into().unwrap()), 0x6744_6698);
+        let error = u32::from_be_bytes(reply[4..8].try_into().unwrap());
+        assert_eq!(u64::from_be_bytes(reply[8..16].try_into().unwrap()), cookie);
+        let mut data = vec![0u8; if kind == READ && error == 0 { length as usize } else { 0 }];
+        s.read_exact(&mut data).unwrap();
+        (error, data)
+    };
+    assert_eq!(request(FLUSH, 1, 4096, 0, &[]).0, EINVAL, "flush with an offset");
+    assert_eq!(request(FLUSH, 2, 0, 1, &[]).0, EINVAL, "flush with a length");
+    // The same connection still serves: a proper flush, a write and a read of it.
+    assert_eq!(request(FLUSH, 3, 0, 0, &[]).0, 0, "flush of offset 0, length 0");
+    let data = pattern(7, 512);
+    assert_eq!(request(WRITE, 4, 4096, 512, &data).0, 0, "write");
+    assert_eq!(request(READ, 5, 4096, 512, &[]), (0, data));
+}
+
+/// `(status, code, message)` of an error answer, which must be the JSON error shape.
+async fn status_code_message(response: reqwest::Response) -> (u16, String, String) {
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.expect("errors are JSON");
+    let field = |name: &str| {
+        body["error"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.{name} in {body}"))
+            .to_string()
+    };
+    (status, field("code"), field("message"))
+}
+
+/// Malformed input is a 400 with its code, a range past the end of a volume a 416, a method a
+/// path does not take a 405 — each a JSON error — and an error repeats a rejected input only
+/// cut and escaped.
+#[test]
+fn malformed_input_is_a_bad_request_and_comes_back_cut_and_escaped() {
+    use reqwest::Method;
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let n = Node::start(
+        &dir.path().join("n1"),
+        1,
+        &["--token-file", token_file.to_str().unwrap()],
+    );
+    n.wait_ready();
+    n.ok(&["mkvol", "a", "--size", "1M"]);
+    // Through the CLI, malformed input is a usage error (exit 2); a conflict stays a refusal (1).
+    n.fails(&["mkvol", "bad/name", "--size", "1M"], 2, "invalid-volume-name");
+    n.fails(&["mkvol", "a", "--size", "1M"], 1, "volume-exists");
+    let api = n.api.clone();
+    block(async move {
+        let call = |method: Method, path: &str| http().request(method, format!("{api}/v1{path}")).bearer_auth("s3cret");
+        let post = |path: &str, body: serde_json::Value| call(Method::POST, path).json(&body).send();
+
+        // Malformed input: 400, with the code saying what is wrong.
+        for (body, code) in [
+            (json!({"name": "bad/name", "size": 1 << 20}), "invalid-volume-name"),
+            (json!({"name": "-rf", "size": 1 << 20}), "invalid-volume-name"),
+            (json!({"name": "c", "size": 1000}), "invalid-size"),
+        ] {
+            let (status, got, message) = status_code_message(post("/volumes", body.clone()).await.unwrap()).await;
+            assert_eq!((status, got.as_str()), (400, code), "{body}: {message}");
+        }
+        let (status, code, message) = status_code_message(
+            post("/hosts", json!({"name": "h1", "psk_identity": "\u{202e}\u{200b}evil"}))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((status, code.as_str()), (400, "invalid-option"), "{message}");
+        assert!(
+            !message.contains(['\u{202e}', '\u{200b}']) && message.contains(r"\u{202e}\u{200b}evil"),
+            "the identity shows escaped: {message:?}"
+        );
+        for (body, code) in [
+            (json!({"name": "h2", "cert_cn": "evil "}), "invalid-option"),
+            (json!({"name": "h3", "psk_identity": "ev\u{a0}il"}), "invalid-option"),
+            (json!({"name": "h4 ", "psk_identity": "alice"}), "invalid-host-name"),
+        ] {
+            let (status, got, message) = status_code_message(post("/hosts", body.clone()).await.unwrap()).await;
+            assert_eq!((status, got.as_str()), (400, code), "{body}: {message}");
+        }
+        let hosts: serde_json::Value = call(Method::GET, "/hosts").send().await.unwrap().json().await.unwrap();
+        assert_eq!(hosts, json!([]), "no misleading host was created");
+        // Real conflicts stay 409, and what does not exist 404.
+        let (status, code, _) =
+            status_code_message(post("/volumes", json!({"name": "a", "size": 1 << 20})).await.unwrap()).await;
+        assert_eq!((status, code.as_str()), (409, "volume-exists"));
+        let (status, code, _) = status_code_message(call(Method::DELETE, "/volumes/zz").send().await.unwrap()).await;
+        assert_eq!((status, code.as_str()), (404, "volume-not-found"));
+
+        // A 5,000-character name comes back cut, its newline escaped.
+        let long = format!("{}\n{}", "x".repeat(2500), "y".repeat(2499));
+        let (status, code, message) =
+            status_code_message(post("/volumes", json!({"name": long, "size": 1 << 20})).await.unwrap()).await;
+        assert_eq!((status, code.as_str()), (400, "invalid-volume-name"));
+        assert!(
+            message.chars().count() < 300,
+            "{} characters: {message}",
+            message.chars().count()
+        );
+        assert!(
+            !message.contains('\n') && message.contains("5000 characters"),
+            "{message}"
+        );
+        let (status, code, message) = status_code_message(
+            call(Method::DELETE, &format!("/volumes/{}", "v".repeat(5000)))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((status, code.as_str()), (404, "volume-not-found"));
+        assert!(message.chars().count() < 300, "{message}");
+        // axum's own rejections, which repeat the input, are cut too.
+        let field = "f".repeat(5000);
+        let (status, code, message) = status_code_message(
+            post("/volumes", json!({"name": "z", "size": 1 << 20, field: 1}))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((status, code.as_str()), (400, "bad-request"));
+        assert!(message.chars().count() < 300, "{message}");
+
+        // A range past the end of the volume: 416, reading or writing.
+        let (status, code, _) = status_code_message(
+            call(Method::GET, "/volumes/a/data?offset=1048570&length=100")
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((status, code.as_str()), (416, "out-of-range"));
+        let (status, code, _) = status_code_message(
+            call(Method::PUT, "/volumes/a/data?offset=1048575")
+                .body(vec![1, 2])
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!((status, code.as_str()), (416, "out-of-range"));
+
+        // A method a path does not take: 405, a JSON error naming the method and the path.
+        for (method, path) in [
+            (Method::PUT, "/volumes"),
+            (Method::DELETE, "/mkflash"),
+            (Method::POST, "/volumes/a"),
+        ] {
+            let (status, code, message) = status_code_message(call(method.clone(), path).send().await.unwrap()).await;
+            assert_eq!((status, code.as_str()), (405, "method-not-allowed"), "{method} {path}");
+            assert!(
+                message.contains(method.as_str()) && message.contains(&format!("/v1{path}")),
+                "{message}"
+            );
+        }
+        let metrics = http()
+            .post(format!("{api}/metrics"))
+            .bearer_auth("s3cret")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            status_code_message(metrics).await.0,
+            405,
+            "/metrics answers a wrong method with the JSON error too"
+        );
+        // Without the token, the token check answers first.
+        let r = http().put(format!("{api}/v1/volumes")).send().await.unwrap();
+        assert_eq!(status_and_code(r).await, (401, "unauthorized".into()));
+    });
+    // Nothing was created by any of it, and the node still serves.
+    assert_eq!(n.json(&["lsvol", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(n.read("a", 1_048_574, 2), vec![0, 0]);
 }

@@ -31,9 +31,9 @@ fn volumes_create_list_delete() {
     assert!(n.ok(&["lsvol"]).lines().next().unwrap().starts_with("NAME"));
 
     n.fails(&["mkvol", "a", "--size", "1M"], 1, "volume-exists");
-    n.fails(&["mkvol", "c", "--size", "1000"], 1, "invalid-size");
+    n.fails(&["mkvol", "c", "--size", "1000"], 2, "invalid-size");
     n.fails(&["mkvol", "c", "--size", "10X"], 2, "invalid-size");
-    n.fails(&["mkvol", "bad/name", "--size", "1M"], 1, "invalid-volume-name");
+    n.fails(&["mkvol", "bad/name", "--size", "1M"], 2, "invalid-volume-name");
     n.fails(&["rmvol", "zz"], 1, "volume-not-found");
     n.ok(&["mkflash", "a:b", "--nocp"]);
     let e = n.fails(&["rmvol", "a"], 1, "volume-in-use");
@@ -54,7 +54,7 @@ fn mkflash_refusals() {
     }
     n.ok(&["mkvol", "small", "--size", "64K"]);
     n.fails(&["mkflash", "a:small"], 1, "size-mismatch");
-    n.fails(&["mkflash", "a:a"], 1, "invalid-pair");
+    n.fails(&["mkflash", "a:a"], 2, "invalid-pair");
     n.fails(&["mkflash", "ab"], 2, "invalid-pair");
     n.fails(&["mkflash", "a:zz"], 1, "volume-not-found");
     n.fails(&["mkflash", "a:b", "--record"], 2, "invalid-option");
@@ -97,7 +97,7 @@ fn mkflash_refusals() {
 
 #[test]
 fn lsflash_json_and_watch() {
-    let (_dir, n) = single_node(&[]);
+    let (dir, n) = single_node(&[]);
     n.ok(&["mkvol", "a", "--size", "1M"]);
     n.ok(&["mkvol", "b", "--size", "1M"]);
     n.ok(&[
@@ -155,16 +155,24 @@ fn lsflash_json_and_watch() {
     assert_eq!(vols[0]["source_of"], serde_json::json!(["b"]));
     assert_eq!(vols[1]["target_of"], "a");
 
-    // --watch redisplays until interrupted.
-    let mut child = std::process::Command::new(bin())
-        .args(["lsflash", "--watch", "--api", &n.api])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
-    child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    // --watch redisplays until interrupted: it is interrupted once it has shown two displays.
+    let shown = dir.path().join("watch.out");
+    let mut child = Guarded::spawn(
+        std::process::Command::new(bin())
+            .args(["lsflash", "--watch", "--api", &n.api])
+            .stdout(std::fs::File::create(&shown).unwrap()),
+    );
+    let read = || String::from_utf8_lossy(&std::fs::read(&shown).unwrap()).into_owned();
+    eventually("two or more refreshes", 60, || {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "--watch ended by itself: {}",
+            read()
+        );
+        read().matches("PAIR").count() >= 2
+    });
+    child.stop();
+    let text = read();
     assert!(text.matches("PAIR").count() >= 2, "two or more refreshes: {text}");
     assert!(text.contains("a:b") && text.contains("COPIED"), "{text}");
     assert!(
@@ -257,7 +265,7 @@ fn withdraw_refresh_reverse_with_data() {
 
 #[test]
 fn freeze_holds_writes_until_unfreeze() {
-    let (_dir, n) = single_node(&[]);
+    let (_dir, n) = single_node_with_token(&[]);
     n.ok(&["mkvol", "a", "--size", "1M"]);
     n.ok(&["mkvol", "b", "--size", "1M"]);
     assert!(n.ok(&["mkflash", "a:b", "--freeze", "--nocp"]).contains("froze a"));

@@ -128,14 +128,15 @@ fn metric(node: &Node, name: &str) -> u64 {
 fn a_node_bound_to_every_interface_advertises_a_reachable_address() {
     let dir = tempfile::tempdir().unwrap();
     let (api, raft, nbd) = (free_port(), free_port(), free_port());
-    let mut child = std::process::Command::new(bin())
-        .args(["serve", "--data-dir", dir.path().join("n1").to_str().unwrap()])
-        .args(["--api", &format!("0.0.0.0:{api}"), "--raft", &format!("0.0.0.0:{raft}")])
-        .args(["--nbd", &format!("127.0.0.1:{nbd}"), "--insecure"])
-        .args(["--advertise-api", &format!("http://127.0.0.1:{api}/")])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Bound to every interface, as the test is about: killed when the test ends, however it ends.
+    let mut child = Guarded::spawn(
+        std::process::Command::new(bin())
+            .args(["serve", "--data-dir", dir.path().join("n1").to_str().unwrap()])
+            .args(["--api", &format!("0.0.0.0:{api}"), "--raft", &format!("0.0.0.0:{raft}")])
+            .args(["--nbd", &format!("127.0.0.1:{nbd}"), "--insecure"])
+            .args(["--advertise-api", &format!("http://127.0.0.1:{api}/")])
+            .stderr(std::process::Stdio::null()),
+    );
     let url = format!("http://127.0.0.1:{api}");
     eventually("the node to lead", 60, || {
         let out = cli_env(&url, &["cluster", "status", "--json"], &[]);
@@ -148,6 +149,5 @@ fn a_node_bound_to_every_interface_advertises_a_reachable_address() {
         url.as_str(),
         "the advertised URL, not 0.0.0.0"
     );
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.stop();
 }

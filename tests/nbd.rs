@@ -113,6 +113,23 @@ fn qemu_io_reads_the_point_in_time_around_every_relationship_command() {
     qemu_io(&node.nbd_uri("w1"), &["read -P 0x28 0 1M"]);
 }
 
+/// Writes a freeze holds, as the journal records them (an entry's own outcome, or a write's
+/// in a batch).
+fn held_writes(node: &Node) -> usize {
+    let entries = node.json(&["audit", "--json"]);
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let batched = e["writes"]
+                .as_array()
+                .map_or(0, |w| w.iter().filter(|w| w["outcome"] == "held").count());
+            usize::from(e["outcome"] == "held") + batched
+        })
+        .sum()
+}
+
 #[test]
 fn a_freeze_holds_nbd_writes_until_the_thaw_and_reads_go_on() {
     let (_dir, node) = single_node(&[]);
@@ -126,7 +143,15 @@ fn a_freeze_holds_nbd_writes_until_the_thaw_and_reads_go_on() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    // qemu-io connected and its write reached the state machine, which held it (the journal
+    // says so); qemu-io still waits for the reply.
+    eventually("the node to hold qemu-io's write", 60, || {
+        assert!(
+            writer.try_wait().unwrap().is_none(),
+            "qemu-io ended before its write was held"
+        );
+        held_writes(&node) > 0
+    });
     assert!(writer.try_wait().unwrap().is_none(), "the write was not held");
     // Reads are never held.
     qemu_io(&node.nbd_uri("f1"), &["read -P 0 0 64k"]);
@@ -417,8 +442,7 @@ fn unknown_options_get_err_unsup_and_a_broken_stream_only_ends_its_connection() 
 
     // Garbage where a request header belongs: this connection ends...
     s.write_all(&[0xde; 28]).unwrap();
-    let mut rest = Vec::new();
-    let _ = s.read_to_end(&mut rest);
+    let rest = read_until_closed(&mut s, 10);
     assert!(rest.is_empty(), "no reply to garbage");
     // ...and the node serves everyone else.
     qemu_io(&node.nbd_uri("raw"), &["write -P 0x5a 0 4k", "read -P 0x5a 0 4k"]);

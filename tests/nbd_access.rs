@@ -4,7 +4,6 @@
 
 mod common;
 use common::*;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Key and certificate files, made fresh for each test with psktool and openssl.
@@ -324,8 +323,7 @@ assert h.get_tls_negotiated() == 1
         assert_eq!(replies[0].0, ERR_TLS_REQD, "option {option}");
     }
     raw.send_option(1, b"v1");
-    let mut rest = Vec::new();
-    let _ = raw.s.read_to_end(&mut rest);
+    let rest = read_until_closed(&mut raw.s, 10);
     assert!(rest.is_empty(), "no export without TLS");
     // The node serves on.
     let out = qemu_tls(&node, &psk_object(&creds.psk, "bob"), "v1", &["read -P 0x33 128k 4k"]);
@@ -427,7 +425,8 @@ fn a_follower_forwards_tls_connections_and_the_clients_identity_holds_at_the_lea
     }
     nodes[0].ok(&["mkhost", "app", "--psk-identity", "alice"]);
     nodes[0].ok(&["mapvol", "mine", "app"]);
-    let leader = leader_id(&nodes);
+    // The follower forwards to the leader: it must know it (one that just joined may not yet).
+    let leader = leader_everywhere(&nodes);
     let follower = nodes.iter().find(|n| n.id != leader).unwrap();
     assert_eq!(listed(&psk_uri(follower, &creds.psk, "alice", "")), vec!["mine"]);
     let out = qemu_tls(
@@ -501,8 +500,13 @@ fn a_followers_tls_requirement_holds_through_a_leader_that_does_not_require_it()
         nodes.push(Node::start(&dir.path().join(format!("n{id}")), id, &strict));
     }
     wait_for_voters(&nodes, 3);
+    // The followers forward to the leader: every node must know it (one that just joined may not).
+    assert_eq!(
+        leader_everywhere(&nodes),
+        1,
+        "node 1, which started the cluster, leads it"
+    );
     nodes[0].ok(&["mkvol", "v", "--size", "1M"]);
-    assert_eq!(leader_id(&nodes), 1, "node 1, which started the cluster, leads it");
 
     // The lax leader serves plain clients itself...
     qemu_io(&nodes[0].nbd_uri("v"), &["write -P 0x71 0 4k"]);

@@ -103,7 +103,9 @@ fn idle_connections_are_limited_and_timed_out_and_the_admin_api_keeps_answering(
         idle.len()
     );
 
-    // Connections past the limit were closed at once; the others when the handshake limit ran out.
+    // Connections past the limit were closed at once; the others when the handshake limit ran
+    // out. Every one that was opened (not necessarily 600) is closed by now.
+    let opened = idle.len();
     let mut closed = 0;
     for mut s in idle {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -112,7 +114,10 @@ fn idle_connections_are_limited_and_timed_out_and_the_admin_api_keeps_answering(
             closed += 1;
         }
     }
-    assert_eq!(closed, 600, "every idle connection is closed by the node");
+    assert_eq!(
+        closed, opened,
+        "every idle connection is closed by the node: {closed} of {opened}"
+    );
     // Then hosts are served again.
     qemu_io(&node.nbd_uri("v"), &["write -P 0x11 0 64k", "read -P 0x11 0 64k"]);
 }

@@ -1,8 +1,10 @@
-//! The flashcopy node. Two halves that share only the admin API's types ([`protocol`]):
+//! The flashcopy node, in two halves:
 //! - [`server`]: `flashcopy serve` — openraft wiring, the peer transport, the admin API, the
-//!   NBD server, group commit of host writes, the background-copy scheduler.
-//! - [`cli`]: every other verb — a client of the admin API (plus the offline
-//!   `audit verify --data-dir` and the embedded `demo`).
+//!   NBD server, host I/O, group commit of host writes, the background-copy scheduler.
+//! - [`cli`]: every other verb — a client of the admin API. Besides the API's types
+//!   ([`protocol`] and the state machine's listing types it carries), it takes `serve`'s
+//!   arguments from the server, and two verbs use the server's parts directly: the offline
+//!   `audit verify --data-dir` (storage) and `demo` (an embedded node).
 
 pub mod cli;
 pub mod logs;

@@ -2,12 +2,12 @@
 //! The leader proposes these; bounding N keeps each apply short. Tracks stored on neither side
 //! (thin volumes) are brought in sync in bulk, up to `MAX_SKIPPED_TRACKS` per step.
 
-use crate::apply::{Failure, Tx};
 use crate::command::Pair;
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::relationship::find_existing;
 use crate::track::TrackReader;
+use crate::tx::{Failure, Tx};
 
 /// Tracks one step may bring in sync without copying anything: 2^20 (64 GiB of unwritten space),
 /// a few 8 KiB bitmap blocks to persist.
@@ -22,8 +22,8 @@ pub(crate) fn copy_step<R: TrackReader>(
     max_tracks: u32,
 ) -> Result<(), Failure<R::Error>> {
     let pair = Pair::new(source, target);
-    let target_id = find_existing(tx.state, std::slice::from_ref(&pair))?[0];
-    let rel = tx.state.incoming(target_id).expect("found");
+    let target_id = find_existing(tx.state(), std::slice::from_ref(&pair))?[0];
+    let rel = tx.state().incoming(target_id).expect("found");
     if !rel.background_copy {
         return Err(CommandError::BackgroundCopyOff { pair: pair.to_string() }.into());
     }
@@ -31,7 +31,7 @@ pub(crate) fn copy_step<R: TrackReader>(
     let (mut tracks, mut data_tracks, mut skipped, mut ranges) = (0u64, 0u32, 0u32, 0u32);
     let mut from = 0;
     while let Some(track) = tx
-        .state
+        .state()
         .incoming(target_id)
         .expect("found")
         .out_of_sync
@@ -59,8 +59,8 @@ pub(crate) fn copy_step<R: TrackReader>(
         data_tracks += 1;
         from = track + 1;
     }
-    let remaining = tx.state.incoming(target_id).map_or(0, |r| r.out_of_sync.len());
-    tx.events.push(Event::TracksCopied {
+    let remaining = tx.state().incoming(target_id).map_or(0, |r| r.out_of_sync.len());
+    tx.push_event(Event::TracksCopied {
         source: source.to_string(),
         target: target.to_string(),
         tracks,

@@ -7,36 +7,36 @@ use thiserror::Error;
 
 #[derive(Clone, Debug, PartialEq, Eq, Error, Serialize, Deserialize)]
 pub enum CommandError {
-    #[error("\"{name}\" is not a valid volume name: use 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with -, and not . or ..")]
+    #[error("{name} is not a valid volume name: use 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with -, and not . or ..", name = shown(.name))]
     InvalidVolumeName { name: String },
-    #[error("invalid size {size} for volume \"{name}\": {reason}")]
+    #[error("invalid size {size} for volume {name}: {reason}", name = shown(.name))]
     InvalidSize { name: String, size: u64, reason: String },
-    #[error("volume \"{name}\" already exists; pick another name or remove it with 'flashcopy rmvol {name}'")]
+    #[error("volume {quoted} already exists; pick another name or remove it with 'flashcopy rmvol {name}'", quoted = shown(.name))]
     VolumeExists { name: String },
-    #[error("volume \"{name}\" does not exist; 'flashcopy lsvol' lists the volumes")]
+    #[error("volume {name} does not exist; 'flashcopy lsvol' lists the volumes", name = shown(.name))]
     VolumeNotFound { name: String },
-    #[error("volume \"{name}\" is held by relationship {relationship}; withdraw it first with 'flashcopy rmflash {relationship}'")]
+    #[error("volume {name} is held by relationship {relationship}; withdraw it first with 'flashcopy rmflash {relationship}'", name = shown(.name))]
     VolumeInUse { name: String, relationship: String },
-    #[error("volume \"{name}\" is frozen; thaw it first with 'flashcopy unfreezeflash {name}'")]
+    #[error("volume {quoted} is frozen; thaw it first with 'flashcopy unfreezeflash {name}'", quoted = shown(.name))]
     VolumeFrozen { name: String },
-    #[error("volume \"{name}\" is still releasing {count} writes held by its freeze; try again in a moment")]
+    #[error("volume {name} is still releasing {count} writes held by its freeze; try again in a moment", name = shown(.name))]
     WritesDraining { name: String, count: usize },
-    #[error("{length} bytes at offset {offset} do not fit volume \"{volume}\" of {size} bytes")]
+    #[error("{length} bytes at offset {offset} do not fit volume {volume} of {size} bytes", volume = shown(.volume))]
     OutOfRange {
         volume: String,
         offset: u64,
         length: u64,
         size: u64,
     },
-    #[error("volume \"{volume}\" is the target of relationship {relationship}, established with --tgtinhibit: hosts may not write it")]
+    #[error("volume {volume} is the target of relationship {relationship}, established with --tgtinhibit: hosts may not write it", volume = shown(.volume))]
     TargetWriteInhibited { volume: String, relationship: String },
-    #[error("invalid pair {pair}: {reason}")]
+    #[error("invalid pair {pair}: {reason}", pair = shown(.pair))]
     InvalidPair { pair: String, reason: String },
     #[error("no pairs given: name at least one SRC:TGT")]
     NoPairs,
     #[error("{option}: {reason}")]
     InvalidOption { option: String, reason: String },
-    #[error("{pair}: source \"{source_name}\" has {source_size} bytes but target \"{target}\" has {target_size}; a FlashCopy pair needs volumes of the same size")]
+    #[error("{pair}: source {source_name} has {source_size} bytes but target {target} has {target_size}; a FlashCopy pair needs volumes of the same size", source_name = shown(.source_name), target = shown(.target))]
     SizeMismatch {
         pair: String,
         source_name: String,
@@ -44,24 +44,24 @@ pub enum CommandError {
         target: String,
         target_size: u64,
     },
-    #[error("volume \"{target}\" is the target of {kind} relationship {relationship} (created {created_at}); withdraw it with 'flashcopy rmflash {relationship}' or refresh it with 'flashcopy resyncflash {relationship}'")]
+    #[error("volume {target} is the target of {kind} relationship {relationship} (created {created_at}); withdraw it with 'flashcopy rmflash {relationship}' or refresh it with 'flashcopy resyncflash {relationship}'", target = shown(.target))]
     TargetInUse {
         target: String,
         relationship: String,
         kind: String,
         created_at: Timestamp,
     },
-    #[error("volume \"{source_name}\" already has {existing} FlashCopy targets; a source may have at most {max}: withdraw one with 'flashcopy rmflash'")]
+    #[error("volume {source_name} already has {existing} FlashCopy targets; a source may have at most {max}: withdraw one with 'flashcopy rmflash'", source_name = shown(.source_name))]
     TooManyTargets {
         source_name: String,
         existing: usize,
         max: usize,
     },
-    #[error("volume \"{source_name}\" already has the incremental (--record) relationship {relationship}; a source may have only one: refresh that one with 'flashcopy resyncflash {relationship}' or establish this one without --record")]
+    #[error("volume {source_name} already has the incremental (--record) relationship {relationship}; a source may have only one: refresh that one with 'flashcopy resyncflash {relationship}' or establish this one without --record", source_name = shown(.source_name))]
     IncrementalExists { source_name: String, relationship: String },
     #[error("{pair}: {reason}; FlashCopy does not cascade")]
     CascadeNotAllowed { pair: String, reason: String },
-    #[error("source \"{source_name}\" is frozen by a consistency group; thaw it first with 'flashcopy unfreezeflash {source_name}'")]
+    #[error("source {quoted} is frozen by a consistency group; thaw it first with 'flashcopy unfreezeflash {source_name}'", quoted = shown(.source_name))]
     SourceFrozen { source_name: String },
     #[error("there is no relationship {pair}; 'flashcopy lsflash' lists the relationships")]
     RelationshipNotFound { pair: String },
@@ -73,33 +73,33 @@ pub enum CommandError {
     CopyNotFinished { pair: String, remaining: u64 },
     #[error("relationship {pair} is being withdrawn (rmflash --cp); wait for it to finish, or withdraw it now with 'flashcopy rmflash {pair}'")]
     WithdrawInProgress { pair: String },
-    #[error("volume \"{name}\" is frozen or has writes held by a freeze; thaw it first with 'flashcopy unfreezeflash {name}'")]
+    #[error("volume {quoted} is frozen or has writes held by a freeze; thaw it first with 'flashcopy unfreezeflash {name}'", quoted = shown(.name))]
     TargetFrozen { name: String },
     #[error("a write of {length} bytes is larger than the {max} bytes one command may carry; split it")]
     WriteTooLarge { length: u64, max: u64 },
-    #[error("volume \"{name}\" is not frozen")]
+    #[error("volume {name} is not frozen", name = shown(.name))]
     NotFrozen { name: String },
     #[error("relationship {pair} has background copy off (--nocp); its tracks move only by copy-on-write")]
     BackgroundCopyOff { pair: String },
-    #[error("volume \"{name}\" was deleted and created again since this connection opened it; reconnect to use the new volume")]
+    #[error("volume {name} was deleted and created again since this connection opened it; reconnect to use the new volume", name = shown(.name))]
     VolumeReplaced { name: String },
-    #[error("zeroing {length} bytes of \"{volume}\" at once is refused while it is the source of a relationship (its tracks may need copying first); zero at most {max} bytes per command")]
+    #[error("zeroing {length} bytes of {volume} at once is refused while it is the source of a relationship (its tracks may need copying first); zero at most {max} bytes per command", volume = shown(.volume))]
     ZeroingTooLarge { volume: String, length: u64, max: u64 },
-    #[error("\"{name}\" is not a valid host name: use 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with -, and not . or ..")]
+    #[error("{name} is not a valid host name: use 1 to 64 characters of A-Z a-z 0-9 . _ -, not starting with -, and not . or ..", name = shown(.name))]
     InvalidHostName { name: String },
-    #[error("host \"{name}\" already exists; 'flashcopy lshost' lists the hosts")]
+    #[error("host {name} already exists; 'flashcopy lshost' lists the hosts", name = shown(.name))]
     HostExists { name: String },
-    #[error("host \"{host}\" already has {identity}; one identity names one host")]
+    #[error("host {host} already has {identity}; one identity names one host", host = shown(.host))]
     IdentityInUse { identity: String, host: String },
-    #[error("host \"{name}\" does not exist; 'flashcopy lshost' lists the hosts")]
+    #[error("host {name} does not exist; 'flashcopy lshost' lists the hosts", name = shown(.name))]
     HostNotFound { name: String },
-    #[error("host \"{name}\" has {count} volumes mapped (\"{volume}\" among them); unmap them first with 'flashcopy unmapvol VOLUME {name}'")]
+    #[error("host {quoted} has {count} volumes mapped ({volume} among them); unmap them first with 'flashcopy unmapvol VOLUME {name}'", quoted = shown(.name), volume = shown(.volume))]
     HostHasVolumes { name: String, count: usize, volume: String },
-    #[error("volume \"{volume}\" is not mapped to host \"{host}\"")]
+    #[error("volume {volume} is not mapped to host {host}", volume = shown(.volume), host = shown(.host))]
     NotMapped { volume: String, host: String },
-    #[error("volume \"{name}\" is mapped to host \"{host}\"; unmap it first with 'flashcopy unmapvol {name} {host}'")]
+    #[error("volume {quoted_name} is mapped to host {quoted_host}; unmap it first with 'flashcopy unmapvol {name} {host}'", quoted_name = shown(.name), quoted_host = shown(.host))]
     VolumeMapped { name: String, host: String },
-    #[error("a write to \"{volume}\" carries only a checksum of its data (a journal entry); only a replay of the journal applies it")]
+    #[error("a write to {volume} carries only a checksum of its data (a journal entry); only a replay of the journal applies it", volume = shown(.volume))]
     WriteWithoutData { volume: String },
 }
 
@@ -145,5 +145,58 @@ impl CommandError {
             CommandError::NotMapped { .. } => "not-mapped",
             CommandError::VolumeMapped { .. } => "volume-mapped",
         }
+    }
+}
+
+/// How much of a user's input an error message repeats, in characters as shown.
+const SHOWN_WIDTH: usize = 64;
+
+/// User input (a name, a pair, an identity) as an error message shows it: quoted and escaped
+/// as `{:?}` escapes — control, format (bidirectional overrides, zero-width) and other
+/// invisible characters become `\u{…}`, so a message cannot hide or reorder text — and cut
+/// after about 64 characters, saying how long the input was. An ordinary name shows as
+/// `"name"`.
+pub(crate) fn shown(input: &str) -> String {
+    let mut width = 0;
+    for (at, c) in input.char_indices() {
+        width += c.escape_debug().len();
+        if width > SHOWN_WIDTH {
+            return format!("{:?}… ({} characters)", &input[..at], input.chars().count());
+        }
+    }
+    format!("{input:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_names_show_quoted_as_they_are() {
+        assert_eq!(shown("a"), "\"a\"");
+        assert_eq!(shown(&"v".repeat(64)), format!("\"{}\"", "v".repeat(64)));
+        assert_eq!(
+            CommandError::VolumeNotFound { name: "a".into() }.to_string(),
+            "volume \"a\" does not exist; 'flashcopy lsvol' lists the volumes"
+        );
+        assert_eq!(
+            CommandError::VolumeExists { name: "a".into() }.to_string(),
+            "volume \"a\" already exists; pick another name or remove it with 'flashcopy rmvol a'"
+        );
+    }
+
+    #[test]
+    fn long_or_invisible_input_is_cut_and_escaped() {
+        let long = format!("{}\n{}", "x".repeat(2500), "y".repeat(2499));
+        let message = CommandError::InvalidVolumeName { name: long }.to_string();
+        assert!(message.len() < 300, "{message}");
+        assert!(!message.contains('\n'), "{message}");
+        assert!(message.contains("(5000 characters)"), "{message}");
+        let sneaky = shown("\u{202e}\u{200b}evil\u{feff} \u{a0}\u{1b}[31m");
+        assert_eq!(sneaky, "\"\\u{202e}\\u{200b}evil\\u{feff} \\u{a0}\\u{1b}[31m\"");
+        // The cut counts escapes: a run of invisible characters is cut as soon.
+        let hidden = shown(&"\u{200b}".repeat(100));
+        assert!(hidden.len() < 100, "{hidden}");
+        assert!(hidden.ends_with("… (100 characters)"), "{hidden}");
     }
 }

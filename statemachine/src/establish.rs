@@ -1,6 +1,5 @@
 //! mkflash: establish relationships, all pairs at one point in time (this entry), all or nothing.
 
-use crate::apply::{Failure, Tx};
 use crate::bitmap::OutOfSync;
 use crate::command::{EstablishOptions, Pair};
 use crate::error::CommandError;
@@ -8,6 +7,7 @@ use crate::event::Event;
 use crate::relationship::{resolve_pairs, Relationship, MAX_TARGETS_PER_SOURCE};
 use crate::state::State;
 use crate::track::{TrackReader, VolumeId};
+use crate::tx::{Failure, Tx};
 use roaring::RoaringBitmap;
 use std::collections::BTreeSet;
 
@@ -26,15 +26,15 @@ pub(crate) fn mkflash<R: TrackReader>(
         }
         .into());
     }
-    let resolved = resolve_pairs(tx.state, pairs)?;
+    let resolved = resolve_pairs(tx.state(), pairs)?;
     for (i, pair) in pairs.iter().enumerate() {
-        check_pair(tx.state, pair, &resolved, i, options)?;
+        check_pair(tx.state(), pair, &resolved, i, options)?;
     }
 
     for (pair, &(source, target)) in pairs.iter().zip(&resolved) {
         let tracks = tx
-            .state
-            .track_count(tx.state.record(source).expect("resolved").volume.size);
+            .state()
+            .track_count(tx.state().record(source).expect("resolved").volume.size);
         let rel = Relationship {
             source,
             target,
@@ -47,15 +47,15 @@ pub(crate) fn mkflash<R: TrackReader>(
             out_of_sync: OutOfSync::all(tracks),
             source_changes: RoaringBitmap::new(),
             target_changes: RoaringBitmap::new(),
-            created_at: tx.now,
-            synced_at: tx.now,
+            created_at: tx.now(),
+            synced_at: tx.now(),
         };
         tx.bitmaps_replaced(target);
         let record = tx.record_mut(target);
         record.incoming = Some(rel);
         record.volume.incomplete = false;
         tx.record_mut(source).volume.targets.insert(target);
-        tx.events.push(Event::Established {
+        tx.push_event(Event::Established {
             source: pair.source.clone(),
             target: pair.target.clone(),
             seqnum: options.seqnum,
@@ -63,11 +63,11 @@ pub(crate) fn mkflash<R: TrackReader>(
     }
 
     if options.freeze {
-        let until = tx.now.plus_millis(FREEZE_TIMEOUT_MILLIS);
+        let until = tx.now().plus_millis(FREEZE_TIMEOUT_MILLIS);
         let sources: BTreeSet<VolumeId> = resolved.iter().map(|(s, _)| *s).collect();
         for source in sources {
             tx.set_frozen(source, Some(until));
-            tx.events.push(Event::Frozen {
+            tx.push_event(Event::Frozen {
                 volume: tx.name(source),
                 until,
             });

@@ -1,12 +1,12 @@
 //! Consistency-group freeze: writes to a frozen source wait in a replicated queue (they are not
 //! failed) until `unfreezeflash` or the automatic thaw, then complete in order.
 
-use crate::apply::{Failure, Tx};
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::held_writes::HeldWrite;
 use crate::host_write::{unbounded_zeroing, write_now};
 use crate::track::{TrackReader, VolumeId};
+use crate::tx::{Failure, Tx};
 use std::collections::BTreeSet;
 
 pub(crate) fn unfreezeflash<R: TrackReader>(tx: &mut Tx<'_, R>, sources: &[String]) -> Result<(), Failure<R::Error>> {
@@ -20,7 +20,7 @@ pub(crate) fn unfreezeflash<R: TrackReader>(tx: &mut Tx<'_, R>, sources: &[Strin
     let mut ids = BTreeSet::new();
     for name in sources {
         let volume = tx
-            .state
+            .state()
             .volume(name)
             .ok_or_else(|| CommandError::VolumeNotFound { name: name.clone() })?;
         if volume.frozen_until.is_none() {
@@ -45,10 +45,10 @@ const THAW_BATCH_BYTES: u64 = 8 << 20;
 pub(crate) fn thaw<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, automatic: bool) -> Result<(), Failure<R::Error>> {
     tx.set_frozen(id, None);
     // The event comes before the writes it released.
-    let at = tx.events.len();
+    let at = tx.event_count();
     let released_writes = release(tx, id)?;
     let volume = tx.name(id);
-    tx.events.insert(
+    tx.insert_event(
         at,
         Event::Thawed {
             volume,
@@ -67,22 +67,22 @@ pub(crate) fn release<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId) -> Resul
         return Ok(0);
     };
     let released = batch.len();
-    tx.changes.held_released.insert(id, last.seq);
+    tx.note_held_released(id, last.seq);
     for HeldWrite { write, .. } in batch {
         // The range was checked when the write arrived and sizes never change; only a
         // relationship established since can refuse it now (--tgtinhibit, or a long zeroing
         // of what became a source).
         let refusal = tx
-            .state
+            .state()
             .incoming(id)
             .filter(|r| r.target_write_inhibit)
             .map(|rel| CommandError::TargetWriteInhibited {
                 volume: write.volume.clone(),
-                relationship: tx.state.pair_name(rel),
+                relationship: tx.state().pair_name(rel),
             })
-            .or_else(|| unbounded_zeroing(tx.state, id, &write));
+            .or_else(|| unbounded_zeroing(tx.state(), id, &write));
         match refusal {
-            Some(error) => tx.events.push(Event::HeldWriteRefused {
+            Some(error) => tx.push_event(Event::HeldWriteRefused {
                 volume: write.volume.clone(),
                 tag: write.tag,
                 error,

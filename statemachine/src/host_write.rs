@@ -4,12 +4,12 @@
 //! whole tracks costs what is stored in the range, not its length (a whole-volume TRIM is one
 //! command).
 
-use crate::apply::{Failure, Tx};
 use crate::changes::BitmapKind;
 use crate::command::{HostWrite, WriteData};
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::track::{TrackReader, VolumeId};
+use crate::tx::{Failure, Tx};
 use std::ops::Range;
 
 /// The most bytes one write command may carry, and zero on a volume that is a source (whose
@@ -25,31 +25,31 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
         }
         .into());
     }
-    if matches!(write.data, WriteData::Summary { .. }) && !tx.replaying {
+    if matches!(write.data, WriteData::Summary { .. }) && !tx.replaying() {
         return Err(CommandError::WriteWithoutData {
             volume: write.volume.clone(),
         }
         .into());
     }
     let id = tx
-        .state
+        .state()
         .check_range(&write.volume, write.opened, write.offset, write.data.len())?;
-    if let Some(error) = unbounded_zeroing(tx.state, id, write) {
+    if let Some(error) = unbounded_zeroing(tx.state(), id, write) {
         return Err(error.into());
     }
-    let record = tx.state.record(id).expect("checked");
+    let record = tx.state().record(id).expect("checked");
     if let Some(rel) = record.incoming.as_ref().filter(|r| r.target_write_inhibit) {
         return Err(CommandError::TargetWriteInhibited {
             volume: write.volume.clone(),
-            relationship: tx.state.pair_name(rel),
+            relationship: tx.state().pair_name(rel),
         }
         .into());
     }
     // Held while frozen, and after a thaw until the writes held before it are all released.
     if record.volume.frozen_until.is_some() || !record.held_writes.is_empty() {
         let seq = tx.record_mut(id).held_writes.push(write.clone());
-        tx.changes.held_pushed.push((id, seq));
-        tx.events.push(Event::WriteHeld {
+        tx.note_held_pushed(id, seq);
+        tx.push_event(Event::WriteHeld {
             volume: write.volume.clone(),
             offset: write.offset,
             length: write.data.len(),
@@ -92,7 +92,7 @@ pub(crate) fn write_batch<R: TrackReader>(tx: &mut Tx<'_, R>, writes: &[HostWrit
     for w in writes {
         match write(tx, w) {
             Ok(()) => {}
-            Err(Failure::Refused(error)) => tx.events.push(Event::WriteRefused {
+            Err(Failure::Refused(error)) => tx.push_event(Event::WriteRefused {
                 volume: w.volume.clone(),
                 offset: w.offset,
                 length: w.data.len(),
@@ -111,7 +111,7 @@ pub(crate) fn write_now<R: TrackReader>(
     id: VolumeId,
     write: &HostWrite,
 ) -> Result<(), Failure<R::Error>> {
-    let track_size = u64::from(tx.state.track_size());
+    let track_size = u64::from(tx.state().track_size());
     let end = write.offset + write.data.len();
     let whole_tracks = write.offset.div_ceil(track_size)..end / track_size;
     if matches!(write.data, WriteData::Zeroes(_)) && !whole_tracks.is_empty() {
@@ -122,7 +122,7 @@ pub(crate) fn write_now<R: TrackReader>(
     } else {
         write_range(tx, id, write, write.offset..end)?;
     }
-    tx.events.push(Event::Written {
+    tx.push_event(Event::Written {
         volume: write.volume.clone(),
         offset: write.offset,
         length: write.data.len(),
@@ -138,8 +138,8 @@ fn write_range<R: TrackReader>(
     write: &HostWrite,
     range: Range<u64>,
 ) -> Result<(), Failure<R::Error>> {
-    let track_size = u64::from(tx.state.track_size());
-    let record = tx.state.record(id).expect("checked");
+    let track_size = u64::from(tx.state().track_size());
+    let record = tx.state().record(id).expect("checked");
     let targets: Vec<VolumeId> = record.volume.targets.iter().copied().collect();
     let source = record.incoming.as_ref().map(|r| r.source);
 
@@ -151,7 +151,7 @@ fn write_range<R: TrackReader>(
 
         // As a source: every target still sharing this track gets the old content first.
         for &target in &targets {
-            let rel = tx.state.incoming(target).expect("targets have relationships");
+            let rel = tx.state().incoming(target).expect("targets have relationships");
             let (shared, recording) = (rel.out_of_sync.contains(track), rel.recording);
             if shared {
                 tx.copy_to_target(id, target, track)?;
@@ -165,7 +165,7 @@ fn write_range<R: TrackReader>(
         // the source's track.
         let mut base = id;
         if let Some(source) = source {
-            let rel = tx.state.incoming(id).expect("checked");
+            let rel = tx.state().incoming(id).expect("checked");
             let (recording, shared) = (rel.recording, rel.out_of_sync.contains(track));
             if recording {
                 tx.note_change(id, BitmapKind::TargetChanges, track);
@@ -235,7 +235,7 @@ fn write_range<R: TrackReader>(
 /// Zeroes whole tracks, with the effect `write_range` has track by track, in time proportional
 /// to the tracks stored in the range on this volume and its targets, not to its length.
 fn zero_tracks<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, tracks: Range<u32>) -> Result<(), Failure<R::Error>> {
-    let record = tx.state.record(id).expect("checked");
+    let record = tx.state().record(id).expect("checked");
     let targets: Vec<VolumeId> = record.volume.targets.iter().copied().collect();
     let is_target = record.incoming.is_some();
 
@@ -243,7 +243,7 @@ fn zero_tracks<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, tracks: Range<u
     // track stored on neither side reads as zeros on both: it is in sync as it stands.
     for target in targets {
         let shared = |tx: &Tx<'_, R>, track| {
-            tx.state
+            tx.state()
                 .incoming(target)
                 .expect("targets have relationships")
                 .out_of_sync
@@ -264,13 +264,18 @@ fn zero_tracks<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, tracks: Range<u
             next = next_stored(tx, target, track + 1, &tracks)?;
         }
         tx.mark_range_copied(target, tracks.clone());
-        if tx.state.incoming(target).expect("targets have relationships").recording {
+        if tx
+            .state()
+            .incoming(target)
+            .expect("targets have relationships")
+            .recording
+        {
             tx.note_range_changed(target, BitmapKind::SourceChanges, tracks.clone());
         }
     }
     // As a target: the tracks stop living on the source.
     if is_target {
-        if tx.state.incoming(id).expect("checked").recording {
+        if tx.state().incoming(id).expect("checked").recording {
             tx.note_range_changed(id, BitmapKind::TargetChanges, tracks.clone());
         }
         tx.mark_range_copied(id, tracks.clone());

@@ -2,10 +2,8 @@
 //! TLS identity may see, read and write which volumes over NBD. While no host is defined the
 //! data path is open — every client sees every volume — as it was before hosts existed.
 
-use crate::apply::{Failure, Tx};
 use crate::error::CommandError;
-use crate::event::Event;
-use crate::track::{TrackReader, VolumeId};
+use crate::track::VolumeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -57,125 +55,77 @@ pub struct HostInfo {
 /// Longest PSK identity or certificate name a host may carry.
 const MAX_IDENTITY: usize = 255;
 
-fn validate_identity(identity: &HostIdentity) -> Result<(), CommandError> {
-    let (value, option) = match identity {
-        HostIdentity::Psk(id) => (id, "--psk-identity"),
-        HostIdentity::CertCn(cn) => (cn, "--cert-cn"),
+pub(crate) fn validate_identity(identity: &HostIdentity) -> Result<(), CommandError> {
+    let (value, option, psk) = match identity {
+        HostIdentity::Psk(id) => (id, "--psk-identity", true),
+        HostIdentity::CertCn(cn) => (cn, "--cert-cn", false),
     };
-    // A colon ends the identity in a psktool key file line.
-    let colon = matches!(identity, HostIdentity::Psk(_)) && value.contains(':');
-    if value.is_empty() || value.len() > MAX_IDENTITY || value.chars().any(char::is_control) || colon {
-        return Err(CommandError::InvalidOption {
-            option: option.to_string(),
-            reason: format!(
-                "\"{value}\" is not a valid identity: use 1 to {MAX_IDENTITY} printable characters{}",
-                if matches!(identity, HostIdentity::Psk(_)) {
-                    ", without ':'"
-                } else {
-                    ""
-                }
-            ),
-        });
-    }
-    Ok(())
+    // `lshost` and `audit` show identities: one must read as what it is, so nothing in it may
+    // be invisible or reorder the text around it, and no space may hide at either end.
+    let problem = if value.is_empty() {
+        "it is empty".to_string()
+    } else if value.len() > MAX_IDENTITY {
+        format!("it has {} bytes", value.len())
+    } else if let Some(c) = value.chars().find(|&c| invisible(c)) {
+        format!("it contains the invisible character U+{:04X}", u32::from(c))
+    } else if value.starts_with(' ') || value.ends_with(' ') {
+        "it starts or ends with a space".to_string()
+    } else if psk && value.contains(':') {
+        // A colon ends the identity in a psktool key file line.
+        "it contains ':'".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(CommandError::InvalidOption {
+        option: option.to_string(),
+        reason: format!(
+            "{} is not a valid identity ({problem}): use 1 to {MAX_IDENTITY} bytes of visible characters, spaces only between them{}",
+            crate::error::shown(value),
+            if psk { ", without ':'" } else { "" }
+        ),
+    })
 }
 
-fn host_not_found(name: &str) -> CommandError {
-    CommandError::HostNotFound { name: name.to_string() }
-}
-
-pub(crate) fn create<R: TrackReader>(
-    tx: &mut Tx<'_, R>,
-    name: &str,
-    identity: &HostIdentity,
-) -> Result<(), Failure<R::Error>> {
-    crate::volume::validate_name(name).map_err(|_| CommandError::InvalidHostName { name: name.to_string() })?;
-    validate_identity(identity)?;
-    if tx.state.hosts.contains_key(name) {
-        return Err(CommandError::HostExists { name: name.to_string() }.into());
-    }
-    if let Some(other) = tx.state.hosts.values().find(|h| &h.identity == identity) {
-        return Err(CommandError::IdentityInUse {
-            identity: identity.to_string(),
-            host: other.name.clone(),
-        }
-        .into());
-    }
-    tx.hosts_mut().insert(
-        name.to_string(),
-        Host {
-            name: name.to_string(),
-            identity: identity.clone(),
-            volumes: BTreeMap::new(),
-        },
-    );
-    tx.events.push(Event::HostCreated {
-        host: name.to_string(),
-        identity: identity.to_string(),
-    });
-    Ok(())
-}
-
-pub(crate) fn delete<R: TrackReader>(tx: &mut Tx<'_, R>, name: &str) -> Result<(), Failure<R::Error>> {
-    let host = tx.state.hosts.get(name).ok_or_else(|| host_not_found(name))?;
-    if let Some(volume) = host.volumes.keys().next() {
-        return Err(CommandError::HostHasVolumes {
-            name: name.to_string(),
-            count: host.volumes.len(),
-            volume: tx.name(*volume),
-        }
-        .into());
-    }
-    tx.hosts_mut().remove(name);
-    tx.events.push(Event::HostDeleted { host: name.to_string() });
-    Ok(())
-}
-
-/// Maps a volume to a host, or changes the access of a mapping.
-pub(crate) fn map<R: TrackReader>(
-    tx: &mut Tx<'_, R>,
-    volume: &str,
-    host: &str,
-    read_only: bool,
-) -> Result<(), Failure<R::Error>> {
-    let id = tx.state.volume_id(volume).ok_or_else(|| CommandError::VolumeNotFound {
-        name: volume.to_string(),
-    })?;
-    if !tx.state.hosts.contains_key(host) {
-        return Err(host_not_found(host).into());
-    }
-    let access = if read_only { Access::ReadOnly } else { Access::ReadWrite };
-    tx.hosts_mut()
-        .get_mut(host)
-        .expect("checked")
-        .volumes
-        .insert(id, access);
-    tx.events.push(Event::VolumeMapped {
-        volume: volume.to_string(),
-        host: host.to_string(),
-        read_only,
-    });
-    Ok(())
-}
-
-pub(crate) fn unmap<R: TrackReader>(tx: &mut Tx<'_, R>, volume: &str, host: &str) -> Result<(), Failure<R::Error>> {
-    let id = tx.state.volume_id(volume).ok_or_else(|| CommandError::VolumeNotFound {
-        name: volume.to_string(),
-    })?;
-    let mapped = tx.state.hosts.get(host).ok_or_else(|| host_not_found(host))?;
-    if !mapped.volumes.contains_key(&id) {
-        return Err(CommandError::NotMapped {
-            volume: volume.to_string(),
-            host: host.to_string(),
-        }
-        .into());
-    }
-    tx.hosts_mut().get_mut(host).expect("checked").volumes.remove(&id);
-    tx.events.push(Event::VolumeUnmapped {
-        volume: volume.to_string(),
-        host: host.to_string(),
-    });
-    Ok(())
+/// Characters an identity may not carry: control characters, whitespace other than the plain
+/// space, format characters (Unicode category Cf: zero-width, bidirectional embeddings,
+/// overrides and isolates, tags, …), and characters that show as nothing (fillers, blank
+/// patterns, variation selectors, the combining grapheme joiner).
+fn invisible(c: char) -> bool {
+    (c != ' ' && (c.is_control() || c.is_whitespace()))
+        || matches!(
+            c,
+            // Format characters (Cf).
+            '\u{AD}'
+                | '\u{600}'..='\u{605}'
+                | '\u{61C}'
+                | '\u{6DD}'
+                | '\u{70F}'
+                | '\u{890}'..='\u{891}'
+                | '\u{8E2}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{2066}'..='\u{206F}'
+                | '\u{FEFF}'
+                | '\u{FFF9}'..='\u{FFFB}'
+                | '\u{110BD}'
+                | '\u{110CD}'
+                | '\u{13430}'..='\u{1343F}'
+                | '\u{1BCA0}'..='\u{1BCA3}'
+                | '\u{1D173}'..='\u{1D17A}'
+                | '\u{E0000}'..='\u{E007F}'
+                // Blank or joining without a glyph of their own.
+                | '\u{34F}'
+                | '\u{115F}'..='\u{1160}'
+                | '\u{17B4}'..='\u{17B5}'
+                // Mongolian variation selectors and vowel separator (U+180E, Cf).
+                | '\u{180B}'..='\u{180F}'
+                | '\u{2800}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FFA0}'
+                | '\u{E0100}'..='\u{E01EF}'
+        )
 }
 
 /// The host a volume is mapped to, if any (a mapped volume may not be deleted).

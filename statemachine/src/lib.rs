@@ -5,48 +5,71 @@
 //! operations storage must execute atomically plus the events it produced. Replaying the same
 //! commands from an empty state gives the same state and the same [`State::digest`].
 
-mod apply;
-mod background_copy;
+// The data: tracks, volumes, relationships, hosts, the state that holds them.
 mod bitmap;
 mod changes;
 mod command;
-mod digest;
 mod error;
-mod establish;
 mod event;
-mod freeze;
+mod globals;
 mod held_writes;
-mod host_write;
 mod hosts;
-mod mem_tracks;
+mod record;
 mod relationship;
+mod state;
+mod timestamp;
+mod track;
+mod volume;
+
+// The state's queries, one concern each.
+mod allocation;
+mod listing;
+mod metadata_digest;
+mod reads;
+mod scheduling;
+
+// Digests and stored tracks as one apply sees them.
+mod digest;
+mod mem_tracks;
+mod stored_tracks;
+mod track_view;
+
+// One apply: the transaction, the command handlers, the dispatch; and the journal's replay.
+mod apply;
+mod background_copy;
+mod establish;
+mod freeze;
+mod host_mapping;
+mod host_write;
+mod provision;
 mod replay;
 mod resync;
 mod reverse;
-mod state;
-mod stored_tracks;
-mod timestamp;
-mod track;
-mod track_view;
-mod volume;
+mod tx;
 mod withdraw;
 
+pub use allocation::{AllocationQuery, Extent};
 pub use apply::{apply, Applied};
 pub use bitmap::OutOfSync;
 pub use changes::{BitmapKind, DetailChanges, BITMAP_BLOCK_TRACKS};
 pub use command::{Command, EstablishOptions, HostWrite, Pair, WriteData};
-pub use digest::MetadataDigest;
 pub use error::CommandError;
 pub use establish::FREEZE_TIMEOUT_MILLIS;
 pub use event::Event;
 pub use freeze::THAW_BATCH;
+pub use globals::Globals;
 pub use held_writes::{HeldWrite, HeldWrites};
 pub use host_write::MAX_WRITE_BYTES;
 pub use hosts::{Access, Host, HostIdentity, HostInfo};
+pub use listing::{RelationshipInfo, VolumeInfo};
 pub use mem_tracks::MemTracks;
+pub use metadata_digest::MetadataDigest;
+pub use reads::ReadPlan;
+pub use record::VolumeRecord;
 pub use relationship::{Relationship, RelationshipState, MAX_TARGETS_PER_SOURCE};
 pub use replay::{Replay, Replayed};
-pub use state::{CopyWork, Extent, Globals, RelationshipInfo, State, VolumeInfo, VolumeRecord};
+pub use scheduling::CopyWork;
+pub use state::State;
 pub use timestamp::{BadTime, Stamp, Timestamp};
 pub use track::{block_size, BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK, TRACK_SIZE};
 pub use volume::{Volume, VolumeState, MAX_VOLUME_SIZE};

@@ -1,12 +1,12 @@
 //! resyncflash: incremental refresh. The target becomes a point-in-time copy of the source as of
 //! this entry; only tracks changed on either side since the last point in time go out of sync.
 
-use crate::apply::{Failure, Tx};
 use crate::command::Pair;
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::relationship::find_existing;
 use crate::track::TrackReader;
+use crate::tx::{Failure, Tx};
 
 pub(crate) fn resyncflash<R: TrackReader>(
     tx: &mut Tx<'_, R>,
@@ -15,9 +15,9 @@ pub(crate) fn resyncflash<R: TrackReader>(
     tgtinhibit: bool,
     seqnum: Option<u32>,
 ) -> Result<(), Failure<R::Error>> {
-    let targets = find_existing(tx.state, pairs)?;
+    let targets = find_existing(tx.state(), pairs)?;
     for (pair, target) in pairs.iter().zip(&targets) {
-        let rel = tx.state.incoming(*target).expect("found");
+        let rel = tx.state().incoming(*target).expect("found");
         if !rel.recording {
             return Err(CommandError::NotRecording { pair: pair.to_string() }.into());
         }
@@ -26,7 +26,7 @@ pub(crate) fn resyncflash<R: TrackReader>(
         }
     }
     for (pair, target) in pairs.iter().zip(targets) {
-        let now = tx.now;
+        let now = tx.now();
         tx.bitmaps_replaced(target);
         let rel = tx.relationship_mut(target);
         let mut changed = std::mem::take(&mut rel.source_changes);
@@ -39,7 +39,7 @@ pub(crate) fn resyncflash<R: TrackReader>(
         }
         rel.synced_at = now;
         let tracks_to_copy = rel.out_of_sync.len();
-        tx.events.push(Event::Resynced {
+        tx.push_event(Event::Resynced {
             source: pair.source.clone(),
             target: pair.target.clone(),
             tracks_to_copy,

@@ -2,13 +2,13 @@
 //! the old source becomes a point-in-time copy of the old target as of this entry. Only tracks
 //! where the two diverged are copied back.
 
-use crate::apply::{Failure, Tx};
 use crate::bitmap::OutOfSync;
 use crate::command::Pair;
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::relationship::{find_existing, Relationship};
 use crate::track::TrackReader;
+use crate::tx::{Failure, Tx};
 use roaring::RoaringBitmap;
 
 pub(crate) fn reverseflash<R: TrackReader>(
@@ -17,9 +17,9 @@ pub(crate) fn reverseflash<R: TrackReader>(
     fast: bool,
     seqnum: Option<u32>,
 ) -> Result<(), Failure<R::Error>> {
-    let targets = find_existing(tx.state, pairs)?;
+    let targets = find_existing(tx.state(), pairs)?;
     for (pair, target) in pairs.iter().zip(&targets) {
-        let rel = tx.state.incoming(*target).expect("found");
+        let rel = tx.state().incoming(*target).expect("found");
         if rel.completing {
             return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());
         }
@@ -33,7 +33,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
             }
             .into());
         }
-        let source = tx.state.record(rel.source).expect("sources exist");
+        let source = tx.state().record(rel.source).expect("sources exist");
         if source.volume.frozen_until.is_some() {
             return Err(CommandError::SourceFrozen {
                 source_name: pair.source.clone(),
@@ -47,7 +47,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
                     "\"{}\" is also the source of {}:{} and cannot become a target; withdraw that relationship first",
                     pair.source,
                     pair.source,
-                    tx.state.name(*other)
+                    tx.state().name(*other)
                 ),
             }
             .into());
@@ -82,7 +82,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
             source_changes: RoaringBitmap::new(),
             target_changes: RoaringBitmap::new(),
             created_at: old.created_at,
-            synced_at: tx.now,
+            synced_at: tx.now(),
         };
         let empty = reversed.out_of_sync.is_empty();
         tx.record_mut(old_source).volume.targets.remove(&old_target);
@@ -95,7 +95,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
             // Its tracks that were never copied hold stale data: not a valid image any more.
             new_source.volume.incomplete = true;
         }
-        tx.events.push(Event::Reversed {
+        tx.push_event(Event::Reversed {
             source: pair.target.clone(),
             target: pair.source.clone(),
             fast,

@@ -1,11 +1,11 @@
 //! rmflash: withdraw relationships, now or (with --cp) when the background copy completes.
 
-use crate::apply::{Failure, Tx};
 use crate::command::Pair;
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::relationship::find_existing;
 use crate::track::{TrackReader, VolumeId};
+use crate::tx::{Failure, Tx};
 
 pub(crate) fn rmflash<R: TrackReader>(
     tx: &mut Tx<'_, R>,
@@ -13,10 +13,10 @@ pub(crate) fn rmflash<R: TrackReader>(
     cp: bool,
     seqnum: Option<u32>,
 ) -> Result<(), Failure<R::Error>> {
-    let targets = find_existing(tx.state, pairs)?;
+    let targets = find_existing(tx.state(), pairs)?;
     if let Some(expected) = seqnum {
         for (pair, target) in pairs.iter().zip(&targets) {
-            let actual = tx.state.incoming(*target).expect("found").seqnum;
+            let actual = tx.state().incoming(*target).expect("found").seqnum;
             if actual != expected {
                 return Err(CommandError::SeqnumMismatch {
                     pair: pair.to_string(),
@@ -32,7 +32,7 @@ pub(crate) fn rmflash<R: TrackReader>(
         if cp && !rel.out_of_sync.is_empty() {
             rel.completing = true;
             rel.background_copy = true;
-            tx.events.push(Event::WithdrawScheduled {
+            tx.push_event(Event::WithdrawScheduled {
                 source: pair.source.clone(),
                 target: pair.target.clone(),
             });
@@ -54,7 +54,7 @@ pub(crate) fn withdraw<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeId, aut
         record.volume.incomplete = true;
     }
     tx.record_mut(rel.source).volume.targets.remove(&target);
-    tx.events.push(Event::Withdrawn {
+    tx.push_event(Event::Withdrawn {
         source: tx.name(rel.source),
         target: tx.name(target),
         incomplete,

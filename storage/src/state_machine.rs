@@ -6,8 +6,11 @@
 //! Those writes skip RocksDB's WAL: the Raft log already holds every entry durably, so a host
 //! byte is written once durably (in the log) and once in its place (a track block, at flush).
 //! After a crash the column families come back as of their last flush (atomic across all of
-//! them, see `db.rs`), and openraft re-applies the log from the applied id found there. The log
-//! store flushes the state before it purges entries, so the entries a restart needs are kept.
+//! them, see `db.rs`), and openraft re-applies the log from the applied id found there. The
+//! entries a restart needs are kept without a flush at purge: openraft purges only up to a
+//! snapshot, and a snapshot's state is on disk (building one takes a RocksDB checkpoint, which
+//! flushes every column family; installing one writes through the WAL, synced). See
+//! `LogStore::purge_blocking`.
 
 use crate::applied_state::{cf, corrupt, install_interrupted, load, AppliedState};
 use crate::audit::AuditRecord;

@@ -2,11 +2,13 @@
 //! in blocks. Also how a track op becomes writes in a batch.
 
 use crate::db::{block_key, track_key, volume_track_range, CF_BLOCKS, CF_SUMS};
-use rocksdb::{Direction, IteratorMode, WriteBatch, DB};
+use rocksdb::{Direction, IteratorMode, ReadOptions, Snapshot, WriteBatch, DB};
 use statemachine::{BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK};
 
 pub(crate) struct DbTracks<'a> {
     db: &'a DB,
+    /// Read as of this snapshot, or the latest data if none.
+    snapshot: Option<&'a Snapshot<'a>>,
     block_size: usize,
 }
 
@@ -14,8 +16,25 @@ impl<'a> DbTracks<'a> {
     pub(crate) fn new(db: &'a DB, track_size: u32) -> Self {
         DbTracks {
             db,
+            snapshot: None,
             block_size: statemachine::block_size(track_size) as usize,
         }
+    }
+
+    /// The tracks as they were when `snapshot` was taken.
+    pub(crate) fn at(db: &'a DB, snapshot: &'a Snapshot<'a>, track_size: u32) -> Self {
+        DbTracks {
+            snapshot: Some(snapshot),
+            ..DbTracks::new(db, track_size)
+        }
+    }
+
+    fn read_options(&self) -> ReadOptions {
+        let mut options = ReadOptions::default();
+        if let Some(snapshot) = self.snapshot {
+            options.set_snapshot(snapshot);
+        }
+        options
     }
 
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
@@ -106,7 +125,10 @@ impl TrackReader for DbTracks<'_> {
     type Error = TrackError;
 
     fn block_sums(&self, volume: VolumeId, track: u32) -> Result<Option<BlockSums>, Self::Error> {
-        match self.db.get_pinned_cf(self.cf(CF_SUMS), track_key(volume, track))? {
+        match self
+            .db
+            .get_pinned_cf_opt(self.cf(CF_SUMS), track_key(volume, track), &self.read_options())?
+        {
             None => Ok(None),
             Some(bytes) => decode_sums(&bytes).map(Some).ok_or(TrackError::CorruptSums {
                 volume: volume.0,
@@ -126,17 +148,18 @@ impl TrackReader for DbTracks<'_> {
         };
         if first == last {
             // One block: a point lookup.
-            match self
-                .db
-                .get_pinned_cf(self.cf(CF_BLOCKS), block_key(volume, track, first))?
-            {
+            match self.db.get_pinned_cf_opt(
+                self.cf(CF_BLOCKS),
+                block_key(volume, track, first),
+                &self.read_options(),
+            )? {
                 Some(bytes) => copy(out, first, &bytes),
                 None => out.fill(0),
             }
             return Ok(());
         }
         out.fill(0);
-        let mut options = rocksdb::ReadOptions::default();
+        let mut options = self.read_options();
         options.set_iterate_upper_bound(block_key(volume, track, last + 1).to_vec());
         let from = block_key(volume, track, first);
         let iter = self.db.iterator_cf_opt(
@@ -154,7 +177,7 @@ impl TrackReader for DbTracks<'_> {
     fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Self::Error> {
         let start = track_key(volume, from);
         // Stay within this volume's keys.
-        let mut options = rocksdb::ReadOptions::default();
+        let mut options = self.read_options();
         options.set_iterate_upper_bound((volume.0 + 1).to_be_bytes().to_vec());
         let mut iter = self.db.iterator_cf_opt(
             self.cf(CF_SUMS),

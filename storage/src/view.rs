@@ -81,10 +81,18 @@ impl StateView {
         offset: u64,
         length: u64,
     ) -> std::result::Result<Vec<u8>, ReadError> {
-        let inner = self.inner.read().expect("state lock is not poisoned");
-        let id = inner.state.check_range(volume, opened, offset, length)?;
-        let tracks = DbTracks::new(&self.db, inner.state.track_size());
-        Ok(inner.state.read(&tracks, id, offset, length)?)
+        // Resolved and snapshotted under the lock, read without it: a long read does not hold
+        // up the apply.
+        let (plan, snapshot, track_size) = {
+            let inner = self.inner.read().expect("state lock is not poisoned");
+            let id = inner.state.check_range(volume, opened, offset, length)?;
+            (
+                inner.state.read_plan(id, offset, length),
+                self.db.snapshot(),
+                inner.state.track_size(),
+            )
+        };
+        Ok(plan.read(&DbTracks::at(&self.db, &snapshot, track_size))?)
     }
 
     /// Which parts of a range are allocated (see [`State::allocation`]), from the sums column
@@ -97,10 +105,17 @@ impl StateView {
         length: u64,
         budget: u32,
     ) -> std::result::Result<Vec<Extent>, ReadError> {
-        let inner = self.inner.read().expect("state lock is not poisoned");
-        let id = inner.state.check_range(volume, opened, offset, length)?;
-        let tracks = DbTracks::new(&self.db, inner.state.track_size());
-        Ok(inner.state.allocation(&tracks, id, offset, length, budget)?)
+        // As a read: what the state says is taken under the lock, storage is read without it.
+        let (query, snapshot, track_size) = {
+            let inner = self.inner.read().expect("state lock is not poisoned");
+            let id = inner.state.check_range(volume, opened, offset, length)?;
+            (
+                inner.state.allocation_query(id),
+                self.db.snapshot(),
+                inner.state.track_size(),
+            )
+        };
+        Ok(query.run(&DbTracks::at(&self.db, &snapshot, track_size), offset, length, budget)?)
     }
 
     /// Audit records after index `after` that pass `filter`, at most `limit`.

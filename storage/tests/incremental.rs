@@ -1,11 +1,15 @@
 //! Applies write only what changed (bitmap blocks, held writes). Random workloads on volumes
-//! whose bitmaps span several blocks must reopen to exactly the in-memory state.
+//! whose bitmaps span several blocks must reopen to exactly the in-memory state, and after every
+//! entry (and after every reopen) hosts must read from the store the bytes a model reads: the
+//! state machine run on the in-memory reference track store. A track the store loses, copies
+//! wrong or stores over a copy still needed (copy-on-write) reads differently from the model.
 
 use openraft::storage::RaftStateMachine;
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use proptest::prelude::*;
-use statemachine::{Command, EstablishOptions, HostWrite, Pair, State, Timestamp, WriteData};
-use storage::{Request, TypeConfig};
+use statemachine::{Command, EstablishOptions, HostWrite, MemTracks, Pair, Stamp, State, Timestamp, WriteData};
+use std::collections::BTreeSet;
+use storage::{Request, StateView, TypeConfig};
 
 /// 2^17 + 5 tracks: three bitmap blocks, thin, 8 GiB.
 const BIG: u64 = ((1 << 17) + 5) << 16;
@@ -46,13 +50,110 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// The track of volume `v` a write with `t` lands on. Spread writes over all blocks: the start,
+/// the middle, the end.
+fn write_track(v: usize, t: u32) -> u32 {
+    let tracks = (size(v) >> 16) as u32;
+    [t % 3, (t % tracks), tracks - 1 - t % 3][(t % 3) as usize]
+}
+
+/// Every write lands in the first bytes of its track (100 bytes at an offset below 256): the
+/// part of a track read after each entry. Whole tracks are read at each reopen.
+const PREFIX: u64 = 512;
+const TRACK: u64 = 1 << 16;
+
+/// For each volume, the tracks to read: every track a write of the workload lands on (a copy
+/// moves a track to the same place of another volume, so every volume's), and its middle
+/// track, which no write reaches unless by chance (it must read as the model says all the same).
+fn tracks_to_read(ops: &[Op]) -> Vec<BTreeSet<u32>> {
+    let written: BTreeSet<u32> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Write(v, t, _) => Some(write_track(*v, *t)),
+            _ => None,
+        })
+        .collect();
+    (0..NAMES.len())
+        .map(|v| {
+            let tracks = (size(v) / TRACK) as u32;
+            let mut read: BTreeSet<u32> = written.iter().copied().filter(|t| *t < tracks).collect();
+            read.insert(tracks / 2);
+            read
+        })
+        .collect()
+}
+
+/// The state machine on the in-memory reference track store: what hosts must read.
+struct Model {
+    state: State,
+    tracks: MemTracks,
+}
+
+impl Model {
+    /// Applies one command as the store applies it (stamped `time`, term 1); whether it succeeded.
+    fn apply(&mut self, command: &Command, time: u64) -> bool {
+        let stamp = Stamp {
+            time: Timestamp(time),
+            term: 1,
+        };
+        let applied = statemachine::apply(&mut self.state, &self.tracks, command, stamp).expect("memory reads");
+        self.tracks.execute(&applied.ops);
+        applied.result.is_ok()
+    }
+
+    /// `length` bytes from the start of `track` of volume `name`, as a host reads them.
+    fn read(&self, name: &str, track: u32, length: u64) -> Vec<u8> {
+        let offset = u64::from(track) * TRACK;
+        let id = self
+            .state
+            .check_range(name, None, offset, length)
+            .expect("the volume exists");
+        self.state.read(&self.tracks, id, offset, length).expect("memory reads")
+    }
+}
+
+/// Reads `length` bytes from the start of every track of `tracks` of every volume through the
+/// store, and compares them with the model's.
+fn same_bytes(
+    view: &StateView,
+    model: &Model,
+    tracks: &[BTreeSet<u32>],
+    length: u64,
+    when: &str,
+) -> Result<(), TestCaseError> {
+    for (v, name) in NAMES.iter().enumerate() {
+        if model.state.volume_id(name).is_none() {
+            // Not created yet: the store must not have it either.
+            prop_assert!(
+                view.query(|s| s.volume_id(name).is_none()),
+                "{}: {} exists only in the store",
+                when,
+                name
+            );
+            continue;
+        }
+        for &track in &tracks[v] {
+            let got = view
+                .read(name, None, u64::from(track) * TRACK, length)
+                .map_err(|e| TestCaseError::fail(format!("{when}: reading {name} track {track}: {e}")))?;
+            let want = model.read(name, track, length);
+            if let Some(at) = got.iter().zip(&want).position(|(g, w)| g != w) {
+                return Err(TestCaseError::fail(format!(
+                    "{when}: {name} track {track} byte {at} reads {:#x} from the store, {:#x} in the model",
+                    got[at], want[at]
+                )));
+            }
+            prop_assert_eq!(got.len(), want.len());
+        }
+    }
+    Ok(())
+}
+
 fn command(op: &Op, tag: u64) -> Command {
     let pair = |s: usize, t: usize| vec![Pair::new(NAMES[s], NAMES[t])];
     match op.clone() {
         Op::Write(v, t, byte) => {
-            // Spread writes over all blocks: the start, the middle, the end.
-            let tracks = (size(v) >> 16) as u32;
-            let track = [t % 3, (t % tracks), tracks - 1 - t % 3][(t % 3) as usize];
+            let track = write_track(v, t);
             Command::Write(HostWrite {
                 volume: NAMES[v].into(),
                 opened: None,
@@ -119,32 +220,51 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         commands.push(command(op, i as u64));
         times.push(time);
     }
+    let tracks = tracks_to_read(&ops);
+    let entry = |i: usize| Entry::<TypeConfig> {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
+        payload: EntryPayload::Normal(Request {
+            command: commands[i].clone(),
+            time: Timestamp(times[i]),
+        }),
+    };
     let half = commands.len() / 2;
-    let mut expected: Option<State> = None;
-    for (range, reopen_check) in [(0..half, true), (half..commands.len(), true)] {
+    // Starts where a new store starts.
+    let mut model: Option<Model> = None;
+    // Each half is applied, then the store is reopened: it must come back as it was.
+    for range in [0..half, half..commands.len()] {
         let (log, mut store) = storage::open(dir.path()).unwrap();
-        if let Some(expected) = &expected {
-            prop_assert_eq!(&store.view().query(|s| s.clone()), expected, "reopened mid-way");
+        let model = model.get_or_insert_with(|| Model {
+            state: store.view().query(|s| s.clone()),
+            tracks: MemTracks::default(),
+        });
+        prop_assert_eq!(&store.view().query(|s| s.clone()), &model.state, "reopened mid-way");
+        for i in range {
+            rt.block_on(store.apply(vec![entry(i)])).unwrap();
+            let succeeded = model.apply(&commands[i], times[i]);
+            let when = format!("after entry {} ({:?})", i + 1, commands[i]);
+            prop_assert_eq!(&store.view().query(|s| s.clone()), &model.state, "{}", when);
+            same_bytes(&store.view(), model, &tracks, PREFIX, &when)?;
+            // A point in time, whatever the model says: a new target reads as its source.
+            if let (true, Command::MkFlash { pairs, .. }) = (succeeded, &commands[i]) {
+                for pair in pairs {
+                    for &track in &tracks[NAMES.iter().position(|n| *n == pair.source).unwrap()] {
+                        let offset = u64::from(track) * TRACK;
+                        let source = store.view().read(&pair.source, None, offset, PREFIX).unwrap();
+                        let target = store.view().read(&pair.target, None, offset, PREFIX).unwrap();
+                        prop_assert!(source == target, "{}: target track {} is not the source's", when, track);
+                    }
+                }
+            }
         }
-        let entries: Vec<Entry<TypeConfig>> = range
-            .map(|i| Entry {
-                log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
-                payload: EntryPayload::Normal(Request {
-                    command: commands[i].clone(),
-                    time: Timestamp(times[i]),
-                }),
-            })
-            .collect();
-        rt.block_on(store.apply(entries)).unwrap();
         let state = store.view().query(|s| s.clone());
+        same_bytes(&store.view(), model, &tracks, TRACK, "before the reopen")?;
         drop((log, store));
-        if reopen_check {
-            let (_log, store) = storage::open(dir.path()).unwrap();
-            let reopened = store.view().query(|s| s.clone());
-            prop_assert_eq!(reopened.digest(), state.digest());
-            prop_assert_eq!(&reopened, &state, "reopened state differs");
-        }
-        expected = Some(state);
+        let (_log, store) = storage::open(dir.path()).unwrap();
+        let reopened = store.view().query(|s| s.clone());
+        prop_assert_eq!(reopened.digest(), state.digest());
+        prop_assert_eq!(&reopened, &state, "reopened state differs");
+        same_bytes(&store.view(), model, &tracks, TRACK, "after the reopen")?;
     }
     Ok(())
 }

@@ -261,12 +261,7 @@ impl Node {
 
     /// Resident memory of the process now, in bytes (Linux `/proc`; 0 once it is gone).
     pub fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kib| kib * 1024)
+        rss_of(self.pid())
     }
 
     /// The exit status, once the process has ended by itself (`None` while it runs).
@@ -289,12 +284,28 @@ impl Node {
         ApiClient::new(&self.api, self.token.clone())
     }
 
+    /// Writes through NBD, as a host does (the admin API's data route needs a token).
     pub fn write(&self, volume: &str, offset: u64, data: Vec<u8>) {
-        block(self.client().write(volume, offset, data)).expect("write");
+        let mut nbd = RawNbd::open(&self.nbd, volume);
+        for (i, piece) in data.chunks(NBD_PIECE).enumerate() {
+            let at = offset + (i * NBD_PIECE) as u64;
+            let (error, _) = nbd.request(NBD_WRITE, at, piece.len() as u32, piece);
+            assert_eq!(error, 0, "NBD write of {} bytes at {at} to {volume}", piece.len());
+        }
     }
 
+    /// Reads through NBD, as a host does.
     pub fn read(&self, volume: &str, offset: u64, length: u64) -> Vec<u8> {
-        block(self.client().read(volume, offset, length)).expect("read")
+        let mut nbd = RawNbd::open(&self.nbd, volume);
+        let mut out = Vec::with_capacity(length as usize);
+        while (out.len() as u64) < length {
+            let at = offset + out.len() as u64;
+            let take = (length - out.len() as u64).min(NBD_PIECE as u64) as u32;
+            let (error, data) = nbd.request(NBD_READ, at, take, &[]);
+            assert_eq!(error, 0, "NBD read of {take} bytes at {at} from {volume}");
+            out.extend_from_slice(&data);
+        }
+        out
     }
 
     /// SIGKILL: no chance to flush anything.
@@ -446,6 +457,167 @@ pub fn assert_converged(nodes: &[Node]) {
     assert!(converged, "nodes did not converge: {last:?}");
 }
 
+/// Runs `command` to its end and captures what it printed, but for at most `seconds`: one still
+/// running then is killed and the test fails (a `serve` that should refuse its configuration,
+/// say, and serves instead: without a bound the test would hang).
+pub fn output_within(command: &mut Command, seconds: u64) -> Out {
+    use std::io::Read;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    // Read both pipes meanwhile, so a chatty process cannot block on a full one.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the process") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{command:?} was still running after {seconds} s (killed): {}{}",
+                stdout.join().unwrap_or_default(),
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// A process a test started itself, killed (and reaped) when dropped: a test that fails
+/// midway leaves nothing running. Derefs to the `Child`.
+pub struct Guarded(pub Child);
+
+impl Guarded {
+    pub fn spawn(command: &mut Command) -> Guarded {
+        Guarded(
+            command
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}")),
+        )
+    }
+
+    /// Kills the process and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl std::ops::Deref for Guarded {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Guarded {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Where a test cannot run here (no root, no tmpfs, no iptables): it says so and passes, unless
+/// `FLASHCOPY_REQUIRE_ALL` is set (to anything but `0`; `.ci/run` sets it), where every skip is
+/// a failure. The reason is also added to the file `FLASHCOPY_SKIP_LOG` names, if set
+/// (`scripts/test` reports the skips from it: cargo shows a passing test's output to no one).
+pub fn skip_or_fail(reason: &str) {
+    if std::env::var("FLASHCOPY_REQUIRE_ALL").is_ok_and(|v| !v.is_empty() && v != "0") {
+        panic!("cannot run here, and FLASHCOPY_REQUIRE_ALL forbids skipping: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+    if let Some(log) = std::env::var_os("FLASHCOPY_SKIP_LOG").filter(|l| !l.is_empty()) {
+        use std::io::Write;
+        let test = std::thread::current().name().unwrap_or("a test").to_string();
+        let appended = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(format!("{test}: {reason}\n").as_bytes()));
+        if let Err(e) = appended {
+            eprintln!("cannot note the skip in {}: {e}", Path::new(&log).display());
+        }
+    }
+}
+
+/// Reads what is left on `s` until the peer closes it, and returns it; fails unless it is
+/// closed (end of stream, or reset) within `seconds`.
+pub fn read_until_closed(s: &mut std::net::TcpStream, seconds: u64) -> Vec<u8> {
+    use std::io::{ErrorKind, Read};
+    s.set_read_timeout(Some(Duration::from_secs(seconds))).unwrap();
+    let mut rest = Vec::new();
+    match s.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => {}
+        Err(e) => panic!(
+            "the connection is not closed after {seconds} s ({e}; {} bytes read)",
+            rest.len()
+        ),
+    }
+    rest
+}
+
+/// Waits until every node of `nodes` reports the same leader, one of them, and returns it: after
+/// joins, a node may not have heard of the leader yet.
+pub fn leader_everywhere(nodes: &[Node]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let seen: Vec<Option<u64>> = nodes
+            .iter()
+            .map(|n| {
+                let out = n.cli(&["cluster", "status", "--json"]);
+                serde_json::from_str::<serde_json::Value>(&out.stdout)
+                    .ok()
+                    .and_then(|s| s["leader"].as_u64())
+            })
+            .collect();
+        let agreed = seen[0].filter(|l| seen.iter().all(|s| *s == Some(*l)) && nodes.iter().any(|n| n.id == *l));
+        if let Some(leader) = agreed {
+            return leader;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes do not agree on a leader: {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Resident memory of process `pid` now, in bytes (Linux `/proc`; 0 once it is gone).
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
 /// Runs an external program (an NBD client, say) and captures what it printed.
 pub fn run(program: &str, args: &[&str]) -> Out {
     let output = Command::new(program)
@@ -497,6 +669,18 @@ pub fn single_node(extra: &[&str]) -> (tempfile::TempDir, Node) {
     (dir, node)
 }
 
+/// A single ready node whose cluster has a token (which the admin API's data route needs).
+pub fn single_node_with_token(extra: &[&str]) -> (tempfile::TempDir, Node) {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "test-cluster-secret\n").unwrap();
+    let mut args = vec!["--token-file", token.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let node = Node::start(&dir.path().join("n1"), 1, &args);
+    node.wait_ready();
+    (dir, node)
+}
+
 /// Bytes of a recognisable pattern.
 pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
@@ -512,6 +696,11 @@ pub fn eventually(what: &str, seconds: u64, mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+pub const NBD_READ: u16 = 0;
+pub const NBD_WRITE: u16 = 1;
+/// The largest request the harness sends (under the server's maximum block size).
+const NBD_PIECE: usize = 16 << 20;
 
 /// A raw NBD client for what the stock clients never send: the fixed-newstyle greeting read
 /// and answered (fixed newstyle, no zeroes), then options one at a time. `s` is the socket,
@@ -571,6 +760,41 @@ impl RawNbd {
                 return replies;
             }
         }
+    }
+
+    /// Connects and opens `volume` with OPT_GO (simple replies: no structured replies asked).
+    pub fn open(addr: &str, volume: &str) -> RawNbd {
+        let mut nbd = RawNbd::connect(addr);
+        let replies = nbd.option(7, &RawNbd::go_data(volume));
+        let last = replies.last().map(|(kind, _)| *kind);
+        assert_eq!(last, Some(1), "OPT_GO for {volume} was not acknowledged: {replies:?}");
+        nbd
+    }
+
+    /// One transmission request with a simple reply: `(error, data)`; data only for a
+    /// successful read. `payload` goes with a write.
+    pub fn request(&mut self, kind: u16, offset: u64, length: u32, payload: &[u8]) -> (u32, Vec<u8>) {
+        use std::io::{Read, Write};
+        let cookie = u64::from(kind) << 48 | offset;
+        let mut m = 0x2560_9513u32.to_be_bytes().to_vec();
+        m.extend_from_slice(&0u16.to_be_bytes());
+        m.extend_from_slice(&kind.to_be_bytes());
+        m.extend_from_slice(&cookie.to_be_bytes());
+        m.extend_from_slice(&offset.to_be_bytes());
+        m.extend_from_slice(&length.to_be_bytes());
+        m.extend_from_slice(payload);
+        self.s.write_all(&m).unwrap();
+        let mut reply = [0u8; 16];
+        self.s.read_exact(&mut reply).unwrap();
+        assert_eq!(u32::from_be_bytes(reply[0..4].try_into().unwrap()), 0x6744_6698);
+        assert_eq!(u64::from_be_bytes(reply[8..16].try_into().unwrap()), cookie);
+        let error = u32::from_be_bytes(reply[4..8].try_into().unwrap());
+        let mut data = Vec::new();
+        if error == 0 && kind == NBD_READ {
+            data = vec![0u8; length as usize];
+            self.s.read_exact(&mut data).unwrap();
+        }
+        (error, data)
     }
 
     /// The data of OPT_GO / OPT_INFO for `volume`, asking for no extra information.

@@ -1,7 +1,7 @@
 //! The CLI's client of the admin API, and how its failures map to exit statuses:
 //! 1 the cluster refused, 2 usage error, 3 the cluster could not be reached or has no leader.
 
-use crate::protocol::{ErrorBody, API_PREFIX};
+use crate::protocol::{CommandReply, ErrorBody, API_PREFIX};
 use reqwest::{Method, StatusCode};
 use serde::{de::DeserializeOwned, Serialize};
 use std::path::Path;
@@ -156,16 +156,20 @@ impl ApiClient {
         Self::decode(self.send(Method::DELETE, path, None, false).await?).await
     }
 
-    /// Writes bytes into a volume (the HTTP data path).
-    pub async fn write(&self, volume: &str, offset: u64, data: Vec<u8>) -> Result<(), CliError> {
-        self.send(
-            Method::PUT,
-            &format!("/volumes/{volume}/data?offset={offset}"),
-            Some(data),
-            false,
+    /// Writes bytes into a volume (the administrator's data route; it needs the cluster
+    /// token). Returns the index of the entry that applied the write.
+    pub async fn write(&self, volume: &str, offset: u64, data: Vec<u8>) -> Result<u64, CliError> {
+        let reply: CommandReply = Self::decode(
+            self.send(
+                Method::PUT,
+                &format!("/volumes/{volume}/data?offset={offset}"),
+                Some(data),
+                false,
+            )
+            .await?,
         )
-        .await
-        .map(|_| ())
+        .await?;
+        Ok(reply.index)
     }
 
     /// Reads bytes of a volume as a host sees them.

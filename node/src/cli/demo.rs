@@ -138,6 +138,8 @@ async fn scenario(api: &ApiClient) -> Result<(), CliError> {
 pub async fn run() -> Result<(), CliError> {
     logs::init("warn", LogFormat::Text);
     let dir = tempfile::tempdir().map_err(|e| fail(format!("cannot create a temporary directory: {e}")))?;
+    // The demo writes and reads volume data through the admin API, which needs a token.
+    let token = demo_token().map_err(|e| fail(format!("cannot make a token for the demo: {e}")))?;
     let config = ServeConfig {
         data_dir: dir.path().join("data"),
         node_id: None,
@@ -147,7 +149,7 @@ pub async fn run() -> Result<(), CliError> {
         advertise_api: None,
         advertise_raft: None,
         join: None,
-        token: String::new(),
+        token: token.clone(),
         copy_rate: None,
         snapshot_every: 20_000,
         max_log_size: 1 << 30,
@@ -169,10 +171,18 @@ pub async fn run() -> Result<(), CliError> {
     while !running.consensus.is_leader() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let api = ApiClient::new(&running.api_url, None);
+    let api = ApiClient::new(&running.api_url, Some(token));
     let outcome = scenario(&api).await;
     running.consensus.shutdown().await;
     outcome?;
     println!("\ndemo complete: every step behaved as a storage administrator would expect");
     Ok(())
+}
+
+/// A token nobody else knows, for the demo's own node.
+fn demo_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }

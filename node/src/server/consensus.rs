@@ -28,9 +28,6 @@ pub enum ProposeError {
     /// before repeating a command that is not idempotent.
     #[error("the command was not committed within {} s; it may still take effect (check before repeating it)", COMMIT_WAIT.as_secs())]
     CommitTimeout,
-    /// Host data writes are refused while the data disk is under its reserve.
-    #[error("the data disk has {free} bytes free, under the {reserve}-byte reserve (--disk-reserve): writes are refused until space is freed (remove volumes, or grow the disk)")]
-    DiskFull { free: u64, reserve: u64 },
 }
 
 /// How long a proposal may wait to be committed and applied. A leader cut off from the

@@ -18,6 +18,14 @@ pub const STEP_TRACKS: u32 = 64;
 /// Copy steps proposed and not yet applied, at most: the next step is replicated and made
 /// durable while the one before it applies.
 pub const STEPS_IN_FLIGHT: usize = 4;
+/// How long the scheduler pauses after a copy step that was not committed (`ProposeError`).
+/// Some of those come back at once — `Unavailable` while Raft shuts down or has failed,
+/// `NotLeader` while the metrics behind `is_leader` still name this node — and the step's
+/// relationship still has the same work, so without a pause the loop would propose it again
+/// straight away, spinning until the cluster recovers (added with "a pause after a failed one"
+/// in 626f33d). The pause is taken in `finished`, on the scheduler's only task: it holds back
+/// every relationship and the thaw tick too, once per failed step.
+const FAILED_STEP_PAUSE: Duration = Duration::from_millis(100);
 
 /// What the scheduler works with: it reads the replicated state, proposes steps and ticks, and
 /// yields to waiting host writes.
@@ -126,7 +134,7 @@ impl<P: Propose> CopyScheduler<P> {
             Ok(Committed { events, .. }) => events,
             Err(e) => {
                 tracing::debug!(error = %e, "copy step not proposed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(FAILED_STEP_PAUSE).await;
                 return;
             }
         };

@@ -7,7 +7,7 @@ pub mod config;
 pub mod consensus;
 pub mod copy_scheduler;
 pub mod disk;
-pub mod host_writes;
+pub mod host_io;
 pub mod log_keeper;
 pub mod metrics;
 pub mod nbd;
@@ -22,7 +22,7 @@ pub use config::{ServeArgs, ServeConfig};
 use crate::logs::{self, LogFormat};
 use crate::protocol::{AddNode, API_PREFIX};
 use consensus::{now_millis, Consensus};
-use host_writes::HostWrites;
+use host_io::{HostIo, HostWrites};
 use metrics::Metrics;
 use openraft::{Config, Raft, SnapshotPolicy};
 use std::collections::BTreeMap;
@@ -174,7 +174,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         disk: disk.clone(),
         max_bytes: config.max_log_size,
     }));
-    let writes = Arc::new(HostWrites::new(queue, state.clone(), disk.clone(), id, now_millis()));
+    let writes = HostWrites::new(queue, state.clone(), disk.clone(), id, now_millis());
+    let host_io = Arc::new(HostIo::new(consensus.clone(), state.clone(), writes));
     tokio::spawn(write_batcher::run(consensus.clone(), metrics.clone(), batches));
     tokio::spawn(copy_scheduler::run(copy_scheduler::CopyScheduler {
         proposer: consensus.clone(),
@@ -186,11 +187,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     }));
 
     let nbd_server = Arc::new(nbd::NbdServer {
-        backend: Arc::new(nbd::backend::ClusterBackend {
-            consensus: consensus.clone(),
-            state: state.clone(),
-            writes: writes.clone(),
-        }),
+        backend: host_io.clone(),
         consensus: consensus.clone(),
         token: token.clone(),
         metrics: metrics.clone(),
@@ -212,7 +209,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let app = api::router(api::AdminApi {
         consensus: consensus.clone(),
         state: state.clone(),
-        writes,
+        host_io,
         token: token.clone(),
         peers: peers.clone(),
         metrics,

@@ -28,11 +28,13 @@ const QUEUE_UNIT: u32 = 4096;
 /// How a submitted write ended, as far as its own entry says.
 #[derive(Debug)]
 pub enum Outcome {
-    Done(Result<(), CommandError>),
-    /// Held by a freeze in the entry at `index`: a later entry releases or refuses it.
-    Held {
+    /// Applied or refused by the entry at `index`.
+    Done {
         index: u64,
+        result: Result<(), CommandError>,
     },
+    /// Held by a freeze in the entry at `index`: a later entry releases or refuses it.
+    Held { index: u64 },
 }
 
 struct Pending {
@@ -43,7 +45,7 @@ struct Pending {
     _room: OwnedSemaphorePermit,
 }
 
-/// The submitting side, held by [`HostWrites`](crate::server::host_writes::HostWrites).
+/// The submitting side, held by [`HostWrites`](crate::server::host_io::HostWrites).
 pub struct WriteQueue {
     queue: mpsc::UnboundedSender<Pending>,
     waiting: WritesWaiting,
@@ -188,15 +190,24 @@ async fn commit<P: Propose>(proposer: &P, metrics: &Metrics, batch: Vec<Pending>
     };
     if let Err(refused) = result {
         for (_, reply) in replies {
-            let _ = reply.send(Ok(Outcome::Done(Err(refused.clone()))));
+            let _ = reply.send(Ok(Outcome::Done {
+                index,
+                result: Err(refused.clone()),
+            }));
         }
         return;
     }
     let mut outcomes: HashMap<u64, Outcome> = events
         .into_iter()
         .filter_map(|event| match event {
-            Event::Written { tag, .. } => Some((tag, Outcome::Done(Ok(())))),
-            Event::WriteRefused { tag, error, .. } => Some((tag, Outcome::Done(Err(error)))),
+            Event::Written { tag, .. } => Some((tag, Outcome::Done { index, result: Ok(()) })),
+            Event::WriteRefused { tag, error, .. } => Some((
+                tag,
+                Outcome::Done {
+                    index,
+                    result: Err(error),
+                },
+            )),
             Event::WriteHeld { tag, .. } => Some((tag, Outcome::Held { index })),
             _ => None,
         })

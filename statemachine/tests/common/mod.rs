@@ -3,6 +3,9 @@
 
 use statemachine::*;
 
+/// The track size of the rule tests: 16-byte tracks keep the bytes easy to follow.
+pub const TS: u32 = 16;
+
 pub struct Harness {
     pub state: State,
     pub tracks: MemTracks,
@@ -21,6 +24,13 @@ impl Harness {
             term: 1,
             next_tag: 1,
         }
+    }
+
+    /// A harness with the volumes `names`, created in order, each `tracks` tracks long.
+    pub fn with_volumes(track_size: u32, names: &[&str], tracks: u64) -> Self {
+        let mut h = Harness::new(track_size);
+        h.mkvols(names, tracks);
+        h
     }
 
     pub fn track_size(&self) -> u64 {
@@ -70,15 +80,21 @@ impl Harness {
         });
     }
 
+    /// Creates the volumes `names` in order, each `tracks` tracks long.
+    pub fn mkvols(&mut self, names: &[&str], tracks: u64) {
+        for name in names {
+            self.mkvol(name, tracks);
+        }
+    }
+
     pub fn write_cmd(&mut self, volume: &str, offset: u64, bytes: &[u8]) -> Command {
         self.next_tag += 1;
-        Command::Write(HostWrite {
-            volume: volume.into(),
-            opened: None,
+        Command::Write(host_write(
+            volume,
             offset,
-            data: WriteData::Bytes(bytes.to_vec()),
-            tag: self.next_tag,
-        })
+            WriteData::Bytes(bytes.to_vec()),
+            self.next_tag,
+        ))
     }
 
     pub fn write(&mut self, volume: &str, offset: u64, bytes: &[u8]) -> Vec<Event> {
@@ -90,6 +106,13 @@ impl Harness {
     pub fn fill(&mut self, volume: &str, track: u64, byte: u8) {
         let data = vec![byte; self.track_size() as usize];
         self.write(volume, track * self.track_size(), &data);
+    }
+
+    /// Fills each of `tracks`, in order, with one byte value.
+    pub fn fill_tracks(&mut self, volume: &str, tracks: impl IntoIterator<Item = u64>, byte: u8) {
+        for track in tracks {
+            self.fill(volume, track, byte);
+        }
     }
 
     pub fn read(&self, volume: &str, offset: u64, length: u64) -> Vec<u8> {
@@ -114,11 +137,54 @@ impl Harness {
     }
 
     pub fn copy_all(&mut self, source: &str, target: &str) -> Vec<Event> {
-        self.ok(Command::CopyStep {
-            source: source.into(),
-            target: target.into(),
-            max_tracks: u32::MAX,
-        })
+        self.ok(copy_step(source, target, u32::MAX))
+    }
+}
+
+/// Volumes a, b and c of four 16-byte tracks each.
+pub fn three_volumes() -> Harness {
+    Harness::with_volumes(TS, &["a", "b", "c"], 4)
+}
+
+/// [`three_volumes`] with a:b established with `options`.
+pub fn established_a_b(options: EstablishOptions) -> Harness {
+    let mut h = three_volumes();
+    h.ok(mkflash("a:b", options));
+    h
+}
+
+/// A host write of `data` at `offset`, not bound to a volume id.
+pub fn host_write(volume: &str, offset: u64, data: WriteData, tag: u64) -> HostWrite {
+    HostWrite {
+        volume: volume.into(),
+        opened: None,
+        offset,
+        data,
+        tag,
+    }
+}
+
+/// Zeroes `length` bytes at `offset` (NBD WRITE_ZEROES and TRIM).
+pub fn zeroes_tagged(volume: &str, offset: u64, length: u64, tag: u64) -> Command {
+    Command::Write(host_write(volume, offset, WriteData::Zeroes(length), tag))
+}
+
+/// [`zeroes_tagged`] with tag 77.
+pub fn zeroes(volume: &str, offset: u64, length: u64) -> Command {
+    zeroes_tagged(volume, offset, length, 77)
+}
+
+pub fn copy_step(source: &str, target: &str, max_tracks: u32) -> Command {
+    Command::CopyStep {
+        source: source.into(),
+        target: target.into(),
+        max_tracks,
+    }
+}
+
+pub fn unfreeze(source: &str) -> Command {
+    Command::UnfreezeFlash {
+        sources: vec![source.into()],
     }
 }
 
@@ -131,6 +197,24 @@ pub fn mkflash(spec: &str, options: EstablishOptions) -> Command {
         pairs: pairs(spec),
         options,
     }
+}
+
+/// Establish options from mkflash's flags: `options("--nocp --persist")`, `options("--seqnum 7")`.
+pub fn options(flags: &str) -> EstablishOptions {
+    let mut options = EstablishOptions::default();
+    let mut words = flags.split_whitespace();
+    while let Some(flag) = words.next() {
+        match flag {
+            "--nocp" => options.nocp = true,
+            "--persist" => options.persist = true,
+            "--record" => options.record = true,
+            "--tgtinhibit" => options.tgtinhibit = true,
+            "--freeze" => options.freeze = true,
+            "--seqnum" => options.seqnum = words.next().and_then(|n| n.parse().ok()).expect("--seqnum N"),
+            _ => panic!("no mkflash flag {flag}"),
+        }
+    }
+    options
 }
 
 pub fn persist_record() -> EstablishOptions {

@@ -16,7 +16,7 @@ mod volumes;
 use crate::protocol::*;
 use crate::server::consensus::Consensus;
 use crate::server::disk::DiskGuard;
-use crate::server::host_writes::HostWrites;
+use crate::server::host_io::HostIo;
 use crate::server::metrics::Metrics;
 use crate::server::token::ClusterToken;
 use axum::body::Body;
@@ -26,17 +26,17 @@ use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use error::{body_error, ApiError};
+use error::{body_error, cut, ApiError};
 use statemachine::Command;
 use std::sync::Arc;
 use storage::StateView;
 
 /// What the admin API works with: consensus (propose, linearizable reads, membership), the
-/// replicated state it reads, the host-write path, the cluster secret, a client for peers.
+/// replicated state it reads, host I/O (the data route), the cluster secret, a client for peers.
 pub struct AdminApi {
     pub consensus: Arc<Consensus>,
     pub state: StateView,
-    pub writes: Arc<HostWrites>,
+    pub host_io: Arc<HostIo>,
     pub token: ClusterToken,
     pub peers: reqwest::Client,
     pub metrics: Arc<Metrics>,
@@ -70,10 +70,13 @@ pub fn router(api: AdminApi) -> Router {
         .route("/cluster/nodes", post(cluster::add_node))
         .route("/cluster/nodes/{id}", delete(cluster::remove_node))
         .route("/node", get(cluster::node_status))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(from_fn_with_state(api.clone(), forward_to_leader))
         .layer(from_fn_with_state(api.clone(), authenticate));
-    let mut metrics_route = Router::new().route("/metrics", get(metrics::render));
+    let mut metrics_route = Router::new()
+        .route("/metrics", get(metrics::render))
+        .method_not_allowed_fallback(method_not_allowed);
     if !api.open_metrics {
         metrics_route = metrics_route.layer(from_fn_with_state(api.clone(), authenticate));
     }
@@ -204,6 +207,16 @@ async fn forward_to_leader(State(a): Api, OriginalUri(uri): OriginalUri, request
         )
         .into_response(),
     }
+}
+
+/// A path the API has, asked with a method it does not take (axum's own answer has no body).
+/// Behind the token check, like every route.
+async fn method_not_allowed(method: Method, uri: OriginalUri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} is not allowed on {}", cut(method.as_str()), cut(uri.0.path())),
+    )
 }
 
 async fn not_found(uri: OriginalUri) -> ApiError {

@@ -1,8 +1,10 @@
-//! Volumes: list, create, delete, and data reads and writes over HTTP (small ones; hosts use NBD).
+//! Volumes: list, create, delete, and the administrator's data reads and writes over HTTP
+//! (small ones, through host I/O like NBD's; hosts use NBD).
 
-use super::error::{internal, ApiError};
+use super::error::ApiError;
 use super::{run, Api};
 use crate::protocol::{CommandReply, CreateVolume, MAX_BODY};
+use crate::server::host_io::Opener;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -11,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use statemachine::{Command, WriteData};
-use storage::ReadError;
 
 pub(super) async fn list(State(a): Api) -> Result<impl IntoResponse, ApiError> {
     a.consensus.linearizable().await?;
@@ -47,12 +48,26 @@ pub(super) struct Range {
     length: Option<u64>,
 }
 
+/// The data route carries volume data around the NBD host mappings, so it is the
+/// administrator's alone: only on a cluster with a token (which every request here has proved).
+fn open_data_route(a: &super::AdminApi) -> Result<(), ApiError> {
+    if a.token.is_open() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "data-needs-token",
+            "the admin API carries volume data only on a cluster started with --token-file; hosts read and write volumes over NBD",
+        ));
+    }
+    Ok(())
+}
+
 pub(super) async fn read_data(
     State(a): Api,
     name: Result<Path<String>, PathRejection>,
     range: Result<Query<Range>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (Path(name), Query(range)) = (name?, range?);
+    open_data_route(&a)?;
     let length = range
         .length
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "bad-request", "length is required"))?;
@@ -63,16 +78,8 @@ pub(super) async fn read_data(
             format!("read at most {MAX_BODY} bytes at once"),
         ));
     }
-    a.consensus.linearizable().await?;
-    let bytes = a.state.read(&name, None, range.offset, length).map_err(|e| match e {
-        ReadError::Refused(e) => ApiError::from(e),
-        ReadError::Storage(e) => internal(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "storage-error",
-            "the node could not read its storage",
-            e,
-        ),
-    })?;
+    let volume = a.host_io.open(&name, &Opener::Admin).await?;
+    let bytes = a.host_io.read(&volume, range.offset, length).await?;
     let mut headers = HeaderMap::new();
     headers.insert(
         header::CONTENT_TYPE,
@@ -88,11 +95,11 @@ pub(super) async fn write_data(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let (Path(name), Query(range), body) = (name?, range?, body?);
-    a.writes
-        .write(&name, None, range.offset, WriteData::Bytes(body.to_vec()))
-        .await??;
-    Ok(Json(CommandReply {
-        index: a.state.applied().0,
-        events: vec![],
-    }))
+    open_data_route(&a)?;
+    let volume = a.host_io.open(&name, &Opener::Admin).await?;
+    let index = a
+        .host_io
+        .write(&volume, range.offset, WriteData::Bytes(body.to_vec()))
+        .await?;
+    Ok(Json(CommandReply { index, events: vec![] }))
 }

@@ -96,13 +96,22 @@ where
     B: Backend,
 {
     let mut stream = Connection::Plain(stream);
-    let mut greeting = Vec::with_capacity(18);
-    greeting.extend_from_slice(&NBDMAGIC.to_be_bytes());
-    greeting.extend_from_slice(&IHAVEOPT.to_be_bytes());
-    greeting.extend_from_slice(&(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES).to_be_bytes());
-    stream.write_all(&greeting).await?;
-    stream.flush().await?;
+    let no_zeroes = greet(&mut stream).await?;
+    let mut session = Session::new(stream, no_zeroes, None);
+    loop {
+        session = match session.next_option(backend, tls).await? {
+            Step::More(session) => session,
+            Step::Done(negotiated) => return Ok(negotiated),
+        };
+    }
+}
 
+/// Sends the greeting and reads the client's flags; returns whether the client asked for no
+/// zeroes after the `OPT_EXPORT_NAME` reply.
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> Result<bool, HandshakeError> {
+    let flags = FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES;
+    stream.write_all(&greeting(flags)).await?;
+    stream.flush().await?;
     let client_flags = stream.read_u32().await?;
     if client_flags & CLIENT_FIXED_NEWSTYLE == 0 {
         return Err(HandshakeError::NotFixedNewstyle(client_flags));
@@ -110,202 +119,279 @@ where
     if client_flags & !(CLIENT_FIXED_NEWSTYLE | CLIENT_NO_ZEROES) != 0 {
         return Err(HandshakeError::UnknownClientFlags(client_flags));
     }
-    let no_zeroes = client_flags & CLIENT_NO_ZEROES != 0;
-    // What was negotiated so far (STARTTLS resets it).
-    let mut identity: Option<HostIdentity> = None;
-    let mut framing = Framing::Simple;
-    let mut allocation_for: Option<String> = None;
+    Ok(client_flags & CLIENT_NO_ZEROES != 0)
+}
 
-    loop {
+/// Reads one option: its code and its data, `None` when it was too long to keep (then it was
+/// discarded unread).
+async fn read_option<R: AsyncRead + Unpin>(stream: &mut R) -> Result<(u32, Option<Vec<u8>>), HandshakeError> {
+    let magic = stream.read_u64().await?;
+    if magic != IHAVEOPT {
+        return Err(HandshakeError::BadMagic(magic));
+    }
+    let option = stream.read_u32().await?;
+    let length = stream.read_u32().await?;
+    if length > MAX_DISCARD_LEN {
+        return Err(HandshakeError::OptionTooLong { option, length });
+    }
+    if length > MAX_OPTION_LEN {
+        discard(stream, u64::from(length)).await?;
+        return Ok((option, None));
+    }
+    let mut data = vec![0u8; length as usize];
+    stream.read_exact(&mut data).await?;
+    Ok((option, Some(data)))
+}
+
+/// The answer to any option but STARTTLS and ABORT before TLS, when TLS is required.
+async fn refuse_before_tls<W: AsyncWrite + Unpin>(stream: &mut W, option: u32) -> Result<(), HandshakeError> {
+    if option == OPT_EXPORT_NAME {
+        // This option cannot be refused: the protocol's answer is to hang up.
+        return Err(HandshakeError::TlsRequired);
+    }
+    let message = "this server requires TLS: start it first (NBD_OPT_STARTTLS)";
+    reply_error(stream, option, REP_ERR_TLS_REQD, message).await?;
+    Ok(())
+}
+
+/// After one option: the negotiation goes on, or it is over.
+enum Step<S> {
+    More(Session<S>),
+    Done(Option<Negotiated<S>>),
+}
+
+/// The connection, and what was negotiated on it so far (STARTTLS resets it).
+struct Session<S> {
+    stream: Connection<S>,
+    /// The client asked for no zeroes after the `OPT_EXPORT_NAME` reply.
+    no_zeroes: bool,
+    /// The identity TLS proved, if any.
+    identity: Option<HostIdentity>,
+    framing: Framing,
+    /// The export `base:allocation` was selected for, if any.
+    allocation_for: Option<String>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    fn new(stream: Connection<S>, no_zeroes: bool, identity: Option<HostIdentity>) -> Self {
+        Session {
+            stream,
+            no_zeroes,
+            identity,
+            framing: Framing::Simple,
+            allocation_for: None,
+        }
+    }
+
+    /// Reads the next option and answers it.
+    async fn next_option<B: Backend>(mut self, backend: &B, tls: &TlsPolicy) -> Result<Step<S>, HandshakeError> {
         // What the last option was answered is on the wire before the next one is awaited.
-        stream.flush().await?;
-        let magic = stream.read_u64().await?;
-        if magic != IHAVEOPT {
-            return Err(HandshakeError::BadMagic(magic));
-        }
-        let option = stream.read_u32().await?;
-        let length = stream.read_u32().await?;
-        if length > MAX_DISCARD_LEN {
-            return Err(HandshakeError::OptionTooLong { option, length });
-        }
-        let too_big = length > MAX_OPTION_LEN;
-        let mut data = Vec::new();
-        if too_big {
-            discard(&mut stream, u64::from(length)).await?;
-        } else {
-            data = vec![0u8; length as usize];
-            stream.read_exact(&mut data).await?;
-        }
-
+        self.stream.flush().await?;
+        let (option, data) = read_option(&mut self.stream).await?;
         // Before TLS, when it is required, nothing else is answered (not even the size).
-        if tls.required && !stream.is_tls() && option != OPT_STARTTLS && option != OPT_ABORT {
-            if option == OPT_EXPORT_NAME {
-                // This option cannot be refused: the protocol's answer is to hang up.
-                return Err(HandshakeError::TlsRequired);
-            }
-            let message = "this server requires TLS: start it first (NBD_OPT_STARTTLS)";
-            reply_error(&mut stream, option, REP_ERR_TLS_REQD, message).await?;
-            continue;
+        if tls.required && !self.stream.is_tls() && option != OPT_STARTTLS && option != OPT_ABORT {
+            refuse_before_tls(&mut self.stream, option).await?;
+            return Ok(Step::More(self));
         }
-        if too_big {
-            reply_error(&mut stream, option, REP_ERR_TOO_BIG, "option data too long").await?;
-            continue;
-        }
+        let Some(data) = data else {
+            reply_error(&mut self.stream, option, REP_ERR_TOO_BIG, "option data too long").await?;
+            return Ok(Step::More(self));
+        };
+        self.answer(backend, tls, option, &data).await
+    }
 
-        match option {
-            OPT_STARTTLS => {
-                let refusal = if !data.is_empty() {
-                    Some((REP_ERR_INVALID, "OPT_STARTTLS takes no data"))
-                } else if stream.is_tls() {
-                    Some((REP_ERR_INVALID, "TLS is already on"))
-                } else if tls.server.is_none() {
-                    Some((
-                        REP_ERR_POLICY,
-                        "this server has no TLS credentials (--nbd-tls-cert, --nbd-tls-psk)",
-                    ))
-                } else {
-                    None
-                };
-                if let Some((reply, message)) = refusal {
-                    reply_error(&mut stream, option, reply, message).await?;
-                } else {
-                    stream.write_all(&option_reply(option, REP_ACK, &[])).await?;
-                    stream.flush().await?;
-                    let server = tls.server.as_ref().expect("checked");
-                    let Connection::Plain(plain) = stream else {
-                        unreachable!("checked: not TLS yet")
-                    };
-                    let (encrypted, proved) = server.accept(plain).await.map_err(HandshakeError::Tls)?;
-                    stream = Connection::Tls(Box::new(encrypted));
-                    // Nothing negotiated in the clear carries over.
-                    identity = proved;
-                    framing = Framing::Simple;
-                    allocation_for = None;
-                }
-            }
-            OPT_EXPORT_NAME => {
-                let name = String::from_utf8_lossy(&data).into_owned();
-                // This option has no way to say "no": the protocol's answer is to hang up.
-                let export = find(backend, identity.as_ref(), &name)
-                    .await
-                    .map_err(|e| HandshakeError::Unavailable(e.to_string()))?
-                    .ok_or(HandshakeError::UnknownExport(name))?;
-                let mut reply = Vec::with_capacity(10 + 124);
-                reply.extend_from_slice(&export.size.to_be_bytes());
-                reply.extend_from_slice(&transmission_flags(&export, framing).to_be_bytes());
-                if !no_zeroes {
-                    reply.extend_from_slice(&[0u8; 124]);
-                }
-                stream.write_all(&reply).await?;
-                stream.flush().await?;
-                return Ok(Some(Negotiated::new(stream, export, framing, &allocation_for)));
-            }
+    /// Answers one option, by what it is.
+    async fn answer<B: Backend>(
+        mut self,
+        backend: &B,
+        tls: &TlsPolicy,
+        option: u32,
+        data: &[u8],
+    ) -> Result<Step<S>, HandshakeError> {
+        let chosen = match option {
+            OPT_STARTTLS => return Ok(Step::More(self.start_tls(tls, data).await?)),
             OPT_ABORT => {
-                // The client may already have closed: a failed ACK changes nothing.
-                let _ = stream.write_all(&option_reply(option, REP_ACK, &[])).await;
-                let _ = stream.flush().await;
-                return Ok(None);
+                self.abort().await;
+                return Ok(Step::Done(None));
             }
+            OPT_EXPORT_NAME => Some(self.export_name(backend, data).await?),
             OPT_LIST => {
-                if !data.is_empty() {
-                    reply_error(&mut stream, option, REP_ERR_INVALID, "OPT_LIST takes no data").await?;
-                    continue;
-                }
-                match backend.exports(identity.as_ref()).await {
-                    Ok(exports) => {
-                        let mut out = Vec::new();
-                        for export in exports {
-                            let mut payload = Vec::with_capacity(4 + export.name.len());
-                            payload.extend_from_slice(&(export.name.len() as u32).to_be_bytes());
-                            payload.extend_from_slice(export.name.as_bytes());
-                            out.extend(option_reply(option, REP_SERVER, &payload));
-                        }
-                        out.extend(option_reply(option, REP_ACK, &[]));
-                        stream.write_all(&out).await?;
-                    }
-                    Err(e) => unavailable(&mut stream, option, e).await?,
-                }
+                self.list(backend, data).await?;
+                None
             }
             OPT_STRUCTURED_REPLY | OPT_EXTENDED_HEADERS => {
-                if !data.is_empty() {
-                    reply_error(&mut stream, option, REP_ERR_INVALID, "this option takes no data").await?;
-                } else if option == OPT_STRUCTURED_REPLY && framing == Framing::Extended {
-                    let message = "extended headers are negotiated, and include structured replies";
-                    reply_error(&mut stream, option, REP_ERR_EXT_HEADER_REQD, message).await?;
-                } else {
-                    framing = if option == OPT_EXTENDED_HEADERS {
-                        Framing::Extended
-                    } else {
-                        Framing::Structured
-                    };
-                    stream.write_all(&option_reply(option, REP_ACK, &[])).await?;
-                }
+                self.choose_framing(option, data).await?;
+                None
             }
             OPT_LIST_META_CONTEXT | OPT_SET_META_CONTEXT => {
-                let set = option == OPT_SET_META_CONTEXT;
-                if set {
-                    // A SET replaces what was selected, also when it fails.
-                    allocation_for = None;
-                }
-                let Some((name, queries)) = parse_meta_context_request(&data) else {
-                    reply_error(&mut stream, option, REP_ERR_INVALID, "malformed meta context request").await?;
-                    continue;
-                };
-                if framing == Framing::Simple {
-                    let message = "negotiate structured replies or extended headers first";
-                    reply_error(&mut stream, option, REP_ERR_INVALID, message).await?;
-                    continue;
-                }
-                let wanted = if set {
-                    queries.iter().any(|q| q == BASE_ALLOCATION)
-                } else {
-                    queries.is_empty() || queries.iter().any(|q| q == "base:" || q == BASE_ALLOCATION)
-                };
-                if set && wanted {
-                    if find_or_refuse(&mut stream, backend, identity.as_ref(), option, &name)
-                        .await?
-                        .is_none()
-                    {
-                        continue;
-                    }
-                    allocation_for = Some(name);
-                }
-                let mut out = Vec::new();
-                if wanted {
-                    let id = if set { BASE_ALLOCATION_ID } else { 0 };
-                    let mut payload = id.to_be_bytes().to_vec();
-                    payload.extend_from_slice(BASE_ALLOCATION.as_bytes());
-                    out.extend(option_reply(option, REP_META_CONTEXT, &payload));
-                }
-                out.extend(option_reply(option, REP_ACK, &[]));
-                stream.write_all(&out).await?;
+                self.meta_context(backend, option, data).await?;
+                None
             }
-            OPT_INFO | OPT_GO => {
-                let Some((name, requests)) = parse_info_request(&data) else {
-                    reply_error(&mut stream, option, REP_ERR_INVALID, "malformed OPT_INFO/OPT_GO data").await?;
-                    continue;
-                };
-                let Some(export) = find_or_refuse(&mut stream, backend, identity.as_ref(), option, &name).await? else {
-                    continue;
-                };
-                stream
-                    .write_all(&info_replies(option, &export, framing, &requests))
-                    .await?;
-                stream.flush().await?;
-                if option == OPT_GO {
-                    return Ok(Some(Negotiated::new(stream, export, framing, &allocation_for)));
-                }
+            OPT_INFO => {
+                self.describe(backend, option, data).await?;
+                None
             }
+            OPT_GO => self.describe(backend, option, data).await?,
             _ => {
-                reply_error(
-                    &mut stream,
-                    option,
-                    REP_ERR_UNSUP,
-                    "option not supported by this server",
-                )
-                .await?;
+                let message = "option not supported by this server";
+                reply_error(&mut self.stream, option, REP_ERR_UNSUP, message).await?;
+                None
             }
+        };
+        Ok(match chosen {
+            Some(export) => Step::Done(Some(self.chose(export))),
+            None => Step::More(self),
+        })
+    }
+
+    /// The transmission phase starts on `export`.
+    fn chose(self, export: Export) -> Negotiated<S> {
+        Negotiated::new(self.stream, export, self.framing, &self.allocation_for)
+    }
+
+    /// OPT_STARTTLS: acknowledged, then the TLS handshake; nothing negotiated in the clear
+    /// carries over.
+    async fn start_tls(mut self, tls: &TlsPolicy, data: &[u8]) -> Result<Self, HandshakeError> {
+        let refusal = if !data.is_empty() {
+            Some((REP_ERR_INVALID, "OPT_STARTTLS takes no data"))
+        } else if self.stream.is_tls() {
+            Some((REP_ERR_INVALID, "TLS is already on"))
+        } else if tls.server.is_none() {
+            Some((
+                REP_ERR_POLICY,
+                "this server has no TLS credentials (--nbd-tls-cert, --nbd-tls-psk)",
+            ))
+        } else {
+            None
+        };
+        if let Some((reply, message)) = refusal {
+            reply_error(&mut self.stream, OPT_STARTTLS, reply, message).await?;
+            return Ok(self);
         }
+        self.stream.write_all(&option_ack(OPT_STARTTLS)).await?;
+        self.stream.flush().await?;
+        let server = tls.server.as_ref().expect("checked");
+        let no_zeroes = self.no_zeroes;
+        let Connection::Plain(plain) = self.stream else {
+            unreachable!("checked: not TLS yet")
+        };
+        let (encrypted, proved) = server.accept(plain).await.map_err(HandshakeError::Tls)?;
+        Ok(Session::new(Connection::Tls(Box::new(encrypted)), no_zeroes, proved))
+    }
+
+    /// OPT_ABORT: acknowledged, and the negotiation ends.
+    async fn abort(&mut self) {
+        // The client may already have closed: a failed ACK changes nothing.
+        let _ = self.stream.write_all(&option_ack(OPT_ABORT)).await;
+        let _ = self.stream.flush().await;
+    }
+
+    /// OPT_EXPORT_NAME: the export named, whose size and flags are sent. This option has no
+    /// way to say "no": the protocol's answer is to hang up.
+    async fn export_name<B: Backend>(&mut self, backend: &B, data: &[u8]) -> Result<Export, HandshakeError> {
+        let name = String::from_utf8_lossy(data).into_owned();
+        let export = find(backend, self.identity.as_ref(), &name)
+            .await
+            .map_err(|e| HandshakeError::Unavailable(e.to_string()))?
+            .ok_or(HandshakeError::UnknownExport(name))?;
+        let flags = transmission_flags(&export, self.framing);
+        let reply = export_name_reply(export.size, flags, self.no_zeroes);
+        self.stream.write_all(&reply).await?;
+        self.stream.flush().await?;
+        Ok(export)
+    }
+
+    /// OPT_LIST: one `REP_SERVER` per export this client may see, then the ACK.
+    async fn list<B: Backend>(&mut self, backend: &B, data: &[u8]) -> std::io::Result<()> {
+        if !data.is_empty() {
+            return reply_error(&mut self.stream, OPT_LIST, REP_ERR_INVALID, "OPT_LIST takes no data").await;
+        }
+        match backend.exports(self.identity.as_ref()).await {
+            Ok(exports) => {
+                let mut out = Vec::new();
+                for export in exports {
+                    out.extend(server_reply(OPT_LIST, &export.name));
+                }
+                out.extend(option_ack(OPT_LIST));
+                self.stream.write_all(&out).await
+            }
+            Err(e) => unavailable(&mut self.stream, OPT_LIST, e).await,
+        }
+    }
+
+    /// OPT_STRUCTURED_REPLY and OPT_EXTENDED_HEADERS: how replies are framed from now on.
+    async fn choose_framing(&mut self, option: u32, data: &[u8]) -> std::io::Result<()> {
+        if !data.is_empty() {
+            return reply_error(&mut self.stream, option, REP_ERR_INVALID, "this option takes no data").await;
+        }
+        if option == OPT_STRUCTURED_REPLY && self.framing == Framing::Extended {
+            let message = "extended headers are negotiated, and include structured replies";
+            return reply_error(&mut self.stream, option, REP_ERR_EXT_HEADER_REQD, message).await;
+        }
+        self.framing = if option == OPT_EXTENDED_HEADERS {
+            Framing::Extended
+        } else {
+            Framing::Structured
+        };
+        self.stream.write_all(&option_ack(option)).await
+    }
+
+    /// OPT_LIST_META_CONTEXT and OPT_SET_META_CONTEXT: `base:allocation` is the one context
+    /// served; SET selects it for one export.
+    async fn meta_context<B: Backend>(&mut self, backend: &B, option: u32, data: &[u8]) -> std::io::Result<()> {
+        let set = option == OPT_SET_META_CONTEXT;
+        if set {
+            // A SET replaces what was selected, also when it fails.
+            self.allocation_for = None;
+        }
+        let Some((name, queries)) = parse_meta_context_request(data) else {
+            let message = "malformed meta context request";
+            return reply_error(&mut self.stream, option, REP_ERR_INVALID, message).await;
+        };
+        if self.framing == Framing::Simple {
+            let message = "negotiate structured replies or extended headers first";
+            return reply_error(&mut self.stream, option, REP_ERR_INVALID, message).await;
+        }
+        let wanted = if set {
+            queries.iter().any(|q| q == BASE_ALLOCATION)
+        } else {
+            queries.is_empty() || queries.iter().any(|q| q == "base:" || q == BASE_ALLOCATION)
+        };
+        if set && wanted {
+            if find_or_refuse(&mut self.stream, backend, self.identity.as_ref(), option, &name)
+                .await?
+                .is_none()
+            {
+                return Ok(());
+            }
+            self.allocation_for = Some(name);
+        }
+        let mut out = Vec::new();
+        if wanted {
+            let id = if set { BASE_ALLOCATION_ID } else { 0 };
+            out.extend(meta_context_reply(option, id, BASE_ALLOCATION));
+        }
+        out.extend(option_ack(option));
+        self.stream.write_all(&out).await
+    }
+
+    /// OPT_INFO and OPT_GO: the export's information replies, then the ACK; returns the export
+    /// when it was found (for OPT_GO, the one chosen).
+    async fn describe<B: Backend>(&mut self, backend: &B, option: u32, data: &[u8]) -> std::io::Result<Option<Export>> {
+        let Some((name, requests)) = parse_info_request(data) else {
+            let message = "malformed OPT_INFO/OPT_GO data";
+            reply_error(&mut self.stream, option, REP_ERR_INVALID, message).await?;
+            return Ok(None);
+        };
+        let found = find_or_refuse(&mut self.stream, backend, self.identity.as_ref(), option, &name).await?;
+        let Some(export) = found else {
+            return Ok(None);
+        };
+        self.stream
+            .write_all(&info_replies(option, &export, self.framing, &requests))
+            .await?;
+        self.stream.flush().await?;
+        Ok(Some(export))
     }
 }
 
@@ -389,37 +475,20 @@ fn parse_info_request(data: &[u8]) -> Option<(String, Vec<u16>)> {
     Some((name, requests))
 }
 
+/// The information replies to OPT_INFO/OPT_GO: always the size and flags, then what was
+/// requested and is known, then the ACK.
 fn info_replies(option: u32, export: &Export, framing: Framing, requests: &[u16]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut info = |payload: Vec<u8>| out.extend(option_reply(option, REP_INFO, &payload));
-    let mut payload = INFO_EXPORT.to_be_bytes().to_vec();
-    payload.extend_from_slice(&export.size.to_be_bytes());
-    payload.extend_from_slice(&transmission_flags(export, framing).to_be_bytes());
-    info(payload);
+    let mut out = info_export(option, export.size, transmission_flags(export, framing));
     for request in requests {
         match *request {
-            INFO_NAME => {
-                let mut payload = INFO_NAME.to_be_bytes().to_vec();
-                payload.extend_from_slice(export.name.as_bytes());
-                info(payload);
-            }
-            INFO_DESCRIPTION => {
-                let mut payload = INFO_DESCRIPTION.to_be_bytes().to_vec();
-                payload.extend_from_slice(format!("flashcopy volume {}", export.name).as_bytes());
-                info(payload);
-            }
-            INFO_BLOCK_SIZE => {
-                // Any byte range works; whole 64 KiB tracks avoid read-modify-write.
-                let mut payload = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
-                payload.extend_from_slice(&1u32.to_be_bytes());
-                payload.extend_from_slice(&TRACK_SIZE.to_be_bytes());
-                payload.extend_from_slice(&(MAX_WRITE_BYTES as u32).to_be_bytes());
-                info(payload);
-            }
+            INFO_NAME => out.extend(info_name(option, &export.name)),
+            INFO_DESCRIPTION => out.extend(info_description(option, &format!("flashcopy volume {}", export.name))),
+            // Any byte range works; whole 64 KiB tracks avoid read-modify-write.
+            INFO_BLOCK_SIZE => out.extend(info_block_size(option, 1, TRACK_SIZE, MAX_WRITE_BYTES as u32)),
             _ => {}
         }
     }
-    out.extend(option_reply(option, REP_ACK, &[]));
+    out.extend(option_ack(option));
     out
 }
 
@@ -429,7 +498,7 @@ async fn reply_error<S: AsyncWrite + Unpin>(
     reply: u32,
     message: &str,
 ) -> std::io::Result<()> {
-    stream.write_all(&option_reply(option, reply, message.as_bytes())).await
+    stream.write_all(&option_error(option, reply, message)).await
 }
 
 /// The cluster could not answer: a node that lost leadership tells the client to go elsewhere.

@@ -20,11 +20,11 @@ pub mod wire;
 pub use handshake::TlsPolicy;
 
 use crate::server::consensus::Consensus;
+use crate::server::host_io::HostIo;
 use crate::server::metrics::Metrics;
 use crate::server::throttled::Throttled;
 use crate::server::token::ClusterToken;
 use crate::server::transport::{self, TunnelKind};
-use backend::ClusterBackend;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ const TUNNEL_WAIT: Duration = Duration::from_secs(2);
 
 /// What the NBD server runs on: the volumes, and who leads (to forward connections to).
 pub struct NbdServer {
-    pub backend: Arc<ClusterBackend>,
+    pub backend: Arc<HostIo>,
     pub consensus: Arc<Consensus>,
     pub token: ClusterToken,
     pub metrics: Arc<Metrics>,

@@ -7,6 +7,7 @@ use super::backend::{Backend, Export, Failure, ALLOCATION_BUDGET};
 use super::discard;
 use super::handshake::Negotiated;
 use super::wire::*;
+use crate::server::consensus::ProposeError;
 use crate::server::metrics::Metrics;
 use statemachine::{CommandError, Extent, WriteData, MAX_WRITE_BYTES};
 use std::sync::Arc;
@@ -271,6 +272,10 @@ async fn execute<B: Backend>(
         ));
     }
     match r.kind {
+        // Offset and length of a flush are reserved, and must be zero.
+        CommandKind::Flush if r.offset != 0 || r.length != 0 => {
+            return Err(refuse(EINVAL, "a flush must have offset 0 and length 0"))
+        }
         CommandKind::Flush => return Ok(Answer::Done),
         CommandKind::BlockStatus if !session.allocation => {
             return Err(refuse(
@@ -341,10 +346,16 @@ fn extent_flags(extent: &Extent) -> (u64, u32) {
 fn failure(f: Failure) -> Refusal {
     let errno = match &f {
         Failure::Refused(CommandError::TargetWriteInhibited { .. }) | Failure::Denied(_) => EPERM,
-        Failure::Refused(CommandError::OutOfRange { .. } | CommandError::WriteTooLarge { .. }) => EINVAL,
-        Failure::NotLeader => ESHUTDOWN,
-        Failure::NoSpace(_) => ENOSPC,
-        Failure::Refused(_) | Failure::Unavailable(_) => EIO,
+        Failure::Refused(CommandError::OutOfRange { .. } | CommandError::WriteTooLarge { .. }) | Failure::Empty => {
+            EINVAL
+        }
+        // The client must reconnect: to the leader, or to the majority's side (a commit that
+        // takes this long means this leader is cut off, or the cluster is stuck).
+        Failure::Propose(ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) | ProposeError::CommitTimeout) => {
+            ESHUTDOWN
+        }
+        Failure::DiskFull { .. } => ENOSPC,
+        Failure::Refused(_) | Failure::Propose(ProposeError::Unavailable(_)) | Failure::Unavailable(_) => EIO,
     };
     refuse(errno, f.to_string())
 }

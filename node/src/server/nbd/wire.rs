@@ -298,6 +298,86 @@ pub fn option_reply(option: u32, reply: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The server's greeting: `NBDMAGIC`, `IHAVEOPT`, the handshake flags.
+pub fn greeting(flags: u16) -> [u8; 18] {
+    let mut out = [0u8; 18];
+    out[0..8].copy_from_slice(&NBDMAGIC.to_be_bytes());
+    out[8..16].copy_from_slice(&IHAVEOPT.to_be_bytes());
+    out[16..18].copy_from_slice(&flags.to_be_bytes());
+    out
+}
+
+/// `REP_ACK`: the option succeeded (and, for a list, this was the last reply).
+pub fn option_ack(option: u32) -> Vec<u8> {
+    option_reply(option, REP_ACK, &[])
+}
+
+/// An error reply (`reply` is one of the `REP_ERR_*`), the message as its payload.
+pub fn option_error(option: u32, reply: u32, message: &str) -> Vec<u8> {
+    option_reply(option, reply, message.as_bytes())
+}
+
+/// `REP_SERVER`: one export of an `OPT_LIST` answer, its name as length and bytes.
+pub fn server_reply(option: u32, name: &str) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(4 + name.len());
+    payload.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    payload.extend_from_slice(name.as_bytes());
+    option_reply(option, REP_SERVER, &payload)
+}
+
+/// `REP_META_CONTEXT`: a metadata context's id (0 when only listed) and name.
+pub fn meta_context_reply(option: u32, id: u32, name: &str) -> Vec<u8> {
+    let mut payload = id.to_be_bytes().to_vec();
+    payload.extend_from_slice(name.as_bytes());
+    option_reply(option, REP_META_CONTEXT, &payload)
+}
+
+/// `REP_INFO` carrying `INFO_EXPORT`: the export's size and transmission flags.
+pub fn info_export(option: u32, size: u64, flags: u16) -> Vec<u8> {
+    let mut payload = INFO_EXPORT.to_be_bytes().to_vec();
+    payload.extend_from_slice(&size.to_be_bytes());
+    payload.extend_from_slice(&flags.to_be_bytes());
+    option_reply(option, REP_INFO, &payload)
+}
+
+/// `REP_INFO` carrying `INFO_NAME`: the export's name.
+pub fn info_name(option: u32, name: &str) -> Vec<u8> {
+    let mut payload = INFO_NAME.to_be_bytes().to_vec();
+    payload.extend_from_slice(name.as_bytes());
+    option_reply(option, REP_INFO, &payload)
+}
+
+/// `REP_INFO` carrying `INFO_DESCRIPTION`: a description of the export for people.
+pub fn info_description(option: u32, description: &str) -> Vec<u8> {
+    let mut payload = INFO_DESCRIPTION.to_be_bytes().to_vec();
+    payload.extend_from_slice(description.as_bytes());
+    option_reply(option, REP_INFO, &payload)
+}
+
+/// `REP_INFO` carrying `INFO_BLOCK_SIZE`: the minimum, preferred and maximum block sizes.
+pub fn info_block_size(option: u32, minimum: u32, preferred: u32, maximum: u32) -> Vec<u8> {
+    let mut payload = INFO_BLOCK_SIZE.to_be_bytes().to_vec();
+    payload.extend_from_slice(&minimum.to_be_bytes());
+    payload.extend_from_slice(&preferred.to_be_bytes());
+    payload.extend_from_slice(&maximum.to_be_bytes());
+    option_reply(option, REP_INFO, &payload)
+}
+
+/// Zero bytes after the `OPT_EXPORT_NAME` reply, unless the client asked for none.
+const EXPORT_NAME_ZEROES: usize = 124;
+
+/// The answer to `OPT_EXPORT_NAME` (not an option reply: the protocol's oldest form): size and
+/// transmission flags, then the zeroes unless the client set `CLIENT_NO_ZEROES`.
+pub fn export_name_reply(size: u64, flags: u16, no_zeroes: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + EXPORT_NAME_ZEROES);
+    out.extend_from_slice(&size.to_be_bytes());
+    out.extend_from_slice(&flags.to_be_bytes());
+    if !no_zeroes {
+        out.extend_from_slice(&[0u8; EXPORT_NAME_ZEROES]);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +408,28 @@ mod tests {
         let opt = option_reply(OPT_GO, REP_ACK, &[]);
         assert_eq!(opt.len(), 20);
         assert_eq!(&opt[0..8], &OPTION_REPLY_MAGIC.to_be_bytes());
+    }
+
+    #[test]
+    fn handshake_replies_have_the_documented_layout() {
+        let hello = greeting(FLAG_FIXED_NEWSTYLE | FLAG_NO_ZEROES);
+        assert_eq!(&hello[0..16], b"NBDMAGICIHAVEOPT");
+        assert_eq!(&hello[16..18], &[0, 3]);
+        assert_eq!(export_name_reply(1 << 20, TFLAG_HAS_FLAGS, true).len(), 10);
+        let zeroes = export_name_reply(1 << 20, TFLAG_HAS_FLAGS, false);
+        assert_eq!(zeroes.len(), 134);
+        assert_eq!(&zeroes[0..10], &[0, 0, 0, 0, 0, 0x10, 0, 0, 0, 1]);
+        let server = server_reply(OPT_LIST, "vol");
+        assert_eq!(&server[12..20], &[0, 0, 0, 2, 0, 0, 0, 7]);
+        assert_eq!(&server[20..], &[0, 0, 0, 3, b'v', b'o', b'l']);
+        let export = info_export(OPT_GO, 512, TFLAG_HAS_FLAGS);
+        assert_eq!(&export[16..20], &12u32.to_be_bytes());
+        assert_eq!(&export[20..], &[0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 1]);
+        assert_eq!(info_block_size(OPT_GO, 1, 2, 3).len(), 20 + 14);
+        let context = meta_context_reply(OPT_SET_META_CONTEXT, BASE_ALLOCATION_ID, BASE_ALLOCATION);
+        assert_eq!(&context[12..16], &REP_META_CONTEXT.to_be_bytes());
+        assert_eq!(&context[20..24], &[0, 0, 0, 1]);
+        assert_eq!(&context[24..], BASE_ALLOCATION.as_bytes());
+        assert_eq!(&option_error(OPT_GO, REP_ERR_UNKNOWN, "no")[20..], b"no");
     }
 }

@@ -1,9 +1,9 @@
-//! Host writes as NBD and the admin API submit them: all-zero data becomes zeroing (so the
-//! journal replays and zeros stay thin), zeroing is split only as far as its cost requires (a
-//! whole-volume TRIM of a thin volume is one entry), and a write that a freeze held is followed
-//! until the entry that releases or refuses it.
+//! The write half of host I/O: all-zero data becomes zeroing (so the journal replays and zeros
+//! stay thin), zeroing is split only as far as its cost requires (a whole-volume TRIM of a thin
+//! volume is one entry), and a write that a freeze held is followed until the entry that
+//! releases or refuses it.
 
-use crate::server::consensus::ProposeError;
+use super::error::HostIoError;
 use crate::server::disk::DiskGuard;
 use crate::server::write_batcher::{Outcome, WriteQueue};
 use statemachine::{CommandError, Event, HostWrite, VolumeId, WriteData, MAX_WRITE_BYTES};
@@ -33,15 +33,16 @@ impl HostWrites {
     /// writes share entries (group commit). Data larger than one replication request
     /// (`storage::REPLICATION_BYTES`) is split into several writes, in order, so every entry
     /// fits the AppendEntries deadline; zeroing is split where it would drop or copy more
-    /// stored tracks than one entry should (see `zeroing_pieces`). `opened`: the volume the
-    /// writer opened (NBD), refused if `volume` names another one by the time it applies.
+    /// stored tracks than one entry should (see `zero`). `opened`: the volume the writer
+    /// opened, refused if `volume` names another one by the time it applies. Returns the index
+    /// of the entry that applied the write's last piece.
     pub async fn write(
         &self,
         volume: &str,
-        opened: Option<VolumeId>,
+        opened: VolumeId,
         offset: u64,
         data: WriteData,
-    ) -> Result<Result<(), CommandError>, ProposeError> {
+    ) -> Result<u64, HostIoError> {
         // All-zero data goes as zeroing: which tracks are stored follows from the commands alone
         // (so the journal replays), and zeros written this way stay thin.
         let data = match data {
@@ -50,7 +51,7 @@ impl HostWrites {
         };
         // Zeroing is let through a full disk: it frees space rather than taking it.
         if self.disk.low() && !matches!(data, WriteData::Zeroes(_)) {
-            return Err(ProposeError::DiskFull {
+            return Err(HostIoError::DiskFull {
                 free: self.disk.free(),
                 reserve: self.disk.reserve(),
             });
@@ -58,49 +59,42 @@ impl HostWrites {
         if let WriteData::Zeroes(length) = data {
             return self.zero(volume, opened, offset, length).await;
         }
+        let mut applied_at = 0;
         for (at, piece) in pieces(offset, data) {
-            if let Err(e) = self.write_one(volume, opened, at, piece).await? {
-                return Ok(Err(e));
-            }
+            applied_at = self.write_one(volume, opened, at, piece).await?;
         }
-        Ok(Ok(()))
+        Ok(applied_at)
     }
 
     /// Zeroing, as few writes as its cost allows: each covers what remains unless that holds
     /// more than `ZEROING_TRACKS` stored tracks (what one entry drops, not the range's length,
     /// is what an apply costs); on a source, whose targets may need tracks copied first, writes
     /// of one command's bound (the state machine refuses more).
-    async fn zero(
-        &self,
-        volume: &str,
-        opened: Option<VolumeId>,
-        offset: u64,
-        length: u64,
-    ) -> Result<Result<(), CommandError>, ProposeError> {
+    async fn zero(&self, volume: &str, opened: VolumeId, offset: u64, length: u64) -> Result<u64, HostIoError> {
         let end = offset + length;
         let mut at = offset;
+        let mut applied_at = 0;
         while at < end {
             let covered = self.next_zeroing(volume, opened, at, end - at).await;
-            match self.write_one(volume, opened, at, WriteData::Zeroes(covered)).await? {
-                Ok(()) => {}
+            applied_at = match self.write_one(volume, opened, at, WriteData::Zeroes(covered)).await {
+                Ok(index) => index,
                 // The volume became a source since: cut this one small.
-                Err(CommandError::ZeroingTooLarge { .. }) => {
+                Err(HostIoError::Refused(CommandError::ZeroingTooLarge { .. })) => {
                     for (piece_at, small) in pieces(at, WriteData::Zeroes(covered)) {
-                        if let Err(e) = self.write_one(volume, opened, piece_at, small).await? {
-                            return Ok(Err(e));
-                        }
+                        applied_at = self.write_one(volume, opened, piece_at, small).await?;
                     }
+                    applied_at
                 }
-                Err(e) => return Ok(Err(e)),
-            }
+                Err(e) => return Err(e),
+            };
             at += covered;
         }
-        Ok(Ok(()))
+        Ok(applied_at)
     }
 
     /// How many bytes from `at` the next zeroing write covers (see `zero`). It looks at stored
     /// tracks, so it runs off the async workers.
-    async fn next_zeroing(&self, volume: &str, opened: Option<VolumeId>, at: u64, length: u64) -> u64 {
+    async fn next_zeroing(&self, volume: &str, opened: VolumeId, at: u64, length: u64) -> u64 {
         let (view, volume) = (self.view.clone(), volume.to_string());
         let bounded = length.min(MAX_WRITE_BYTES);
         tokio::task::spawn_blocking(move || {
@@ -108,7 +102,7 @@ impl HostWrites {
                 return bounded;
             }
             // An error (no such volume, a range past its end) is the apply's to report.
-            match view.allocation(&volume, opened, at, length, ZEROING_TRACKS) {
+            match view.allocation(&volume, Some(opened), at, length, ZEROING_TRACKS) {
                 Ok(extents) => extents.iter().map(|e| e.length).sum::<u64>().clamp(1, length),
                 Err(_) => length,
             }
@@ -117,13 +111,14 @@ impl HostWrites {
         .unwrap_or(bounded)
     }
 
+    /// One bounded write, through the queue; the index of the entry that applied it.
     async fn write_one(
         &self,
         volume: &str,
-        opened: Option<VolumeId>,
+        opened: VolumeId,
         offset: u64,
         data: WriteData,
-    ) -> Result<Result<(), CommandError>, ProposeError> {
+    ) -> Result<u64, HostIoError> {
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
         // Subscribe before proposing, so the release of a held write cannot be missed.
         let mut notices = self.view.subscribe();
@@ -131,14 +126,14 @@ impl HostWrites {
             .queue
             .submit(HostWrite {
                 volume: volume.to_string(),
-                opened,
+                opened: Some(opened),
                 offset,
                 data,
                 tag,
             })
             .await;
         let held_at = match outcome? {
-            Outcome::Done(result) => return Ok(result),
+            Outcome::Done { index, result } => return result.map(|()| index).map_err(HostIoError::from),
             Outcome::Held { index } => index,
         };
         // Wait for the entry that releases it. Notices can be missed (a lagging receiver, a
@@ -150,13 +145,13 @@ impl HostWrites {
                 notice = notices.recv() => match notice {
                     Ok(notice) => {
                         if let Some(outcome) = release_outcome(&notice.events, volume, tag) {
-                            return Ok(outcome);
+                            return outcome.map(|()| notice.index).map_err(HostIoError::from);
                         }
                         continue;
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        return Err(ProposeError::Unavailable("the node is shutting down".into()));
+                        return Err(HostIoError::Unavailable("the node is shutting down".into()));
                     }
                 },
                 _ = every_second.tick() => {}
@@ -169,9 +164,12 @@ impl HostWrites {
                 let history = self
                     .view
                     .audit(&only_this_volume, held_at, usize::MAX)
-                    .map_err(|e| ProposeError::Unavailable(e.to_string()))?;
-                if let Some(outcome) = history.iter().find_map(|r| release_outcome(&r.events, volume, tag)) {
-                    return Ok(outcome);
+                    .map_err(|e| HostIoError::Unavailable(e.to_string()))?;
+                let released = history
+                    .iter()
+                    .find_map(|r| Some((r.index, release_outcome(&r.events, volume, tag)?)));
+                if let Some((index, outcome)) = released {
+                    return outcome.map(|()| index).map_err(HostIoError::from);
                 }
             }
         }

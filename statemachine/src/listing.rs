@@ -1,0 +1,103 @@
+//! What `lsvol`, `lsflash` and `lshost` show: one row per volume, relationship or host. These
+//! types are also the admin API's JSON bodies.
+
+use crate::hosts::HostInfo;
+use crate::relationship::RelationshipState;
+use crate::state::State;
+use crate::volume::VolumeState;
+use serde::{Deserialize, Serialize};
+
+/// One row of `lsvol`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub size: u64,
+    pub state: VolumeState,
+    pub source_of: Vec<String>,
+    pub target_of: Option<String>,
+}
+
+/// One row of `lsflash`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RelationshipInfo {
+    pub source: String,
+    pub target: String,
+    pub seqnum: u32,
+    pub state: RelationshipState,
+    pub persistent: bool,
+    pub recording: bool,
+    pub background_copy: bool,
+    pub target_write_inhibit: bool,
+    pub frozen: bool,
+    pub out_of_sync_tracks: u64,
+    pub total_tracks: u32,
+    pub created_at: String,
+    pub synced_at: String,
+}
+
+impl State {
+    pub fn volumes(&self) -> Vec<VolumeInfo> {
+        self.names
+            .values()
+            .map(|id| {
+                let record = &self.records[id];
+                let v = &record.volume;
+                VolumeInfo {
+                    name: v.name.clone(),
+                    size: v.size,
+                    state: v.state(),
+                    source_of: v.targets.iter().map(|t| self.name(*t).to_string()).collect(),
+                    target_of: record.incoming.as_ref().map(|r| self.name(r.source).to_string()),
+                }
+            })
+            .collect()
+    }
+
+    /// Relationships touching any of `volumes` (all of them if empty), ordered by source, target.
+    pub fn relationships(&self, volumes: &[String]) -> Vec<RelationshipInfo> {
+        let mut out: Vec<RelationshipInfo> = self
+            .records
+            .values()
+            .filter_map(|r| r.incoming.as_ref())
+            .filter(|rel| {
+                volumes.is_empty()
+                    || volumes
+                        .iter()
+                        .any(|v| v == self.name(rel.source) || v == self.name(rel.target))
+            })
+            .map(|rel| RelationshipInfo {
+                source: self.name(rel.source).to_string(),
+                target: self.name(rel.target).to_string(),
+                seqnum: rel.seqnum,
+                state: rel.state(),
+                persistent: rel.persistent,
+                recording: rel.recording,
+                background_copy: rel.background_copy,
+                target_write_inhibit: rel.target_write_inhibit,
+                frozen: self.records[&rel.source].volume.frozen_until.is_some(),
+                out_of_sync_tracks: rel.out_of_sync.len(),
+                total_tracks: rel.out_of_sync.tracks(),
+                created_at: rel.created_at.rfc3339(),
+                synced_at: rel.synced_at.rfc3339(),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
+        out
+    }
+
+    /// Every host with its mapped volumes by name (`lshost`).
+    pub fn host_infos(&self) -> Vec<HostInfo> {
+        self.hosts
+            .values()
+            .map(|h| HostInfo {
+                name: h.name.clone(),
+                identity: h.identity.clone(),
+                volumes: h
+                    .volumes
+                    .iter()
+                    .map(|(id, access)| (self.name(*id).to_string(), *access))
+                    .collect(),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,145 @@
+//! The data plane's reads: a host request checked against the volume, and its bytes resolved
+//! through the volume's relationship (a target's uncopied tracks live on the source).
+
+use crate::state::State;
+use crate::track::{TrackReader, VolumeId};
+
+impl State {
+    /// Which volume's stored track holds the bytes a host reading `track` of `volume` must see:
+    /// the volume itself, or the source of its relationship while the track is out of sync.
+    /// No cascading, so one hop is enough.
+    pub fn resolve_read(&self, volume: VolumeId, track: u32) -> VolumeId {
+        match self.incoming(volume) {
+            Some(rel) if rel.out_of_sync.contains(track) => rel.source,
+            _ => volume,
+        }
+    }
+
+    /// Reads `length` bytes at `offset` of a volume as a host sees them. The caller checks the
+    /// range (see [`State::check_range`]).
+    pub fn read<R: TrackReader>(
+        &self,
+        tracks: &R,
+        volume: VolumeId,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, R::Error> {
+        self.read_plan(volume, offset, length).read(tracks)
+    }
+
+    /// Fills `out` with the volume's bytes from `offset` on, as a host sees them: only the
+    /// blocks asked for are read. The caller checks the range.
+    pub fn read_into<R: TrackReader>(
+        &self,
+        tracks: &R,
+        volume: VolumeId,
+        offset: u64,
+        out: &mut [u8],
+    ) -> Result<(), R::Error> {
+        self.read_plan(volume, offset, out.len() as u64).read_into(tracks, out)
+    }
+
+    /// Where the bytes of a host read live, resolved now: the plan can then be read without the
+    /// state, from storage as of this moment (a storage snapshot taken together with it), so
+    /// the state's lock is not held during the I/O. The caller checks the range.
+    pub fn read_plan(&self, volume: VolumeId, offset: u64, length: u64) -> ReadPlan {
+        let ts = u64::from(self.globals.track_size);
+        let mut pieces = Vec::new();
+        let mut done = 0u64;
+        while done < length {
+            let pos = offset + done;
+            let track = (pos / ts) as u32;
+            let within = pos % ts;
+            let take = (ts - within).min(length - done);
+            pieces.push(Piece {
+                volume: self.resolve_read(volume, track),
+                track,
+                within: within as usize,
+                length: take as usize,
+            });
+            done += take;
+        }
+        ReadPlan {
+            pieces,
+            length: length as usize,
+        }
+    }
+
+    /// Checks that a host request fits the volume, and that `name` still names the volume the
+    /// host opened (`opened`, when it opened one).
+    pub fn check_range(
+        &self,
+        name: &str,
+        opened: Option<VolumeId>,
+        offset: u64,
+        length: u64,
+    ) -> Result<VolumeId, crate::CommandError> {
+        let id = self
+            .volume_id(name)
+            .ok_or_else(|| crate::CommandError::VolumeNotFound { name: name.to_string() })?;
+        if opened.is_some_and(|opened| opened != id) {
+            return Err(crate::CommandError::VolumeReplaced { name: name.to_string() });
+        }
+        let size = self.records[&id].volume.size;
+        match offset.checked_add(length) {
+            Some(end) if end <= size => Ok(id),
+            _ => Err(crate::CommandError::OutOfRange {
+                volume: name.to_string(),
+                offset,
+                length,
+                size,
+            }),
+        }
+    }
+
+    /// Whether zeroing the volume may copy tracks first: it is a source, and its targets may
+    /// still share what it stores. `None` if there is no such volume.
+    pub fn zeroing_copies(&self, volume: VolumeId) -> Option<bool> {
+        self.records.get(&volume).map(|r| !r.volume.targets.is_empty())
+    }
+
+    /// Whether hosts may write the volume (false for the target of a `--tgtinhibit` relationship).
+    pub fn writable(&self, volume: VolumeId) -> bool {
+        !self.incoming(volume).is_some_and(|r| r.target_write_inhibit)
+    }
+}
+
+/// A host read resolved against the state (see [`State::read_plan`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadPlan {
+    pieces: Vec<Piece>,
+    length: usize,
+}
+
+/// Part of one stored track: `length` bytes from `within`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Piece {
+    volume: VolumeId,
+    track: u32,
+    within: usize,
+    length: usize,
+}
+
+impl ReadPlan {
+    pub fn read<R: TrackReader>(&self, tracks: &R) -> Result<Vec<u8>, R::Error> {
+        let mut out = vec![0; self.length];
+        self.read_into(tracks, &mut out)?;
+        Ok(out)
+    }
+
+    /// Fills `out`, which holds exactly the plan's length.
+    pub fn read_into<R: TrackReader>(&self, tracks: &R, out: &mut [u8]) -> Result<(), R::Error> {
+        assert_eq!(out.len(), self.length, "a plan fills exactly its length");
+        let mut done = 0;
+        for piece in &self.pieces {
+            tracks.read_into(
+                piece.volume,
+                piece.track,
+                piece.within,
+                &mut out[done..done + piece.length],
+            )?;
+            done += piece.length;
+        }
+        Ok(())
+    }
+}

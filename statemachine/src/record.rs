@@ -1,0 +1,26 @@
+//! A volume record: everything the state keeps about one volume, and the unit of persistence
+//! (an apply reports which records it touched and storage rewrites exactly those).
+
+use crate::held_writes::HeldWrites;
+use crate::relationship::Relationship;
+use crate::volume::Volume;
+use serde::{Deserialize, Serialize};
+
+/// Everything the state keeps about one volume.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolumeRecord {
+    pub volume: Volume,
+    /// The relationship whose target this volume is (a target has exactly one source).
+    pub incoming: Option<Relationship>,
+    /// Host writes held by a freeze, in arrival order.
+    pub held_writes: HeldWrites,
+    /// Sum of the track hashes of this volume's stored content.
+    pub content_digest: u64,
+}
+
+impl VolumeRecord {
+    /// Thawed, with held writes still to release.
+    pub(crate) fn drains(&self) -> bool {
+        self.volume.frozen_until.is_none() && !self.held_writes.is_empty()
+    }
+}
