@@ -160,3 +160,93 @@ fn a_node_whose_storage_fails_exits_with_a_message_instead_of_living_on() {
         "{log}"
     );
 }
+
+/// Bytes the files under `dir` take (`du`).
+fn dir_bytes(dir: &Path) -> u64 {
+    let out = run("du", &["-sb", dir.to_str().unwrap()]);
+    out.stdout
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("du: {}{}", out.stdout, out.stderr))
+}
+
+/// Bytes used on the filesystem holding `dir` (what `df` shows as used).
+fn used_bytes(dir: &Path) -> u64 {
+    let out = run("df", &["-B1", "--output=used", dir.to_str().unwrap()]);
+    out.stdout
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("df: {}{}", out.stdout, out.stderr))
+}
+
+/// The sequence on a 700 MiB disk: fill a volume until writes are refused, delete it,
+/// and a new volume takes writes again within seconds, without a restart: the deleted volume's
+/// blocks and the log entries that carried them are given back (bounded: 60 s). Then TRIM of a
+/// written volume returns its space too.
+#[test]
+fn space_comes_back_when_a_volume_is_deleted_and_when_it_is_trimmed() {
+    let Some(disk) = SmallDisk::mount(700) else {
+        return;
+    };
+    let mut node = Node::start(&disk.path().join("n1"), 1, &[]);
+    node.wait_ready();
+    node.ok(&["mkvol", "big", "--size", "1G"]);
+    let (acked, failure) = fill(&node.nbd_uri("big"), 256);
+    assert!(acked > 10 && acked < 256, "the disk never filled ({acked} chunks)");
+    assert!(failure.contains("No space left on device"), "{failure}");
+    let full = used_bytes(disk.path());
+
+    node.ok(&["rmvol", "big"]);
+    node.ok(&["mkvol", "again", "--size", "1G"]);
+    let uri = node.nbd_uri("again");
+    let started = std::time::Instant::now();
+    let mut resumed = false;
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        let out = qemu_io_result(&uri, &["-c", "write -P 5 0 1M"]);
+        if out.code == 0 && !out.stdout.contains("failed") {
+            resumed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let after = used_bytes(disk.path());
+    assert!(
+        resumed,
+        "writes to a new volume were still refused 60 s after the delete (used {} MiB, was {} MiB); node log:\n{}",
+        after >> 20,
+        full >> 20,
+        node.log()
+    );
+    eprintln!(
+        "writes resumed {:.1} s after the delete; df used {} MiB -> {} MiB",
+        started.elapsed().as_secs_f64(),
+        full >> 20,
+        after >> 20
+    );
+    let written = (acked as u64) * (4 << 20);
+    eventually("the deleted volume's space back on the disk", 60, || {
+        used_bytes(disk.path()) + written / 2 < full
+    });
+
+    // The log that carried the deleted volume's data was cut back too.
+    eventually("the log cut back", 60, || {
+        dir_bytes(&disk.path().join("n1/raft-log")) < written / 4
+    });
+
+    // TRIM: 64 MiB written and on disk (a clean stop flushes the state), then discarded: the
+    // state gives its blocks back (the log entries that carried them go with the log's next cut).
+    let (chunks, _) = fill(&uri, 16);
+    assert_eq!(chunks, 16);
+    node.stop();
+    node.start_again();
+    node.wait_ready();
+    let db = disk.path().join("n1/db");
+    let written_db = dir_bytes(&db);
+    qemu_io(&uri, &["discard 0 64M"]);
+    eventually("the trimmed blocks given back", 60, || {
+        dir_bytes(&db) + (48 << 20) < written_db
+    });
+    node.stop();
+}

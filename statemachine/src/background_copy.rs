@@ -5,7 +5,7 @@
 use crate::command::Pair;
 use crate::error::CommandError;
 use crate::event::Event;
-use crate::relationship::find_existing;
+use crate::pairs::find_existing;
 use crate::track::TrackReader;
 use crate::tx::{Failure, Tx};
 

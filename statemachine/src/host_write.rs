@@ -8,6 +8,7 @@ use crate::changes::BitmapKind;
 use crate::command::{HostWrite, WriteData};
 use crate::error::CommandError;
 use crate::event::Event;
+use crate::state::State;
 use crate::track::{TrackReader, VolumeId};
 use crate::tx::{Failure, Tx};
 use std::ops::Range;
@@ -63,7 +64,7 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
 /// A zeroing longer than one write command, on a volume that is a source: its targets may need
 /// every stored track of the range copied first, so it is refused (also when a freeze held it
 /// and the volume became a source since).
-pub(crate) fn unbounded_zeroing(state: &crate::State, id: VolumeId, write: &HostWrite) -> Option<CommandError> {
+pub(crate) fn unbounded_zeroing(state: &State, id: VolumeId, write: &HostWrite) -> Option<CommandError> {
     let zeroing = matches!(write.data, WriteData::Zeroes(_));
     let copies = state.zeroing_copies(id) == Some(true);
     (zeroing && write.data.len() > MAX_WRITE_BYTES && copies).then(|| CommandError::ZeroingTooLarge {

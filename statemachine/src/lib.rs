@@ -41,6 +41,7 @@ mod establish;
 mod freeze;
 mod host_mapping;
 mod host_write;
+mod pairs;
 mod provision;
 mod replay;
 mod resync;

@@ -12,6 +12,11 @@ use serde::{Deserialize, Serialize};
 pub struct VolumeInfo {
     pub name: String,
     pub size: u64,
+    /// Bytes of stored tracks: the space the volume uses (thin: never-written tracks use none).
+    pub used: u64,
+    /// For a target, bytes of tracks still shared with its source (out of sync): what a
+    /// withdraw now would leave it without.
+    pub shared: u64,
     pub state: VolumeState,
     pub source_of: Vec<String>,
     pub target_of: Option<String>,
@@ -36,15 +41,19 @@ pub struct RelationshipInfo {
 }
 
 impl State {
+    /// Every volume by name (`lsvol`).
     pub fn volumes(&self) -> Vec<VolumeInfo> {
         self.names
             .values()
             .map(|id| {
                 let record = &self.records[id];
                 let v = &record.volume;
+                let track_size = u64::from(self.track_size());
                 VolumeInfo {
                     name: v.name.clone(),
                     size: v.size,
+                    used: record.stored_tracks * track_size,
+                    shared: record.incoming.as_ref().map_or(0, |r| r.out_of_sync.len()) * track_size,
                     state: v.state(),
                     source_of: v.targets.iter().map(|t| self.name(*t).to_string()).collect(),
                     target_of: record.incoming.as_ref().map(|r| self.name(r.source).to_string()),

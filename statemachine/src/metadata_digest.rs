@@ -31,6 +31,7 @@ impl MetadataDigest {
             volume: &'a crate::volume::Volume,
             relationship: &'a Option<crate::relationship::Relationship>,
             held: Vec<(u64, &'a str, u64, u64, u64)>,
+            stored_tracks: u64,
         }
         let volumes: BTreeMap<String, u64> = state
             .records()
@@ -51,6 +52,7 @@ impl MetadataDigest {
                             )
                         })
                         .collect(),
+                    stored_tracks: record.stored_tracks,
                 };
                 (record.volume.name.clone(), xxh3_64(&encode(&view)))
             })

@@ -29,6 +29,7 @@ pub(crate) fn create<R: TrackReader>(tx: &mut Tx<'_, R>, name: &str, size: u64) 
         incoming: None,
         held_writes: Default::default(),
         content_digest: 0,
+        stored_tracks: 0,
     });
     tx.push_event(Event::VolumeCreated {
         volume: name.to_string(),

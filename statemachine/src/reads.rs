@@ -1,6 +1,7 @@
 //! The data plane's reads: a host request checked against the volume, and its bytes resolved
 //! through the volume's relationship (a target's uncopied tracks live on the source).
 
+use crate::error::CommandError;
 use crate::state::State;
 use crate::track::{TrackReader, VolumeId};
 
@@ -73,17 +74,17 @@ impl State {
         opened: Option<VolumeId>,
         offset: u64,
         length: u64,
-    ) -> Result<VolumeId, crate::CommandError> {
+    ) -> Result<VolumeId, CommandError> {
         let id = self
             .volume_id(name)
-            .ok_or_else(|| crate::CommandError::VolumeNotFound { name: name.to_string() })?;
+            .ok_or_else(|| CommandError::VolumeNotFound { name: name.to_string() })?;
         if opened.is_some_and(|opened| opened != id) {
-            return Err(crate::CommandError::VolumeReplaced { name: name.to_string() });
+            return Err(CommandError::VolumeReplaced { name: name.to_string() });
         }
         let size = self.records[&id].volume.size;
         match offset.checked_add(length) {
             Some(end) if end <= size => Ok(id),
-            _ => Err(crate::CommandError::OutOfRange {
+            _ => Err(CommandError::OutOfRange {
                 volume: name.to_string(),
                 offset,
                 length,

@@ -16,6 +16,8 @@ pub struct VolumeRecord {
     pub held_writes: HeldWrites,
     /// Sum of the track hashes of this volume's stored content.
     pub content_digest: u64,
+    /// How many of its tracks are stored (the space it uses is this many tracks).
+    pub stored_tracks: u64,
 }
 
 impl VolumeRecord {

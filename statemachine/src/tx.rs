@@ -198,11 +198,14 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         Ok(())
     }
 
-    /// Moves the content digest from the track's stored sums to `sums`.
+    /// Moves the content digest from the track's stored sums to `sums`; a track not stored
+    /// before counts as stored from now on.
     fn set_sums(&mut self, volume: VolumeId, track: u32, sums: BlockSums) -> Result<(), Failure<R::Error>> {
-        let old = self
-            .stored_sums(volume, track)?
-            .map_or(0, |old| digest::track_hash(volume, track, &old));
+        let old = self.stored_sums(volume, track)?;
+        if old.is_none() {
+            self.record_mut(volume).stored_tracks += 1;
+        }
+        let old = old.map_or(0, |old| digest::track_hash(volume, track, &old));
         self.shift_content_digest(volume, old, digest::track_hash(volume, track, &sums));
         Ok(())
     }
@@ -213,6 +216,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             return Ok(());
         };
         self.shift_content_digest(volume, digest::track_hash(volume, track, &old), 0);
+        self.record_mut(volume).stored_tracks -= 1;
         self.tracks.zero(volume, track);
         Ok(())
     }

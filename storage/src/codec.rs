@@ -7,7 +7,9 @@ use serde::{de::DeserializeOwned, Serialize};
 /// 3: audit records keep the command in its journal form, its result and the applied time.
 /// 4: the state keeps its own clock (stamps with terms).
 /// 5: tracks stored in blocks with per-block hashes (`sums` and `blocks` column families).
-pub(crate) const FORMAT_VERSION: u8 = 6;
+/// 6: hosts and their mappings; writes name the volume they opened.
+/// 7: volume records count their stored tracks; a snapshot is a kept RocksDB checkpoint.
+pub(crate) const FORMAT_VERSION: u8 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

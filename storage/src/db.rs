@@ -102,6 +102,8 @@ pub(crate) fn db_options() -> Options {
 /// relocates live blocks from the oldest tenth of the blob files only: at a quarter, sustained
 /// writes under perf ran at 166 against 278 MiB/s (one run each, docs/PERFORMANCE.md); files
 /// whose blocks were all overwritten are dropped without it.
+pub(crate) const BLOB_GC_AGE_CUTOFF: &str = "0.1";
+
 fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
     let mut opts = db_options();
     let mut table = rocksdb::BlockBasedOptions::default();
@@ -115,7 +117,7 @@ fn cf_options(name: &str, cache: &rocksdb::Cache) -> Options {
         opts.set_blob_file_size(256 << 20);
         opts.set_blob_compression_type(rocksdb::DBCompressionType::None);
         opts.set_enable_blob_gc(true);
-        opts.set_blob_gc_age_cutoff(0.1);
+        opts.set_blob_gc_age_cutoff(BLOB_GC_AGE_CUTOFF.parse().expect("a number"));
         opts.set_write_buffer_size(64 << 20);
     }
     opts

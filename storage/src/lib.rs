@@ -6,7 +6,9 @@
 //!   they are acknowledged. The log is the state's write-ahead log.
 //! - [`StateMachineStore`] implements `RaftStateMachine`: each entry is applied by the pure
 //!   `statemachine` and its track ops, touched records and applied log id are written in one
-//!   `WriteBatch`. Snapshots stream from a file built from a RocksDB checkpoint.
+//!   `WriteBatch`. A snapshot is a RocksDB checkpoint; its stream is written only when a follower
+//!   needs it.
+//! - [`Space`]: what the state uses of the disk, and giving back what dropped tracks held.
 //! - [`StateView`] is the read side the node queries (lsvol, lsflash, volume data, audit), also
 //!   opened read-only on a stopped node's directory ([`open_read_only`]) for offline audits.
 //! - The audit history is a journal that replays: `StateView::state_at` and `StateView::verify`.
@@ -41,7 +43,7 @@ pub use audit::{AuditFilter, AuditRecord, JournalError, Rebuilt, Until, Verifica
 pub use db::OpenError;
 pub use log_store::{LogStore, REPLICATION_BYTES};
 pub use open::{open, open_read_only};
-pub use space::free_bytes;
+pub use space::{free_bytes, total_bytes, Reclaimed, Space, Usage};
 pub use state_machine::{ApplyObserver, StateMachineStore};
 pub use types::{NodeInfo, Request, Response, TypeConfig};
 pub use view::{AppliedNotice, ReadError, StateView};

@@ -68,6 +68,7 @@ struct StoredRecord {
     volume: Volume,
     incoming: Option<StoredRelationship>,
     content_digest: u64,
+    stored_tracks: u64,
 }
 
 /// One write to the `meta` column family.
@@ -188,6 +189,7 @@ fn encode_record(record: &VolumeRecord) -> Result<Vec<u8>, CodecError> {
             synced_at: r.synced_at,
         }),
         content_digest: record.content_digest,
+        stored_tracks: record.stored_tracks,
     };
     codec::encode(&stored)
 }
@@ -256,6 +258,7 @@ impl Loader {
                     incoming,
                     held_writes: Default::default(),
                     content_digest: stored.content_digest,
+                    stored_tracks: stored.stored_tracks,
                 }
             })
             .collect();

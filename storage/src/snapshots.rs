@@ -2,6 +2,7 @@
 //! a RocksDB checkpoint, and installing one into the DB so that a cut-off install redoes itself.
 
 use crate::applied_state::cf;
+use crate::codec;
 use crate::db::*;
 use crate::snapshot::{self, Meta};
 use crate::types::TypeConfig;
@@ -12,34 +13,77 @@ use std::path::{Path, PathBuf};
 
 type Result<T> = std::result::Result<T, StorageError<u64>>;
 
-/// The saved current snapshot: its meta and file, if any.
-pub(crate) fn current_snapshot(dir: &Path) -> std::io::Result<Option<(Meta, PathBuf)>> {
-    let name = match std::fs::read_to_string(dir.join("current")) {
-        Ok(name) => name,
+/// The current snapshot as it is kept on disk.
+pub(crate) enum Kept {
+    /// Built here: a RocksDB checkpoint (hard links to the state's files as of the snapshot)
+    /// in `<id>.ckpt`, its meta in `<id>.meta`. The stream a follower needs is written from it
+    /// only when one asks (`stream_of`).
+    Checkpoint(PathBuf),
+    /// Received from the leader: the stream itself, `<id>.snap`.
+    Stream(PathBuf),
+}
+
+/// The saved current snapshot: its meta and where it is, if any.
+pub(crate) fn current_snapshot(dir: &Path) -> std::io::Result<Option<(Meta, Kept)>> {
+    let id = match std::fs::read_to_string(dir.join("current")) {
+        Ok(id) => id.trim().to_string(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let path = dir.join(name.trim());
+    // Directories written before snapshots were checkpoints name the stream file itself.
+    let id = id.strip_suffix(".snap").unwrap_or(&id).to_string();
+    let checkpoint = dir.join(format!("{id}.ckpt"));
+    if checkpoint.is_dir() {
+        let bytes = std::fs::read(dir.join(format!("{id}.meta")))?;
+        let meta =
+            codec::decode(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+        return Ok(Some((meta, Kept::Checkpoint(checkpoint))));
+    }
+    let path = dir.join(format!("{id}.snap"));
     let meta = snapshot::Reader::open(&path)?.meta;
-    Ok(Some((meta, path)))
+    Ok(Some((meta, Kept::Stream(path))))
 }
 
-/// Makes `file` (in `dir`, complete and synced) the current snapshot, durably, then removes
-/// older snapshot files.
-pub(crate) fn set_current_snapshot(dir: &Path, file: &str) -> std::io::Result<()> {
+/// Makes snapshot `id` (complete and synced in `dir`) the current one, durably, then removes
+/// every other snapshot: older checkpoints pin the state's files as they were, so space freed
+/// since (a deleted volume, say) comes back only once they go.
+pub(crate) fn set_current_snapshot(dir: &Path, id: &str) -> std::io::Result<()> {
     let tmp = dir.join("current.tmp");
-    std::fs::write(&tmp, file)?;
+    std::fs::write(&tmp, id)?;
     std::fs::File::open(&tmp)?.sync_all()?;
     std::fs::rename(&tmp, dir.join("current"))?;
     sync_dir(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.ends_with(".snap") && name != file {
-            let _ = std::fs::remove_file(entry.path());
+        let Some((stem, kind)) = name.rsplit_once('.') else {
+            continue;
+        };
+        if stem == id || !matches!(kind, "snap" | "meta" | "ckpt") {
+            continue;
         }
+        let _ = if kind == "ckpt" {
+            std::fs::remove_dir_all(entry.path())
+        } else {
+            std::fs::remove_file(entry.path())
+        };
     }
     Ok(())
+}
+
+/// The stream of a kept snapshot, as a follower receives it: a received one is its file; a
+/// checkpoint is written out now (a full copy of the state, so only when a follower needs
+/// it), to a file the caller opens and then unlinks so it costs space only while it is sent.
+pub(crate) fn stream_of(dir: &Path, meta: &Meta, kept: &Kept) -> std::io::Result<(PathBuf, bool)> {
+    match kept {
+        Kept::Stream(path) => Ok((path.clone(), false)),
+        Kept::Checkpoint(checkpoint) => {
+            let path = dir.join(format!("{}.stream.tmp", meta.snapshot_id));
+            let db = open_db_read_only(checkpoint).map_err(|e| std::io::Error::other(e.to_string()))?;
+            snapshot::write(&db, meta, &path)?;
+            Ok((path, true))
+        }
+    }
 }
 
 /// Makes renames in `dir` durable.
@@ -48,14 +92,15 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Removes what a crash can leave behind: checkpoints of unfinished snapshot builds and partial
-/// files. Their hard links would otherwise keep old SST files alive forever.
+/// files (streams being written or sent included). Their hard links would otherwise keep old
+/// state files alive forever.
 pub(crate) fn remove_leftovers(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         if name.starts_with("checkpoint-") {
             let _ = std::fs::remove_dir_all(entry.path());
-        } else if name.starts_with("incoming-") || name.ends_with(".tmp") {
+        } else if name.starts_with("incoming-") || name.ends_with(".tmp") || name.ends_with(".part") {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -92,7 +137,9 @@ pub(crate) fn snapshot_error(e: impl std::fmt::Display) -> StorageError<u64> {
     io_error!(write_snapshot, None, openraft::AnyError::error(e.to_string()))
 }
 
-/// Builds a snapshot from a checkpoint taken when the builder was made (between two applies).
+/// Builds a snapshot from a checkpoint taken when the builder was made (between two applies):
+/// the checkpoint is the snapshot. Building costs a flush and hard links, never a copy of the
+/// state, so the log can be purged as often as it needs to be.
 pub struct SnapshotBuilder {
     pub(crate) checkpoint: std::result::Result<PathBuf, String>,
     pub(crate) dir: PathBuf,
@@ -103,22 +150,27 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
         let checkpoint = self.checkpoint.clone().map_err(snapshot_error)?;
         let (dir, meta) = (self.dir.clone(), self.meta.clone());
-        let file_name = format!("{}.snap", meta.snapshot_id);
-        let path = dir.join(&file_name);
-        let written = tokio::task::spawn_blocking({
-            let (meta, path, checkpoint) = (meta.clone(), path.clone(), checkpoint.clone());
+        let id = meta.snapshot_id.clone();
+        let meta_path = dir.join(format!("{id}.meta"));
+        tokio::task::spawn_blocking({
+            let (meta, meta_path) = (meta.clone(), meta_path.clone());
             move || -> std::io::Result<()> {
-                let db = open_db_read_only(&checkpoint).map_err(|e| std::io::Error::other(e.to_string()))?;
-                snapshot::write(&db, &meta, &path)?;
-                drop(db);
-                set_current_snapshot(&dir, &file_name)
+                let kept = dir.join(format!("{id}.ckpt"));
+                std::fs::rename(&checkpoint, &kept)?;
+                let bytes = codec::encode(&meta).map_err(|e| std::io::Error::other(e.to_string()))?;
+                let tmp = dir.join(format!("{id}.meta.tmp"));
+                std::fs::write(&tmp, bytes)?;
+                std::fs::File::open(&tmp)?.sync_all()?;
+                std::fs::rename(&tmp, &meta_path)?;
+                set_current_snapshot(&dir, &id)
             }
         })
         .await
-        .expect("snapshot task does not panic");
-        let _ = std::fs::remove_dir_all(&checkpoint);
-        written.map_err(snapshot_error)?;
-        let file = tokio::fs::File::open(&path).await.map_err(snapshot_error)?;
+        .expect("snapshot task does not panic")
+        .map_err(snapshot_error)?;
+        // openraft keeps only the meta of a snapshot it built (the data goes to followers
+        // through `get_current_snapshot`): the meta file stands in for the data here.
+        let file = tokio::fs::File::open(&meta_path).await.map_err(snapshot_error)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(file),

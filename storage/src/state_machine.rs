@@ -20,15 +20,16 @@ use crate::records::{self, MetaWrite};
 use crate::snapshot::{self, Meta};
 use crate::snapshots::{
     current_snapshot, install_from_file, remove_incoming, remove_leftovers, set_current_snapshot, snapshot_error,
-    SnapshotBuilder,
+    stream_of, Kept, SnapshotBuilder,
 };
+use crate::space::{Dropped, Space};
 use crate::tracks::DbTracks;
 use crate::types::{NodeInfo, Response, TypeConfig};
 use crate::view::{AppliedNotice, StateView};
 use openraft::storage::{RaftStateMachine, Snapshot};
 use openraft::{Entry, EntryPayload, LogId, OptionalSend, StorageError, StorageIOError, StoredMembership};
 use rocksdb::{WriteBatch, DB};
-use statemachine::{Command, Stamp};
+use statemachine::{Command, Stamp, TrackOp};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -48,15 +49,21 @@ pub struct StateMachineStore {
     notices: broadcast::Sender<AppliedNotice>,
     sequence: Arc<AtomicU64>,
     observer: Option<ApplyObserver>,
+    /// Volumes whose tracks were dropped, for `Space::reclaim`.
+    dropped: Dropped,
 }
 
 impl StateMachineStore {
     pub(crate) fn open(db: Arc<DB>, snapshots: PathBuf) -> std::result::Result<Self, OpenError> {
         if install_interrupted(&db)? {
             // A snapshot install was cut off: redo it from the saved snapshot file.
-            let (_, path) = current_snapshot(&snapshots)
-                .map_err(|e| corrupt("snapshots", e))?
-                .ok_or_else(|| corrupt("snapshots", "an install was interrupted and its snapshot file is gone"))?;
+            let kept = current_snapshot(&snapshots).map_err(|e| corrupt("snapshots", e))?;
+            let Some((_, Kept::Stream(path))) = kept else {
+                return Err(corrupt(
+                    "snapshots",
+                    "an install was interrupted and its snapshot file is gone",
+                ));
+            };
             install_from_file(&db, &path).map_err(|e| corrupt("snapshot install", e))?;
         }
         remove_leftovers(&snapshots);
@@ -72,6 +79,7 @@ impl StateMachineStore {
             notices: broadcast::channel(1024).0,
             sequence: Arc::new(AtomicU64::new(start)),
             observer: None,
+            dropped: Dropped::default(),
         })
     }
 
@@ -79,6 +87,18 @@ impl StateMachineStore {
     pub fn with_apply_observer(mut self, observer: ApplyObserver) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// This node's disk: usage, and giving back what dropped tracks held.
+    pub fn space(&self) -> Space {
+        Space {
+            db: self.db.clone(),
+            dir: self
+                .snapshots
+                .parent()
+                .map_or_else(|| self.snapshots.clone(), |p| p.to_path_buf()),
+            dropped: self.dropped.clone(),
+        }
     }
 
     pub fn view(&self) -> StateView {
@@ -135,6 +155,7 @@ impl StateMachineStore {
                     let applied = statemachine::apply(&mut inner.state, &tracks, &request.command, stamp)
                         .map_err(|e| io_error!(read_state_machine, &e))?;
                     tracks.stage(&mut batch, &applied.ops);
+                    self.note_dropped(&applied.ops);
                     let meta = cf(&self.db, CF_META);
                     let writes = records::stage(&inner.state, &applied.touched, &applied.details)
                         .map_err(|e| io_error!(write_state_machine, &e))?;
@@ -180,6 +201,21 @@ impl StateMachineStore {
             responses.push(response);
         }
         Ok(responses)
+    }
+}
+
+impl StateMachineStore {
+    /// Notes the volumes whose stored tracks these ops drop: their space comes back once their
+    /// key ranges are compacted (`Space::reclaim`).
+    fn note_dropped(&self, ops: &[TrackOp]) {
+        let mut dropped = None;
+        for op in ops {
+            if let TrackOp::Zero { volume, .. } | TrackOp::DropVolume { volume } = op {
+                dropped
+                    .get_or_insert_with(|| self.dropped.lock().expect("not poisoned"))
+                    .insert(*volume);
+            }
+        }
     }
 }
 
@@ -295,7 +331,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         drop((copy, received));
         snapshot::verify(&tmp).map_err(snapshot_error)?;
         std::fs::rename(&tmp, &path).map_err(snapshot_error)?;
-        set_current_snapshot(&self.snapshots, &file_name).map_err(snapshot_error)?;
+        set_current_snapshot(&self.snapshots, &meta.snapshot_id).map_err(snapshot_error)?;
         remove_incoming(&self.snapshots);
         let (db, inner) = (self.db.clone(), self.inner.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -309,15 +345,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
-        match current_snapshot(&self.snapshots).map_err(snapshot_error)? {
-            None => Ok(None),
-            Some((meta, path)) => {
-                let file = tokio::fs::File::open(&path).await.map_err(snapshot_error)?;
-                Ok(Some(Snapshot {
-                    meta,
-                    snapshot: Box::new(file),
-                }))
-            }
+        let dir = self.snapshots.clone();
+        let Some((meta, kept)) = current_snapshot(&dir).map_err(snapshot_error)? else {
+            return Ok(None);
+        };
+        let (path, passing) = tokio::task::spawn_blocking({
+            let meta = meta.clone();
+            move || stream_of(&dir, &meta, &kept)
+        })
+        .await
+        .expect("snapshot task does not panic")
+        .map_err(snapshot_error)?;
+        let file = tokio::fs::File::open(&path).await.map_err(snapshot_error)?;
+        if passing {
+            // Open handles keep the bytes: the stream costs space only while it is read.
+            let _ = std::fs::remove_file(&path);
         }
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(file),
+        }))
     }
 }

@@ -160,23 +160,6 @@ impl StateView {
         journal.verify(&live, &names, index)
     }
 
-    /// Bytes of live state on disk (table files, and blob files less the garbage in them, of
-    /// every state column family, as RocksDB reports them): about what a snapshot copies.
-    pub fn stored_bytes(&self) -> u64 {
-        let property = |cf: &str, name: &str| {
-            let handle = self.db.cf_handle(cf).expect("column families are created at open");
-            self.db.property_int_value_cf(handle, name).ok().flatten().unwrap_or(0)
-        };
-        crate::db::SNAPSHOT_CFS
-            .iter()
-            .map(|cf| {
-                let blobs = property(cf, "rocksdb.live-blob-file-size")
-                    .saturating_sub(property(cf, "rocksdb.live-blob-file-garbage-size"));
-                property(cf, "rocksdb.live-sst-files-size") + blobs
-            })
-            .sum()
-    }
-
     /// Puts the applied state on disk (it is written without a WAL and otherwise reaches the
     /// disk when memtables fill): for a clean stop.
     pub fn flush(&self) -> std::result::Result<(), rocksdb::Error> {

@@ -195,8 +195,12 @@ async fn snapshot_rebuilds_a_fresh_node() {
     let (_log, mut leader) = storage::open(leader_dir.path()).unwrap();
     apply_all(&mut leader, workload()).await;
     let mut builder = leader.get_snapshot_builder().await;
-    let snapshot = builder.build_snapshot().await.unwrap();
-    assert_eq!(snapshot.meta.last_log_id.unwrap().index, 10);
+    let built = builder.build_snapshot().await.unwrap();
+    assert_eq!(built.meta.last_log_id.unwrap().index, 10);
+    // Building keeps a checkpoint; the stream a follower receives is written when asked for,
+    // as openraft asks for it (only the meta of a built snapshot is used).
+    let snapshot = leader.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(snapshot.meta, built.meta);
 
     let follower_dir = tempfile::tempdir().unwrap();
     let (follower_log, mut follower) = storage::open(follower_dir.path()).unwrap();
@@ -250,7 +254,8 @@ async fn an_interrupted_install_is_redone_at_open() {
     let leader_dir = tempfile::tempdir().unwrap();
     let (_log, mut leader) = storage::open(leader_dir.path()).unwrap();
     apply_all(&mut leader, workload()).await;
-    let snapshot = leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    leader.get_snapshot_builder().await.build_snapshot().await.unwrap();
+    let snapshot = leader.get_current_snapshot().await.unwrap().unwrap();
     let expected = leader.view().applied();
 
     let follower_dir = tempfile::tempdir().unwrap();
@@ -335,7 +340,7 @@ fn a_data_directory_of_an_older_format_is_refused_with_the_version() {
         .expect("an old directory is refused")
         .to_string();
     assert!(
-        error.contains("format version 4, this build reads version 6"),
+        error.contains("format version 4, this build reads version 7"),
         "{error}"
     );
     let error = storage::open_read_only(dir.path())
@@ -347,10 +352,17 @@ fn a_data_directory_of_an_older_format_is_refused_with_the_version() {
     assert!(cfs.contains(&"tracks".to_string()), "nothing was changed: {cfs:?}");
 }
 
-/// Format 5 (before hosts, and before writes named the volume they opened) has today's column
-/// families: its values carry the version, and the first one read refuses the directory.
+/// Formats 5 (before hosts) and 6 (before volume records counted their stored tracks) have
+/// today's column families: their values carry the version, and the first one read refuses the
+/// directory.
 #[tokio::test]
-async fn a_data_directory_of_format_5_is_refused_with_the_version() {
+async fn a_data_directory_of_format_5_or_6_is_refused_with_the_version() {
+    for version in [5u8, 6] {
+        refused_with_version(version).await;
+    }
+}
+
+async fn refused_with_version(version: u8) {
     let dir = tempfile::tempdir().unwrap();
     {
         let (_log, mut sm) = storage::open(dir.path()).unwrap();
@@ -374,12 +386,12 @@ async fn a_data_directory_of_format_5_is_refused_with_the_version() {
         .unwrap();
         let meta = db.cf_handle("meta").unwrap();
         let mut globals = db.get_cf(meta, b"globals").unwrap().unwrap();
-        globals[0] = 5;
+        globals[0] = version;
         db.put_cf(meta, b"globals", globals).unwrap();
     }
     let error = storage::open(dir.path()).err().expect("refused").to_string();
     assert!(
-        error.contains("format version 5, this build reads version 6"),
+        error.contains(&format!("format version {version}, this build reads version 7")),
         "{error}"
     );
 }

@@ -331,6 +331,12 @@ impl Node {
         }
     }
 
+    /// Starts the node again after `stop` (same directory, ports and arguments).
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "node {} is still running", self.id);
+        self.spawn();
+    }
+
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();

@@ -77,6 +77,13 @@ impl DiskGuard {
         self.inner.low.load(Ordering::Relaxed)
     }
 
+    /// Under the reserve, or getting close to it (within half of it): the node gives back
+    /// what it can at once (see `space_keeper.rs`).
+    pub fn pressed(&self) -> bool {
+        let reserve = self.inner.reserve;
+        self.low() || (reserve > 0 && self.free() < reserve.saturating_add(reserve / 2))
+    }
+
     pub fn free(&self) -> u64 {
         self.inner.free.load(Ordering::Relaxed)
     }

@@ -8,10 +8,10 @@ pub mod consensus;
 pub mod copy_scheduler;
 pub mod disk;
 pub mod host_io;
-pub mod log_keeper;
 pub mod metrics;
 pub mod nbd;
 pub mod read_index;
+pub mod space_keeper;
 pub mod throttled;
 pub mod token;
 pub mod transport;
@@ -131,6 +131,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         Arc::new(move |entries, elapsed| metrics.record_apply(entries, elapsed))
     });
     let state = state_store.view();
+    let space = state_store.space();
 
     let api_listener = listen(&config.api).await?;
     let raft_listener = listen(&config.raft).await?;
@@ -166,13 +167,13 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let (queue, batches) = write_batcher::channel();
     let writes_waiting = queue.waiting();
     let disk = disk::DiskGuard::start(config.data_dir.clone(), config.disk_reserve);
-    tokio::spawn(log_keeper::run(log_keeper::LogKeeper {
+    tokio::spawn(space_keeper::run(space_keeper::SpaceKeeper {
         raft: raft.clone(),
         log: log_sizes,
-        state: state.clone(),
+        space: space.clone(),
         metrics: metrics.clone(),
         disk: disk.clone(),
-        max_bytes: config.max_log_size,
+        max_log_bytes: config.max_log_size,
     }));
     let writes = HostWrites::new(queue, state.clone(), disk.clone(), id, now_millis());
     let host_io = Arc::new(HostIo::new(consensus.clone(), state.clone(), writes));

@@ -4,11 +4,12 @@
 //! forgets what was negotiated before; under `--nbd-tls require` nothing else is answered
 //! until it has. What a client may see depends on the identity TLS proved (see `hosts`).
 
-use super::backend::{Backend, Export, Failure};
+use super::backend::Backend;
 use super::connection::Connection;
 use super::discard;
 use super::tls::TlsServer;
 use super::wire::*;
+use crate::server::host_io::{HostIoError, OpenVolume};
 use statemachine::{HostIdentity, MAX_WRITE_BYTES, TRACK_SIZE};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -50,7 +51,7 @@ pub struct TlsPolicy {
 /// What the client chose: the export, and how the transmission phase talks.
 pub struct Negotiated<S> {
     pub stream: Connection<S>,
-    pub export: Export,
+    pub export: OpenVolume,
     pub framing: Framing,
     /// `base:allocation` was selected for this export: block status requests are answered.
     pub allocation: bool,
@@ -58,7 +59,7 @@ pub struct Negotiated<S> {
 
 impl<S> Negotiated<S> {
     /// `allocation_for`: the export `base:allocation` was selected for, if any.
-    fn new(stream: Connection<S>, export: Export, framing: Framing, allocation_for: &Option<String>) -> Self {
+    fn new(stream: Connection<S>, export: OpenVolume, framing: Framing, allocation_for: &Option<String>) -> Self {
         let allocation = allocation_for.as_deref() == Some(export.name.as_str());
         Negotiated {
             stream,
@@ -72,7 +73,7 @@ impl<S> Negotiated<S> {
 /// The transmission flags of an export. `CAN_MULTI_CONN` holds: a write is acknowledged only
 /// once committed, so every acknowledged write on any connection is already as durable as a
 /// flush could make it. Reads are always answered in one chunk, so `DF` holds once chunks are.
-pub fn transmission_flags(export: &Export, framing: Framing) -> u16 {
+pub fn transmission_flags(export: &OpenVolume, framing: Framing) -> u16 {
     let mut flags = TFLAG_HAS_FLAGS
         | TFLAG_SEND_FLUSH
         | TFLAG_SEND_FUA
@@ -245,7 +246,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// The transmission phase starts on `export`.
-    fn chose(self, export: Export) -> Negotiated<S> {
+    fn chose(self, export: OpenVolume) -> Negotiated<S> {
         Negotiated::new(self.stream, export, self.framing, &self.allocation_for)
     }
 
@@ -288,7 +289,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// OPT_EXPORT_NAME: the export named, whose size and flags are sent. This option has no
     /// way to say "no": the protocol's answer is to hang up.
-    async fn export_name<B: Backend>(&mut self, backend: &B, data: &[u8]) -> Result<Export, HandshakeError> {
+    async fn export_name<B: Backend>(&mut self, backend: &B, data: &[u8]) -> Result<OpenVolume, HandshakeError> {
         let name = String::from_utf8_lossy(data).into_owned();
         let export = find(backend, self.identity.as_ref(), &name)
             .await
@@ -377,7 +378,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// OPT_INFO and OPT_GO: the export's information replies, then the ACK; returns the export
     /// when it was found (for OPT_GO, the one chosen).
-    async fn describe<B: Backend>(&mut self, backend: &B, option: u32, data: &[u8]) -> std::io::Result<Option<Export>> {
+    async fn describe<B: Backend>(
+        &mut self,
+        backend: &B,
+        option: u32,
+        data: &[u8],
+    ) -> std::io::Result<Option<OpenVolume>> {
         let Some((name, requests)) = parse_info_request(data) else {
             let message = "malformed OPT_INFO/OPT_GO data";
             reply_error(&mut self.stream, option, REP_ERR_INVALID, message).await?;
@@ -403,7 +409,7 @@ async fn find_or_refuse<S, B>(
     client: Option<&HostIdentity>,
     option: u32,
     name: &str,
-) -> std::io::Result<Option<Export>>
+) -> std::io::Result<Option<OpenVolume>>
 where
     S: AsyncWrite + Unpin,
     B: Backend,
@@ -429,7 +435,11 @@ fn no_such_export(name: &str) -> String {
     }
 }
 
-async fn find<B: Backend>(backend: &B, client: Option<&HostIdentity>, name: &str) -> Result<Option<Export>, Failure> {
+async fn find<B: Backend>(
+    backend: &B,
+    client: Option<&HostIdentity>,
+    name: &str,
+) -> Result<Option<OpenVolume>, HostIoError> {
     Ok(backend.exports(client).await?.into_iter().find(|e| e.name == name))
 }
 
@@ -477,7 +487,7 @@ fn parse_info_request(data: &[u8]) -> Option<(String, Vec<u16>)> {
 
 /// The information replies to OPT_INFO/OPT_GO: always the size and flags, then what was
 /// requested and is known, then the ACK.
-fn info_replies(option: u32, export: &Export, framing: Framing, requests: &[u16]) -> Vec<u8> {
+fn info_replies(option: u32, export: &OpenVolume, framing: Framing, requests: &[u16]) -> Vec<u8> {
     let mut out = info_export(option, export.size, transmission_flags(export, framing));
     for request in requests {
         match *request {
@@ -502,7 +512,7 @@ async fn reply_error<S: AsyncWrite + Unpin>(
 }
 
 /// The cluster could not answer: a node that lost leadership tells the client to go elsewhere.
-async fn unavailable<S: AsyncWrite + Unpin>(stream: &mut S, option: u32, failure: Failure) -> std::io::Result<()> {
+async fn unavailable<S: AsyncWrite + Unpin>(stream: &mut S, option: u32, failure: HostIoError) -> std::io::Result<()> {
     reply_error(stream, option, REP_ERR_SHUTDOWN, &failure.to_string()).await
 }
 

@@ -3,11 +3,12 @@
 //! extended). A bad request gets an error reply and the connection goes on; only a broken
 //! stream (bad magic, an oversized payload, I/O error) ends it.
 
-use super::backend::{Backend, Export, Failure, ALLOCATION_BUDGET};
+use super::backend::Backend;
 use super::discard;
 use super::handshake::Negotiated;
 use super::wire::*;
 use crate::server::consensus::ProposeError;
+use crate::server::host_io::{HostIoError, OpenVolume, ALLOCATION_BUDGET};
 use crate::server::metrics::Metrics;
 use statemachine::{CommandError, Extent, WriteData, MAX_WRITE_BYTES};
 use std::sync::Arc;
@@ -218,7 +219,7 @@ const BLOCK_STATUS_REPLY_MAX: u64 = (2 * ALLOCATION_BUDGET as u64 + 2) * 16;
 
 /// What the connection was negotiated to: the export, the reply framing, block status.
 struct Session {
-    export: Export,
+    export: OpenVolume,
     framing: Framing,
     allocation: bool,
 }
@@ -295,9 +296,7 @@ async fn execute<B: Backend>(
     } else {
         r.length
     };
-    if length == 0 {
-        return Err(refuse(EINVAL, "zero-length request"));
-    }
+    // A zero-length request is host I/O's to refuse (`HostIoError::Empty`), as for the admin API.
     if r.offset.checked_add(length).is_none_or(|end| end > export.size) {
         let errno = if writes { ENOSPC } else { EINVAL };
         return Err(refuse(errno, "beyond the end of the volume"));
@@ -343,19 +342,20 @@ fn extent_flags(extent: &Extent) -> (u64, u32) {
     (extent.length, flags)
 }
 
-fn failure(f: Failure) -> Refusal {
+fn failure(f: HostIoError) -> Refusal {
     let errno = match &f {
-        Failure::Refused(CommandError::TargetWriteInhibited { .. }) | Failure::Denied(_) => EPERM,
-        Failure::Refused(CommandError::OutOfRange { .. } | CommandError::WriteTooLarge { .. }) | Failure::Empty => {
-            EINVAL
-        }
+        HostIoError::Refused(CommandError::TargetWriteInhibited { .. }) | HostIoError::Denied(_) => EPERM,
+        HostIoError::Refused(CommandError::OutOfRange { .. } | CommandError::WriteTooLarge { .. })
+        | HostIoError::Empty => EINVAL,
         // The client must reconnect: to the leader, or to the majority's side (a commit that
         // takes this long means this leader is cut off, or the cluster is stuck).
-        Failure::Propose(ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) | ProposeError::CommitTimeout) => {
-            ESHUTDOWN
+        HostIoError::Propose(
+            ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) | ProposeError::CommitTimeout,
+        ) => ESHUTDOWN,
+        HostIoError::DiskFull { .. } => ENOSPC,
+        HostIoError::Refused(_) | HostIoError::Propose(ProposeError::Unavailable(_)) | HostIoError::Unavailable(_) => {
+            EIO
         }
-        Failure::DiskFull { .. } => ENOSPC,
-        Failure::Refused(_) | Failure::Propose(ProposeError::Unavailable(_)) | Failure::Unavailable(_) => EIO,
     };
     refuse(errno, f.to_string())
 }

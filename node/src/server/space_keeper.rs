@@ -1,0 +1,87 @@
+//! Keeps this node's disk usable: the Raft log stays within `--max-log-size`, and the space of
+//! deleted volumes and zeroed tracks comes back within seconds.
+//!
+//! A snapshot is a RocksDB checkpoint (hard links: a flush, never a copy of the state), so the
+//! log is cut back whenever it passes its size: snapshot, then purge up to it. When tracks were
+//! dropped, their key ranges are compacted first (and blob garbage collected, see
+//! `storage::Space::reclaim`), then a new snapshot replaces the old one, whose checkpoint still
+//! links the files that held them. While the disk is short of its reserve everything is done
+//! at once, whatever the log's size: the log must never hold the disk hostage.
+
+use crate::server::disk::DiskGuard;
+use crate::server::metrics::Metrics;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use storage::{LogStore, Space, TypeConfig};
+
+/// How often the keeper looks.
+const EVERY: Duration = Duration::from_secs(1);
+/// While the disk is short, blob garbage is collected at most this often (collecting rewrites
+/// the live blocks that share files with it).
+const COLLECT_EVERY: Duration = Duration::from_secs(30);
+
+/// What the keeper watches and acts on.
+pub struct SpaceKeeper {
+    pub raft: openraft::Raft<TypeConfig>,
+    pub log: LogStore,
+    pub space: Space,
+    pub metrics: Arc<Metrics>,
+    pub disk: DiskGuard,
+    /// `--max-log-size` in bytes.
+    pub max_log_bytes: u64,
+}
+
+pub async fn run(k: SpaceKeeper) {
+    // The first tick is at once: the gauges are right from the start.
+    let mut every = tokio::time::interval(EVERY);
+    // Space was given back in the state since the last snapshot: the snapshot's checkpoint
+    // still holds it until a new one replaces it.
+    let mut reclaimed = false;
+    let mut collected_at: Option<Instant> = None;
+    // A snapshot was taken to cut the log back: the purge up to it follows.
+    let mut cutting = false;
+    loop {
+        every.tick().await;
+        let log_bytes = k.log.log_bytes();
+        k.metrics.log_bytes.store(log_bytes, Ordering::Relaxed);
+        let pressed = k.disk.pressed();
+        let collect_due = pressed && collected_at.is_none_or(|at| at.elapsed() >= COLLECT_EVERY);
+        if k.space.has_dropped() || (collect_due && k.space.usage().garbage > 0) {
+            collected_at = Some(Instant::now());
+            let space = k.space.clone();
+            match tokio::task::spawn_blocking(move || space.reclaim(pressed)).await {
+                Ok(Ok(done)) => {
+                    tracing::info!(volumes = done.volumes, collected = done.collected, "space reclaimed");
+                    reclaimed = true;
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "reclaiming space failed; retrying"),
+                Err(e) => tracing::warn!(error = %e, "reclaiming space stopped"),
+            }
+        }
+        if log_bytes <= k.max_log_bytes && !pressed && !reclaimed && !cutting {
+            continue;
+        }
+        let raft_metrics = k.raft.metrics().borrow().clone();
+        let snapshot = raft_metrics.snapshot.map(|s| s.index);
+        let purged = raft_metrics.purged.map(|p| p.index);
+        let applied = raft_metrics.last_applied.map(|a| a.index);
+        let result = if snapshot < applied || reclaimed {
+            tracing::info!(log_bytes, pressed, reclaimed, "taking a snapshot (a checkpoint)");
+            reclaimed = false;
+            cutting = true;
+            k.raft.trigger().snapshot().await
+        } else if purged < snapshot {
+            let upto = snapshot.expect("a snapshot exists");
+            tracing::info!(log_bytes, upto, "purging the log up to the snapshot");
+            cutting = false;
+            k.raft.trigger().purge_log(upto).await
+        } else {
+            cutting = false;
+            continue;
+        };
+        if result.is_err() {
+            return; // The Raft core stopped; `serve` reports why.
+        }
+    }
+}
