@@ -250,3 +250,142 @@ fn space_comes_back_when_a_volume_is_deleted_and_when_it_is_trimmed() {
     });
     node.stop();
 }
+
+/// The disk's state as the node at `n` reports node `id`'s in `cluster status`.
+fn disk_state(n: &Node, id: u64) -> Option<String> {
+    let status = n.json(&["cluster", "status", "--json"]);
+    let node = status["nodes"].as_array()?.iter().find(|m| m["id"] == id)?.clone();
+    node["disk"]["status"].as_str().map(str::to_string)
+}
+
+/// Past `--disk-warning` the node warns — metric, `cluster status`, its log — while writes
+/// still succeed; only under the reserve are they refused.
+#[test]
+fn the_warning_threshold_fires_before_writes_are_refused() {
+    let Some(disk) = SmallDisk::mount(700) else {
+        return;
+    };
+    let node = Node::start(&disk.path().join("n1"), 1, &["--disk-warning", "40"]);
+    node.wait_ready();
+    node.ok(&["mkvol", "v", "--size", "1G"]);
+    let uri = node.nbd_uri("v");
+    assert_eq!(disk_state(&node, 1).as_deref(), Some("ok"));
+    let mut warned_at = None;
+    for chunk in 0..200 {
+        let out = qemu_io_result(
+            &uri,
+            &["-c", &format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4)],
+        );
+        assert_eq!(
+            out.code, 0,
+            "chunk {chunk} refused before any warning: {}{}",
+            out.stdout, out.stderr
+        );
+        // The disk is sampled twice a second.
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        if disk_state(&node, 1).as_deref() == Some("warning") {
+            warned_at = Some(chunk);
+            break;
+        }
+    }
+    let warned_at = warned_at.expect("the warning never came");
+    assert_eq!(node.metric("flashcopy_disk_warning"), Some(1));
+    assert_eq!(node.metric("flashcopy_disk_low"), Some(0));
+    assert!(node.log().contains("past its warning threshold"), "{}", node.log());
+    let status = node.ok(&["cluster", "status"]);
+    assert!(
+        status.contains("warning") && status.contains("past its warning threshold"),
+        "{status}"
+    );
+    // Writes still go on past the warning, until the reserve.
+    let (more, failure) = fill_from(&uri, warned_at + 1, 200);
+    assert!(more > warned_at + 1, "no write succeeded after the warning: {failure}");
+    assert!(failure.contains("No space left on device"), "{failure}");
+    assert_eq!(disk_state(&node, 1).as_deref(), Some("full"));
+    assert!(
+        node.ok(&["cluster", "status"]).contains("under its reserve"),
+        "the status says why writes are refused"
+    );
+}
+
+/// `fill` from chunk `first` on: returns the chunk that failed (or `limit`) and why.
+fn fill_from(uri: &str, first: usize, limit: usize) -> (usize, String) {
+    for chunk in first..limit {
+        let pattern = format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4);
+        let out = qemu_io_result(uri, &["-c", &pattern]);
+        if out.code != 0 || out.stdout.contains("failed") || out.stderr.contains("failed") {
+            return (chunk, format!("{}{}", out.stdout, out.stderr));
+        }
+    }
+    (limit, String::new())
+}
+
+/// Every node's disk counts: a follower short of space is named by the leader's `cluster
+/// status`; a follower that cannot append any more cannot acknowledge, and the majority goes
+/// on acknowledging writes without it.
+#[test]
+fn a_follower_short_of_space_is_named_and_the_majority_goes_on() {
+    let Some(disk) = SmallDisk::mount(160) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let n1 = Node::start(&dir.path().join("n1"), 1, &[]);
+    n1.wait_ready();
+    let join = n1.api.clone();
+    let n2 = Node::start(&dir.path().join("n2"), 2, &["--join", &join]);
+    let n3 = Node::start(
+        &disk.path().join("n3"),
+        3,
+        &["--join", &join, "--disk-reserve", "16", "--disk-warning", "50"],
+    );
+    let mut nodes = vec![n1, n2, n3];
+    wait_for_voters(&nodes, 3);
+    let leader = leader_everywhere(&nodes);
+    assert_eq!(leader, 1, "node 1 initialised the cluster and leads");
+    nodes[0].ok(&["mkvol", "v", "--size", "1G"]);
+    let uri = nodes[0].nbd_uri("v");
+    let mut named = false;
+    let mut chunk = 0;
+    while chunk < 64 {
+        let out = qemu_io_result(
+            &uri,
+            &["-c", &format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4)],
+        );
+        assert_eq!(out.code, 0, "chunk {chunk}: {}{}", out.stdout, out.stderr);
+        chunk += 1;
+        let state = disk_state(&nodes[0], 3);
+        if matches!(state.as_deref(), Some("warning" | "full")) {
+            named = true;
+            let status = nodes[0].ok(&["cluster", "status"]);
+            assert!(status.contains("node 3: its disk"), "{status}");
+            break;
+        }
+    }
+    assert!(named, "the leader never reported node 3's disk as short");
+    // Go on until node 3 runs out altogether (it stops: its storage failed) and after: every
+    // write is still acknowledged by nodes 1 and 2.
+    let mut exited = false;
+    for _ in 0..40 {
+        let out = qemu_io_result(
+            &uri,
+            &["-c", &format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4)],
+        );
+        assert_eq!(
+            out.code, 0,
+            "chunk {chunk} after node 3 filled: {}{}",
+            out.stdout, out.stderr
+        );
+        chunk += 1;
+        if nodes[2].try_exit_code().is_some() {
+            exited = true;
+        }
+        if exited && chunk % 4 == 0 {
+            break;
+        }
+    }
+    assert!(exited, "node 3's disk never filled (its log: {})", nodes[2].log());
+    assert!(nodes[2].log().contains("raft-stopped"), "{}", nodes[2].log());
+    assert_eq!(disk_state(&nodes[0], 3), None, "node 3 is reported unreachable");
+    verify(&nodes[1].nbd_uri("v"), chunk);
+    nodes.truncate(2);
+}

@@ -10,3 +10,4 @@ pub mod cli;
 pub mod logs;
 pub mod protocol;
 pub mod server;
+pub mod units;

@@ -121,6 +121,28 @@ pub struct NodeStatus {
     pub raft: String,
     pub applied_index: u64,
     pub digest: String,
+    pub disk: DiskStatus,
+}
+
+/// One node's data disk, in bytes. Every node holds a whole replica, so each node's disk
+/// counts: a follower that cannot append cannot acknowledge.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiskStatus {
+    /// `ok`, `warning` (past the warning threshold) or `full` (under the reserve: host writes
+    /// are refused).
+    pub status: String,
+    /// Size of the filesystem holding the data directory.
+    pub capacity: u64,
+    pub free: u64,
+    pub reserve: u64,
+    /// Used share of the filesystem (percent) at which the node warns.
+    pub warning_percent: u8,
+    /// What the state holds (volume blocks, records, history), garbage not counted.
+    pub used_by_state: u64,
+    /// Blob garbage not collected yet (deleted or overwritten blocks).
+    pub garbage: u64,
+    /// What the Raft log's files hold.
+    pub used_by_log: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -129,6 +151,30 @@ pub struct ClusterNode {
     pub url: String,
     pub role: String,
     pub applied_index: Option<u64>,
+    /// `None` while the node cannot be reached.
+    pub disk: Option<DiskStatus>,
+}
+
+/// `GET /v1/pool`: the capacity view (`lspool`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Pool {
+    pub volumes: usize,
+    /// Sum of the volumes' sizes: what hosts could write if every volume filled.
+    pub virtual_capacity: u64,
+    /// Sum of what the volumes use (stored tracks).
+    pub used_by_volumes: u64,
+    /// The smallest node disk's capacity: every node holds a whole replica.
+    pub capacity: u64,
+    /// Virtual capacity per capacity, in percent (over 100: overallocated, as thin pools are).
+    pub overallocation_percent: u64,
+    pub nodes: Vec<PoolNode>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PoolNode {
+    pub id: u64,
+    /// `None` while the node cannot be reached.
+    pub disk: Option<DiskStatus>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

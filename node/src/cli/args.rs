@@ -46,10 +46,25 @@ pub enum Verb {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List volumes.
+    /// List volumes: size, the space each uses, and for a target what it still shares with
+    /// its source.
     Lsvol {
         #[arg(long)]
         json: bool,
+        /// Sizes in bytes (for scripts; --json always has bytes).
+        #[arg(long)]
+        bytes: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Capacity: what the volumes could hold and use, and each node's disk (capacity, used by
+    /// the state and by the log, free, reserve, warning threshold).
+    Lspool {
+        #[arg(long)]
+        json: bool,
+        /// Sizes in bytes (for scripts; --json always has bytes).
+        #[arg(long)]
+        bytes: bool,
         #[command(flatten)]
         client: ClientArgs,
     },

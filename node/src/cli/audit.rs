@@ -4,7 +4,7 @@
 use super::args::ClientArgs;
 use super::client::{ApiClient, CliError};
 use super::flash::parse_pairs;
-use super::report::{audit_table, relationships_table, volumes_table};
+use super::report::{audit_table, relationships_table, volumes_table, Sizes};
 use super::{api, print_json};
 use crate::protocol::{AuditAt, AuditEntry};
 use statemachine::Timestamp;
@@ -70,7 +70,7 @@ pub async fn at(api: &ApiClient, at: &str, volume: Option<String>, json: bool) -
             "As of log index {} ({}), rebuilt from {} journal entries:\n",
             then.index, then.time, then.entries
         );
-        print!("{}", volumes_table(&then.volumes));
+        print!("{}", volumes_table(&then.volumes, Sizes::new(false)));
         if then.relationships.is_empty() {
             println!("\nno relationships");
         } else {

@@ -16,10 +16,23 @@ pub async fn status(api: &ApiClient, json: bool) -> Result<(), CliError> {
         .iter()
         .map(|n| {
             let applied = n.applied_index.map_or("unreachable".into(), |i| i.to_string());
-            vec![n.id.to_string(), n.role.clone(), n.url.clone(), applied]
+            let disk = n.disk.as_ref().map_or("-".into(), |d| {
+                format!("{} ({} free)", d.status, crate::units::format_bytes(d.free))
+            });
+            vec![n.id.to_string(), n.role.clone(), n.url.clone(), applied, disk]
         })
         .collect();
-    print!("{}", table(&["ID", "ROLE", "URL", "APPLIED_INDEX"], &rows));
+    print!("{}", table(&["ID", "ROLE", "URL", "APPLIED_INDEX", "DISK"], &rows));
+    for n in &status.nodes {
+        match n.disk.as_ref().map(|d| d.status.as_str()) {
+            Some("full") => println!(
+                "node {}: its disk is under its reserve: it refuses host writes, and as a follower it cannot append much longer ('flashcopy lspool')",
+                n.id
+            ),
+            Some("warning") => println!("node {}: its disk is past its warning threshold ('flashcopy lspool')", n.id),
+            _ => {}
+        }
+    }
     println!(
         "node {}: applied index {}, digest {}",
         status.node_id, status.applied_index, status.digest

@@ -157,7 +157,8 @@ pub async fn run() -> Result<(), CliError> {
         nbd_handshake_limit: Duration::from_secs(10),
         nbd_memory: 256 << 20,
         open_metrics: false,
-        disk_reserve: 0,
+        disk_reserve: server::config::Reserve::Bytes(0),
+        disk_warning: 100,
         nbd_tls: Default::default(),
     };
     println!(

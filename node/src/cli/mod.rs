@@ -10,7 +10,6 @@ mod flash;
 mod hosts;
 mod progress;
 mod report;
-mod size;
 mod volumes;
 
 pub use args::{AuditAction, Cli, ClientArgs, ClusterAction, Verb};
@@ -36,7 +35,8 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
         Verb::Demo => demo::run().await,
         Verb::Health { client } => cluster::health(&api(&client)?).await,
         Verb::Mkvol { name, size, client } => volumes::mkvol(&api(&client)?, name, &size).await,
-        Verb::Lsvol { json, client } => volumes::lsvol(&api(&client)?, json).await,
+        Verb::Lsvol { json, bytes, client } => volumes::lsvol(&api(&client)?, json, bytes).await,
+        Verb::Lspool { json, bytes, client } => volumes::lspool(&api(&client)?, json, bytes).await,
         Verb::Rmvol { name, client } => volumes::rmvol(&api(&client)?, &name).await,
         Verb::Mkhost {
             name,

@@ -1,6 +1,6 @@
 //! How the CLI shows things: event lines, tables, RFC 3339 times.
 
-use crate::protocol::AuditEntry;
+use crate::protocol::{AuditEntry, DiskStatus, Pool};
 use statemachine::{Access, Event, HostIdentity, HostInfo, RelationshipInfo, VolumeInfo};
 use std::fmt::Write;
 
@@ -116,13 +116,39 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-pub fn volumes_table(volumes: &[VolumeInfo]) -> String {
+/// How a table shows sizes: in the units people read, or in bytes for scripts.
+#[derive(Clone, Copy)]
+pub struct Sizes {
+    bytes: bool,
+}
+
+impl Sizes {
+    pub fn new(bytes: bool) -> Self {
+        Sizes { bytes }
+    }
+
+    pub fn show(self, value: u64) -> String {
+        if self.bytes {
+            value.to_string()
+        } else {
+            crate::units::format_bytes(value)
+        }
+    }
+}
+
+pub fn volumes_table(volumes: &[VolumeInfo], sizes: Sizes) -> String {
     let rows: Vec<Vec<String>> = volumes
         .iter()
         .map(|v| {
             vec![
                 v.name.clone(),
-                v.size.to_string(),
+                sizes.show(v.size),
+                sizes.show(v.used),
+                if v.target_of.is_some() {
+                    sizes.show(v.shared)
+                } else {
+                    "-".into()
+                },
                 format!("{:?}", v.state).to_lowercase(),
                 if v.source_of.is_empty() {
                     "-".into()
@@ -133,7 +159,59 @@ pub fn volumes_table(volumes: &[VolumeInfo]) -> String {
             ]
         })
         .collect();
-    table(&["NAME", "SIZE", "STATE", "SOURCE_OF", "TARGET_OF"], &rows)
+    table(
+        &["NAME", "SIZE", "USED", "SHARED", "STATE", "SOURCE_OF", "TARGET_OF"],
+        &rows,
+    )
+}
+
+/// `lspool`: the volumes' totals, then one row per node's disk.
+pub fn pool_report(pool: &Pool, sizes: Sizes) -> String {
+    let mut out = format!(
+        "volumes {}: virtual capacity {}, used {}; capacity {} (smallest node disk), overallocation {}%\n",
+        pool.volumes,
+        sizes.show(pool.virtual_capacity),
+        sizes.show(pool.used_by_volumes),
+        sizes.show(pool.capacity),
+        pool.overallocation_percent
+    );
+    let rows: Vec<Vec<String>> = pool
+        .nodes
+        .iter()
+        .map(|n| match &n.disk {
+            Some(d) => disk_row(n.id, d, sizes),
+            None => vec![n.id.to_string(), "unreachable".into()],
+        })
+        .collect();
+    out.push_str(&table(&DISK_COLUMNS, &rows));
+    out
+}
+
+pub const DISK_COLUMNS: [&str; 9] = [
+    "NODE",
+    "DISK",
+    "CAPACITY",
+    "USED_BY_STATE",
+    "USED_BY_LOG",
+    "GARBAGE",
+    "FREE",
+    "RESERVE",
+    "WARNING_AT",
+];
+
+/// One node's disk as `lspool` shows it (the columns of `DISK_COLUMNS`).
+pub fn disk_row(id: u64, d: &DiskStatus, sizes: Sizes) -> Vec<String> {
+    vec![
+        id.to_string(),
+        d.status.clone(),
+        sizes.show(d.capacity),
+        sizes.show(d.used_by_state),
+        sizes.show(d.used_by_log),
+        sizes.show(d.garbage),
+        sizes.show(d.free),
+        sizes.show(d.reserve),
+        format!("{}%", d.warning_percent),
+    ]
 }
 
 pub fn hosts_table(hosts: &[HostInfo]) -> String {

@@ -59,10 +59,15 @@ pub struct ServeArgs {
     /// connection also holds at most 96 MiB).
     #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(96..=1_048_576))]
     pub nbd_memory: u64,
-    /// MiB of free space kept on the data directory's filesystem: host data writes are refused
-    /// (ENOSPC) below it, so the disk never fills; they resume when space returns.
-    #[arg(long, default_value_t = 256, value_name = "MIB", value_parser = clap::value_parser!(u64).range(0..=1_048_576))]
-    pub disk_reserve: u64,
+    /// Free space kept on the data directory's filesystem: host data writes are refused
+    /// (ENOSPC) below it, so the disk never fills; they resume when space returns. MiB, a size
+    /// with K/M/G/T, or a percentage of the filesystem (`10%`).
+    #[arg(long, default_value = "256", value_name = "MIB|SIZE|PERCENT%", value_parser = parse_reserve)]
+    pub disk_reserve: Reserve,
+    /// Used share of the data directory's filesystem at which the node warns (log, metric,
+    /// `cluster status`, `lspool`) before writes are refused.
+    #[arg(long, default_value_t = 80, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub disk_warning: u8,
     /// TLS on NBD: `require` refuses everything but STARTTLS until the client has started TLS;
     /// `off` serves plain NBD (and still offers STARTTLS when credentials are given).
     #[arg(long, value_enum, default_value = "off")]
@@ -119,10 +124,49 @@ pub struct ServeConfig {
     pub nbd_memory: u64,
     /// `/metrics` without the token.
     pub open_metrics: bool,
-    /// Bytes of free space kept on the data directory's filesystem.
-    pub disk_reserve: u64,
+    /// Free space kept on the data directory's filesystem.
+    pub disk_reserve: Reserve,
+    /// Used percentage of the filesystem at which the node warns.
+    pub disk_warning: u8,
     /// NBD TLS: credentials loaded and checked at start, and whether TLS is required.
     pub nbd_tls: TlsPolicy,
+}
+
+/// The free space a node keeps: a size, or a share of its filesystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserve {
+    Bytes(u64),
+    Percent(u8),
+}
+
+impl Reserve {
+    /// In bytes, on a filesystem of `capacity` bytes.
+    pub fn bytes(self, capacity: u64) -> u64 {
+        match self {
+            Reserve::Bytes(bytes) => bytes,
+            Reserve::Percent(percent) => capacity / 100 * u64::from(percent),
+        }
+    }
+}
+
+/// `--disk-reserve`: MiB (a plain number, as before), a size with a unit, or `N%`.
+fn parse_reserve(text: &str) -> Result<Reserve, String> {
+    let text = text.trim();
+    if let Some(percent) = text.strip_suffix('%') {
+        return match percent.trim().parse::<u8>() {
+            Ok(p) if p <= 90 => Ok(Reserve::Percent(p)),
+            _ => Err(format!("\"{text}\" is not a percentage from 0% to 90%")),
+        };
+    }
+    if let Ok(mib) = text.parse::<u64>() {
+        return mib
+            .checked_mul(1 << 20)
+            .map(Reserve::Bytes)
+            .ok_or_else(|| format!("{text} MiB is too large"));
+    }
+    crate::units::parse_size(text)
+        .map(Reserve::Bytes)
+        .map_err(|_| format!("\"{text}\" is not MiB, a size (e.g. 2G) or a percentage (e.g. 10%)"))
 }
 
 /// An option `serve` cannot start with.
@@ -210,7 +254,8 @@ impl ServeArgs {
             nbd_handshake_limit: std::time::Duration::from_secs(self.nbd_handshake_limit),
             nbd_memory: self.nbd_memory << 20,
             open_metrics: self.open_metrics,
-            disk_reserve: self.disk_reserve << 20,
+            disk_reserve: self.disk_reserve,
+            disk_warning: self.disk_warning,
             nbd_tls,
         })
     }

@@ -166,10 +166,10 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
 
     let (queue, batches) = write_batcher::channel();
     let writes_waiting = queue.waiting();
-    let disk = disk::DiskGuard::start(config.data_dir.clone(), config.disk_reserve);
+    let disk = disk::DiskGuard::start(config.data_dir.clone(), config.disk_reserve, config.disk_warning);
     tokio::spawn(space_keeper::run(space_keeper::SpaceKeeper {
         raft: raft.clone(),
-        log: log_sizes,
+        log: log_sizes.clone(),
         space: space.clone(),
         metrics: metrics.clone(),
         disk: disk.clone(),
@@ -216,6 +216,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         metrics,
         open_metrics: config.open_metrics,
         disk,
+        space,
+        log: log_sizes,
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(api_listener, app).await {

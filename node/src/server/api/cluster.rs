@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::{AdminApi, Api};
-use crate::protocol::{digest_hex, AddNode, ClusterNode, ClusterStatus, NodeStatus, API_PREFIX};
+use crate::protocol::{digest_hex, AddNode, ClusterNode, ClusterStatus, DiskStatus, NodeStatus, API_PREFIX};
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -20,6 +20,22 @@ fn local_status(a: &AdminApi) -> NodeStatus {
         raft: a.consensus.info().raft.clone(),
         applied_index,
         digest: digest_hex(digest),
+        disk: disk_status(a),
+    }
+}
+
+/// This node's disk as `cluster status` and `lspool` show it.
+pub(super) fn disk_status(a: &AdminApi) -> DiskStatus {
+    let usage = a.space.usage();
+    DiskStatus {
+        status: a.disk.state().as_str().to_string(),
+        capacity: a.disk.capacity(),
+        free: a.disk.free(),
+        reserve: a.disk.reserve(),
+        warning_percent: a.disk.warning_percent(),
+        used_by_state: usage.state,
+        garbage: usage.garbage,
+        used_by_log: a.log.log_bytes(),
     }
 }
 
@@ -27,7 +43,7 @@ pub(super) async fn node_status(State(a): Api) -> Json<NodeStatus> {
     Json(local_status(&a))
 }
 
-async fn peer_status(a: &AdminApi, url: &str) -> Option<NodeStatus> {
+pub(super) async fn peer_status(a: &AdminApi, url: &str) -> Option<NodeStatus> {
     let mut request = a
         .peers
         .get(format!("{url}{API_PREFIX}/node"))
@@ -51,16 +67,17 @@ pub(super) async fn status(State(a): Api) -> Json<ClusterStatus> {
         } else {
             "learner"
         };
-        let applied_index = if *id == a.consensus.id() {
-            Some(a.state.applied().0)
+        let status = if *id == a.consensus.id() {
+            Some(local_status(&a))
         } else {
-            peer_status(&a, &info.api).await.map(|s| s.applied_index)
+            peer_status(&a, &info.api).await
         };
         nodes.push(ClusterNode {
             id: *id,
             url: info.api.clone(),
             role: role.to_string(),
-            applied_index,
+            applied_index: status.as_ref().map(|s| s.applied_index),
+            disk: status.map(|s| s.disk),
         });
     }
     // A leader this node cannot reach (it just died, say) is not reported: clients would

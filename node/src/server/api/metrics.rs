@@ -11,7 +11,10 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
     use std::fmt::Write as _;
     let raft = a.consensus.raft_metrics();
     let (applied, _) = a.state.applied();
-    let (volumes, relationships) = a.state.query(|s| (s.volumes().len(), s.relationships(&[])));
+    let (volumes, relationships) = a.state.query(|s| (s.volumes(), s.relationships(&[])));
+    let virtual_bytes: u64 = volumes.iter().map(|v| v.size).sum();
+    let used_bytes: u64 = volumes.iter().map(|v| v.used).sum();
+    let volumes = volumes.len();
     let out_of_sync: u64 = relationships.iter().map(|r| r.out_of_sync_tracks).sum();
     let mut text = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
@@ -78,7 +81,38 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
         "1 while free space is under the reserve (host writes refused with ENOSPC).",
         u64::from(a.disk.low()),
     );
+    gauge(
+        "flashcopy_disk_capacity_bytes",
+        "Size of the data directory's filesystem.",
+        a.disk.capacity(),
+    );
+    gauge(
+        "flashcopy_disk_warning",
+        "1 while the data disk is past its warning threshold (--disk-warning).",
+        u64::from(a.disk.state() != crate::server::disk::DiskState::Ok),
+    );
+    let usage = a.space.usage();
+    gauge(
+        "flashcopy_state_bytes",
+        "What the state holds on disk (volume blocks, records, history), garbage not counted.",
+        usage.state,
+    );
+    gauge(
+        "flashcopy_state_garbage_bytes",
+        "Deleted or overwritten blocks not collected yet.",
+        usage.garbage,
+    );
     gauge("flashcopy_volumes", "Number of volumes.", volumes as u64);
+    gauge(
+        "flashcopy_volumes_virtual_bytes",
+        "Sum of the volumes' sizes.",
+        virtual_bytes,
+    );
+    gauge(
+        "flashcopy_volumes_used_bytes",
+        "Sum of what the volumes use (stored tracks).",
+        used_bytes,
+    );
     gauge(
         "flashcopy_relationships",
         "Number of FlashCopy relationships.",

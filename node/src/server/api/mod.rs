@@ -10,6 +10,7 @@ mod cluster;
 mod error;
 mod hosts;
 mod metrics;
+mod pool;
 mod relationships;
 mod volumes;
 
@@ -29,7 +30,7 @@ use axum::{Json, Router};
 use error::{body_error, cut, ApiError};
 use statemachine::Command;
 use std::sync::Arc;
-use storage::StateView;
+use storage::{LogStore, Space, StateView};
 
 /// What the admin API works with: consensus (propose, linearizable reads, membership), the
 /// replicated state it reads, host I/O (the data route), the cluster secret, a client for peers.
@@ -43,6 +44,10 @@ pub struct AdminApi {
     /// `/metrics` without the token.
     pub open_metrics: bool,
     pub disk: DiskGuard,
+    /// What the state uses of the disk.
+    pub space: Space,
+    /// The Raft log (its size, for the disk's view).
+    pub log: LogStore,
 }
 
 type Api = State<Arc<AdminApi>>;
@@ -57,6 +62,7 @@ pub fn router(api: AdminApi) -> Router {
         .route("/hosts/{name}", delete(hosts::delete))
         .route("/hosts/{name}/volumes", post(hosts::map))
         .route("/hosts/{name}/volumes/{volume}", delete(hosts::unmap))
+        .route("/pool", get(pool::show))
         .route("/relationships", get(relationships::list))
         .route("/mkflash", post(relationships::mkflash))
         .route("/rmflash", post(relationships::rmflash))

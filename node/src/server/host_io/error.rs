@@ -22,7 +22,7 @@ pub enum HostIoError {
     #[error(transparent)]
     Propose(#[from] ProposeError),
     /// Host data writes are refused while this node's data disk is under its reserve.
-    #[error("the data disk has {free} bytes free, under the {reserve}-byte reserve (--disk-reserve): writes are refused until space is freed (remove volumes, or grow the disk)")]
+    #[error("the data disk has {free} bytes free, under the {reserve}-byte reserve (--disk-reserve): writes are refused until space is freed: delete volumes you no longer need ('flashcopy rmvol'), TRIM unused space from the hosts, or grow the disk ('flashcopy lspool' shows what uses it)")]
     DiskFull { free: u64, reserve: u64 },
     #[error("{0}")]
     Unavailable(String),

@@ -1,0 +1,110 @@
+//! Capacity an administrator can see: `lsvol` says what each volume uses (and what a target
+//! still shares with its source), `lspool` the pool's totals and each node's disk, in the units
+//! people read, in bytes for scripts, and the same as Prometheus gauges.
+
+mod common;
+use common::*;
+
+const MIB: u64 = 1 << 20;
+
+fn volume<'a>(volumes: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no volume {name} in {volumes:#}"))
+}
+
+#[test]
+fn lsvol_and_lspool_agree_with_what_was_written() {
+    let (_dir, n) = single_node(&[]);
+    n.ok(&["mkvol", "a", "--size", "1G"]);
+    n.ok(&["mkvol", "b", "--size", "1G"]);
+    qemu_io(&n.nbd_uri("a"), &["write -P 3 0 4M"]);
+
+    // Thin: a uses what was written, b nothing.
+    let volumes = n.json(&["lsvol", "--json"]);
+    assert_eq!(volume(&volumes, "a")["used"], 4 * MIB);
+    assert_eq!(volume(&volumes, "b")["used"], 0);
+    assert_eq!(volume(&volumes, "a")["shared"], 0);
+
+    // A nocopy target shares everything with its source; a write to the source copies the
+    // old tracks it covers to the target first (16 tracks of 64 KiB).
+    n.ok(&["mkflash", "a:b", "--nocp"]);
+    let volumes = n.json(&["lsvol", "--json"]);
+    assert_eq!(volume(&volumes, "b")["shared"], 1024 * MIB);
+    qemu_io(&n.nbd_uri("a"), &["write -P 4 0 1M"]);
+    let volumes = n.json(&["lsvol", "--json"]);
+    assert_eq!(volume(&volumes, "b")["used"], MIB);
+    assert_eq!(volume(&volumes, "b")["shared"], 1023 * MIB);
+    assert_eq!(volume(&volumes, "a")["used"], 4 * MIB);
+
+    // The table in the units people read; --bytes for scripts.
+    let table = n.ok(&["lsvol"]);
+    assert!(table.lines().next().unwrap().contains("USED"), "{table}");
+    let row_a = table.lines().find(|l| l.starts_with("a ")).unwrap();
+    assert!(row_a.contains("1 GiB") && row_a.contains("4 MiB"), "{table}");
+    let row_b = table.lines().find(|l| l.starts_with("b ")).unwrap();
+    assert!(row_b.contains("1023 MiB"), "{table}");
+    let bytes = n.ok(&["lsvol", "--bytes"]);
+    let row_a = bytes.lines().find(|l| l.starts_with("a ")).unwrap();
+    assert!(row_a.contains("1073741824") && row_a.contains("4194304"), "{bytes}");
+
+    // The pool: virtual capacity, what the volumes use, the node's disk, the log holding the
+    // entries that carried the 5 MiB written.
+    let pool = n.json(&["lspool", "--json"]);
+    assert_eq!(pool["volumes"], 2);
+    assert_eq!(pool["virtual_capacity"], 2048 * MIB);
+    assert_eq!(pool["used_by_volumes"], 5 * MIB);
+    let disk = &pool["nodes"][0]["disk"];
+    let capacity = disk["capacity"].as_u64().unwrap();
+    assert!(capacity > 0 && pool["capacity"] == capacity, "{pool:#}");
+    assert_eq!(
+        pool["overallocation_percent"].as_u64().unwrap(),
+        2048 * MIB * 100 / capacity
+    );
+    assert!(disk["used_by_log"].as_u64().unwrap() > 5 * MIB, "{pool:#}");
+    assert!(disk["free"].as_u64().unwrap() <= capacity);
+    assert_eq!(disk["reserve"], 256 * MIB);
+    assert_eq!(disk["warning_percent"], 80);
+    assert!(
+        ["ok", "warning"].contains(&disk["status"].as_str().unwrap()),
+        "{pool:#}"
+    );
+    let report = n.ok(&["lspool"]);
+    assert!(report.contains("virtual capacity 2 GiB, used 5 MiB"), "{report}");
+    assert!(report.contains("USED_BY_LOG"), "{report}");
+
+    // The same as gauges.
+    assert_eq!(n.metric("flashcopy_volumes_virtual_bytes"), Some(2048 * MIB));
+    assert_eq!(n.metric("flashcopy_volumes_used_bytes"), Some(5 * MIB));
+    assert_eq!(n.metric("flashcopy_disk_capacity_bytes"), Some(capacity));
+    assert!(n.metric("flashcopy_state_bytes").is_some());
+
+    // cluster status names the disk's state per node.
+    let status = n.json(&["cluster", "status", "--json"]);
+    assert_eq!(status["nodes"][0]["disk"]["capacity"], capacity);
+}
+
+#[test]
+fn the_reserve_may_be_a_percentage_and_a_bad_one_is_a_usage_error() {
+    let (_dir, n) = single_node(&["--disk-reserve", "10%", "--disk-warning", "95"]);
+    let disk = n.json(&["lspool", "--json"])["nodes"][0]["disk"].clone();
+    let capacity = disk["capacity"].as_u64().unwrap();
+    assert_eq!(disk["reserve"].as_u64().unwrap(), capacity / 100 * 10);
+    assert_eq!(disk["warning_percent"], 95);
+
+    let dir = tempfile::tempdir().unwrap();
+    for bad in [
+        &["--disk-reserve", "95%"][..],
+        &["--disk-reserve", "lots"],
+        &["--disk-warning", "0"],
+    ] {
+        let mut args = vec!["serve", "--data-dir", dir.path().to_str().unwrap()];
+        args.extend_from_slice(bad);
+        let out = output_within(std::process::Command::new(bin()).args(&args), 30);
+        assert_eq!(out.code, 2, "{bad:?}: {}", out.stderr);
+        assert!(out.stderr.contains(bad[0]), "{bad:?}: {}", out.stderr);
+    }
+}
