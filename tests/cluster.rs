@@ -111,8 +111,8 @@ fn a_node_that_joins_after_the_log_was_purged_catches_up_from_a_snapshot() {
             .unwrap()
             .file_name()
             .to_string_lossy()
-            .ends_with(".snap")),
-        "node 2 installed a snapshot"
+            .ends_with(".ckpt")),
+        "node 2 keeps the snapshot it installed (as a checkpoint, not a second copy of the state)"
     );
     // Equal digests at equal index: node 2 holds the same bytes, received as a snapshot.
     let (index, digest) = n2.applied();

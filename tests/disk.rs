@@ -55,14 +55,7 @@ impl Drop for SmallDisk {
 /// qemu-io writes 4 MiB chunks of a chunk-specific pattern until one fails; returns how many
 /// were acknowledged and the failure.
 fn fill(uri: &str, limit: usize) -> (usize, String) {
-    for chunk in 0..limit {
-        let pattern = format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4);
-        let out = qemu_io_result(uri, &["-c", &pattern]);
-        if out.code != 0 || out.stdout.contains("failed") || out.stderr.contains("failed") {
-            return (chunk, format!("{}{}", out.stdout, out.stderr));
-        }
-    }
-    (limit, String::new())
+    fill_from(uri, 0, limit)
 }
 
 fn pattern_of(chunk: usize) -> u8 {
@@ -272,15 +265,7 @@ fn the_warning_threshold_fires_before_writes_are_refused() {
     assert_eq!(disk_state(&node, 1).as_deref(), Some("ok"));
     let mut warned_at = None;
     for chunk in 0..200 {
-        let out = qemu_io_result(
-            &uri,
-            &["-c", &format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4)],
-        );
-        assert_eq!(
-            out.code, 0,
-            "chunk {chunk} refused before any warning: {}{}",
-            out.stdout, out.stderr
-        );
+        write_chunk(&uri, chunk).unwrap_or_else(|e| panic!("chunk {chunk} refused before any warning: {e}"));
         // The disk is sampled twice a second.
         std::thread::sleep(std::time::Duration::from_millis(600));
         if disk_state(&node, 1).as_deref() == Some("warning") {
@@ -311,13 +296,21 @@ fn the_warning_threshold_fires_before_writes_are_refused() {
 /// `fill` from chunk `first` on: returns the chunk that failed (or `limit`) and why.
 fn fill_from(uri: &str, first: usize, limit: usize) -> (usize, String) {
     for chunk in first..limit {
-        let pattern = format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4);
-        let out = qemu_io_result(uri, &["-c", &pattern]);
-        if out.code != 0 || out.stdout.contains("failed") || out.stderr.contains("failed") {
-            return (chunk, format!("{}{}", out.stdout, out.stderr));
+        if let Err(why) = write_chunk(uri, chunk) {
+            return (chunk, why);
         }
     }
     (limit, String::new())
+}
+
+/// Writes 4 MiB chunk `chunk` with its pattern; qemu-io's words if it failed.
+fn write_chunk(uri: &str, chunk: usize) -> Result<(), String> {
+    let pattern = format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4);
+    let out = qemu_io_result(uri, &["-c", &pattern]);
+    if out.code != 0 || out.stdout.contains("failed") || out.stderr.contains("failed") {
+        return Err(format!("{}{}", out.stdout, out.stderr));
+    }
+    Ok(())
 }
 
 /// Every node's disk counts: a follower short of space is named by the leader's `cluster
@@ -347,11 +340,7 @@ fn a_follower_short_of_space_is_named_and_the_majority_goes_on() {
     let mut named = false;
     let mut chunk = 0;
     while chunk < 64 {
-        let out = qemu_io_result(
-            &uri,
-            &["-c", &format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4)],
-        );
-        assert_eq!(out.code, 0, "chunk {chunk}: {}{}", out.stdout, out.stderr);
+        write_chunk(&uri, chunk).unwrap_or_else(|e| panic!("chunk {chunk}: {e}"));
         chunk += 1;
         let state = disk_state(&nodes[0], 3);
         if matches!(state.as_deref(), Some("warning" | "full")) {
@@ -366,15 +355,7 @@ fn a_follower_short_of_space_is_named_and_the_majority_goes_on() {
     // write is still acknowledged by nodes 1 and 2.
     let mut exited = false;
     for _ in 0..40 {
-        let out = qemu_io_result(
-            &uri,
-            &["-c", &format!("write -P {} {}M 4M", pattern_of(chunk), chunk * 4)],
-        );
-        assert_eq!(
-            out.code, 0,
-            "chunk {chunk} after node 3 filled: {}{}",
-            out.stdout, out.stderr
-        );
+        write_chunk(&uri, chunk).unwrap_or_else(|e| panic!("chunk {chunk} after node 3 filled: {e}"));
         chunk += 1;
         if nodes[2].try_exit_code().is_some() {
             exited = true;

@@ -71,6 +71,23 @@ pub(crate) fn set_current_snapshot(dir: &Path, id: &str) -> std::io::Result<()> 
     Ok(())
 }
 
+/// Makes a checkpoint (taken at `checkpoint`, in `dir`) the current snapshot with `meta`: the
+/// meta is on disk before the checkpoint takes its name, so a kept checkpoint always has one.
+pub(crate) fn keep_checkpoint(dir: &Path, checkpoint: &Path, meta: &Meta) -> std::io::Result<()> {
+    let id = &meta.snapshot_id;
+    let bytes = codec::encode(meta).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let tmp = dir.join(format!("{id}.meta.tmp"));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dir.join(format!("{id}.meta")))?;
+    std::fs::rename(checkpoint, dir.join(format!("{id}.ckpt")))?;
+    sync_dir(dir)?;
+    set_current_snapshot(dir, id)?;
+    // A received stream of the same id is not needed once its checkpoint is kept.
+    let _ = std::fs::remove_file(dir.join(format!("{id}.snap")));
+    Ok(())
+}
+
 /// The stream of a kept snapshot, as a follower receives it: a received one is its file; a
 /// checkpoint is written out now (a full copy of the state, so only when a follower needs
 /// it), to a file the caller opens and then unlinks so it costs space only while it is sent.
@@ -150,20 +167,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
         let checkpoint = self.checkpoint.clone().map_err(snapshot_error)?;
         let (dir, meta) = (self.dir.clone(), self.meta.clone());
-        let id = meta.snapshot_id.clone();
-        let meta_path = dir.join(format!("{id}.meta"));
+        let meta_path = dir.join(format!("{}.meta", meta.snapshot_id));
         tokio::task::spawn_blocking({
-            let (meta, meta_path) = (meta.clone(), meta_path.clone());
-            move || -> std::io::Result<()> {
-                let kept = dir.join(format!("{id}.ckpt"));
-                std::fs::rename(&checkpoint, &kept)?;
-                let bytes = codec::encode(&meta).map_err(|e| std::io::Error::other(e.to_string()))?;
-                let tmp = dir.join(format!("{id}.meta.tmp"));
-                std::fs::write(&tmp, bytes)?;
-                std::fs::File::open(&tmp)?.sync_all()?;
-                std::fs::rename(&tmp, &meta_path)?;
-                set_current_snapshot(&dir, &id)
-            }
+            let meta = meta.clone();
+            move || keep_checkpoint(&dir, &checkpoint, &meta)
         })
         .await
         .expect("snapshot task does not panic")

@@ -91,7 +91,10 @@ impl Space {
         }
         let usage = self.usage();
         let share = usage.garbage as f64 / (usage.state + usage.garbage).max(1) as f64;
-        let collect = usage.garbage > 0 && (share >= COLLECT_AT || pressed);
+        // Collecting writes the live blocks again before it drops the old files: only with
+        // room for that, or RocksDB itself would run out of space mid-compaction.
+        let room = free_bytes(&self.dir).unwrap_or(0) > usage.state;
+        let collect = usage.garbage > 0 && (share >= COLLECT_AT || pressed) && room;
         if collect {
             // Every blob file is old enough for this one compaction: live blocks move to new
             // files and the old ones go. Then back to the everyday setting (see `db.rs`).

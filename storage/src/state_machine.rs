@@ -19,8 +19,8 @@ use crate::db::*;
 use crate::records::{self, MetaWrite};
 use crate::snapshot::{self, Meta};
 use crate::snapshots::{
-    current_snapshot, install_from_file, remove_incoming, remove_leftovers, set_current_snapshot, snapshot_error,
-    stream_of, Kept, SnapshotBuilder,
+    current_snapshot, install_from_file, keep_checkpoint, remove_incoming, remove_leftovers, set_current_snapshot,
+    snapshot_error, stream_of, SnapshotBuilder,
 };
 use crate::space::{Dropped, Space};
 use crate::tracks::DbTracks;
@@ -57,14 +57,14 @@ impl StateMachineStore {
     pub(crate) fn open(db: Arc<DB>, snapshots: PathBuf) -> std::result::Result<Self, OpenError> {
         if install_interrupted(&db)? {
             // A snapshot install was cut off: redo it from the saved snapshot file.
-            let kept = current_snapshot(&snapshots).map_err(|e| corrupt("snapshots", e))?;
-            let Some((_, Kept::Stream(path))) = kept else {
-                return Err(corrupt(
-                    "snapshots",
-                    "an install was interrupted and its snapshot file is gone",
-                ));
-            };
+            let (meta, kept) = current_snapshot(&snapshots)
+                .map_err(|e| corrupt("snapshots", e))?
+                .ok_or_else(|| corrupt("snapshots", "an install was interrupted and its snapshot is gone"))?;
+            let (path, passing) = stream_of(&snapshots, &meta, &kept).map_err(|e| corrupt("snapshots", e))?;
             install_from_file(&db, &path).map_err(|e| corrupt("snapshot install", e))?;
+            if passing {
+                let _ = std::fs::remove_file(&path);
+            }
         }
         remove_leftovers(&snapshots);
         let inner = load(&db)?;
@@ -334,11 +334,18 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         set_current_snapshot(&self.snapshots, &meta.snapshot_id).map_err(snapshot_error)?;
         remove_incoming(&self.snapshots);
         let (db, inner) = (self.db.clone(), self.inner.clone());
+        let (dir, meta) = (self.snapshots.clone(), meta.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {
             let mut inner = inner.write().expect("state lock is not poisoned");
             install_from_file(&db, &path).map_err(snapshot_error)?;
             *inner = load(&db).map_err(snapshot_error)?;
-            Ok(())
+            // Installed: keep it as a checkpoint like a snapshot built here, instead of a
+            // stream file that holds a second copy of the state.
+            let checkpoint = dir.join(format!("checkpoint-{}", meta.snapshot_id));
+            rocksdb::checkpoint::Checkpoint::new(&db)
+                .and_then(|c| c.create_checkpoint(&checkpoint))
+                .map_err(snapshot_error)?;
+            keep_checkpoint(&dir, &checkpoint, &meta).map_err(snapshot_error)
         })
         .await
         .expect("install task does not panic")

@@ -43,8 +43,8 @@ pub struct ServeArgs {
     /// Build a snapshot (and purge the log before it) every this many entries.
     #[arg(long, default_value_t = 20_000, value_name = "ENTRIES", value_parser = clap::value_parser!(u64).range(10..))]
     pub snapshot_every: u64,
-    /// MiB the Raft log may hold before it is cut back: past this (and past the size of the
-    /// state), a snapshot is taken and the log purged up to it, so sustained writes of large
+    /// MiB the Raft log may hold before it is cut back: past this, a snapshot (a checkpoint of
+    /// the state, no copy) is taken and the log purged up to it, so sustained writes of large
     /// entries do not fill the disk between `--snapshot-every` snapshots.
     #[arg(long, default_value_t = 1024, value_name = "MIB", value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
     pub max_log_size: u64,

@@ -17,6 +17,8 @@ use storage::{LogStore, Space, TypeConfig};
 
 /// How often the keeper looks.
 const EVERY: Duration = Duration::from_secs(1);
+/// Dropped tracks are compacted away at most this often while the disk has room.
+const RECLAIM_EVERY: Duration = Duration::from_secs(3);
 /// While the disk is short, blob garbage is collected at most this often (collecting rewrites
 /// the live blocks that share files with it).
 const COLLECT_EVERY: Duration = Duration::from_secs(30);
@@ -46,8 +48,12 @@ pub async fn run(k: SpaceKeeper) {
         let log_bytes = k.log.log_bytes();
         k.metrics.log_bytes.store(log_bytes, Ordering::Relaxed);
         let pressed = k.disk.pressed();
-        let collect_due = pressed && collected_at.is_none_or(|at| at.elapsed() >= COLLECT_EVERY);
-        if k.space.has_dropped() || (collect_due && k.space.usage().garbage > 0) {
+        // Compacting a volume's key range rewrites its table files: a host that TRIMs often
+        // gets it every few seconds, not every second, unless the disk is short.
+        let due = |every: Duration| collected_at.is_none_or(|at: Instant| at.elapsed() >= every);
+        let dropped_due = k.space.has_dropped() && (pressed || due(RECLAIM_EVERY));
+        let collect_due = pressed && due(COLLECT_EVERY) && k.space.usage().garbage > 0;
+        if dropped_due || collect_due {
             collected_at = Some(Instant::now());
             let space = k.space.clone();
             match tokio::task::spawn_blocking(move || space.reclaim(pressed)).await {
