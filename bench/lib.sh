@@ -70,7 +70,7 @@ start_qemu_nbd() {
   mkdir -p "$work"
   rm -f "$work/raw.img"
   truncate -s "$2" "$work/raw.img"
-  qemu-nbd --persistent --shared=16 --format=raw --cache="$1" --aio=threads -x vol \
+  qemu-nbd --persistent --shared=16 --format=raw --cache="$1" --aio=threads --discard=unmap -x vol \
     --bind 127.0.0.1 --port 10950 "$work/raw.img" >"$work/qemu-nbd.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 1 100); do

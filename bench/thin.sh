@@ -3,8 +3,11 @@
 # data, alternating in the same run:
 #   nbdcopy and qemu-img convert (to qcow2) of a 1 TiB volume holding 1 GiB (16 x 64 MiB):
 #     time, and for flashcopy the bytes read (flashcopy_nbd_bytes_total{command="read"});
-#   zeroing the whole 1 TiB volume (what mkfs asks first) with qemu-io `write -z -n 0 1T`,
-#     one WRITE_ZEROES request over extended headers.
+#   zeroing the whole 1 TiB volume (what mkfs asks first) with qemu-io
+#     `-d unmap -c 'write -z -u -n 0 1T'`: one WRITE_ZEROES request over extended headers that
+#     may unmap (qemu-nbd runs with --discard=unmap). Without unmapping, qemu-nbd allocates the
+#     zeroed terabyte in its raw file: it filled this machine's disk and failed, so runs before
+#     this change measured a failure for the peer.
 # Usage: bench/thin.sh [ROUNDS, default 3]
 source "$(dirname "$0")/lib.sh"
 rounds="${1:-3}"
@@ -20,7 +23,7 @@ write_gib() {
   qemu-io -f raw "${args[@]}" "$1" >/dev/null
 }
 
-copy_fc=(); copy_q=(); conv_fc=(); conv_q=(); zero_fc=(); zero_q=(); bytes_copy=(); bytes_conv=()
+copy_fc=(); copy_q=(); conv_fc=(); conv_q=(); trim_fc=(); trim_q=(); bytes_copy=(); bytes_conv=()
 for _ in $(seq 1 "$rounds"); do
   echo "== flashcopy" >&2
   start_nodes 1
@@ -34,7 +37,7 @@ for _ in $(seq 1 "$rounds"); do
   conv_fc+=("$(ms qemu-img convert -f raw -O qcow2 "$uri" "$work/out.qcow2")")
   b2=$(read_bytes)
   bytes_copy+=("$((b1 - b0))"); bytes_conv+=("$((b2 - b1))")
-  zero_fc+=("$(ms qemu-io -f raw -c 'write -z -n 0 1T' "$uri")")
+  trim_fc+=("$(ms qemu-io -f raw -d unmap -c 'write -z -u -n 0 1T' "$uri")")
 
   echo "== qemu-nbd" >&2
   start_qemu_nbd writeback 1T
@@ -43,7 +46,7 @@ for _ in $(seq 1 "$rounds"); do
   copy_q+=("$(ms nbdcopy "$uri" null:)")
   rm -f "$work/out.qcow2"
   conv_q+=("$(ms qemu-img convert -f raw -O qcow2 "$uri" "$work/out.qcow2")")
-  zero_q+=("$(ms qemu-io -f raw -c 'write -z -n 0 1T' "$uri")")
+  trim_q+=("$(ms qemu-io -f raw -d unmap -c 'write -z -u -n 0 1T' "$uri")")
 done
 cleanup
 rm -f "$work/out.qcow2" "$work/raw.img"
@@ -51,10 +54,10 @@ rm -f "$work/out.qcow2" "$work/raw.img"
 mib() { echo $(($1 / 1048576)); }
 cf=$(median "${copy_fc[@]}"); cq=$(median "${copy_q[@]}")
 vf=$(median "${conv_fc[@]}"); vq=$(median "${conv_q[@]}")
-zf=$(median "${zero_fc[@]}"); zq=$(median "${zero_q[@]}")
+zf=$(median "${trim_fc[@]}"); zq=$(median "${trim_q[@]}")
 echo
 echo "| 1 TiB volume holding 1 GiB (median of $rounds) | flashcopy | qemu-nbd (sparse file) | flashcopy / qemu-nbd time | read by flashcopy |"
 echo "|---|---|---|---|---|"
 echo "| nbdcopy to null: | ${cf} ms | ${cq} ms | $(ratio "$cf" "$cq") | $(mib "$(median "${bytes_copy[@]}")") MiB |"
 echo "| qemu-img convert -O qcow2 | ${vf} ms | ${vq} ms | $(ratio "$vf" "$vq") | $(mib "$(median "${bytes_conv[@]}")") MiB |"
-echo "| zero the whole 1 TiB (qemu-io write -z -n 0 1T) | ${zf} ms | ${zq} ms | $(ratio "$zf" "$zq") | — |"
+echo "| zero the whole 1 TiB, unmapping (qemu-io -d unmap, write -z -u -n 0 1T) | ${zf} ms | ${zq} ms | $(ratio "$zf" "$zq") | — |"
