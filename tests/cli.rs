@@ -19,7 +19,7 @@ fn volumes_create_list_delete() {
     let a = &vols[0];
     assert_eq!(
         keys(a),
-        ["name", "size", "source_of", "state", "target_of"]
+        ["name", "shared", "size", "source_of", "state", "target_of", "used"]
             .map(String::from)
             .into()
     );

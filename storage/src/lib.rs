@@ -32,6 +32,7 @@ mod log_store;
 mod open;
 mod records;
 mod snapshot;
+mod snapshot_data;
 mod snapshots;
 mod space;
 mod state_machine;
@@ -43,6 +44,7 @@ pub use audit::{AuditFilter, AuditRecord, JournalError, Rebuilt, Until, Verifica
 pub use db::OpenError;
 pub use log_store::{LogStore, REPLICATION_BYTES};
 pub use open::{open, open_read_only};
+pub use snapshot_data::SnapshotData;
 pub use space::{free_bytes, total_bytes, Reclaimed, Space, Usage};
 pub use state_machine::{ApplyObserver, StateMachineStore};
 pub use types::{NodeInfo, Request, Response, TypeConfig};

@@ -5,6 +5,7 @@ use crate::applied_state::cf;
 use crate::codec;
 use crate::db::*;
 use crate::snapshot::{self, Meta};
+use crate::snapshot_data::SnapshotData;
 use crate::types::TypeConfig;
 use openraft::storage::Snapshot;
 use openraft::{RaftSnapshotBuilder, StorageError, StorageIOError};
@@ -88,9 +89,41 @@ pub(crate) fn keep_checkpoint(dir: &Path, checkpoint: &Path, meta: &Meta) -> std
     Ok(())
 }
 
-/// The stream of a kept snapshot, as a follower receives it: a received one is its file; a
-/// checkpoint is written out now (a full copy of the state, so only when a follower needs
-/// it), to a file the caller opens and then unlinks so it costs space only while it is sent.
+/// The data of the current snapshot as openraft moves it: a received stream is its file; a
+/// checkpoint becomes a stream only when read (a follower being sent it), from private hard
+/// links to its files taken now, so a newer snapshot may replace it meanwhile. Call under the
+/// snapshot lock (see `StateMachineStore`).
+pub(crate) fn data_of(dir: &Path, meta: &Meta, kept: &Kept, seq: u64) -> std::io::Result<SnapshotData> {
+    match kept {
+        Kept::Stream(path) => Ok(SnapshotData::file(tokio::fs::File::from_std(std::fs::File::open(
+            path,
+        )?))),
+        Kept::Checkpoint(checkpoint) => {
+            let links = dir.join(format!("sending-{seq}"));
+            std::fs::create_dir(&links)?;
+            for entry in std::fs::read_dir(checkpoint)? {
+                let entry = entry?;
+                std::fs::hard_link(entry.path(), links.join(entry.file_name()))?;
+            }
+            let (meta, stream) = (meta.clone(), dir.join(format!("sending-{seq}.stream")));
+            let from = links.clone();
+            let make = Box::new(move || {
+                let written = open_db_read_only(&from)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+                    .and_then(|db| snapshot::write(&db, &meta, &stream));
+                let _ = std::fs::remove_dir_all(&from);
+                let file = written.and_then(|()| std::fs::File::open(&stream));
+                // Open handles keep the bytes: the stream costs space only while it is read.
+                let _ = std::fs::remove_file(&stream);
+                file
+            });
+            Ok(SnapshotData::lazy(make, &links))
+        }
+    }
+}
+
+/// A kept snapshot as a stream file, for redoing an interrupted install at open: a received
+/// one is its file; a checkpoint is written out (`true`: remove it after use).
 pub(crate) fn stream_of(dir: &Path, meta: &Meta, kept: &Kept) -> std::io::Result<(PathBuf, bool)> {
     match kept {
         Kept::Stream(path) => Ok((path.clone(), false)),
@@ -115,8 +148,9 @@ pub(crate) fn remove_leftovers(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
-        if name.starts_with("checkpoint-") {
+        if name.starts_with("checkpoint-") || name.starts_with("sending-") {
             let _ = std::fs::remove_dir_all(entry.path());
+            let _ = std::fs::remove_file(entry.path());
         } else if name.starts_with("incoming-") || name.ends_with(".tmp") || name.ends_with(".part") {
             let _ = std::fs::remove_file(entry.path());
         }
@@ -161,7 +195,12 @@ pub struct SnapshotBuilder {
     pub(crate) checkpoint: std::result::Result<PathBuf, String>,
     pub(crate) dir: PathBuf,
     pub(crate) meta: Meta,
+    /// Held while the current snapshot changes or is being linked for sending.
+    pub(crate) lock: SnapshotLock,
 }
+
+/// Serialises changes of the current snapshot with reads of it: a build runs in its own task.
+pub type SnapshotLock = std::sync::Arc<std::sync::Mutex<()>>;
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>> {
@@ -169,8 +208,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let (dir, meta) = (self.dir.clone(), self.meta.clone());
         let meta_path = dir.join(format!("{}.meta", meta.snapshot_id));
         tokio::task::spawn_blocking({
-            let meta = meta.clone();
-            move || keep_checkpoint(&dir, &checkpoint, &meta)
+            let (meta, lock) = (meta.clone(), self.lock.clone());
+            move || {
+                let _current = lock.lock().expect("not poisoned");
+                keep_checkpoint(&dir, &checkpoint, &meta)
+            }
         })
         .await
         .expect("snapshot task does not panic")
@@ -180,7 +222,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let file = tokio::fs::File::open(&meta_path).await.map_err(snapshot_error)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(file),
+            snapshot: Box::new(SnapshotData::file(file)),
         })
     }
 }

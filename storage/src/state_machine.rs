@@ -18,9 +18,10 @@ use crate::codec;
 use crate::db::*;
 use crate::records::{self, MetaWrite};
 use crate::snapshot::{self, Meta};
+use crate::snapshot_data::SnapshotData;
 use crate::snapshots::{
-    current_snapshot, install_from_file, keep_checkpoint, remove_incoming, remove_leftovers, set_current_snapshot,
-    snapshot_error, stream_of, SnapshotBuilder,
+    current_snapshot, data_of, install_from_file, keep_checkpoint, remove_incoming, remove_leftovers,
+    set_current_snapshot, snapshot_error, stream_of, SnapshotBuilder, SnapshotLock,
 };
 use crate::space::{Dropped, Space};
 use crate::tracks::DbTracks;
@@ -51,6 +52,8 @@ pub struct StateMachineStore {
     observer: Option<ApplyObserver>,
     /// Volumes whose tracks were dropped, for `Space::reclaim`.
     dropped: Dropped,
+    /// Held while the current snapshot changes or is linked for sending.
+    snapshot_lock: SnapshotLock,
 }
 
 impl StateMachineStore {
@@ -80,6 +83,7 @@ impl StateMachineStore {
             sequence: Arc::new(AtomicU64::new(start)),
             observer: None,
             dropped: Dropped::default(),
+            snapshot_lock: SnapshotLock::default(),
         })
     }
 
@@ -294,10 +298,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 last_membership: membership,
                 snapshot_id,
             },
+            lock: self.snapshot_lock.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>> {
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>> {
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let path = self.snapshots.join(format!("incoming-{seq}.part"));
         let file = tokio::fs::OpenOptions::new()
@@ -308,13 +313,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .open(&path)
             .await
             .map_err(|e| io_error!(write_snapshot, None, &e))?;
-        Ok(Box::new(file))
+        Ok(Box::new(SnapshotData::file(file)))
     }
 
-    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<tokio::fs::File>) -> Result<()> {
+    async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<SnapshotData>) -> Result<()> {
         use tokio::io::{AsyncSeekExt, AsyncWriteExt};
         // Keep our own copy as the current snapshot (the handle may be any file), then install it.
-        let mut received = *snapshot;
+        let mut received = snapshot.into_file().await.map_err(snapshot_error)?;
         received
             .seek(std::io::SeekFrom::Start(0))
             .await
@@ -334,7 +339,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         set_current_snapshot(&self.snapshots, &meta.snapshot_id).map_err(snapshot_error)?;
         remove_incoming(&self.snapshots);
         let (db, inner) = (self.db.clone(), self.inner.clone());
-        let (dir, meta) = (self.snapshots.clone(), meta.clone());
+        let (dir, meta, lock) = (self.snapshots.clone(), meta.clone(), self.snapshot_lock.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {
             let mut inner = inner.write().expect("state lock is not poisoned");
             install_from_file(&db, &path).map_err(snapshot_error)?;
@@ -345,6 +350,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             rocksdb::checkpoint::Checkpoint::new(&db)
                 .and_then(|c| c.create_checkpoint(&checkpoint))
                 .map_err(snapshot_error)?;
+            let _current = lock.lock().expect("not poisoned");
             keep_checkpoint(&dir, &checkpoint, &meta).map_err(snapshot_error)
         })
         .await
@@ -352,25 +358,22 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>> {
-        let dir = self.snapshots.clone();
-        let Some((meta, kept)) = current_snapshot(&dir).map_err(snapshot_error)? else {
-            return Ok(None);
-        };
-        let (path, passing) = tokio::task::spawn_blocking({
-            let meta = meta.clone();
-            move || stream_of(&dir, &meta, &kept)
+        let (dir, lock) = (self.snapshots.clone(), self.snapshot_lock.clone());
+        let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
+        // Cheap: a meta read and hard links; the stream is written only if it is read.
+        tokio::task::spawn_blocking(move || {
+            let _current = lock.lock().expect("not poisoned");
+            let Some((meta, kept)) = current_snapshot(&dir)? else {
+                return Ok(None);
+            };
+            let data = data_of(&dir, &meta, &kept, seq)?;
+            Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(data),
+            }))
         })
         .await
         .expect("snapshot task does not panic")
-        .map_err(snapshot_error)?;
-        let file = tokio::fs::File::open(&path).await.map_err(snapshot_error)?;
-        if passing {
-            // Open handles keep the bytes: the stream costs space only while it is read.
-            let _ = std::fs::remove_file(&path);
-        }
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(file),
-        }))
+        .map_err(|e: std::io::Error| snapshot_error(e))
     }
 }

@@ -17,6 +17,9 @@ use storage::{LogStore, Space, TypeConfig};
 
 /// How often the keeper looks.
 const EVERY: Duration = Duration::from_secs(1);
+/// While the disk is short and nothing was reclaimed, snapshots (memtable flushes) at most this
+/// often.
+const PRESSED_SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 /// Dropped tracks are compacted away at most this often while the disk has room.
 const RECLAIM_EVERY: Duration = Duration::from_secs(3);
 /// While the disk is short, blob garbage is collected at most this often (collecting rewrites
@@ -41,8 +44,9 @@ pub async fn run(k: SpaceKeeper) {
     // still holds it until a new one replaces it.
     let mut reclaimed = false;
     let mut collected_at: Option<Instant> = None;
-    // A snapshot was taken to cut the log back: the purge up to it follows.
+    // A snapshot was asked for to cut the log back: the purge up to it follows.
     let mut cutting = false;
+    let mut snapshot_at: Option<Instant> = None;
     loop {
         every.tick().await;
         let log_bytes = k.log.log_bytes();
@@ -65,25 +69,34 @@ pub async fn run(k: SpaceKeeper) {
                 Err(e) => tracing::warn!(error = %e, "reclaiming space stopped"),
             }
         }
-        if log_bytes <= k.max_log_bytes && !pressed && !reclaimed && !cutting {
+        let over = log_bytes > k.max_log_bytes;
+        if !over && !pressed && !reclaimed && !cutting {
             continue;
         }
         let raft_metrics = k.raft.metrics().borrow().clone();
         let snapshot = raft_metrics.snapshot.map(|s| s.index);
         let purged = raft_metrics.purged.map(|p| p.index);
         let applied = raft_metrics.last_applied.map(|a| a.index);
-        let result = if snapshot < applied || reclaimed {
-            tracing::info!(log_bytes, pressed, reclaimed, "taking a snapshot (a checkpoint)");
-            reclaimed = false;
-            cutting = true;
-            k.raft.trigger().snapshot().await
-        } else if purged < snapshot {
+        // A disk short of live data alone is not helped by snapshots every second.
+        let snapshot_due =
+            over || reclaimed || snapshot_at.is_none_or(|at: Instant| at.elapsed() >= PRESSED_SNAPSHOT_EVERY);
+        // Purge first: under sustained writes there is always a newer entry to snapshot.
+        let result = if purged < snapshot && (cutting || over || pressed) {
             let upto = snapshot.expect("a snapshot exists");
             tracing::info!(log_bytes, upto, "purging the log up to the snapshot");
             cutting = false;
             k.raft.trigger().purge_log(upto).await
+        } else if (snapshot < applied || reclaimed) && snapshot_due && !cutting {
+            tracing::info!(log_bytes, pressed, reclaimed, "taking a snapshot (a checkpoint)");
+            reclaimed = false;
+            cutting = true;
+            snapshot_at = Some(Instant::now());
+            k.raft.trigger().snapshot().await
         } else {
-            cutting = false;
+            if cutting && purged >= snapshot && snapshot_at.is_some_and(|at| at.elapsed() >= PRESSED_SNAPSHOT_EVERY) {
+                // The snapshot never came (the trigger was dropped): ask again.
+                cutting = false;
+            }
             continue;
         };
         if result.is_err() {
