@@ -31,6 +31,8 @@ pub struct Space {
     pub(crate) db: Arc<DB>,
     pub(crate) dir: PathBuf,
     pub(crate) dropped: Dropped,
+    /// The last `usage` measured, for readers that must not wait on RocksDB's properties.
+    pub(crate) last: Arc<Mutex<Usage>>,
 }
 
 /// What the state and its snapshots hold on disk, in bytes.
@@ -52,8 +54,21 @@ pub struct Reclaimed {
 }
 
 impl Space {
+    /// The usage as last measured by [`Space::usage`] (the space keeper measures it every
+    /// second, off the async workers): the admin API and metrics read this.
+    pub fn last_usage(&self) -> Usage {
+        *self.last.lock().expect("not poisoned")
+    }
+
     /// What the state holds on disk (as RocksDB reports it, every state column family).
+    /// Blocking: RocksDB's properties wait on its mutex, busy under heavy writes.
     pub fn usage(&self) -> Usage {
+        let usage = self.measure();
+        *self.last.lock().expect("not poisoned") = usage;
+        usage
+    }
+
+    fn measure(&self) -> Usage {
         let property = |cf: &str, name: &str| {
             let handle = self.db.cf_handle(cf).expect("column families are created at open");
             self.db.property_int_value_cf(handle, name).ok().flatten().unwrap_or(0)

@@ -54,6 +54,8 @@ pub struct StateMachineStore {
     dropped: Dropped,
     /// Held while the current snapshot changes or is linked for sending.
     snapshot_lock: SnapshotLock,
+    /// The disk usage last measured (see `Space::last_usage`).
+    usage: Arc<std::sync::Mutex<crate::space::Usage>>,
 }
 
 impl StateMachineStore {
@@ -84,6 +86,7 @@ impl StateMachineStore {
             observer: None,
             dropped: Dropped::default(),
             snapshot_lock: SnapshotLock::default(),
+            usage: Default::default(),
         })
     }
 
@@ -102,6 +105,7 @@ impl StateMachineStore {
                 .parent()
                 .map_or_else(|| self.snapshots.clone(), |p| p.to_path_buf()),
             dropped: self.dropped.clone(),
+            last: self.usage.clone(),
         }
     }
 

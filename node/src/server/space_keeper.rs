@@ -2,7 +2,7 @@
 //! deleted volumes and zeroed tracks comes back within seconds.
 //!
 //! A snapshot is a RocksDB checkpoint (hard links: a flush, never a copy of the state), so the
-//! log is cut back whenever it passes its size: snapshot, then purge up to it. When tracks were
+//! log is cut back whenever it passes its size (and the state's): snapshot, then purge up to it. When tracks were
 //! dropped, their key ranges are compacted first (and blob garbage collected, see
 //! `storage::Space::reclaim`), then a new snapshot replaces the old one, whose checkpoint still
 //! links the files that held them. While the disk is short of its reserve everything is done
@@ -52,11 +52,18 @@ pub async fn run(k: SpaceKeeper) {
         let log_bytes = k.log.log_bytes();
         k.metrics.log_bytes.store(log_bytes, Ordering::Relaxed);
         let pressed = k.disk.pressed();
+        // RocksDB's properties wait on its mutex: measured here, off the async workers, once a
+        // tick; the admin API and metrics read the last measure.
+        let measuring = k.space.clone();
+        let usage = match tokio::task::spawn_blocking(move || measuring.usage()).await {
+            Ok(usage) => usage,
+            Err(_) => k.space.last_usage(),
+        };
         // Compacting a volume's key range rewrites its table files: a host that TRIMs often
         // gets it every few seconds, not every second, unless the disk is short.
         let due = |every: Duration| collected_at.is_none_or(|at: Instant| at.elapsed() >= every);
         let dropped_due = k.space.has_dropped() && (pressed || due(RECLAIM_EVERY));
-        let collect_due = pressed && due(COLLECT_EVERY) && k.space.usage().garbage > 0;
+        let collect_due = pressed && due(COLLECT_EVERY) && usage.garbage > 0;
         if dropped_due || collect_due {
             collected_at = Some(Instant::now());
             let space = k.space.clone();
@@ -69,7 +76,9 @@ pub async fn run(k: SpaceKeeper) {
                 Err(e) => tracing::warn!(error = %e, "reclaiming space stopped"),
             }
         }
-        let over = log_bytes > k.max_log_bytes;
+        // Past its size, and past the state's: a follower that fell behind by less than the
+        // state catches up from the log, which is cheaper for it than a snapshot install.
+        let over = log_bytes > k.max_log_bytes.max(usage.state);
         if !over && !pressed && !reclaimed && !cutting {
             continue;
         }

@@ -26,7 +26,7 @@ fn local_status(a: &AdminApi) -> NodeStatus {
 
 /// This node's disk as `cluster status` and `lspool` show it.
 pub(super) fn disk_status(a: &AdminApi) -> DiskStatus {
-    let usage = a.space.usage();
+    let usage = a.space.last_usage();
     DiskStatus {
         status: a.disk.state().as_str().to_string(),
         capacity: a.disk.capacity(),

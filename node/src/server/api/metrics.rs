@@ -91,7 +91,7 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
         "1 while the data disk is past its warning threshold (--disk-warning).",
         u64::from(a.disk.state() != crate::server::disk::DiskState::Ok),
     );
-    let usage = a.space.usage();
+    let usage = a.space.last_usage();
     gauge(
         "flashcopy_state_bytes",
         "What the state holds on disk (volume blocks, records, history), garbage not counted.",
