@@ -90,6 +90,16 @@ pub async fn run(k: SpaceKeeper) {
         let snapshot_due =
             over || reclaimed || snapshot_at.is_none_or(|at: Instant| at.elapsed() >= PRESSED_SNAPSHOT_EVERY);
         // Purge first: under sustained writes there is always a newer entry to snapshot.
+        // Entries a follower still needs stay unless the disk is short: a follower that fell
+        // behind catches up from the log, not by installing a snapshot.
+        let needed = raft_metrics
+            .replication
+            .as_ref()
+            .and_then(|followers| followers.values().map(|m| m.map_or(0, |m| m.index)).min());
+        let snapshot = match needed {
+            Some(needed) if !pressed => snapshot.map(|s| s.min(needed)),
+            _ => snapshot,
+        };
         let result = if purged < snapshot && (cutting || over || pressed) {
             let upto = snapshot.expect("a snapshot exists");
             tracing::info!(log_bytes, upto, "purging the log up to the snapshot");
