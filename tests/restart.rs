@@ -206,8 +206,10 @@ fn the_log_is_cut_back_under_sustained_writes_and_a_crash_after_a_purge_loses_no
         n.metric("flashcopy_log_bytes"),
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
+    // The gauge is the same files' size (`LogStore::log_bytes`), sampled once a second: the
+    // same bound (it was 160 MiB against the files' 224, and failed under load in CI runs).
     eventually("the log size gauge to follow", 30, || {
-        n.metric("flashcopy_log_bytes").is_some_and(|bytes| bytes < 160 << 20)
+        n.metric("flashcopy_log_bytes").is_some_and(|bytes| bytes < 224 << 20)
     });
 }
 
