@@ -179,6 +179,9 @@ pub struct PoolNode {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClusterStatus {
+    /// The id remote sites know this cluster by (`None` until its first leader named it).
+    #[serde(default)]
+    pub cluster_id: Option<String>,
     pub leader: Option<u64>,
     pub nodes: Vec<ClusterNode>,
     pub node_id: u64,
@@ -289,4 +292,86 @@ pub struct AuditAt {
     pub entries: u64,
     pub volumes: Vec<statemachine::VolumeInfo>,
     pub relationships: Vec<statemachine::RelationshipInfo>,
+}
+
+/// `mkpprcpath`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MkPprcPath {
+    /// The remote's admin API (`URL` or `URL,URL,...` naming several of its nodes).
+    pub remote: String,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// One row of `lspprcpath`: the path and what the link cost so far (on the node answering).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PathRow {
+    #[serde(flatten)]
+    pub path: statemachine::PathInfo,
+    pub requests: u64,
+    pub failures: u64,
+    pub bytes_sent: u64,
+    /// Milliseconds, the last and a moving average of the round trips.
+    pub last_rtt_ms: Option<f64>,
+    pub average_rtt_ms: Option<f64>,
+}
+
+/// `mkpprc LOCAL:REMOTE ...`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MkPprc {
+    pub pairs: Vec<String>,
+    /// Needed when there is more than one path.
+    #[serde(default)]
+    pub remote_cluster: Option<String>,
+}
+
+/// `pausepprc`, `resumepprc`, `failoverpprc`, `failbackpprc`, `rmpprc`: volumes here.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PprcVolumes {
+    pub volumes: Vec<String>,
+    /// `rmpprc --unconditional`: remove the pair here even if the remote cannot be told.
+    #[serde(default)]
+    pub unconditional: bool,
+}
+
+/// Site to site: the secondary's side of `mkpprc`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptSecondary {
+    pub volume: String,
+    pub primary_cluster: String,
+    pub primary_volume: String,
+    pub size: u64,
+    pub generation: u64,
+}
+
+/// Site to site: the secondary's answer to a mirror batch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MirrorReply {
+    pub confirmed: u64,
+}
+
+/// Site to site: failback asks the old primary to become the secondary.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BecomeSecondary {
+    pub volume: String,
+    pub generation: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BecameSecondary {
+    /// Tracks it changed since the sites last agreed.
+    pub tracks: Vec<u32>,
+}
+
+/// Site to site: `rmpprc` at the primary removes the secondary's side too.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemovePair {
+    pub volume: String,
+    pub generation: u64,
 }

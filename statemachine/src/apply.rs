@@ -11,7 +11,7 @@ use crate::state::State;
 use crate::timestamp::Stamp;
 use crate::track::{TrackReader, VolumeId};
 use crate::tx::{Failure, Tx};
-use crate::{background_copy, establish, freeze, host_mapping, host_write, provision, resync, reverse, withdraw};
+use crate::{background_copy, establish, freeze, host_mapping, host_write, pprc, provision, resync, reverse, withdraw};
 
 pub use crate::tx::Applied;
 
@@ -84,6 +84,40 @@ fn dispatch<R: TrackReader>(tx: &mut Tx<'_, R>, command: &Command) -> Result<(),
         } => host_mapping::map(tx, volume, host, *read_only),
         Command::UnmapVolume { volume, host } => host_mapping::unmap(tx, volume, host),
         Command::Tick => Ok(()),
+        Command::NameCluster { id } => pprc::name_cluster(tx, id),
+        Command::MkPprcPath(path) => pprc::mkpath(tx, path),
+        Command::RmPprcPath { remote_cluster } => pprc::rmpath(tx, remote_cluster),
+        Command::MkPprc {
+            volume,
+            remote_cluster,
+            remote_volume,
+            generation,
+        } => pprc::mkpprc(tx, volume, remote_cluster, remote_volume, *generation),
+        Command::AcceptSecondary {
+            volume,
+            primary_cluster,
+            primary_volume,
+            size,
+            generation,
+        } => pprc::accept_secondary(tx, volume, primary_cluster, primary_volume, *size, *generation),
+        Command::MirrorApply(batch) => pprc::apply_batch(tx, batch),
+        Command::PprcCopyStep { volume, max_tracks } => pprc::copy_step(tx, volume, *max_tracks),
+        Command::PprcConfirmed {
+            volume,
+            generation,
+            seq,
+        } => pprc::confirmed(tx, volume, *generation, *seq),
+        Command::PausePprc {
+            volume,
+            reason,
+            generation,
+        } => pprc::suspend(tx, volume, *reason, *generation),
+        Command::ResumePprc { volume } => pprc::resume(tx, volume),
+        Command::PprcResync { volume, generation } => pprc::resync(tx, volume, *generation),
+        Command::RmPprc { volume } => pprc::rmpprc(tx, volume),
+        Command::FailoverPprc { volume } => pprc::failover(tx, volume),
+        Command::BecomeSecondary { volume, generation } => pprc::become_secondary(tx, volume, *generation),
+        Command::FailbackPprc { volume, remote_changes } => pprc::failback(tx, volume, remote_changes),
     }
 }
 

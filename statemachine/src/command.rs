@@ -2,6 +2,7 @@
 
 use crate::error::CommandError;
 use crate::hosts::HostIdentity;
+use crate::mirror::{PprcPath, SuspendReason, REDACTED};
 use crate::track::VolumeId;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -140,6 +141,36 @@ impl HostWrite {
     }
 }
 
+/// One write as a mirror primary sends it: its sequence number in the pair's stream (a copy
+/// step's tracks share one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirroredWrite {
+    pub seq: u64,
+    pub offset: u64,
+    pub data: WriteData,
+}
+
+/// What the primary says the pair is in, after a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SecondaryMark {
+    /// A copy runs: the secondary's image is not consistent until it ends.
+    Copying,
+    /// Streamed in the primary's write order: consistent.
+    Duplex,
+    /// `pausepprc`.
+    Suspended,
+}
+
+/// What a mirror primary sends its secondary in one request, applied there as one entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorBatch {
+    /// The secondary volume.
+    pub volume: String,
+    pub generation: u64,
+    pub writes: Vec<MirroredWrite>,
+    pub mark: SecondaryMark,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     CreateVolume {
@@ -208,6 +239,75 @@ pub enum Command {
     },
     /// Carries only a timestamp, so time-driven rules (the automatic thaw) fire.
     Tick,
+    /// The first leader names the cluster (a later one changes nothing): remote sites know it
+    /// by this id.
+    NameCluster {
+        id: String,
+    },
+    /// `mkpprcpath`: the node checked the remote (reachable, token accepted, its cluster id).
+    MkPprcPath(PprcPath),
+    RmPprcPath {
+        remote_cluster: String,
+    },
+    /// `mkpprc` at the primary, after the secondary accepted the pair under `generation`.
+    MkPprc {
+        volume: String,
+        remote_cluster: String,
+        remote_volume: String,
+        generation: u64,
+    },
+    /// The secondary's side of `mkpprc`.
+    AcceptSecondary {
+        volume: String,
+        primary_cluster: String,
+        primary_volume: String,
+        size: u64,
+        generation: u64,
+    },
+    /// At the secondary: what the primary sent.
+    MirrorApply(MirrorBatch),
+    /// At the primary: send the next out-of-sync tracks.
+    PprcCopyStep {
+        volume: String,
+        max_tracks: u32,
+    },
+    /// At the primary: the secondary confirmed everything through `seq`.
+    PprcConfirmed {
+        volume: String,
+        generation: u64,
+        seq: u64,
+    },
+    /// `pausepprc` (operator), or the leader's suspension (with the generation it sent under).
+    PausePprc {
+        volume: String,
+        reason: SuspendReason,
+        generation: Option<u64>,
+    },
+    ResumePprc {
+        volume: String,
+    },
+    /// A new leader that cannot re-send what the old one had not confirmed: everything
+    /// unconfirmed goes out of sync and is copied (the pair is copy-pending until it is).
+    PprcResync {
+        volume: String,
+        generation: u64,
+    },
+    RmPprc {
+        volume: String,
+    },
+    FailoverPprc {
+        volume: String,
+    },
+    /// Failback, at the old primary: become the secondary of the failed-over side.
+    BecomeSecondary {
+        volume: String,
+        generation: u64,
+    },
+    /// `failbackpprc` at the failed-over side, with the tracks the old primary changed.
+    FailbackPprc {
+        volume: String,
+        remote_changes: Vec<u32>,
+    },
 }
 
 impl Command {
@@ -217,6 +317,21 @@ impl Command {
         match self {
             Command::Write(w) => Command::Write(w.journal_form()),
             Command::WriteBatch(writes) => Command::WriteBatch(writes.iter().map(HostWrite::journal_form).collect()),
+            Command::MkPprcPath(path) => Command::MkPprcPath(PprcPath {
+                token: path.token.as_ref().map(|_| REDACTED.to_string()),
+                ..path.clone()
+            }),
+            Command::MirrorApply(batch) => Command::MirrorApply(MirrorBatch {
+                writes: batch
+                    .writes
+                    .iter()
+                    .map(|w| MirroredWrite {
+                        data: w.data.journal_form(),
+                        ..w.clone()
+                    })
+                    .collect(),
+                ..batch.clone()
+            }),
             other => other.clone(),
         }
     }
@@ -230,6 +345,14 @@ impl Command {
         match self {
             Command::Write(w) => carried(w),
             Command::WriteBatch(writes) => writes.iter().map(carried).sum(),
+            Command::MirrorApply(batch) => batch
+                .writes
+                .iter()
+                .map(|w| match &w.data {
+                    WriteData::Bytes(b) => b.len(),
+                    _ => 0,
+                })
+                .sum(),
             _ => 0,
         }
     }
@@ -293,6 +416,43 @@ impl Command {
             } => format!("mapvol {volume} {host}{}", flag(*read_only, "read-only")),
             Command::UnmapVolume { volume, host } => format!("unmapvol {volume} {host}"),
             Command::Tick => "tick".to_string(),
+            Command::NameCluster { id } => format!("name-cluster {id}"),
+            Command::MkPprcPath(p) => format!("mkpprcpath {} --remote {}", p.remote_cluster, p.url),
+            Command::RmPprcPath { remote_cluster } => format!("rmpprcpath {remote_cluster}"),
+            Command::MkPprc {
+                volume,
+                remote_cluster,
+                remote_volume,
+                generation,
+            } => format!("mkpprc {volume}:{remote_cluster}/{remote_volume} generation={generation}"),
+            Command::AcceptSecondary {
+                volume,
+                primary_cluster,
+                primary_volume,
+                generation,
+                ..
+            } => format!("accept-secondary {volume} of {primary_cluster}/{primary_volume} generation={generation}"),
+            Command::MirrorApply(b) => format!(
+                "mirror-apply {} generation={} writes={} seq={} {:?}",
+                b.volume,
+                b.generation,
+                b.writes.len(),
+                b.writes.iter().map(|w| w.seq).max().unwrap_or(0),
+                b.mark
+            ),
+            Command::PprcCopyStep { volume, max_tracks } => format!("pprc-copy-step {volume} max_tracks={max_tracks}"),
+            Command::PprcConfirmed { volume, seq, .. } => format!("pprc-confirmed {volume} seq={seq}"),
+            Command::PausePprc { volume, reason, .. } => format!("pausepprc {volume} reason={reason}"),
+            Command::ResumePprc { volume } => format!("resumepprc {volume}"),
+            Command::PprcResync { volume, .. } => format!("pprc-resync {volume}"),
+            Command::RmPprc { volume } => format!("rmpprc {volume}"),
+            Command::FailoverPprc { volume } => format!("failoverpprc {volume}"),
+            Command::BecomeSecondary { volume, generation } => {
+                format!("become-secondary {volume} generation={generation}")
+            }
+            Command::FailbackPprc { volume, remote_changes } => {
+                format!("failbackpprc {volume} remote_changes={}", remote_changes.len())
+            }
         }
     }
 
@@ -318,6 +478,19 @@ impl Command {
             Command::CopyStep { source, target, .. } => vec![source.as_str(), target.as_str()],
             Command::MapVolume { volume, .. } | Command::UnmapVolume { volume, .. } => vec![volume.as_str()],
             Command::CreateHost { .. } | Command::DeleteHost { .. } | Command::Tick => vec![],
+            Command::NameCluster { .. } | Command::MkPprcPath(_) | Command::RmPprcPath { .. } => vec![],
+            Command::MirrorApply(b) => vec![b.volume.as_str()],
+            Command::MkPprc { volume, .. }
+            | Command::AcceptSecondary { volume, .. }
+            | Command::PprcCopyStep { volume, .. }
+            | Command::PprcConfirmed { volume, .. }
+            | Command::PausePprc { volume, .. }
+            | Command::ResumePprc { volume }
+            | Command::PprcResync { volume, .. }
+            | Command::RmPprc { volume }
+            | Command::FailoverPprc { volume }
+            | Command::BecomeSecondary { volume, .. }
+            | Command::FailbackPprc { volume, .. } => vec![volume.as_str()],
         }
     }
 }

@@ -50,6 +50,19 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
         volume: &'a crate::volume::Volume,
         relationship: Option<RelationshipView>,
         held: (usize, u64),
+        mirror: Option<MirrorView<'a>>,
+    }
+    #[derive(Serialize)]
+    struct MirrorView<'a> {
+        role: crate::mirror::PairRole,
+        remote: (&'a str, &'a str),
+        generation: u64,
+        state: crate::mirror::PairState,
+        bitmaps: [u64; 3],
+        epochs: (u64, u64),
+        sent: u64,
+        confirmed: u64,
+        consistent: bool,
     }
     #[derive(Serialize)]
     struct RelationshipView {
@@ -75,6 +88,17 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
             synced_at: r.synced_at.0,
         }),
         held: record.held_writes.digest(),
+        mirror: record.mirror.as_ref().map(|m| MirrorView {
+            role: m.role,
+            remote: (&m.remote_cluster, &m.remote_volume),
+            generation: m.generation,
+            state: m.state,
+            bitmaps: [m.out_of_sync.len(), m.older.len(), m.recent.len()],
+            epochs: (m.older_from, m.recent_from),
+            sent: m.sent,
+            confirmed: m.confirmed,
+            consistent: m.consistent,
+        }),
     };
     xxh3_64(&encode(&view))
 }
@@ -82,6 +106,16 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
 /// The hosts' contribution (hosts are few: hashed whole whenever they change).
 pub(crate) fn hosts_hash(hosts: &BTreeMap<String, crate::hosts::Host>) -> u64 {
     xxh3_64(&encode(hosts))
+}
+
+/// The cluster id's and the mirror paths' contribution: their remote ids and URLs, not their tokens (the journal
+/// keeps tokens redacted, and its replay must give the same digest).
+pub(crate) fn paths_hash(cluster_id: Option<&str>, paths: &BTreeMap<String, crate::mirror::PprcPath>) -> u64 {
+    let view: Vec<(&str, &str)> = paths
+        .values()
+        .map(|p| (p.remote_cluster.as_str(), p.url.as_str()))
+        .collect();
+    xxh3_64(&encode(&(cluster_id, view)))
 }
 
 /// The globals' contribution. `last_time` is left out: it moves with every entry, refused ones

@@ -101,6 +101,49 @@ pub enum CommandError {
     VolumeMapped { name: String, host: String },
     #[error("a write to {volume} carries only a checksum of its data (a journal entry); only a replay of the journal applies it", volume = shown(.volume))]
     WriteWithoutData { volume: String },
+    #[error("there is already a path to remote cluster {remote}; 'flashcopy lspprcpath' lists the paths", remote = shown(.remote))]
+    PathExists { remote: String },
+    #[error("there is no path to remote cluster {remote}; make one with 'flashcopy mkpprcpath --remote URL'", remote = shown(.remote))]
+    PathNotFound { remote: String },
+    #[error("the path to {remote} is used by the mirror pairs of {volumes}; remove them first with 'flashcopy rmpprc'", remote = shown(.remote))]
+    PathInUse { remote: String, volumes: String },
+    #[error("volume {name} is already in the mirror pair with {remote}; remove it first with 'flashcopy rmpprc {volume}'", name = shown(.volume))]
+    PairExists { volume: String, remote: String },
+    #[error("volume {name} is in no mirror pair; 'flashcopy lspprc' lists the pairs", name = shown(.volume))]
+    PairNotFound { volume: String },
+    #[error("volume {name} is {size} bytes and its primary {primary_size}: a mirror pair's volumes are the same size", name = shown(.volume))]
+    PairSizeMismatch {
+        volume: String,
+        size: u64,
+        primary_size: u64,
+    },
+    #[error("the mirror pair of volume {name} is {state}; this needs {wanted}", name = shown(.volume))]
+    PairState {
+        volume: String,
+        state: String,
+        wanted: String,
+    },
+    #[error("volume {name} is the {role} of mirror pair generation {current}, not {generation}: the pair was failed over or made again at this site", name = shown(.volume))]
+    PairGeneration {
+        volume: String,
+        generation: u64,
+        current: u64,
+        role: String,
+    },
+    #[error("volume {name} is a mirror primary; failoverpprc runs at the secondary's site", name = shown(.volume))]
+    FailoverOfPrimary { volume: String },
+    #[error("volume {name} is a Metro Mirror secondary: hosts may only read it until 'flashcopy failoverpprc {volume}' or 'flashcopy rmpprc {volume}'", name = shown(.volume))]
+    MirrorSecondary { volume: String },
+    #[error("volume {name} is in the mirror pair with {remote}; remove the pair first with 'flashcopy rmpprc {volume}'", name = shown(.volume))]
+    VolumeInMirrorPair { volume: String, remote: String },
+    #[error("target {name} of {pair} is a Metro Mirror primary (pair with {remote}): FlashCopy onto a mirror primary is not supported yet; pause and remove the pair first ('flashcopy rmpprc {volume}')", name = shown(.volume))]
+    TargetIsMirrorPrimary {
+        volume: String,
+        pair: String,
+        remote: String,
+    },
+    #[error("target {name} of {pair} is a Metro Mirror secondary: only the mirror writes it; fail it over or remove the pair first", name = shown(.volume))]
+    TargetIsMirrorSecondary { volume: String, pair: String },
 }
 
 impl CommandError {
@@ -144,6 +187,19 @@ impl CommandError {
             CommandError::HostHasVolumes { .. } => "host-has-volumes",
             CommandError::NotMapped { .. } => "not-mapped",
             CommandError::VolumeMapped { .. } => "volume-mapped",
+            CommandError::PathExists { .. } => "path-exists",
+            CommandError::PathNotFound { .. } => "path-not-found",
+            CommandError::PathInUse { .. } => "path-in-use",
+            CommandError::PairExists { .. } => "pair-exists",
+            CommandError::PairNotFound { .. } => "pair-not-found",
+            CommandError::PairSizeMismatch { .. } => "size-mismatch",
+            CommandError::PairState { .. } => "pair-state",
+            CommandError::PairGeneration { .. } => "pair-generation",
+            CommandError::FailoverOfPrimary { .. } => "failover-of-primary",
+            CommandError::MirrorSecondary { .. } => "secondary-read-only",
+            CommandError::VolumeInMirrorPair { .. } => "volume-in-mirror-pair",
+            CommandError::TargetIsMirrorPrimary { .. } => "target-is-mirror-primary",
+            CommandError::TargetIsMirrorSecondary { .. } => "target-is-mirror-secondary",
         }
     }
 }

@@ -102,6 +102,9 @@ fn check_pair(
             target_size: tgt.volume.size,
         });
     }
+    if let Some(error) = mirror_target(state, target, pair) {
+        return Err(error);
+    }
     if let Some(rel) = &tgt.incoming {
         return Err(CommandError::TargetInUse {
             target: pair.target.clone(),
@@ -170,4 +173,21 @@ fn check_pair(
         }
     }
     Ok(())
+}
+
+/// A FlashCopy may not place tracks on a Metro Mirror volume: a secondary is written only by
+/// its mirror, and a primary's secondary would not get them.
+pub(crate) fn mirror_target(state: &State, target: VolumeId, pair: &Pair) -> Option<CommandError> {
+    let m = state.record(target)?.mirror.as_ref()?;
+    Some(match m.role {
+        crate::mirror::PairRole::Primary => CommandError::TargetIsMirrorPrimary {
+            volume: pair.target.clone(),
+            pair: pair.to_string(),
+            remote: format!("{}/{}", m.remote_cluster, m.remote_volume),
+        },
+        crate::mirror::PairRole::Secondary => CommandError::TargetIsMirrorSecondary {
+            volume: pair.target.clone(),
+            pair: pair.to_string(),
+        },
+    })
 }

@@ -112,6 +112,57 @@ pub enum Event {
     Refused {
         error: CommandError,
     },
+    ClusterNamed {
+        id: String,
+    },
+    PathCreated {
+        remote: String,
+        url: String,
+    },
+    PathRemoved {
+        remote: String,
+    },
+    /// A Metro Mirror pair, at either site (`remote` is `cluster/volume`).
+    PairEstablished {
+        volume: String,
+        remote: String,
+        generation: u64,
+        tracks_to_copy: u64,
+    },
+    PairState {
+        volume: String,
+        state: String,
+    },
+    /// A copy step: these tracks go to the secondary under sequence number `seq`.
+    PairTracksSent {
+        volume: String,
+        seq: u64,
+        tracks: Vec<u32>,
+        remaining: u64,
+    },
+    PairSuspended {
+        volume: String,
+        reason: String,
+        out_of_sync_tracks: u64,
+    },
+    PairResumed {
+        volume: String,
+        tracks_to_copy: u64,
+    },
+    PairRemoved {
+        volume: String,
+    },
+    PairFailedOver {
+        volume: String,
+        generation: u64,
+        consistent: bool,
+    },
+    /// Failback: the old primary is now the secondary and hands over the tracks it changed.
+    PairBecameSecondary {
+        volume: String,
+        generation: u64,
+        tracks: Vec<u32>,
+    },
 }
 
 impl Event {
@@ -127,7 +178,15 @@ impl Event {
             | Event::Frozen { volume, .. }
             | Event::Thawed { volume, .. }
             | Event::VolumeMapped { volume, .. }
-            | Event::VolumeUnmapped { volume, .. } => vec![volume],
+            | Event::VolumeUnmapped { volume, .. }
+            | Event::PairEstablished { volume, .. }
+            | Event::PairState { volume, .. }
+            | Event::PairTracksSent { volume, .. }
+            | Event::PairSuspended { volume, .. }
+            | Event::PairResumed { volume, .. }
+            | Event::PairRemoved { volume }
+            | Event::PairFailedOver { volume, .. }
+            | Event::PairBecameSecondary { volume, .. } => vec![volume],
             Event::Established { source, target, .. }
             | Event::WithdrawScheduled { source, target }
             | Event::Withdrawn { source, target, .. }
@@ -135,7 +194,12 @@ impl Event {
             | Event::Reversed { source, target, .. }
             | Event::TracksCopied { source, target, .. }
             | Event::CopyCompleted { source, target } => vec![source, target],
-            Event::HostCreated { .. } | Event::HostDeleted { .. } | Event::Refused { .. } => vec![],
+            Event::HostCreated { .. }
+            | Event::HostDeleted { .. }
+            | Event::Refused { .. }
+            | Event::ClusterNamed { .. }
+            | Event::PathCreated { .. }
+            | Event::PathRemoved { .. } => vec![],
         }
     }
 }

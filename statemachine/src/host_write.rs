@@ -38,6 +38,12 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
     if let Some(error) = unbounded_zeroing(tx.state(), id, write) {
         return Err(error.into());
     }
+    if tx.state().is_mirror_secondary(id) {
+        return Err(CommandError::MirrorSecondary {
+            volume: write.volume.clone(),
+        }
+        .into());
+    }
     let record = tx.state().record(id).expect("checked");
     if let Some(rel) = record.incoming.as_ref().filter(|r| r.target_write_inhibit) {
         return Err(CommandError::TargetWriteInhibited {
@@ -123,6 +129,7 @@ pub(crate) fn write_now<R: TrackReader>(
     } else {
         write_range(tx, id, write, write.offset..end)?;
     }
+    crate::pprc::note_write(tx, id, write);
     tx.push_event(Event::Written {
         volume: write.volume.clone(),
         offset: write.offset,

@@ -110,3 +110,84 @@ impl State {
             .collect()
     }
 }
+
+/// One row of `lspprc`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairInfo {
+    pub volume: String,
+    /// `primary` or `secondary`.
+    pub role: String,
+    pub remote_cluster: String,
+    pub remote_volume: String,
+    /// The DS CLI's state name: `copy-pending`, `full-duplex`, `suspended`, or at the secondary
+    /// `target-copy-pending`, `target-full-duplex`, `target-suspended`.
+    pub state: String,
+    /// Why it is suspended.
+    pub reason: Option<String>,
+    /// Primary: tracks that may differ between the sites (to copy, or sent and not confirmed).
+    pub out_of_sync_tracks: u64,
+    /// Secondary: whether its image is the primary's as of one point in its write order.
+    pub consistent: Option<bool>,
+    pub generation: u64,
+    /// Primary: the last sequence number sent; the highest the secondary confirmed (at the
+    /// secondary: applied).
+    pub sent: u64,
+    pub confirmed: u64,
+}
+
+/// One row of `lspprcpath` as the state holds it (the node adds what the link costs).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathInfo {
+    pub remote_cluster: String,
+    pub url: String,
+    pub authenticated: bool,
+    /// Volumes here in a pair over this path.
+    pub pairs: usize,
+}
+
+impl State {
+    /// Every Metro Mirror pair with a volume here, by volume name (`lspprc`).
+    pub fn mirror_pairs(&self, volumes: &[String]) -> Vec<PairInfo> {
+        self.names
+            .iter()
+            .filter(|(name, _)| volumes.is_empty() || volumes.contains(name))
+            .filter_map(|(name, id)| {
+                let m = self.records[id].mirror.as_ref()?;
+                let primary = m.role == crate::mirror::PairRole::Primary;
+                Some(PairInfo {
+                    volume: name.clone(),
+                    role: if primary { "primary" } else { "secondary" }.into(),
+                    remote_cluster: m.remote_cluster.clone(),
+                    remote_volume: m.remote_volume.clone(),
+                    state: m.state_name(),
+                    reason: match m.state {
+                        crate::mirror::PairState::Suspended(r) => Some(r.to_string()),
+                        _ => None,
+                    },
+                    out_of_sync_tracks: if primary { m.tracks_out_of_sync() } else { 0 },
+                    consistent: (!primary).then_some(m.consistent),
+                    generation: m.generation,
+                    sent: m.sent,
+                    confirmed: m.confirmed,
+                })
+            })
+            .collect()
+    }
+
+    /// Every Metro Mirror path (`lspprcpath`).
+    pub fn mirror_paths(&self) -> Vec<PathInfo> {
+        self.paths
+            .values()
+            .map(|p| PathInfo {
+                remote_cluster: p.remote_cluster.clone(),
+                url: p.url.clone(),
+                authenticated: p.token.is_some(),
+                pairs: self
+                    .records
+                    .values()
+                    .filter(|r| r.mirror.as_ref().is_some_and(|m| m.remote_cluster == p.remote_cluster))
+                    .count(),
+            })
+            .collect()
+    }
+}

@@ -32,6 +32,7 @@ impl MetadataDigest {
             relationship: &'a Option<crate::relationship::Relationship>,
             held: Vec<(u64, &'a str, u64, u64, u64)>,
             stored_tracks: u64,
+            mirror: &'a Option<crate::mirror::MirrorPair>,
         }
         let volumes: BTreeMap<String, u64> = state
             .records()
@@ -53,11 +54,13 @@ impl MetadataDigest {
                         })
                         .collect(),
                     stored_tracks: record.stored_tracks,
+                    mirror: &record.mirror,
                 };
                 (record.volume.name.clone(), xxh3_64(&encode(&view)))
             })
             .collect();
-        let hosts = hosts_hash(&state.hosts);
+        // Hosts and mirror paths (without their tokens) together.
+        let hosts = hosts_hash(&state.hosts) ^ digest::paths_hash(state.cluster_id.as_deref(), &state.paths);
         let total = xxh3_64(&encode(&(state.globals(), &volumes, hosts)));
         MetadataDigest {
             total,
@@ -143,6 +146,7 @@ impl State {
         Ok(meta
             .wrapping_add(content)
             .wrapping_add(digest::hosts_hash(&self.hosts))
+            .wrapping_add(digest::paths_hash(self.cluster_id.as_deref(), &self.paths))
             .wrapping_add(digest::globals_hash(&self.globals)))
     }
 }

@@ -30,6 +30,7 @@ pub(crate) fn create<R: TrackReader>(tx: &mut Tx<'_, R>, name: &str, size: u64) 
         held_writes: Default::default(),
         content_digest: 0,
         stored_tracks: 0,
+        mirror: None,
     });
     tx.push_event(Event::VolumeCreated {
         volume: name.to_string(),
@@ -58,6 +59,13 @@ pub(crate) fn delete<R: TrackReader>(tx: &mut Tx<'_, R>, name: &str) -> Result<(
     }
     if record.volume.frozen_until.is_some() {
         return Err(CommandError::VolumeFrozen { name: name.to_string() }.into());
+    }
+    if let Some(m) = &record.mirror {
+        return Err(CommandError::VolumeInMirrorPair {
+            volume: name.to_string(),
+            remote: format!("{}/{}", m.remote_cluster, m.remote_volume),
+        }
+        .into());
     }
     if let Some(host) = hosts::mapped_to(&tx.state().hosts, id) {
         return Err(CommandError::VolumeMapped {

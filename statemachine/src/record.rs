@@ -2,6 +2,7 @@
 //! (an apply reports which records it touched and storage rewrites exactly those).
 
 use crate::held_writes::HeldWrites;
+use crate::mirror::MirrorPair;
 use crate::relationship::Relationship;
 use crate::volume::Volume;
 use serde::{Deserialize, Serialize};
@@ -18,6 +19,8 @@ pub struct VolumeRecord {
     pub content_digest: u64,
     /// How many of its tracks are stored (the space it uses is this many tracks).
     pub stored_tracks: u64,
+    /// The Metro Mirror pair it is in, at either end.
+    pub mirror: Option<MirrorPair>,
 }
 
 impl VolumeRecord {

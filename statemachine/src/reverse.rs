@@ -34,6 +34,11 @@ pub(crate) fn reverseflash<R: TrackReader>(
             }
             .into());
         }
+        // The old source becomes the target.
+        let reversed = Pair::new(pair.target.clone(), pair.source.clone());
+        if let Some(error) = crate::establish::mirror_target(tx.state(), rel.source, &reversed) {
+            return Err(error.into());
+        }
         let source = tx.state().record(rel.source).expect("sources exist");
         if source.volume.frozen_until.is_some() {
             return Err(CommandError::SourceFrozen {

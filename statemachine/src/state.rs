@@ -6,6 +6,7 @@
 use crate::digest;
 use crate::globals::Globals;
 use crate::hosts::{Access, Host, HostIdentity};
+use crate::mirror::PprcPath;
 use crate::record::VolumeRecord;
 use crate::relationship::Relationship;
 use crate::timestamp::Timestamp;
@@ -22,6 +23,10 @@ pub struct State {
     pub(crate) records: BTreeMap<VolumeId, VolumeRecord>,
     /// Hosts by name, with the volumes mapped to them.
     pub(crate) hosts: BTreeMap<String, Host>,
+    /// This cluster's id, as a remote cluster's path names it (chosen by the first leader).
+    pub(crate) cluster_id: Option<String>,
+    /// Metro Mirror paths by remote cluster id.
+    pub(crate) paths: BTreeMap<String, PprcPath>,
     // Derived from the records (rebuilt on load):
     pub(crate) names: BTreeMap<String, VolumeId>,
     pub(crate) thaw_queue: BTreeSet<(Timestamp, VolumeId)>,
@@ -30,6 +35,7 @@ pub struct State {
     pub(crate) meta_digest: u64,
     pub(crate) content_digest: u64,
     pub(crate) hosts_digest: u64,
+    pub(crate) paths_digest: u64,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -37,11 +43,15 @@ struct StateParts {
     globals: Globals,
     records: Vec<VolumeRecord>,
     hosts: Vec<Host>,
+    cluster_id: Option<String>,
+    paths: Vec<PprcPath>,
 }
 
 impl From<StateParts> for State {
     fn from(parts: StateParts) -> State {
-        State::from_records(parts.globals, parts.records).with_hosts(parts.hosts)
+        State::from_records(parts.globals, parts.records)
+            .with_hosts(parts.hosts)
+            .with_site(parts.cluster_id, parts.paths)
     }
 }
 
@@ -51,6 +61,8 @@ impl From<State> for StateParts {
             globals: state.globals,
             records: state.records.into_values().collect(),
             hosts: state.hosts.into_values().collect(),
+            cluster_id: state.cluster_id,
+            paths: state.paths.into_values().collect(),
         }
     }
 }
@@ -93,12 +105,15 @@ impl State {
             globals,
             records: BTreeMap::new(),
             hosts: BTreeMap::new(),
+            cluster_id: None,
+            paths: BTreeMap::new(),
             names: BTreeMap::new(),
             thaw_queue: BTreeSet::new(),
             draining: BTreeSet::new(),
             meta_digest: 0,
             content_digest: 0,
             hosts_digest: digest::hosts_hash(&BTreeMap::new()),
+            paths_digest: digest::paths_hash(None, &BTreeMap::new()),
         };
         for record in records {
             state.index(&record);
@@ -114,6 +129,20 @@ impl State {
         self.hosts = hosts.into_iter().map(|h| (h.name.clone(), h)).collect();
         self.hosts_digest = digest::hosts_hash(&self.hosts);
         self
+    }
+
+    /// Adds the persisted cluster id and mirror paths to a state rebuilt by
+    /// [`State::from_records`].
+    pub fn with_site(mut self, cluster_id: Option<String>, paths: impl IntoIterator<Item = PprcPath>) -> State {
+        self.cluster_id = cluster_id;
+        self.paths = paths.into_iter().map(|p| (p.remote_cluster.clone(), p)).collect();
+        self.paths_digest = digest::paths_hash(self.cluster_id.as_deref(), &self.paths);
+        self
+    }
+
+    /// This cluster's id (`None` until its first leader named it).
+    pub fn cluster_id(&self) -> Option<&str> {
+        self.cluster_id.as_deref()
     }
 
     /// The hosts as storage persists them.
@@ -184,11 +213,11 @@ impl State {
         self.names.get(name).copied()
     }
 
-    /// Whether hosts may not write `name`: the target of a `--tgtinhibit` relationship.
+    /// Whether hosts may not write `name`: the target of a `--tgtinhibit` relationship, or a
+    /// Metro Mirror secondary.
     pub fn is_write_inhibited(&self, name: &str) -> bool {
         self.volume_id(name)
-            .and_then(|id| self.incoming(id))
-            .is_some_and(|r| r.target_write_inhibit)
+            .is_some_and(|id| self.incoming(id).is_some_and(|r| r.target_write_inhibit) || self.is_mirror_secondary(id))
     }
 
     pub fn volume(&self, name: &str) -> Option<&Volume> {
@@ -208,6 +237,7 @@ impl State {
         self.meta_digest
             .wrapping_add(self.content_digest)
             .wrapping_add(self.hosts_digest)
+            .wrapping_add(self.paths_digest)
             .wrapping_add(digest::globals_hash(&self.globals))
     }
 

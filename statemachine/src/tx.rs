@@ -29,6 +29,21 @@ pub struct Applied {
     pub details: DetailChanges,
     /// Hosts or their mappings changed: storage rewrites them (they are few).
     pub hosts_changed: bool,
+    /// The cluster id or the mirror paths changed: storage rewrites them (they are few).
+    pub paths_changed: bool,
+    /// The tap: host writes that landed on full-duplex mirror primaries in this apply, in
+    /// order, with their sequence numbers. The node sends them to the secondaries.
+    pub mirrored: Vec<Mirrored>,
+}
+
+/// A write that landed on a full-duplex mirror primary (see [`Applied::mirrored`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mirrored {
+    pub volume: VolumeId,
+    pub generation: u64,
+    pub seq: u64,
+    pub offset: u64,
+    pub data: crate::command::WriteData,
 }
 
 /// Why a handler stopped: the command was refused, or storage failed underneath it.
@@ -59,6 +74,8 @@ pub(crate) struct Tx<'a, R> {
     /// A journal replay: writes may carry a summary instead of their bytes.
     replaying: bool,
     hosts_changed: bool,
+    paths_changed: bool,
+    mirrored: Vec<Mirrored>,
 }
 
 impl<'a, R: TrackReader> Tx<'a, R> {
@@ -74,6 +91,8 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             changes: DetailChanges::default(),
             replaying,
             hosts_changed: false,
+            paths_changed: false,
+            mirrored: Vec::new(),
         }
     }
 
@@ -141,6 +160,43 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     pub(crate) fn hosts_mut(&mut self) -> &mut std::collections::BTreeMap<String, crate::hosts::Host> {
         self.hosts_changed = true;
         &mut self.state.hosts
+    }
+
+    /// The only way to change mirror paths: `finish` rehashes them and storage rewrites them.
+    pub(crate) fn paths_mut(&mut self) -> &mut std::collections::BTreeMap<String, crate::mirror::PprcPath> {
+        self.paths_changed = true;
+        &mut self.state.paths
+    }
+
+    pub(crate) fn mirror_mut(&mut self, id: VolumeId) -> &mut crate::mirror::MirrorPair {
+        self.record_mut(id)
+            .mirror
+            .as_mut()
+            .expect("pairs are looked up before they are changed")
+    }
+
+    /// Names the cluster (once): persisted and hashed with the paths.
+    pub(crate) fn set_cluster_id(&mut self, id: &str) {
+        self.paths_changed = true;
+        self.state.cluster_id = Some(id.to_string());
+    }
+
+    /// The tap: a write to a full-duplex primary landed under sequence number `seq`.
+    pub(crate) fn push_mirrored(
+        &mut self,
+        volume: VolumeId,
+        generation: u64,
+        seq: u64,
+        offset: u64,
+        data: crate::command::WriteData,
+    ) {
+        self.mirrored.push(Mirrored {
+            volume,
+            generation,
+            seq,
+            offset,
+            data,
+        });
     }
 
     pub(crate) fn relationship_mut(&mut self, target: VolumeId) -> &mut Relationship {
@@ -387,6 +443,9 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         if self.hosts_changed {
             self.state.hosts_digest = digest::hosts_hash(&self.state.hosts);
         }
+        if self.paths_changed {
+            self.state.paths_digest = digest::paths_hash(self.state.cluster_id.as_deref(), &self.state.paths);
+        }
         Applied {
             result,
             events: self.events,
@@ -394,6 +453,8 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             touched: self.touched.into_iter().collect(),
             details: self.changes,
             hosts_changed: self.hosts_changed,
+            paths_changed: self.paths_changed,
+            mirrored: self.mirrored,
         }
     }
 }

@@ -401,6 +401,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 | Event::HostDeleted { .. }
                 | Event::VolumeMapped { .. }
                 | Event::VolumeUnmapped { .. } => {}
+                other => unreachable!("the model makes no mirror: {other:?}"),
             }
         }
         prop_assert!(

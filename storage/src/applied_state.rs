@@ -32,6 +32,7 @@ pub(crate) fn corrupt(path: &str, reason: impl ToString) -> OpenError {
 pub(crate) fn load(db: &DB) -> std::result::Result<AppliedState, OpenError> {
     let mut globals = State::new().globals();
     let mut hosts: Vec<Host> = Vec::new();
+    let mut site: (Option<String>, Vec<statemachine::PprcPath>) = (None, Vec::new());
     let mut records = Loader::default();
     let mut last_applied = None;
     let mut membership = StoredMembership::default();
@@ -44,6 +45,8 @@ pub(crate) fn load(db: &DB) -> std::result::Result<AppliedState, OpenError> {
             globals = codec::decode::<Globals>(&value).map_err(|e| corrupt("globals", e))?;
         } else if key == KEY_HOSTS {
             hosts = codec::decode(&value).map_err(|e| corrupt("hosts", e))?;
+        } else if key == KEY_PATHS {
+            site = codec::decode(&value).map_err(|e| corrupt("mirror paths", e))?;
         } else if key == KEY_APPLIED {
             last_applied = codec::decode(&value).map_err(|e| corrupt("applied", e))?;
         } else if key == KEY_MEMBERSHIP {
@@ -51,7 +54,9 @@ pub(crate) fn load(db: &DB) -> std::result::Result<AppliedState, OpenError> {
         }
     }
     Ok(AppliedState {
-        state: State::from_records(globals, records.finish()).with_hosts(hosts),
+        state: State::from_records(globals, records.finish())
+            .with_hosts(hosts)
+            .with_site(site.0, site.1),
         last_applied,
         membership,
     })

@@ -9,7 +9,8 @@ use serde::{de::DeserializeOwned, Serialize};
 /// 5: tracks stored in blocks with per-block hashes (`sums` and `blocks` column families).
 /// 6: hosts and their mappings; writes name the volume they opened.
 /// 7: volume records count their stored tracks; a snapshot is a kept RocksDB checkpoint.
-pub(crate) const FORMAT_VERSION: u8 = 7;
+/// 8: Metro Mirror paths and pairs.
+pub(crate) const FORMAT_VERSION: u8 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

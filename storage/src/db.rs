@@ -30,6 +30,8 @@ pub const KEY_LAST_PURGED: &[u8] = b"last_purged";
 pub const KEY_GLOBALS: &[u8] = b"globals";
 /// Every host with its mappings, in one value (hosts are few; rewritten when they change).
 pub const KEY_HOSTS: &[u8] = b"hosts";
+/// The cluster id and every Metro Mirror path, in one value (rewritten when they change).
+pub const KEY_PATHS: &[u8] = b"paths";
 pub const KEY_APPLIED: &[u8] = b"applied";
 pub const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// Present while a snapshot install is under way; see `StateMachineStore::open`.

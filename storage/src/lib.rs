@@ -46,6 +46,6 @@ pub use log_store::{LogStore, REPLICATION_BYTES};
 pub use open::{open, open_read_only};
 pub use snapshot_data::SnapshotData;
 pub use space::{free_bytes, total_bytes, Reclaimed, Space, Usage};
-pub use state_machine::{ApplyObserver, StateMachineStore};
+pub use state_machine::{ApplyObserver, MirrorTap, StateMachineStore};
 pub use types::{NodeInfo, Request, Response, TypeConfig};
 pub use view::{AppliedNotice, ReadError, StateView};

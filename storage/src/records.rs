@@ -69,6 +69,7 @@ struct StoredRecord {
     incoming: Option<StoredRelationship>,
     content_digest: u64,
     stored_tracks: u64,
+    mirror: Option<statemachine::MirrorPair>,
 }
 
 /// One write to the `meta` column family.
@@ -190,6 +191,7 @@ fn encode_record(record: &VolumeRecord) -> Result<Vec<u8>, CodecError> {
         }),
         content_digest: record.content_digest,
         stored_tracks: record.stored_tracks,
+        mirror: record.mirror.clone(),
     };
     codec::encode(&stored)
 }
@@ -259,6 +261,7 @@ impl Loader {
                     held_writes: Default::default(),
                     content_digest: stored.content_digest,
                     stored_tracks: stored.stored_tracks,
+                    mirror: stored.mirror,
                 }
             })
             .collect();

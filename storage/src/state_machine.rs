@@ -42,6 +42,11 @@ type Result<T> = std::result::Result<T, StorageError<u64>>;
 /// Told how long each apply batch took and how many entries it held (for metrics).
 pub type ApplyObserver = Arc<dyn Fn(usize, Duration) + Send + Sync>;
 
+/// The mirror tap: told, per applied entry (its index) and in log order, the writes that landed
+/// on full-duplex mirror primaries (see `statemachine::Applied::mirrored`). Called with the
+/// state lock held: it must only hand the writes over.
+pub type MirrorTap = Arc<dyn Fn(u64, Vec<statemachine::Mirrored>) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct StateMachineStore {
     db: Arc<DB>,
@@ -50,6 +55,7 @@ pub struct StateMachineStore {
     notices: broadcast::Sender<AppliedNotice>,
     sequence: Arc<AtomicU64>,
     observer: Option<ApplyObserver>,
+    tap: Option<MirrorTap>,
     /// Volumes whose tracks were dropped, for `Space::reclaim`.
     dropped: Dropped,
     /// Held while the current snapshot changes or is linked for sending.
@@ -84,6 +90,7 @@ impl StateMachineStore {
             notices: broadcast::channel(1024).0,
             sequence: Arc::new(AtomicU64::new(start)),
             observer: None,
+            tap: None,
             dropped: Dropped::default(),
             snapshot_lock: SnapshotLock::default(),
             usage: Default::default(),
@@ -93,6 +100,12 @@ impl StateMachineStore {
     /// Reports every apply batch to `observer`.
     pub fn with_apply_observer(mut self, observer: ApplyObserver) -> Self {
         self.observer = Some(observer);
+        self
+    }
+
+    /// Hands the writes mirror primaries must send to `tap` (see [`MirrorTap`]).
+    pub fn with_mirror_tap(mut self, tap: MirrorTap) -> Self {
+        self.tap = Some(tap);
         self
     }
 
@@ -146,6 +159,7 @@ impl StateMachineStore {
             let index = entry.log_id.index;
             let mut batch = WriteBatch::default();
             let mut response = Response::default();
+            let mut mirrored = Vec::new();
             match entry.payload {
                 EntryPayload::Blank => {}
                 EntryPayload::Membership(membership) => {
@@ -179,6 +193,11 @@ impl StateMachineStore {
                         let hosts: Vec<&statemachine::Host> = inner.state.hosts().collect();
                         batch.put_cf(cf(&self.db, CF_META), KEY_HOSTS, encode(&hosts)?);
                     }
+                    if applied.paths_changed {
+                        let paths: Vec<&statemachine::PprcPath> = inner.state.paths().collect();
+                        let site = (inner.state.cluster_id(), paths);
+                        batch.put_cf(cf(&self.db, CF_META), KEY_PATHS, encode(&site)?);
+                    }
                     let audit = AuditRecord {
                         index,
                         time: inner.state.globals().last_time,
@@ -188,6 +207,9 @@ impl StateMachineStore {
                         events: applied.events.clone(),
                     };
                     batch.put_cf(cf(&self.db, CF_AUDIT), index_key(index), encode(&audit)?);
+                    if !applied.mirrored.is_empty() {
+                        mirrored = applied.mirrored;
+                    }
                     response = Response {
                         result: Some(applied.result),
                         events: applied.events,
@@ -199,6 +221,9 @@ impl StateMachineStore {
             self.db
                 .write_opt(batch, &no_wal)
                 .map_err(|e| io_error!(write_state_machine, &e))?;
+            if let (Some(tap), false) = (&self.tap, mirrored.is_empty()) {
+                tap(index, mirrored);
+            }
             if response.result.is_some() {
                 // Nobody listening is fine.
                 let _ = self.notices.send(AppliedNotice {

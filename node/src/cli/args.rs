@@ -16,6 +16,13 @@ pub struct Cli {
 }
 
 /// Where the admin API is and how to authenticate.
+/// Metro Mirror modes (`mkpprc --mode`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MirrorMode {
+    /// Synchronous: a host write completes once both sites have it.
+    Sync,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Admin API of any node of the cluster.
@@ -37,6 +44,91 @@ pub struct ClientArgs {
 pub enum Verb {
     /// Run a node (with no arguments: a single-node cluster in ./flashcopy-data).
     Serve(Box<ServeArgs>),
+    /// Make a Metro Mirror path to a remote cluster (checked: reachable, token accepted).
+    Mkpprcpath {
+        /// The remote's admin API: http(s)://HOST:PORT, or several of its nodes separated by commas.
+        #[arg(long, value_name = "URL")]
+        remote: String,
+        /// The file holding the remote cluster's token (the local one is --token-file).
+        #[arg(long, value_name = "FILE")]
+        remote_token_file: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List Metro Mirror paths, with what each link cost (round trip, bytes sent).
+    Lspprcpath {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a Metro Mirror path (no pair may use it).
+    Rmpprcpath {
+        /// The remote cluster's id, as lspprcpath shows it.
+        remote_cluster: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Make synchronous Metro Mirror pairs: LOCAL is the primary here, REMOTE the secondary at
+    /// the remote cluster (same size, in no relationship; its content is overwritten).
+    Mkpprc {
+        #[arg(required = true, value_name = "LOCAL:REMOTE")]
+        pairs: Vec<String>,
+        /// Which remote cluster (needed when there are several paths).
+        #[arg(long, value_name = "ID")]
+        remote_cluster: Option<String>,
+        /// The mirror mode: only synchronous (Metro Mirror) is built.
+        #[arg(long, value_enum, default_value = "sync")]
+        mode: MirrorMode,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List Metro Mirror pairs with a volume here.
+    Lspprc {
+        volumes: Vec<String>,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Suspend pairs at their primary: writes go on here and are recorded for resumepprc.
+    Pausepprc {
+        #[arg(required = true, value_name = "VOLUME")]
+        volumes: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Resume suspended pairs: copy what changed, then full duplex again.
+    Resumepprc {
+        #[arg(required = true, value_name = "VOLUME")]
+        volumes: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// At the secondary's site: make the secondary a writable, suspended primary.
+    Failoverpprc {
+        #[arg(required = true, value_name = "VOLUME")]
+        volumes: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// At a failed-over site: make the old primary its secondary and copy back what changed.
+    Failbackpprc {
+        #[arg(required = true, value_name = "VOLUME")]
+        volumes: Vec<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove pairs (at the primary, the secondary's side too).
+    Rmpprc {
+        #[arg(required = true, value_name = "VOLUME")]
+        volumes: Vec<String>,
+        /// Remove the pair here even if the remote cluster cannot be told.
+        #[arg(long)]
+        unconditional: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Create a thin volume.
     Mkvol {
         name: String,

@@ -160,6 +160,7 @@ pub async fn run() -> Result<(), CliError> {
         disk_reserve: server::config::Reserve::Bytes(0),
         disk_warning: 100,
         nbd_tls: Default::default(),
+        mirror_timeout: Duration::from_secs(5),
     };
     println!(
         "flashcopy demo: an embedded single-node controller in {}",

@@ -8,6 +8,7 @@ mod cluster;
 mod demo;
 mod flash;
 mod hosts;
+mod mirror;
 mod progress;
 mod report;
 mod volumes;
@@ -33,6 +34,33 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
     match verb {
         Verb::Serve(_) => unreachable!("main runs the server"),
         Verb::Demo => demo::run().await,
+        Verb::Mkpprcpath {
+            remote,
+            remote_token_file,
+            client,
+        } => mirror::mkpprcpath(&api(&client)?, remote, remote_token_file).await,
+        Verb::Lspprcpath { json, client } => mirror::lspprcpath(&api(&client)?, json).await,
+        Verb::Rmpprcpath { remote_cluster, client } => mirror::rmpprcpath(&api(&client)?, &remote_cluster).await,
+        Verb::Mkpprc {
+            pairs,
+            remote_cluster,
+            mode: _,
+            client,
+        } => mirror::mkpprc(&api(&client)?, pairs, remote_cluster).await,
+        Verb::Lspprc { volumes, json, client } => mirror::lspprc(&api(&client)?, &volumes, json).await,
+        Verb::Pausepprc { volumes, client } => mirror::on_volumes(&api(&client)?, "/pausepprc", volumes, false).await,
+        Verb::Resumepprc { volumes, client } => mirror::on_volumes(&api(&client)?, "/resumepprc", volumes, false).await,
+        Verb::Failoverpprc { volumes, client } => {
+            mirror::on_volumes(&api(&client)?, "/failoverpprc", volumes, false).await
+        }
+        Verb::Failbackpprc { volumes, client } => {
+            mirror::on_volumes(&api(&client)?, "/failbackpprc", volumes, false).await
+        }
+        Verb::Rmpprc {
+            volumes,
+            unconditional,
+            client,
+        } => mirror::on_volumes(&api(&client)?, "/rmpprc", volumes, unconditional).await,
         Verb::Health { client } => cluster::health(&api(&client)?).await,
         Verb::Mkvol { name, size, client } => volumes::mkvol(&api(&client)?, name, &size).await,
         Verb::Lsvol { json, bytes, client } => volumes::lsvol(&api(&client)?, json, bytes).await,

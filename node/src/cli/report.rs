@@ -93,7 +93,100 @@ pub fn describe(event: &Event) -> String {
             format!("thawed {volume}{how}; {released_writes} held writes completed")
         }
         Event::Refused { error } => format!("refused: {}: {error}", error.code()),
+        Event::ClusterNamed { id } => format!("this cluster is {id}"),
+        Event::PathCreated { remote, url } => format!("path to {remote} at {url}"),
+        Event::PathRemoved { remote } => format!("removed the path to {remote}"),
+        Event::PairEstablished {
+            volume,
+            remote,
+            tracks_to_copy,
+            ..
+        } => format!("mirror pair {volume} with {remote}: {tracks_to_copy} tracks to copy"),
+        Event::PairState { volume, state } => format!("mirror pair of {volume} is {state}"),
+        Event::PairTracksSent {
+            volume,
+            tracks,
+            remaining,
+            ..
+        } => format!("sent {} tracks of {volume}, {remaining} to go", tracks.len()),
+        Event::PairSuspended {
+            volume,
+            reason,
+            out_of_sync_tracks,
+        } => format!("suspended the mirror pair of {volume} ({reason}): {out_of_sync_tracks} tracks out of sync"),
+        Event::PairResumed { volume, tracks_to_copy } => {
+            format!("resumed the mirror pair of {volume}: {tracks_to_copy} tracks to copy")
+        }
+        Event::PairRemoved { volume } => format!("removed the mirror pair of {volume}"),
+        Event::PairFailedOver { volume, consistent, .. } => {
+            let image = if *consistent {
+                "a consistent image"
+            } else {
+                "NOT a consistent image (a copy was running)"
+            };
+            format!("failed over {volume}: now a suspended primary, writable; it holds {image}")
+        }
+        Event::PairBecameSecondary { volume, tracks, .. } => {
+            format!(
+                "{volume} is now a mirror secondary; {} of its tracks changed since the failover",
+                tracks.len()
+            )
+        }
     }
+}
+
+/// `lspprc`.
+pub fn pairs_table(pairs: &[statemachine::PairInfo]) -> String {
+    let rows: Vec<Vec<String>> = pairs
+        .iter()
+        .map(|p| {
+            vec![
+                p.volume.clone(),
+                p.role.clone(),
+                format!("{}/{}", p.remote_cluster, p.remote_volume),
+                p.state.clone(),
+                p.reason.clone().unwrap_or_else(|| "-".into()),
+                p.out_of_sync_tracks.to_string(),
+                p.consistent
+                    .map_or("-".into(), |c| if c { "yes".into() } else { "no".into() }),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "VOLUME",
+            "ROLE",
+            "REMOTE",
+            "STATE",
+            "REASON",
+            "OUT-OF-SYNC",
+            "CONSISTENT",
+        ],
+        &rows,
+    )
+}
+
+/// `lspprcpath`.
+pub fn paths_table(paths: &[crate::protocol::PathRow]) -> String {
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+    let rows: Vec<Vec<String>> = paths
+        .iter()
+        .map(|p| {
+            vec![
+                p.path.remote_cluster.clone(),
+                p.path.url.clone(),
+                p.path.pairs.to_string(),
+                ms(p.last_rtt_ms),
+                ms(p.average_rtt_ms),
+                p.bytes_sent.to_string(),
+                format!("{}/{}", p.failures, p.requests),
+            ]
+        })
+        .collect();
+    table(
+        &["REMOTE", "URL", "PAIRS", "RTT-MS", "AVG-RTT-MS", "BYTES-SENT", "FAILED"],
+        &rows,
+    )
 }
 
 /// Left-aligned columns separated by two spaces.

@@ -93,6 +93,10 @@ pub struct ServeArgs {
     /// Serve `/metrics` without the token (it lists volume and relationship names).
     #[arg(long)]
     pub open_metrics: bool,
+    /// Milliseconds a Metro Mirror secondary may take to confirm before its pair suspends:
+    /// host writes to a full-duplex primary wait at most about this long on a dead link.
+    #[arg(long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub mirror_timeout: u64,
     /// Log lines as text, or as one JSON object per line for log shippers (RUST_LOG sets the level).
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -130,6 +134,8 @@ pub struct ServeConfig {
     pub disk_warning: u8,
     /// NBD TLS: credentials loaded and checked at start, and whether TLS is required.
     pub nbd_tls: TlsPolicy,
+    /// How long a mirror secondary may take to confirm before its pair suspends.
+    pub mirror_timeout: std::time::Duration,
 }
 
 /// The free space a node keeps: a size, or a share of its filesystem.
@@ -257,6 +263,7 @@ impl ServeArgs {
             disk_reserve: self.disk_reserve,
             disk_warning: self.disk_warning,
             nbd_tls,
+            mirror_timeout: std::time::Duration::from_millis(self.mirror_timeout),
         })
     }
 }

@@ -92,6 +92,9 @@ pub struct Metrics {
     /// Group commit: host writes proposed, and the entries that carried them.
     pub host_writes: AtomicU64,
     pub write_batches: AtomicU64,
+    /// How long host writes to full-duplex mirror primaries waited for their secondary, after
+    /// their local commit: the latency the mirror adds.
+    pub mirror_wait: Histogram,
     /// Bytes in the Raft log's files, as the log keeper last saw them.
     pub log_bytes: AtomicU64,
     /// Background copy while this node led: tracks brought in sync per (source, target).
@@ -197,6 +200,14 @@ impl Metrics {
         let name = "flashcopy_commit_seconds";
         header(out, name, "histogram", "From proposing a command to its applied reply.");
         self.commit_latency.render(out, name, "");
+        let name = "flashcopy_mirror_wait_seconds";
+        header(
+            out,
+            name,
+            "histogram",
+            "What the Metro Mirror added to host writes: from the local commit to the secondary's confirmation.",
+        );
+        self.mirror_wait.render(out, name, "");
         let name = "flashcopy_apply_seconds";
         header(
             out,

@@ -9,6 +9,7 @@ pub mod copy_scheduler;
 pub mod disk;
 pub mod host_io;
 pub mod metrics;
+pub mod mirror;
 pub mod nbd;
 pub mod read_index;
 pub mod space_keeper;
@@ -24,6 +25,7 @@ use crate::protocol::{AddNode, API_PREFIX};
 use consensus::{now_millis, Consensus};
 use host_io::{HostIo, HostWrites};
 use metrics::Metrics;
+use mirror::Mirror;
 use openraft::{Config, Raft, SnapshotPolicy};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -132,6 +134,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     });
     let state = state_store.view();
     let space = state_store.space();
+    let mirror = Mirror::new(state.clone(), config.mirror_timeout, metrics.clone());
+    let state_store = state_store.with_mirror_tap(mirror.tap_fn());
 
     let api_listener = listen(&config.api).await?;
     let raft_listener = listen(&config.raft).await?;
@@ -176,7 +180,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         max_log_bytes: config.max_log_size,
     }));
     let writes = HostWrites::new(queue, state.clone(), disk.clone(), id, now_millis());
-    let host_io = Arc::new(HostIo::new(consensus.clone(), state.clone(), writes));
+    let host_io = Arc::new(HostIo::new(consensus.clone(), state.clone(), writes, mirror.clone()));
+    tokio::spawn(mirror::run(mirror.clone(), consensus.clone()));
     tokio::spawn(write_batcher::run(consensus.clone(), metrics.clone(), batches));
     tokio::spawn(copy_scheduler::run(copy_scheduler::CopyScheduler {
         proposer: consensus.clone(),
@@ -218,6 +223,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         disk,
         space,
         log: log_sizes,
+        mirror,
     });
     tokio::spawn(async move {
         if let Err(e) = axum::serve(api_listener, app).await {

@@ -87,6 +87,7 @@ pub(super) async fn status(State(a): Api) -> Json<ClusterStatus> {
         .filter(|id| nodes.iter().any(|n| n.id == *id && n.applied_index.is_some()));
     let local = local_status(&a);
     Json(ClusterStatus {
+        cluster_id: a.state.query(|s| s.cluster_id().map(str::to_string)),
         leader,
         nodes,
         node_id: a.consensus.id(),

@@ -61,7 +61,9 @@ fn command_status(e: &CommandError) -> StatusCode {
         CommandError::VolumeNotFound { .. }
         | CommandError::RelationshipNotFound { .. }
         | CommandError::HostNotFound { .. }
-        | CommandError::NotMapped { .. } => StatusCode::NOT_FOUND,
+        | CommandError::NotMapped { .. }
+        | CommandError::PathNotFound { .. }
+        | CommandError::PairNotFound { .. } => StatusCode::NOT_FOUND,
         CommandError::OutOfRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
         CommandError::WriteTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         CommandError::VolumeExists { .. }
@@ -87,7 +89,18 @@ fn command_status(e: &CommandError) -> StatusCode {
         | CommandError::HostExists { .. }
         | CommandError::IdentityInUse { .. }
         | CommandError::HostHasVolumes { .. }
-        | CommandError::VolumeMapped { .. } => StatusCode::CONFLICT,
+        | CommandError::VolumeMapped { .. }
+        | CommandError::PathExists { .. }
+        | CommandError::PathInUse { .. }
+        | CommandError::PairExists { .. }
+        | CommandError::PairSizeMismatch { .. }
+        | CommandError::PairState { .. }
+        | CommandError::PairGeneration { .. }
+        | CommandError::FailoverOfPrimary { .. }
+        | CommandError::MirrorSecondary { .. }
+        | CommandError::VolumeInMirrorPair { .. }
+        | CommandError::TargetIsMirrorPrimary { .. }
+        | CommandError::TargetIsMirrorSecondary { .. } => StatusCode::CONFLICT,
     }
 }
 

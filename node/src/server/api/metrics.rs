@@ -146,6 +146,41 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
             );
         }
     }
+    let (pairs, paths) = a.state.query(|s| (s.mirror_pairs(&[]), s.mirror_paths()));
+    let _ = writeln!(
+        text,
+        "# HELP flashcopy_mirror_pair_state 1 for each Metro Mirror pair's state (DS CLI names), per volume here.\n# TYPE flashcopy_mirror_pair_state gauge"
+    );
+    for p in &pairs {
+        let _ = writeln!(
+            text,
+            "flashcopy_mirror_pair_state{{volume=\"{}\",role=\"{}\",state=\"{}\"}} 1",
+            p.volume, p.role, p.state
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP flashcopy_mirror_out_of_sync_tracks Tracks that may differ between the sites, per primary here.\n# TYPE flashcopy_mirror_out_of_sync_tracks gauge"
+    );
+    for p in pairs.iter().filter(|p| p.role == "primary") {
+        let _ = writeln!(
+            text,
+            "flashcopy_mirror_out_of_sync_tracks{{volume=\"{}\"}} {}",
+            p.volume, p.out_of_sync_tracks
+        );
+    }
+    let _ = writeln!(
+        text,
+        "# HELP flashcopy_mirror_sent_bytes_total Bytes this node sent over each mirror path.\n# TYPE flashcopy_mirror_sent_bytes_total counter"
+    );
+    for p in &paths {
+        let stats = a.mirror.links.stats(&p.remote_cluster);
+        let _ = writeln!(
+            text,
+            "flashcopy_mirror_sent_bytes_total{{remote=\"{}\"}} {}",
+            p.remote_cluster, stats.bytes_sent
+        );
+    }
     a.metrics.render(&mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

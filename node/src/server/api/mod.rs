@@ -10,6 +10,7 @@ mod cluster;
 mod error;
 mod hosts;
 mod metrics;
+mod mirror;
 mod pool;
 mod relationships;
 mod volumes;
@@ -19,6 +20,7 @@ use crate::server::consensus::Consensus;
 use crate::server::disk::DiskGuard;
 use crate::server::host_io::HostIo;
 use crate::server::metrics::Metrics;
+use crate::server::mirror::Mirror;
 use crate::server::token::ClusterToken;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
@@ -48,6 +50,8 @@ pub struct AdminApi {
     pub space: Space,
     /// The Raft log (its size, for the disk's view).
     pub log: LogStore,
+    /// Metro Mirror: links to remote clusters and what they cost.
+    pub mirror: Arc<Mirror>,
 }
 
 type Api = State<Arc<AdminApi>>;
@@ -69,6 +73,19 @@ pub fn router(api: AdminApi) -> Router {
         .route("/resyncflash", post(relationships::resyncflash))
         .route("/reverseflash", post(relationships::reverseflash))
         .route("/unfreezeflash", post(relationships::unfreezeflash))
+        .route("/pprcpaths", get(mirror::list_paths).post(mirror::mkpath))
+        .route("/pprcpaths/{remote}", delete(mirror::rmpath))
+        .route("/pprc", get(mirror::list_pairs))
+        .route("/mkpprc", post(mirror::mkpprc))
+        .route("/pausepprc", post(mirror::pausepprc))
+        .route("/resumepprc", post(mirror::resumepprc))
+        .route("/rmpprc", post(mirror::rmpprc))
+        .route("/failoverpprc", post(mirror::failoverpprc))
+        .route("/failbackpprc", post(mirror::failbackpprc))
+        .route("/pprc/accept", post(mirror::accept))
+        .route("/pprc/apply", post(mirror::apply))
+        .route("/pprc/become-secondary", post(mirror::become_secondary))
+        .route("/pprc/remove", post(mirror::remove))
         .route("/audit", get(audit::list))
         .route("/audit/at", get(audit::at))
         .route("/audit/verify", get(audit::verify))

@@ -11,6 +11,7 @@ pub use error::HostIoError;
 pub use writes::HostWrites;
 
 use crate::server::consensus::Consensus;
+use crate::server::mirror::Mirror;
 use statemachine::{Access, CommandError, Extent, HostIdentity, VolumeId, WriteData};
 use std::sync::Arc;
 use storage::StateView;
@@ -48,14 +49,17 @@ pub struct HostIo {
     consensus: Arc<Consensus>,
     state: StateView,
     writes: HostWrites,
+    /// A write to a full-duplex mirror primary is acknowledged once its secondary has it.
+    mirror: Arc<Mirror>,
 }
 
 impl HostIo {
-    pub fn new(consensus: Arc<Consensus>, state: StateView, writes: HostWrites) -> Self {
+    pub fn new(consensus: Arc<Consensus>, state: StateView, writes: HostWrites, mirror: Arc<Mirror>) -> Self {
         HostIo {
             consensus,
             state,
             writes,
+            mirror,
         }
     }
 
@@ -119,7 +123,9 @@ impl HostIo {
         // A --tgtinhibit target is the state machine's to refuse (journaled, like any refusal);
         // a read-only mapping is this client's access.
         self.check_access(volume, true)?;
-        self.writes.write(&volume.name, volume.id, offset, data).await
+        let index = self.writes.write(&volume.name, volume.id, offset, data).await?;
+        self.mirror.wait(volume.id, index).await;
+        Ok(index)
     }
 
     /// Which parts of a range are allocated, linearizable like a read; may cover less than

@@ -1,0 +1,370 @@
+//! The leader drives every pair whose primary is here, one task per pair: in full duplex it
+//! sends the tapped writes in sequence order and records what the secondary confirmed; while
+//! copy-pending it proposes copy steps and sends their tracks; when the secondary stops
+//! answering for longer than the mirror timeout it suspends the pair. A new leader starts from
+//! what the state says was confirmed: it re-sends the rest from its own tap, or, if its tap
+//! lacks some of it, has the pair copy those tracks (`PprcResync`).
+
+use super::link::LinkError;
+use super::tap::Tapped;
+use super::Mirror;
+use crate::server::consensus::Consensus;
+use statemachine::{
+    Command, Event, MirrorBatch, MirroredWrite, PairState, PprcPath, SecondaryMark, SuspendReason, VolumeId, WriteData,
+    MIRROR_COPY_TRACKS,
+};
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Bytes of tapped writes one mirror request carries at most.
+const BATCH_BYTES: u64 = 4 << 20;
+/// How often the leader records confirmations in the log (host writes do not wait for it).
+const CONFIRM_EVERY: Duration = Duration::from_millis(100);
+
+pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>) {
+    let mut tasks: HashMap<(VolumeId, u64), tokio::task::JoinHandle<()>> = HashMap::new();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let leading = consensus.is_leader();
+        if leading && mirror.state.query(|s| s.cluster_id().is_none()) {
+            if let Err(e) = consensus.propose(Command::NameCluster { id: new_cluster_id() }).await {
+                tracing::debug!(error = %e, "cluster not named yet");
+            }
+        }
+        // (volume, generation, what no longer needs keeping: confirmed, or all sent if suspended)
+        let primaries: Vec<(VolumeId, u64, u64)> = mirror.state.query(|s| {
+            s.primaries()
+                .map(|(id, _, m)| {
+                    let done = if m.state == PairState::FullDuplex {
+                        m.confirmed
+                    } else {
+                        m.sent
+                    };
+                    (id, m.generation, done)
+                })
+                .collect()
+        });
+        // A pair's driver forgets what a suspension made moot; here only volumes no longer
+        // primaries go (a pair may turn full duplex between this look and the tap).
+        let primary: HashMap<VolumeId, u64> = primaries.iter().map(|p| (p.0, p.1)).collect();
+        mirror.tap.retain(|v| primary.contains_key(&v), leading);
+        tasks.retain(|_, task| !task.is_finished());
+        if !leading {
+            for (_, task) in tasks.drain() {
+                task.abort();
+            }
+            // What the leader recorded as confirmed is not needed any more.
+            for &(id, generation, done) in &primaries {
+                mirror.tap.confirmed(id, generation, done);
+            }
+            continue;
+        }
+        for &(id, generation, _) in &primaries {
+            tasks
+                .entry((id, generation))
+                .or_insert_with(|| tokio::spawn(drive(mirror.clone(), consensus.clone(), id, generation)));
+        }
+    }
+}
+
+/// What a pair's driver reads of the state each turn.
+struct Look {
+    name: String,
+    state: PairState,
+    sent: u64,
+    confirmed: u64,
+    out_of_sync_empty: bool,
+    unconfirmed_tracks: u64,
+    remote_volume: String,
+    path: Option<PprcPath>,
+}
+
+fn look(mirror: &Mirror, volume: VolumeId, generation: u64) -> Option<Look> {
+    mirror.state.query(|s| {
+        let record = s.record(volume)?;
+        let m = record.mirror.as_ref().filter(|m| m.generation == generation)?;
+        Some(Look {
+            name: record.volume.name.clone(),
+            state: m.state,
+            sent: m.sent,
+            confirmed: m.confirmed,
+            out_of_sync_empty: m.out_of_sync.is_empty(),
+            unconfirmed_tracks: m.older.len() + m.recent.len(),
+            remote_volume: m.remote_volume.clone(),
+            path: s.path(&m.remote_cluster).ok().cloned(),
+        })
+    })
+}
+
+/// One pair's driver, for as long as this node leads and the pair keeps its generation.
+async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId, generation: u64) {
+    let mut fresh = true;
+    let mut marked: Option<SecondaryMark> = None;
+    let mut failing_since: Option<Instant> = None;
+    let mut last_confirm = Instant::now() - CONFIRM_EVERY;
+    let mut changed = mirror.changed.subscribe();
+    loop {
+        if !consensus.is_leader() {
+            return;
+        }
+        let Some(l) = look(&mirror, volume, generation) else {
+            return;
+        };
+        let Some(path) = l.path.clone() else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let here = mirror.confirmed_here(volume, generation).max(l.confirmed);
+        let sender = Sender {
+            mirror: &mirror,
+            consensus: &consensus,
+            volume,
+            generation,
+            path: &path,
+            look: &l,
+        };
+        let outcome = match l.state {
+            PairState::FullDuplex => {
+                let from = here + 1;
+                if from > l.sent {
+                    if marked != Some(SecondaryMark::Duplex) {
+                        sender.send(Vec::new(), SecondaryMark::Duplex).await.map(|_| ())
+                    } else {
+                        // Idle: record what was confirmed, then wait for writes.
+                        if (here > l.confirmed || l.unconfirmed_tracks > 0) && last_confirm.elapsed() >= CONFIRM_EVERY {
+                            last_confirm = Instant::now();
+                            sender.propose_confirmed(here).await;
+                        }
+                        tokio::select! {
+                            _ = changed.changed() => {}
+                            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                        }
+                        Ok(())
+                    }
+                } else {
+                    match mirror.tap.take(volume, generation, from, l.sent, BATCH_BYTES) {
+                        Some(writes) => {
+                            let writes = writes.into_iter().map(mirrored).collect();
+                            let sent = sender.send(writes, SecondaryMark::Duplex).await.map(|_| ());
+                            if sent.is_ok() && last_confirm.elapsed() >= CONFIRM_EVERY {
+                                last_confirm = Instant::now();
+                                let here = mirror.confirmed_here(volume, generation);
+                                sender.propose_confirmed(here).await;
+                            }
+                            sent
+                        }
+                        None => {
+                            // This node was not the leader when those were sent, and its tap
+                            // lacks some of them: copy their tracks instead.
+                            tracing::info!(volume = %l.name, from, upto = l.sent, "mirror writes to re-send are not all here: resyncing their tracks");
+                            sender
+                                .propose(Command::PprcResync {
+                                    volume: l.name.clone(),
+                                    generation,
+                                })
+                                .await;
+                            Ok(())
+                        }
+                    }
+                }
+            }
+            PairState::CopyPending | PairState::Suspended(_) if mirror.tap.holds(volume) => {
+                // Not streaming: every tapped write's track is out of sync now.
+                mirror.tap.confirmed(volume, generation, l.sent);
+                continue;
+            }
+            PairState::CopyPending if fresh && l.sent > here => {
+                // A previous leader sent tracks that are not confirmed: copy them again.
+                sender
+                    .propose(Command::PprcResync {
+                        volume: l.name.clone(),
+                        generation,
+                    })
+                    .await;
+                Ok(())
+            }
+            PairState::CopyPending if l.out_of_sync_empty => {
+                // Everything copied and confirmed: the state machine makes it full duplex.
+                sender.propose_confirmed(here).await;
+                Ok(())
+            }
+            PairState::CopyPending => sender.copy_step().await,
+            PairState::Suspended(reason) => {
+                if reason == SuspendReason::Operator && marked != Some(SecondaryMark::Suspended) {
+                    // Best effort: the secondary shows the pause; the link may be down.
+                    if sender.send(Vec::new(), SecondaryMark::Suspended).await.is_ok() {
+                        marked = Some(SecondaryMark::Suspended);
+                    }
+                }
+                failing_since = None;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                fresh = false;
+                continue;
+            }
+        };
+        fresh = false;
+        match outcome {
+            Ok(()) => {
+                failing_since = None;
+                marked = match l.state {
+                    PairState::FullDuplex => Some(SecondaryMark::Duplex),
+                    PairState::CopyPending => Some(SecondaryMark::Copying),
+                    PairState::Suspended(_) => marked,
+                };
+            }
+            Err(LinkError::Refused { code, message }) => {
+                // The secondary failed over, or the pair is gone there: no use retrying.
+                tracing::warn!(volume = %l.name, %code, %message, "the secondary refused the mirror; suspending");
+                sender.suspend(SuspendReason::SecondaryRefused).await;
+            }
+            Err(e @ LinkError::Unreachable { .. }) => {
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= mirror.timeout {
+                    tracing::warn!(volume = %l.name, error = %e, timeout_ms = mirror.timeout.as_millis() as u64, "the secondary did not confirm in time; suspending the pair");
+                    sender.suspend(SuspendReason::LinkFailure).await;
+                    failing_since = None;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+struct Sender<'a> {
+    mirror: &'a Mirror,
+    consensus: &'a Consensus,
+    volume: VolumeId,
+    generation: u64,
+    path: &'a PprcPath,
+    look: &'a Look,
+}
+
+impl Sender<'_> {
+    /// Sends a batch; what the secondary confirmed is noted (and waiting writes go on).
+    async fn send(&self, writes: Vec<MirroredWrite>, mark: SecondaryMark) -> Result<u64, LinkError> {
+        let batch = MirrorBatch {
+            volume: self.look.remote_volume.clone(),
+            generation: self.generation,
+            writes,
+            mark,
+        };
+        // Within the timeout the request is retried; one request may take all of it.
+        let confirmed = self.mirror.links.apply(self.path, &batch, self.mirror.timeout).await?;
+        self.mirror.note_confirmed(self.volume, self.generation, confirmed);
+        Ok(confirmed)
+    }
+
+    /// One copy step: the state machine picks the tracks and numbers them; they are read here
+    /// (at or after the step's entry: a write since marked them again) and sent.
+    async fn copy_step(&self) -> Result<(), LinkError> {
+        let Some(events) = self
+            .propose(Command::PprcCopyStep {
+                volume: self.look.name.clone(),
+                max_tracks: MIRROR_COPY_TRACKS,
+            })
+            .await
+        else {
+            return Ok(());
+        };
+        let Some((seq, tracks)) = events.into_iter().find_map(|e| match e {
+            Event::PairTracksSent { seq, tracks, .. } => Some((seq, tracks)),
+            _ => None,
+        }) else {
+            return Ok(());
+        };
+        let (state, name) = (self.mirror.state.clone(), self.look.name.clone());
+        let track_size = u64::from(state.query(|s| s.track_size()));
+        let writes = tokio::task::spawn_blocking(move || {
+            tracks
+                .into_iter()
+                .map(|track| {
+                    let offset = u64::from(track) * track_size;
+                    let data = match state.read(&name, None, offset, track_size) {
+                        Ok(bytes) if bytes.iter().any(|b| *b != 0) => WriteData::Bytes(bytes),
+                        _ => WriteData::Zeroes(track_size),
+                    };
+                    MirroredWrite { seq, offset, data }
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .expect("reads do not panic");
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            match self.send(writes.clone(), SecondaryMark::Copying).await {
+                Ok(_) => break,
+                Err(e @ LinkError::Refused { .. }) => return Err(e),
+                Err(e) => {
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= self.mirror.timeout || !self.consensus.is_leader() {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+        self.propose_confirmed(seq.max(self.mirror.confirmed_here(self.volume, self.generation)))
+            .await;
+        Ok(())
+    }
+
+    async fn propose_confirmed(&self, seq: u64) {
+        self.propose(Command::PprcConfirmed {
+            volume: self.look.name.clone(),
+            generation: self.generation,
+            seq,
+        })
+        .await;
+    }
+
+    async fn suspend(&self, reason: SuspendReason) {
+        self.propose(Command::PausePprc {
+            volume: self.look.name.clone(),
+            reason,
+            generation: Some(self.generation),
+        })
+        .await;
+    }
+
+    /// Proposes a command of the driver's; its events if it was applied.
+    async fn propose(&self, command: Command) -> Option<Vec<Event>> {
+        match self.consensus.propose(command).await {
+            Ok(committed) => match committed.result {
+                Ok(()) => Some(committed.events),
+                Err(e) => {
+                    tracing::debug!(error = %e, "mirror command refused");
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::debug!(error = %e, "mirror command not committed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                None
+            }
+        }
+    }
+}
+
+fn mirrored(t: Tapped) -> MirroredWrite {
+    MirroredWrite {
+        seq: t.seq,
+        offset: t.offset,
+        data: t.data,
+    }
+}
+
+/// A new cluster's id: `fc-` and 12 random hex digits.
+fn new_cluster_id() -> String {
+    let mut bytes = [0u8; 6];
+    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+    if random.is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..6]);
+    }
+    format!("fc-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}

@@ -1,0 +1,558 @@
+//! Metro Mirror rules: paths, pairs and the mirror stream, at the primary and at the secondary.
+//! The node drives the link (it sends, the state machine decides what is sent and records
+//! what was confirmed); every decision that must survive a leader change is here, in the log.
+
+use crate::command::{HostWrite, MirrorBatch, SecondaryMark};
+use crate::error::CommandError;
+use crate::event::Event;
+use crate::host_write::write_now;
+use crate::mirror::{MirrorPair, PairRole, PairState, PprcPath, SuspendReason};
+use crate::state::State;
+use crate::track::{TrackReader, VolumeId};
+use crate::tx::{Failure, Tx};
+use roaring::RoaringBitmap;
+
+/// Tracks one copy step sends at most (2 MiB with 64 KiB tracks: one bounded entry at the
+/// secondary).
+pub const MIRROR_COPY_TRACKS: u32 = 32;
+
+pub(crate) fn name_cluster<R: TrackReader>(tx: &mut Tx<'_, R>, id: &str) -> Result<(), Failure<R::Error>> {
+    if tx.state().cluster_id().is_some() {
+        return Ok(());
+    }
+    tx.set_cluster_id(id);
+    tx.push_event(Event::ClusterNamed { id: id.to_string() });
+    Ok(())
+}
+
+pub(crate) fn mkpath<R: TrackReader>(tx: &mut Tx<'_, R>, path: &PprcPath) -> Result<(), Failure<R::Error>> {
+    if tx.state().paths.contains_key(&path.remote_cluster) {
+        return Err(CommandError::PathExists {
+            remote: path.remote_cluster.clone(),
+        }
+        .into());
+    }
+    tx.paths_mut().insert(path.remote_cluster.clone(), path.clone());
+    tx.push_event(Event::PathCreated {
+        remote: path.remote_cluster.clone(),
+        url: path.url.clone(),
+    });
+    Ok(())
+}
+
+pub(crate) fn rmpath<R: TrackReader>(tx: &mut Tx<'_, R>, remote: &str) -> Result<(), Failure<R::Error>> {
+    tx.state().path(remote)?;
+    let users: Vec<String> = tx
+        .state()
+        .records()
+        .filter(|r| r.mirror.as_ref().is_some_and(|m| m.remote_cluster == remote))
+        .map(|r| r.volume.name.clone())
+        .collect();
+    if !users.is_empty() {
+        return Err(CommandError::PathInUse {
+            remote: remote.to_string(),
+            volumes: users.join(" "),
+        }
+        .into());
+    }
+    tx.paths_mut().remove(remote);
+    tx.push_event(Event::PathRemoved {
+        remote: remote.to_string(),
+    });
+    Ok(())
+}
+
+/// `mkpprc` at the primary, once the secondary accepted the pair: copy-pending, every stored
+/// track out of sync (the secondary was emptied when it accepted).
+pub(crate) fn mkpprc<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    volume: &str,
+    remote_cluster: &str,
+    remote_volume: &str,
+    generation: u64,
+) -> Result<(), Failure<R::Error>> {
+    let id = tx.state().check_new_pair(volume, Some(remote_cluster))?;
+    let mut pair = MirrorPair::new(PairRole::Primary, remote_cluster, remote_volume, generation);
+    let mut next = tx.next_stored(id, 0)?;
+    while let Some(track) = next {
+        pair.out_of_sync.insert(track);
+        next = tx.next_stored(id, track + 1)?;
+    }
+    let tracks = pair.out_of_sync.len();
+    tx.record_mut(id).mirror = Some(pair);
+    tx.push_event(Event::PairEstablished {
+        volume: volume.to_string(),
+        remote: format!("{remote_cluster}/{remote_volume}"),
+        generation,
+        tracks_to_copy: tracks,
+    });
+    Ok(())
+}
+
+/// The secondary side of `mkpprc`: the volume's content is discarded (the copy overwrites it)
+/// and hosts may only read it. Accepting the same pair again changes nothing.
+pub(crate) fn accept_secondary<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    volume: &str,
+    primary_cluster: &str,
+    primary_volume: &str,
+    size: u64,
+    generation: u64,
+) -> Result<(), Failure<R::Error>> {
+    let id = tx
+        .state()
+        .volume_id(volume)
+        .ok_or_else(|| CommandError::VolumeNotFound { name: volume.into() })?;
+    let record = tx.state().record(id).expect("named volumes have records");
+    if let Some(m) = &record.mirror {
+        if m.role == PairRole::Secondary && m.generation == generation && m.remote_volume == primary_volume {
+            return Ok(());
+        }
+    }
+    tx.state().check_new_pair(volume, None)?;
+    let record = tx.state().record(id).expect("named volumes have records");
+    if record.volume.size != size {
+        return Err(CommandError::PairSizeMismatch {
+            volume: volume.into(),
+            size: record.volume.size,
+            primary_size: size,
+        }
+        .into());
+    }
+    if let Some(rel) = &record.incoming {
+        return Err(CommandError::VolumeInUse {
+            name: volume.into(),
+            relationship: tx.state().pair_name(rel),
+        }
+        .into());
+    }
+    if let Some(t) = record.volume.targets.first() {
+        return Err(CommandError::VolumeInUse {
+            name: volume.into(),
+            relationship: format!("{volume}:{}", tx.state().name(*t)),
+        }
+        .into());
+    }
+    if record.volume.frozen_until.is_some() || !record.held_writes.is_empty() {
+        return Err(CommandError::VolumeFrozen { name: volume.into() }.into());
+    }
+    let mut next = tx.next_stored(id, 0)?;
+    while let Some(track) = next {
+        tx.zero(id, track)?;
+        next = tx.next_stored(id, track + 1)?;
+    }
+    tx.record_mut(id).mirror = Some(MirrorPair::new(
+        PairRole::Secondary,
+        primary_cluster,
+        primary_volume,
+        generation,
+    ));
+    tx.push_event(Event::PairEstablished {
+        volume: volume.to_string(),
+        remote: format!("{primary_cluster}/{primary_volume}"),
+        generation,
+        tracks_to_copy: 0,
+    });
+    Ok(())
+}
+
+/// What the primary sent, at the secondary: each sequence number once, in order; then the state
+/// the primary says the pair is in.
+pub(crate) fn apply_batch<R: TrackReader>(tx: &mut Tx<'_, R>, batch: &MirrorBatch) -> Result<(), Failure<R::Error>> {
+    let (id, pair) = tx.state().pair_of(&batch.volume)?;
+    if pair.role != PairRole::Secondary || pair.generation != batch.generation {
+        return Err(stale(&batch.volume, pair, batch.generation));
+    }
+    let (applied_before, was_consistent, old_state) = (pair.confirmed, pair.consistent, pair.state);
+    for w in batch.writes.iter().filter(|w| w.seq > applied_before) {
+        tx.state()
+            .check_range(&batch.volume, Some(id), w.offset, w.data.len())?;
+        let write = HostWrite {
+            volume: batch.volume.clone(),
+            opened: Some(id),
+            offset: w.offset,
+            data: w.data.clone(),
+            tag: 0,
+        };
+        write_now(tx, id, &write)?;
+    }
+    let (state, consistent) = match batch.mark {
+        SecondaryMark::Copying => (PairState::CopyPending, false),
+        SecondaryMark::Duplex => (PairState::FullDuplex, true),
+        SecondaryMark::Suspended => (PairState::Suspended(SuspendReason::Operator), was_consistent),
+    };
+    let last = batch.writes.iter().map(|w| w.seq).max().unwrap_or(0);
+    let m = tx.mirror_mut(id);
+    m.confirmed = m.confirmed.max(last);
+    m.state = state;
+    m.consistent = consistent;
+    if state != old_state || consistent != was_consistent {
+        let state = m.state_name();
+        tx.push_event(Event::PairState {
+            volume: batch.volume.clone(),
+            state,
+        });
+    }
+    Ok(())
+}
+
+/// A copy step at the primary: the lowest out-of-sync tracks are sent under a new sequence
+/// number (they stay unconfirmed until the secondary confirms it).
+pub(crate) fn copy_step<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    volume: &str,
+    max_tracks: u32,
+) -> Result<(), Failure<R::Error>> {
+    let (id, pair) = tx.state().primary(volume)?;
+    if pair.state != PairState::CopyPending {
+        return Err(wrong_state(volume, pair, "copy-pending"));
+    }
+    let tracks: RoaringBitmap = pair.out_of_sync.iter().take(max_tracks.max(1) as usize).collect();
+    if tracks.is_empty() {
+        return Ok(());
+    }
+    let m = tx.mirror_mut(id);
+    m.out_of_sync -= &tracks;
+    let seq = m.send(&tracks);
+    let remaining = m.out_of_sync.len();
+    tx.push_event(Event::PairTracksSent {
+        volume: volume.to_string(),
+        seq,
+        tracks: tracks.iter().collect(),
+        remaining,
+    });
+    Ok(())
+}
+
+/// The secondary confirmed everything through `seq`. A copy-pending pair with nothing left to
+/// copy or confirm becomes full duplex here.
+pub(crate) fn confirmed<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    volume: &str,
+    generation: u64,
+    seq: u64,
+) -> Result<(), Failure<R::Error>> {
+    let (id, pair) = tx.state().primary(volume)?;
+    if pair.generation != generation {
+        return Err(stale(volume, pair, generation));
+    }
+    let m = tx.mirror_mut(id);
+    m.confirm(seq);
+    if m.state == PairState::CopyPending && m.out_of_sync.is_empty() && m.confirmed == m.sent {
+        m.state = PairState::FullDuplex;
+        tx.push_event(Event::PairState {
+            volume: volume.to_string(),
+            state: "full-duplex".into(),
+        });
+    }
+    Ok(())
+}
+
+/// `pausepprc`, or the leader's suspension after the secondary stopped confirming: every track
+/// that may differ goes out of sync; host writes go on and mark it.
+pub(crate) fn suspend<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    volume: &str,
+    reason: SuspendReason,
+    generation: Option<u64>,
+) -> Result<(), Failure<R::Error>> {
+    let (id, pair) = tx.state().primary(volume)?;
+    if let Some(g) = generation.filter(|g| *g != pair.generation) {
+        return Err(stale(volume, pair, g));
+    }
+    if let PairState::Suspended(_) = pair.state {
+        // The leader may suspend twice (a retry); an operator pause of a suspended pair too.
+        return Ok(());
+    }
+    let m = tx.mirror_mut(id);
+    m.unconfirmed_to_out_of_sync();
+    m.state = PairState::Suspended(reason);
+    let tracks = m.out_of_sync.len();
+    tx.push_event(Event::PairSuspended {
+        volume: volume.to_string(),
+        reason: reason.to_string(),
+        out_of_sync_tracks: tracks,
+    });
+    Ok(())
+}
+
+/// `resumepprc`: copy what is out of sync, then full duplex again.
+pub(crate) fn resume<R: TrackReader>(tx: &mut Tx<'_, R>, volume: &str) -> Result<(), Failure<R::Error>> {
+    let (id, pair) = tx.state().primary(volume)?;
+    match pair.state {
+        PairState::Suspended(SuspendReason::FailedOver) => return Err(CommandError::PairState {
+            volume: volume.into(),
+            state: pair.state_name(),
+            wanted:
+                "suspended by pausepprc or a link failure; a failed-over pair comes back with 'flashcopy failbackpprc'"
+                    .into(),
+        }
+        .into()),
+        PairState::Suspended(_) => {}
+        _ => return Err(wrong_state(volume, pair, "suspended")),
+    }
+    let tracks = pair.out_of_sync.len();
+    tx.mirror_mut(id).state = PairState::CopyPending;
+    tx.push_event(Event::PairResumed {
+        volume: volume.to_string(),
+        tracks_to_copy: tracks,
+    });
+    Ok(())
+}
+
+/// A new leader without what the old one sent and had not confirmed: copy it instead.
+pub(crate) fn resync<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    volume: &str,
+    generation: u64,
+) -> Result<(), Failure<R::Error>> {
+    let (id, pair) = tx.state().primary(volume)?;
+    if pair.generation != generation {
+        return Err(stale(volume, pair, generation));
+    }
+    if let PairState::Suspended(_) = pair.state {
+        return Err(wrong_state(volume, pair, "copy-pending or full-duplex"));
+    }
+    let m = tx.mirror_mut(id);
+    m.unconfirmed_to_out_of_sync();
+    let was_duplex = m.state == PairState::FullDuplex;
+    m.state = PairState::CopyPending;
+    if was_duplex {
+        tx.push_event(Event::PairState {
+            volume: volume.to_string(),
+            state: "copy-pending".into(),
+        });
+    }
+    Ok(())
+}
+
+/// `rmpprc`, at either site.
+pub(crate) fn rmpprc<R: TrackReader>(tx: &mut Tx<'_, R>, volume: &str) -> Result<(), Failure<R::Error>> {
+    let (id, _) = tx.state().pair_of(volume)?;
+    tx.record_mut(id).mirror = None;
+    tx.push_event(Event::PairRemoved {
+        volume: volume.to_string(),
+    });
+    Ok(())
+}
+
+/// `failoverpprc` at the secondary: it becomes a suspended primary of the reversed direction
+/// under the next generation, recording its own writes from now on. The old primary's stream
+/// (the old generation) is refused from here on.
+pub(crate) fn failover<R: TrackReader>(tx: &mut Tx<'_, R>, volume: &str) -> Result<(), Failure<R::Error>> {
+    let (id, pair) = tx.state().pair_of(volume)?;
+    if pair.role != PairRole::Secondary {
+        return Err(CommandError::FailoverOfPrimary { volume: volume.into() }.into());
+    }
+    let consistent = pair.consistent;
+    let mut new = MirrorPair::new(
+        PairRole::Primary,
+        &pair.remote_cluster,
+        &pair.remote_volume,
+        pair.generation + 1,
+    );
+    new.state = PairState::Suspended(SuspendReason::FailedOver);
+    let generation = new.generation;
+    tx.record_mut(id).mirror = Some(new);
+    tx.push_event(Event::PairFailedOver {
+        volume: volume.to_string(),
+        generation,
+        consistent,
+    });
+    Ok(())
+}
+
+/// Failback, at the old primary: it becomes the secondary of `generation` (the failed-over
+/// side's) and hands over the tracks it may have changed since the sites last agreed; its
+/// content is kept (only those tracks and the other side's changes are copied back).
+pub(crate) fn become_secondary<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    volume: &str,
+    generation: u64,
+) -> Result<(), Failure<R::Error>> {
+    let (id, pair) = tx.state().pair_of(volume)?;
+    if pair.role == PairRole::Secondary && pair.generation == generation {
+        tx.push_event(Event::PairBecameSecondary {
+            volume: volume.into(),
+            generation,
+            tracks: Vec::new(),
+        });
+        return Ok(());
+    }
+    if pair.role != PairRole::Primary || pair.generation >= generation {
+        return Err(stale(volume, pair, generation));
+    }
+    let mut changed = pair.clone();
+    changed.unconfirmed_to_out_of_sync();
+    let tracks: Vec<u32> = changed.out_of_sync.iter().collect();
+    let mut new = MirrorPair::new(
+        PairRole::Secondary,
+        &pair.remote_cluster,
+        &pair.remote_volume,
+        generation,
+    );
+    new.state = PairState::CopyPending;
+    tx.record_mut(id).mirror = Some(new);
+    tx.push_event(Event::PairBecameSecondary {
+        volume: volume.into(),
+        generation,
+        tracks,
+    });
+    Ok(())
+}
+
+/// `failbackpprc` at the failed-over side, once the old primary became its secondary: copy the
+/// union of what changed at both sites.
+pub(crate) fn failback<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    volume: &str,
+    remote_changes: &[u32],
+) -> Result<(), Failure<R::Error>> {
+    let (id, pair) = tx.state().primary(volume)?;
+    if pair.state != PairState::Suspended(SuspendReason::FailedOver) {
+        return Err(wrong_state(volume, pair, "suspended by failoverpprc"));
+    }
+    let tracks = tx
+        .state()
+        .track_count(tx.state().record(id).expect("exists").volume.size);
+    let m = tx.mirror_mut(id);
+    m.out_of_sync
+        .extend(remote_changes.iter().copied().filter(|t| *t < tracks));
+    m.unconfirmed_to_out_of_sync();
+    m.state = PairState::CopyPending;
+    let to_copy = m.out_of_sync.len();
+    tx.push_event(Event::PairResumed {
+        volume: volume.to_string(),
+        tracks_to_copy: to_copy,
+    });
+    Ok(())
+}
+
+/// After a host write landed (also one a freeze held): a full-duplex primary streams it under
+/// the next sequence number (the node holds the host's acknowledgement until the secondary
+/// confirms it); any other primary marks its tracks out of sync.
+pub(crate) fn note_write<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, write: &HostWrite) {
+    let Some(pair) = tx.state().record(id).and_then(|r| r.mirror.as_ref()) else {
+        return;
+    };
+    if pair.role != PairRole::Primary || write.data.is_empty() {
+        return;
+    }
+    let track_size = u64::from(tx.state().track_size());
+    let first = (write.offset / track_size) as u32;
+    let last = ((write.offset + write.data.len() - 1) / track_size) as u32;
+    let (streaming, generation) = (pair.state == PairState::FullDuplex, pair.generation);
+    let m = tx.mirror_mut(id);
+    if streaming {
+        let tracks: RoaringBitmap = (first..=last).collect();
+        let seq = m.send(&tracks);
+        tx.push_mirrored(id, generation, seq, write.offset, write.data.clone());
+    } else {
+        m.out_of_sync.insert_range(first..=last);
+    }
+}
+
+fn role_name(role: PairRole) -> &'static str {
+    match role {
+        PairRole::Primary => "primary",
+        PairRole::Secondary => "secondary",
+    }
+}
+
+fn wrong_state<E>(volume: &str, pair: &MirrorPair, wanted: &str) -> Failure<E> {
+    CommandError::PairState {
+        volume: volume.into(),
+        state: pair.state_name(),
+        wanted: wanted.into(),
+    }
+    .into()
+}
+
+fn stale<E>(volume: &str, pair: &MirrorPair, generation: u64) -> Failure<E> {
+    CommandError::PairGeneration {
+        volume: volume.into(),
+        generation,
+        current: pair.generation,
+        role: role_name(pair.role).into(),
+    }
+    .into()
+}
+
+/// The state's mirror queries that the handlers and the node share.
+impl State {
+    pub fn path(&self, remote: &str) -> Result<&PprcPath, CommandError> {
+        self.paths.get(remote).ok_or_else(|| CommandError::PathNotFound {
+            remote: remote.to_string(),
+        })
+    }
+
+    pub fn paths(&self) -> impl Iterator<Item = &PprcPath> {
+        self.paths.values()
+    }
+
+    /// The pair `volume` is in.
+    pub fn pair_of(&self, volume: &str) -> Result<(VolumeId, &MirrorPair), CommandError> {
+        let id = self
+            .volume_id(volume)
+            .ok_or_else(|| CommandError::VolumeNotFound { name: volume.into() })?;
+        let pair = self.records[&id]
+            .mirror
+            .as_ref()
+            .ok_or_else(|| CommandError::PairNotFound { volume: volume.into() })?;
+        Ok((id, pair))
+    }
+
+    /// The pair `volume` is the primary of.
+    pub fn primary(&self, volume: &str) -> Result<(VolumeId, &MirrorPair), CommandError> {
+        let (id, pair) = self.pair_of(volume)?;
+        if pair.role != PairRole::Primary {
+            return Err(CommandError::PairState {
+                volume: volume.into(),
+                state: pair.state_name(),
+                wanted: "the primary of a pair: run this at the primary's site".into(),
+            });
+        }
+        Ok((id, pair))
+    }
+
+    /// `volume` may become one side of a new pair (and, at the primary, `remote` is a path).
+    pub fn check_new_pair(&self, volume: &str, remote: Option<&str>) -> Result<VolumeId, CommandError> {
+        let id = self
+            .volume_id(volume)
+            .ok_or_else(|| CommandError::VolumeNotFound { name: volume.into() })?;
+        if let Some(remote) = remote {
+            self.path(remote)?;
+        }
+        let record = &self.records[&id];
+        if let Some(m) = &record.mirror {
+            return Err(CommandError::PairExists {
+                volume: volume.into(),
+                remote: format!("{}/{}", m.remote_cluster, m.remote_volume),
+            });
+        }
+        if let Some(rel) = &record.incoming {
+            // A FlashCopy target's content is the copy's to place (issue: `--tgtpprc`).
+            return Err(CommandError::VolumeInUse {
+                name: volume.into(),
+                relationship: self.pair_name(rel),
+            });
+        }
+        Ok(id)
+    }
+
+    /// Mirror pairs whose primary is here, with what the node must do for them.
+    pub fn primaries(&self) -> impl Iterator<Item = (VolumeId, &str, &MirrorPair)> {
+        self.records.values().filter_map(|r| {
+            let m = r.mirror.as_ref().filter(|m| m.role == PairRole::Primary)?;
+            Some((r.volume.id, r.volume.name.as_str(), m))
+        })
+    }
+
+    /// Whether `volume` is a mirror secondary (hosts may only read it).
+    pub fn is_mirror_secondary(&self, id: VolumeId) -> bool {
+        self.records
+            .get(&id)
+            .and_then(|r| r.mirror.as_ref())
+            .is_some_and(|m| m.role == PairRole::Secondary)
+    }
+}

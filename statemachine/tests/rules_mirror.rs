@@ -1,0 +1,322 @@
+//! Metro Mirror rules, with two state machines standing for two sites and this test carrying
+//! what the node's driver would: the tap's writes, copy steps' tracks, confirmations.
+
+mod common;
+
+use common::*;
+use statemachine::*;
+
+const GEN: u64 = 1000;
+
+struct Sites {
+    a: Harness,
+    b: Harness,
+    /// The tapped writes of `a`'s primary `p` not yet sent.
+    queue: Vec<Mirrored>,
+}
+
+impl Sites {
+    /// `p` at site a mirrored to `s` at site b, four tracks each, `p` holding two stored tracks.
+    fn new() -> Sites {
+        let mut a = Harness::with_volumes(TS, &["p"], 4);
+        let mut b = Harness::with_volumes(TS, &["s"], 4);
+        a.fill("p", 0, 1);
+        a.fill("p", 2, 2);
+        b.fill("s", 3, 9); // the secondary's old content is discarded
+        a.ok(Command::NameCluster { id: "site-a".into() });
+        b.ok(Command::NameCluster { id: "site-b".into() });
+        a.ok(Command::MkPprcPath(PprcPath {
+            remote_cluster: "site-b".into(),
+            url: "http://b".into(),
+            token: Some("secret".into()),
+        }));
+        b.ok(Command::AcceptSecondary {
+            volume: "s".into(),
+            primary_cluster: "site-a".into(),
+            primary_volume: "p".into(),
+            size: 4 * u64::from(TS),
+            generation: GEN,
+        });
+        let events = a.ok(Command::MkPprc {
+            volume: "p".into(),
+            remote_cluster: "site-b".into(),
+            remote_volume: "s".into(),
+            generation: GEN,
+        });
+        assert!(events.contains(&Event::PairEstablished {
+            volume: "p".into(),
+            remote: "site-b/s".into(),
+            generation: GEN,
+            tracks_to_copy: 2,
+        }));
+        Sites {
+            a,
+            b,
+            queue: Vec::new(),
+        }
+    }
+
+    fn pair(h: &Harness, volume: &str) -> PairInfo {
+        h.state.mirror_pairs(&[volume.to_string()]).remove(0)
+    }
+
+    /// Copy steps until the pair is full duplex, as the leader's driver runs them.
+    fn copy_until_duplex(&mut self) {
+        while Self::pair(&self.a, "p").state == "copy-pending" {
+            let events = self.a.ok(Command::PprcCopyStep {
+                volume: "p".into(),
+                max_tracks: 1,
+            });
+            let Some((seq, tracks)) = events.iter().find_map(|e| match e {
+                Event::PairTracksSent { seq, tracks, .. } => Some((*seq, tracks.clone())),
+                _ => None,
+            }) else {
+                break;
+            };
+            let writes = tracks
+                .iter()
+                .map(|t| MirroredWrite {
+                    seq,
+                    offset: u64::from(*t) * u64::from(TS),
+                    data: WriteData::Bytes(self.a.read("p", u64::from(*t) * u64::from(TS), u64::from(TS))),
+                })
+                .collect();
+            self.b.ok(Command::MirrorApply(MirrorBatch {
+                volume: "s".into(),
+                generation: GEN,
+                writes,
+                mark: SecondaryMark::Copying,
+            }));
+            assert_eq!(Self::pair(&self.b, "s").state, "target-copy-pending");
+            assert_eq!(Self::pair(&self.b, "s").consistent, Some(false));
+            self.confirm(seq);
+        }
+        assert_eq!(Self::pair(&self.a, "p").state, "full-duplex");
+        self.send(SecondaryMark::Duplex);
+    }
+
+    fn confirm(&mut self, seq: u64) {
+        self.a.ok(Command::PprcConfirmed {
+            volume: "p".into(),
+            generation: GEN,
+            seq,
+        });
+    }
+
+    /// A host write at a: the tap's part is queued for the secondary.
+    fn write(&mut self, offset: u64, bytes: &[u8]) {
+        let command = self.a.write_cmd("p", offset, bytes);
+        let applied = self.a.run(command);
+        assert!(applied.result.is_ok());
+        self.queue.extend(applied.mirrored);
+    }
+
+    /// Sends what the tap queued (the secondary applies each sequence number once).
+    fn send(&mut self, mark: SecondaryMark) {
+        let writes = self
+            .queue
+            .drain(..)
+            .map(|m| MirroredWrite {
+                seq: m.seq,
+                offset: m.offset,
+                data: m.data,
+            })
+            .collect();
+        self.b.ok(Command::MirrorApply(MirrorBatch {
+            volume: "s".into(),
+            generation: GEN,
+            writes,
+            mark,
+        }));
+    }
+
+    fn images_equal(&self) -> bool {
+        let len = 4 * u64::from(TS);
+        self.a.read("p", 0, len) == self.b.read("s", 0, len)
+    }
+}
+
+#[test]
+fn the_first_copy_makes_the_secondary_equal_and_consistent_then_writes_stream_in_order() {
+    let mut s = Sites::new();
+    assert_eq!(Sites::pair(&s.a, "p").state, "copy-pending");
+    assert_eq!(s.b.byte_at("s", 3), 0, "accepting discards the secondary's content");
+    s.copy_until_duplex();
+    assert!(s.images_equal());
+    assert_eq!(Sites::pair(&s.b, "s").state, "target-full-duplex");
+    assert_eq!(Sites::pair(&s.b, "s").consistent, Some(true));
+
+    s.write(3, b"abc");
+    s.write(20, b"xyz");
+    assert_eq!(s.queue.len(), 2, "each write to a full-duplex primary is tapped");
+    assert!(s.queue[0].seq < s.queue[1].seq);
+    // A repeat of a batch (a retry after a lost answer) changes nothing at the secondary.
+    let again = s.queue.clone();
+    s.send(SecondaryMark::Duplex);
+    assert!(s.images_equal());
+    let digest = s.b.state.digest();
+    s.queue = again;
+    s.send(SecondaryMark::Duplex);
+    assert_eq!(s.b.state.digest(), digest, "a sequence number is applied once");
+}
+
+#[test]
+fn a_suspension_keeps_every_unconfirmed_track_and_resume_copies_only_those() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    s.write(0, b"1");
+    s.send(SecondaryMark::Duplex);
+    let confirmed = Sites::pair(&s.b, "s").confirmed;
+    s.confirm(confirmed);
+    s.confirm(confirmed);
+    assert_eq!(Sites::pair(&s.a, "p").out_of_sync_tracks, 0, "everything confirmed");
+    // Sent, never confirmed (the link died): track 1.
+    s.write(u64::from(TS), b"lost");
+    s.queue.clear();
+    s.a.ok(Command::PausePprc {
+        volume: "p".into(),
+        reason: SuspendReason::LinkFailure,
+        generation: Some(GEN),
+    });
+    let pair = Sites::pair(&s.a, "p");
+    assert_eq!(
+        (pair.state.as_str(), pair.reason.as_deref()),
+        ("suspended", Some("link-failure"))
+    );
+    assert_eq!(pair.out_of_sync_tracks, 1, "the unconfirmed write's track");
+    // Writes go on while suspended, and are recorded.
+    s.write(3 * u64::from(TS), b"later");
+    assert!(s.queue.is_empty(), "a suspended pair streams nothing");
+    assert_eq!(Sites::pair(&s.a, "p").out_of_sync_tracks, 2);
+    s.a.ok(Command::ResumePprc { volume: "p".into() });
+    let events = s.a.ok(Command::PprcCopyStep {
+        volume: "p".into(),
+        max_tracks: 8,
+    });
+    let copied = events.iter().find_map(|e| match e {
+        Event::PairTracksSent { tracks, .. } => Some(tracks.clone()),
+        _ => None,
+    });
+    assert_eq!(copied, Some(vec![1, 3]), "resume copies exactly the changed tracks");
+}
+
+#[test]
+fn the_secondary_refuses_host_writes_and_flashcopy_onto_it_and_an_old_generation_after_failover() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    let write = s.b.write_cmd("s", 0, b"no");
+    assert_eq!(s.b.refused(write).code(), "secondary-read-only");
+    s.b.mkvol("t", 4);
+    let flash = Command::MkFlash {
+        pairs: vec![Pair::new("t", "s")],
+        options: EstablishOptions::default(),
+    };
+    assert_eq!(s.b.refused(flash).code(), "target-is-mirror-secondary");
+    // FlashCopy from the secondary (a DR test copy) is fine.
+    s.b.ok(Command::MkFlash {
+        pairs: vec![Pair::new("s", "t")],
+        options: EstablishOptions::default(),
+    });
+    let flash = Command::MkFlash {
+        pairs: vec![Pair::new("x", "p")],
+        options: EstablishOptions::default(),
+    };
+    s.a.mkvol("x", 4);
+    assert_eq!(s.a.refused(flash).code(), "target-is-mirror-primary");
+    assert_eq!(
+        s.a.refused(Command::DeleteVolume { name: "p".into() }).code(),
+        "volume-in-mirror-pair"
+    );
+    assert_eq!(
+        s.a.refused(Command::FailoverPprc { volume: "p".into() }).code(),
+        "failover-of-primary"
+    );
+
+    let events = s.b.ok(Command::FailoverPprc { volume: "s".into() });
+    assert!(events.contains(&Event::PairFailedOver {
+        volume: "s".into(),
+        generation: GEN + 1,
+        consistent: true
+    }));
+    s.b.write("s", 0, b"B");
+    // The old primary's stream is refused from now on (no split brain).
+    s.write(5, b"A");
+    let stale = Command::MirrorApply(MirrorBatch {
+        volume: "s".into(),
+        generation: GEN,
+        writes: vec![],
+        mark: SecondaryMark::Duplex,
+    });
+    assert_eq!(s.b.refused(stale).code(), "pair-generation");
+}
+
+#[test]
+fn failback_copies_the_union_of_both_sides_changes() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    // Idle confirmations empty the epochs: what was sent is known to be there.
+    let sent = Sites::pair(&s.a, "p").sent;
+    s.confirm(sent);
+    s.confirm(sent);
+    s.b.ok(Command::FailoverPprc { volume: "s".into() });
+    s.b.fill("s", 1, 7); // written at the failed-over site
+                         // The old primary wrote on too, before it learned (track 3).
+    s.write(3 * u64::from(TS), b"A");
+    s.queue.clear();
+    let events = s.a.ok(Command::BecomeSecondary {
+        volume: "p".into(),
+        generation: GEN + 1,
+    });
+    let tracks = events
+        .iter()
+        .find_map(|e| match e {
+            Event::PairBecameSecondary { tracks, .. } => Some(tracks.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(tracks, vec![3]);
+    assert_eq!(Sites::pair(&s.a, "p").state, "target-copy-pending");
+    let events = s.b.ok(Command::FailbackPprc {
+        volume: "s".into(),
+        remote_changes: tracks,
+    });
+    assert!(events.contains(&Event::PairResumed {
+        volume: "s".into(),
+        tracks_to_copy: 2
+    }));
+}
+
+#[test]
+fn a_new_leader_without_the_unconfirmed_writes_resyncs_them() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    s.write(0, b"x");
+    s.write(2 * u64::from(TS), b"y");
+    s.a.ok(Command::PprcResync {
+        volume: "p".into(),
+        generation: GEN,
+    });
+    let pair = Sites::pair(&s.a, "p");
+    assert_eq!(pair.state, "copy-pending");
+    assert_eq!(pair.out_of_sync_tracks, 2);
+}
+
+#[test]
+fn the_journal_keeps_no_token_and_a_path_in_use_is_not_removed() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    let command = Command::MkPprcPath(PprcPath {
+        remote_cluster: "c".into(),
+        url: "http://c".into(),
+        token: Some("very-secret".into()),
+    });
+    let journal = command.journal_form();
+    assert!(!format!("{journal:?}").contains("very-secret"));
+    assert_eq!(
+        s.a.refused(Command::RmPprcPath {
+            remote_cluster: "site-b".into()
+        })
+        .code(),
+        "path-in-use"
+    );
+}
