@@ -278,3 +278,169 @@ fn every_mirror_refusal_has_its_code() {
     audit_verifies(&a);
     audit_verifies(&b);
 }
+
+/// A three-node site with a token.
+fn three_node_site(dir: &Path, name: &str) -> Vec<Node> {
+    let token = dir.join(format!("{name}.token"));
+    std::fs::write(&token, format!("{name}-secret\n")).unwrap();
+    cluster(
+        &dir.join(name),
+        &["--token-file", token.to_str().unwrap(), "--mirror-timeout", "4000"],
+    )
+}
+
+/// The node of `nodes` that leads (still running).
+fn leader_of(nodes: &[Node]) -> usize {
+    let id = leader_everywhere(nodes);
+    nodes.iter().position(|n| n.id == id).unwrap()
+}
+
+#[test]
+fn a_leader_kill_on_either_side_mid_resync_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = three_node_site(dir.path(), "a");
+    let mut b = three_node_site(dir.path(), "b");
+    let size = 48 * MIB;
+    a[0].ok(&["mkvol", "p", "--size", &size.to_string()]);
+    b[0].ok(&["mkvol", "s", "--size", &size.to_string()]);
+    // The path names every node of B, so it outlives B's leader.
+    let b_urls = b.iter().map(|n| n.api.clone()).collect::<Vec<_>>().join(",");
+    a[0].ok(&[
+        "mkpprcpath",
+        "--remote",
+        &b_urls,
+        "--remote-token-file",
+        &token_of(dir.path(), "b"),
+    ]);
+    a[0].ok(&["mkpprc", "p:s"]);
+    wait_state(&a[0], "p", "full-duplex", 60);
+
+    // A's leader dies while a resync copies.
+    a[0].ok(&["pausepprc", "p"]);
+    a[0].write("p", 0, noise(24 * MIB as usize));
+    a[0].ok(&["resumepprc", "p"]);
+    let victim = leader_of(&a);
+    let left = pair_row(&a[victim], "p")["out_of_sync_tracks"].clone();
+    a[victim].kill9();
+    eprintln!("A's leader killed with {left} tracks still to copy");
+    let alive: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    wait_state(&a[alive[0]], "p", "full-duplex", 120);
+    // Written through the new leader while full duplex: streamed.
+    a[alive[0]].write("p", 30 * MIB, pattern(3, 300_000));
+
+    // B's leader dies while a resync copies.
+    a[alive[0]].ok(&["pausepprc", "p"]);
+    a[alive[0]].write("p", 8 * MIB, pattern(4, 12 * MIB as usize));
+    a[alive[0]].ok(&["resumepprc", "p"]);
+    let victim_b = leader_of(&b);
+    let left = pair_row(&a[alive[0]], "p")["out_of_sync_tracks"].clone();
+    b[victim_b].kill9();
+    eprintln!("B's leader killed with {left} tracks still to copy");
+    wait_state(&a[alive[0]], "p", "full-duplex", 120);
+    a[alive[0]].write("p", 40 * MIB, pattern(5, 100_000));
+
+    let b_alive = (0..3).find(|i| *i != victim_b).unwrap();
+    wait_state(&b[b_alive], "s", "target-full-duplex", 60);
+    let expected = a[alive[0]].read("p", 0, size);
+    b[b_alive].ok(&["failoverpprc", "s"]);
+    assert!(
+        b[b_alive].read("s", 0, size) == expected,
+        "the secondary differs from the primary after leader kills on both sides"
+    );
+    audit_verifies(&a[alive[0]]);
+    audit_verifies(&b[b_alive]);
+}
+
+/// Bytes site A sent to B so far, as `lspprcpath` counts them.
+fn bytes_sent(a: &Node) -> u64 {
+    a.json(&["lspprcpath", "--json"])[0]["bytes_sent"].as_u64().unwrap()
+}
+
+#[test]
+fn flashcopy_onto_a_mirror_primary_reaches_its_secondary_by_copy_or_by_the_same_flashcopy_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = site(dir.path(), "a", 5000);
+    let b = site(dir.path(), "b", 5000);
+    for v in ["prod", "bkp", "db", "snap", "plain"] {
+        a.ok(&["mkvol", v, "--size", "8M"]);
+    }
+    for v in ["prod_r", "bkp_r", "db_r", "snap_r"] {
+        b.ok(&["mkvol", v, "--size", "8M"]);
+    }
+    a.write("prod", 0, noise(3 * MIB as usize));
+    a.write("db", MIB, noise(2 * MIB as usize));
+    a.ok(&[
+        "mkpprcpath",
+        "--remote",
+        &b.api,
+        "--remote-token-file",
+        &token_of(dir.path(), "b"),
+    ]);
+    a.ok(&["mkpprc", "prod:prod_r", "bkp:bkp_r", "db:db_r", "snap:snap_r"]);
+    for v in ["prod", "bkp", "db", "snap"] {
+        wait_state(&a, v, "full-duplex", 60);
+    }
+
+    // --tgtpprc: the point in time is copied to the target's secondary.
+    a.fails(&["mkflash", "prod:bkp"], 1, "target-is-mirror-primary");
+    let out = a.ok(&["mkflash", "prod:bkp", "--tgtpprc", "--persist", "--record"]);
+    assert!(out.contains("mirror pair of bkp is copy-pending"), "{out}");
+    wait_state(&a, "bkp", "full-duplex", 60);
+    a.write("prod", 0, vec![0xee; 100_000]); // copy-on-write: bkp keeps the point in time
+    wait_state(&b, "bkp_r", "target-full-duplex", 30);
+    assert_eq!(
+        b.read("bkp_r", 0, 8 * MIB),
+        a.read("bkp", 0, 8 * MIB),
+        "bkp' equals bkp"
+    );
+
+    // --pmir: the same FlashCopy between the secondaries; the pairs never leave full duplex and
+    // no FlashCopy data crosses the link.
+    a.fails(&["mkflash", "db:plain", "--pmir", "required"], 1, "pmir-not-possible");
+    let before = bytes_sent(&a);
+    let out = a.ok(&[
+        "mkflash",
+        "db:snap",
+        "--pmir",
+        "required",
+        "--persist",
+        "--record",
+        "--wait",
+    ]);
+    assert!(!out.contains("copy-pending"), "{out}");
+    let relationships = b.json(&["lsflash", "--json"]);
+    assert!(
+        relationships
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["source"] == "db_r" && r["target"] == "snap_r"),
+        "{relationships}"
+    );
+    assert_eq!(pair_row(&a, "snap")["state"], "full-duplex");
+    let sent = bytes_sent(&a) - before;
+    assert!(
+        sent < 64 << 10,
+        "{sent} bytes crossed the link for a 2 MiB Remote Pair FlashCopy"
+    );
+    // Writes after the point in time: streamed, copied on write at both sites alike.
+    a.write("db", MIB + 10, pattern(8, 300_000));
+    a.write("snap", 5 * MIB, pattern(9, 4096));
+    let resync = a.ok(&["resyncflash", "db:snap"]);
+    assert!(resync.contains("refreshed"), "{resync}");
+    a.write("db", 0, pattern(10, 70_000));
+    for (v, r) in [("db", "db_r"), ("snap", "snap_r")] {
+        assert_eq!(pair_row(&a, v)["state"], "full-duplex", "{v}");
+        assert_eq!(b.read(r, 0, 8 * MIB), a.read(v, 0, 8 * MIB), "{r} equals {v}");
+    }
+    a.ok(&["rmflash", "db:snap"]);
+    assert!(b.json(&["lsflash", "db_r", "--json"]).as_array().unwrap().is_empty());
+
+    // --pmir preferred falls back to --tgtpprc when the source is not mirrored.
+    let out = a.ok(&["mkflash", "plain:snap", "--pmir", "preferred"]);
+    assert!(out.contains("mirror pair of snap is copy-pending"), "{out}");
+    wait_state(&a, "snap", "full-duplex", 60);
+    assert_eq!(b.read("snap_r", 0, 8 * MIB), a.read("snap", 0, 8 * MIB));
+    audit_verifies(&a);
+    audit_verifies(&b);
+}

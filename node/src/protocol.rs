@@ -62,6 +62,23 @@ pub struct MkFlash {
     pub freeze: bool,
     #[serde(default)]
     pub seqnum: u32,
+    /// The target may be a Metro Mirror primary: what the FlashCopy places on it is copied to
+    /// its secondary.
+    #[serde(default)]
+    pub tgtpprc: bool,
+    /// Remote Pair FlashCopy: the same FlashCopy between the secondaries, at the same point.
+    #[serde(default)]
+    pub pmir: Option<Pmir>,
+}
+
+/// `mkflash --pmir`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pmir {
+    /// Refuse when the same FlashCopy cannot run at the secondaries' site.
+    Required,
+    /// Fall back to --tgtpprc when it cannot.
+    Preferred,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -374,4 +391,11 @@ pub struct BecameSecondary {
 pub struct RemovePair {
     pub volume: String,
     pub generation: u64,
+}
+
+/// Site to site: a FlashCopy command on the secondaries, part of a Remote Pair FlashCopy.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteFlash {
+    pub command: statemachine::Command,
 }

@@ -58,6 +58,24 @@ pub struct EstablishOptions {
     /// Hold host writes to the sources until `unfreezeflash` or the automatic thaw.
     pub freeze: bool,
     pub seqnum: u32,
+    /// How the FlashCopy reaches a target that is a Metro Mirror primary.
+    pub mirror: MirrorTarget,
+}
+
+/// `mkflash --tgtpprc` and `--pmir`: a FlashCopy onto a Metro Mirror primary.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MirrorTarget {
+    /// Refused if the target is a mirror primary.
+    #[default]
+    None,
+    /// `--tgtpprc`: every track the FlashCopy places on the target is copied to its secondary
+    /// (the pair is copy-pending until it has been).
+    Copy,
+    /// `--pmir` at the primaries' site: source and target are full-duplex primaries whose
+    /// secondaries run the same FlashCopy at the same point in the write stream.
+    RemotePair,
+    /// The same FlashCopy, at the secondaries' site: it may target a secondary.
+    RemotePairSecondary,
 }
 
 /// What a host write puts into the volume.
@@ -295,6 +313,11 @@ pub enum Command {
     RmPprc {
         volume: String,
     },
+    /// Every track of a mirror primary out of sync: a Remote Pair FlashCopy command ran at the
+    /// secondaries' site but not here, so the secondary is rewritten from this side.
+    PprcCopyAll {
+        volume: String,
+    },
     FailoverPprc {
         volume: String,
     },
@@ -369,20 +392,27 @@ impl Command {
             Command::WriteBatch(writes) if writes.len() == 1 => writes[0].summary(),
             // Each write's own summary is listed with the batch (see `audit`).
             Command::WriteBatch(writes) => format!("write-batch of {} writes", writes.len()),
-            Command::MkFlash { pairs: p, options: o } => format!(
-                "mkflash {}{}{}{}{}{}{}",
-                pairs(p),
-                flag(o.nocp, "nocp"),
-                flag(o.persist, "persist"),
-                flag(o.record, "record"),
-                flag(o.tgtinhibit, "tgtinhibit"),
-                flag(o.freeze, "freeze"),
-                if o.seqnum != 0 {
-                    format!(" --seqnum {}", o.seqnum)
-                } else {
-                    String::new()
+            Command::MkFlash { pairs: p, options: o } => {
+                format!(
+                    "mkflash {}{}{}{}{}{}{}",
+                    pairs(p),
+                    flag(o.nocp, "nocp"),
+                    flag(o.persist, "persist"),
+                    flag(o.record, "record"),
+                    flag(o.tgtinhibit, "tgtinhibit"),
+                    flag(o.freeze, "freeze"),
+                    if o.seqnum != 0 {
+                        format!(" --seqnum {}", o.seqnum)
+                    } else {
+                        String::new()
+                    }
+                ) + match o.mirror {
+                    MirrorTarget::None => "",
+                    MirrorTarget::Copy => " --tgtpprc",
+                    MirrorTarget::RemotePair => " --pmir",
+                    MirrorTarget::RemotePairSecondary => " --pmir (at the secondaries)",
                 }
-            ),
+            }
             Command::RmFlash { pairs: p, cp, seqnum } => {
                 format!("rmflash {}{}{}", pairs(p), flag(*cp, "cp"), seq(seqnum))
             }
@@ -446,6 +476,7 @@ impl Command {
             Command::ResumePprc { volume } => format!("resumepprc {volume}"),
             Command::PprcResync { volume, .. } => format!("pprc-resync {volume}"),
             Command::RmPprc { volume } => format!("rmpprc {volume}"),
+            Command::PprcCopyAll { volume } => format!("pprc-copy-all {volume}"),
             Command::FailoverPprc { volume } => format!("failoverpprc {volume}"),
             Command::BecomeSecondary { volume, generation } => {
                 format!("become-secondary {volume} generation={generation}")
@@ -488,6 +519,7 @@ impl Command {
             | Command::ResumePprc { volume }
             | Command::PprcResync { volume, .. }
             | Command::RmPprc { volume }
+            | Command::PprcCopyAll { volume }
             | Command::FailoverPprc { volume }
             | Command::BecomeSecondary { volume, .. }
             | Command::FailbackPprc { volume, .. } => vec![volume.as_str()],

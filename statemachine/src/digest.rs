@@ -67,7 +67,7 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
     #[derive(Serialize)]
     struct RelationshipView {
         source: u64,
-        flags: [bool; 5],
+        flags: [bool; 6],
         seqnum: u32,
         out_of_sync: u64,
         source_changes: u64,

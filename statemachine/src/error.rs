@@ -136,7 +136,7 @@ pub enum CommandError {
     MirrorSecondary { volume: String },
     #[error("volume {name} is in the mirror pair with {remote}; remove the pair first with 'flashcopy rmpprc {volume}'", name = shown(.volume))]
     VolumeInMirrorPair { volume: String, remote: String },
-    #[error("target {name} of {pair} is a Metro Mirror primary (pair with {remote}): FlashCopy onto a mirror primary is not supported yet; pause and remove the pair first ('flashcopy rmpprc {volume}')", name = shown(.volume))]
+    #[error("target {name} of {pair} is a Metro Mirror primary (pair with {remote}): add --tgtpprc to copy what the FlashCopy places on it to its secondary, or --pmir to run the same FlashCopy at the secondaries' site", name = shown(.volume))]
     TargetIsMirrorPrimary {
         volume: String,
         pair: String,
@@ -144,6 +144,8 @@ pub enum CommandError {
     },
     #[error("target {name} of {pair} is a Metro Mirror secondary: only the mirror writes it; fail it over or remove the pair first", name = shown(.volume))]
     TargetIsMirrorSecondary { volume: String, pair: String },
+    #[error("Remote Pair FlashCopy of {pair} is not possible: {reason}; --pmir preferred falls back to --tgtpprc")]
+    PmirNotPossible { pair: String, reason: String },
 }
 
 impl CommandError {
@@ -200,6 +202,7 @@ impl CommandError {
             CommandError::VolumeInMirrorPair { .. } => "volume-in-mirror-pair",
             CommandError::TargetIsMirrorPrimary { .. } => "target-is-mirror-primary",
             CommandError::TargetIsMirrorSecondary { .. } => "target-is-mirror-secondary",
+            CommandError::PmirNotPossible { .. } => "pmir-not-possible",
         }
     }
 }

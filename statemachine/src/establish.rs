@@ -1,7 +1,7 @@
 //! mkflash: establish relationships, all pairs at one point in time (this entry), all or nothing.
 
 use crate::bitmap::OutOfSync;
-use crate::command::{EstablishOptions, Pair};
+use crate::command::{EstablishOptions, MirrorTarget, Pair};
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::pairs::resolve_pairs;
@@ -45,6 +45,10 @@ pub(crate) fn mkflash<R: TrackReader>(
             background_copy: !options.nocp,
             target_write_inhibit: options.tgtinhibit,
             completing: false,
+            remote_pair: matches!(
+                options.mirror,
+                MirrorTarget::RemotePair | MirrorTarget::RemotePairSecondary
+            ),
             out_of_sync: OutOfSync::all(tracks),
             source_changes: RoaringBitmap::new(),
             target_changes: RoaringBitmap::new(),
@@ -61,6 +65,19 @@ pub(crate) fn mkflash<R: TrackReader>(
             target: pair.target.clone(),
             seqnum: options.seqnum,
         });
+        if options.mirror == MirrorTarget::Copy {
+            // The target now reads the source's image: every track stored on either side may
+            // differ at the target's secondary.
+            let mut tracks = RoaringBitmap::new();
+            for volume in [source, target] {
+                let mut next = tx.next_stored(volume, 0)?;
+                while let Some(track) = next {
+                    tracks.insert(track);
+                    next = tx.next_stored(volume, track + 1)?;
+                }
+            }
+            crate::pprc::target_changed(tx, target, &tracks);
+        }
     }
 
     if options.freeze {
@@ -102,7 +119,7 @@ fn check_pair(
             target_size: tgt.volume.size,
         });
     }
-    if let Some(error) = mirror_target(state, target, pair) {
+    if let Some(error) = mirror_target(state, source, target, pair, options.mirror) {
         return Err(error);
     }
     if let Some(rel) = &tgt.incoming {
@@ -175,19 +192,61 @@ fn check_pair(
     Ok(())
 }
 
-/// A FlashCopy may not place tracks on a Metro Mirror volume: a secondary is written only by
-/// its mirror, and a primary's secondary would not get them.
-pub(crate) fn mirror_target(state: &State, target: VolumeId, pair: &Pair) -> Option<CommandError> {
-    let m = state.record(target)?.mirror.as_ref()?;
-    Some(match m.role {
-        crate::mirror::PairRole::Primary => CommandError::TargetIsMirrorPrimary {
+/// Whether a FlashCopy may place tracks on a Metro Mirror volume: a primary only if its
+/// secondary gets them (`--tgtpprc`) or runs the same FlashCopy (`--pmir`, source and target
+/// full-duplex primaries mirrored to the same cluster); a secondary only as that same
+/// FlashCopy at the secondaries' site.
+pub(crate) fn mirror_target(
+    state: &State,
+    source: VolumeId,
+    target: VolumeId,
+    pair: &Pair,
+    how: MirrorTarget,
+) -> Option<CommandError> {
+    use crate::mirror::{PairRole, PairState};
+    let mirror_of = |id: VolumeId| state.record(id).and_then(|r| r.mirror.as_ref());
+    let (m, s) = (mirror_of(target), mirror_of(source));
+    let remote = |m: &crate::mirror::MirrorPair| format!("{}/{}", m.remote_cluster, m.remote_volume);
+    let pmir_not_possible = |reason: String| CommandError::PmirNotPossible {
+        pair: pair.to_string(),
+        reason,
+    };
+    match (how, m) {
+        (MirrorTarget::RemotePair, _) => {
+            let duplex = |m| in_role(m, PairRole::Primary).filter(|m| m.state == PairState::FullDuplex);
+            match (duplex(s), duplex(m)) {
+                (Some(s), Some(m)) if s.remote_cluster == m.remote_cluster => None,
+                (Some(_), Some(_)) => Some(pmir_not_possible(
+                    "the source and the target are mirrored to different clusters".into(),
+                )),
+                _ => Some(pmir_not_possible(
+                    "the source and the target must both be full-duplex Metro Mirror primaries".into(),
+                )),
+            }
+        }
+        (MirrorTarget::RemotePairSecondary, _) => {
+            match (in_role(s, PairRole::Secondary), in_role(m, PairRole::Secondary)) {
+                (Some(s), Some(m)) if s.remote_cluster == m.remote_cluster => None,
+                _ => Some(pmir_not_possible(
+                    "at the secondaries' site, the source and the target must both be secondaries of the same cluster"
+                        .into(),
+                )),
+            }
+        }
+        (_, None) => None,
+        (MirrorTarget::Copy, Some(m)) if m.role == PairRole::Primary => None,
+        (_, Some(m)) if m.role == PairRole::Primary => Some(CommandError::TargetIsMirrorPrimary {
             volume: pair.target.clone(),
             pair: pair.to_string(),
-            remote: format!("{}/{}", m.remote_cluster, m.remote_volume),
-        },
-        crate::mirror::PairRole::Secondary => CommandError::TargetIsMirrorSecondary {
+            remote: remote(m),
+        }),
+        (_, Some(_)) => Some(CommandError::TargetIsMirrorSecondary {
             volume: pair.target.clone(),
             pair: pair.to_string(),
-        },
-    })
+        }),
+    }
+}
+
+fn in_role(m: Option<&crate::mirror::MirrorPair>, role: crate::mirror::PairRole) -> Option<&crate::mirror::MirrorPair> {
+    m.filter(|m| m.role == role)
 }

@@ -55,7 +55,9 @@ pub use allocation::{AllocationQuery, Extent};
 pub use apply::{apply, Applied};
 pub use bitmap::OutOfSync;
 pub use changes::{BitmapKind, DetailChanges, BITMAP_BLOCK_TRACKS};
-pub use command::{Command, EstablishOptions, HostWrite, MirrorBatch, MirroredWrite, Pair, SecondaryMark, WriteData};
+pub use command::{
+    Command, EstablishOptions, HostWrite, MirrorBatch, MirrorTarget, MirroredWrite, Pair, SecondaryMark, WriteData,
+};
 pub use error::CommandError;
 pub use establish::FREEZE_TIMEOUT_MILLIS;
 pub use event::Event;

@@ -2,7 +2,7 @@
 //! The node drives the link (it sends, the state machine decides what is sent and records
 //! what was confirmed); every decision that must survive a leader change is here, in the log.
 
-use crate::command::{HostWrite, MirrorBatch, SecondaryMark};
+use crate::command::{HostWrite, MirrorBatch, Pair, SecondaryMark};
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::host_write::write_now;
@@ -452,6 +452,44 @@ pub(crate) fn note_write<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, write
     }
 }
 
+/// A FlashCopy changed what `target` reads on these tracks: if it is a mirror primary, they go
+/// out of sync (a full-duplex pair becomes copy-pending until they are copied).
+pub(crate) fn target_changed<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeId, tracks: &RoaringBitmap) {
+    let Some(pair) = tx.state().record(target).and_then(|r| r.mirror.as_ref()) else {
+        return;
+    };
+    if pair.role != PairRole::Primary || tracks.is_empty() {
+        return;
+    }
+    let name = tx.name(target);
+    let m = tx.mirror_mut(target);
+    m.out_of_sync |= tracks;
+    if m.state == PairState::FullDuplex {
+        m.state = PairState::CopyPending;
+        tx.push_event(Event::PairState {
+            volume: name,
+            state: "copy-pending".into(),
+        });
+    }
+}
+
+/// Every track of a mirror primary out of sync (a Remote Pair FlashCopy that ran at one site
+/// only): its secondary is rewritten whole.
+pub(crate) fn copy_all<R: TrackReader>(tx: &mut Tx<'_, R>, volume: &str) -> Result<(), Failure<R::Error>> {
+    let (id, _) = tx.state().primary(volume)?;
+    let tracks = tx
+        .state()
+        .track_count(tx.state().record(id).expect("exists").volume.size);
+    let all: RoaringBitmap = (0..tracks).collect();
+    let m = tx.mirror_mut(id);
+    m.out_of_sync |= &all;
+    if let PairState::Suspended(_) = m.state {
+        return Ok(());
+    }
+    target_changed(tx, id, &all);
+    Ok(())
+}
+
 fn role_name(role: PairRole) -> &'static str {
     match role {
         PairRole::Primary => "primary",
@@ -546,6 +584,77 @@ impl State {
             let m = r.mirror.as_ref().filter(|m| m.role == PairRole::Primary)?;
             Some((r.volume.id, r.volume.name.as_str(), m))
         })
+    }
+
+    /// Remote Pair FlashCopy of `pairs` (`--pmir` at the primaries' site): every source and
+    /// target must be a full-duplex primary mirrored to one cluster. Returns that cluster and
+    /// the same pairs as the secondaries' volume names.
+    pub fn remote_pairs(&self, pairs: &[Pair]) -> Result<(String, Vec<Pair>), CommandError> {
+        let mut cluster: Option<String> = None;
+        let mut remote = Vec::with_capacity(pairs.len());
+        for pair in pairs {
+            let id = |name: &str| {
+                self.volume_id(name)
+                    .ok_or_else(|| CommandError::VolumeNotFound { name: name.into() })
+            };
+            let (source, target) = (id(&pair.source)?, id(&pair.target)?);
+            if let Some(error) =
+                crate::establish::mirror_target(self, source, target, pair, crate::command::MirrorTarget::RemotePair)
+            {
+                return Err(error);
+            }
+            let m = |id: VolumeId| self.records[&id].mirror.as_ref().expect("checked");
+            let (s, t) = (m(source), m(target));
+            if cluster.get_or_insert_with(|| s.remote_cluster.clone()) != &s.remote_cluster {
+                return Err(CommandError::PmirNotPossible {
+                    pair: pair.to_string(),
+                    reason: "the pairs of one command are mirrored to different clusters".into(),
+                });
+            }
+            remote.push(Pair::new(s.remote_volume.clone(), t.remote_volume.clone()));
+        }
+        let cluster = cluster.ok_or(CommandError::NoPairs)?;
+        Ok((cluster, remote))
+    }
+
+    /// For commands on existing relationships: `Some` (the cluster and the secondaries' pair
+    /// names) if they are Remote Pair FlashCopies, `None` if none is; a mix is refused.
+    pub fn existing_remote_pairs(&self, pairs: &[Pair]) -> Result<Option<(String, Vec<Pair>)>, CommandError> {
+        let targets = crate::pairs::find_existing(self, pairs)?;
+        let remote: Vec<bool> = targets
+            .iter()
+            .map(|t| self.incoming(*t).is_some_and(|r| r.remote_pair))
+            .collect();
+        if remote.iter().all(|r| !r) {
+            return Ok(None);
+        }
+        if !remote.iter().all(|r| *r) {
+            return Err(CommandError::PmirNotPossible {
+                pair: pairs.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" "),
+                reason: "Remote Pair FlashCopy relationships run at both sites: name them in a command of their own"
+                    .into(),
+            });
+        }
+        let mut cluster: Option<String> = None;
+        let mut remote = Vec::with_capacity(pairs.len());
+        for (pair, target) in pairs.iter().zip(targets) {
+            let rel = self.incoming(target).expect("found");
+            let m = |id: VolumeId| self.records[&id].mirror.as_ref();
+            let (Some(s), Some(t)) = (m(rel.source), m(target)) else {
+                return Err(CommandError::PmirNotPossible {
+                    pair: pair.to_string(),
+                    reason: "its volumes are no longer both in mirror pairs; withdraw it at each site".into(),
+                });
+            };
+            if cluster.get_or_insert_with(|| s.remote_cluster.clone()) != &s.remote_cluster {
+                return Err(CommandError::PmirNotPossible {
+                    pair: pair.to_string(),
+                    reason: "the pairs of one command are mirrored to different clusters".into(),
+                });
+            }
+            remote.push(Pair::new(s.remote_volume.clone(), t.remote_volume.clone()));
+        }
+        Ok(cluster.map(|c| (c, remote)))
     }
 
     /// Whether `volume` is a mirror secondary (hosts may only read it).

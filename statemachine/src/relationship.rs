@@ -22,6 +22,9 @@ pub struct Relationship {
     pub target_write_inhibit: bool,
     /// `rmflash --cp` in progress: withdraw when the copy completes.
     pub completing: bool,
+    /// Remote Pair FlashCopy (`--pmir`): the same relationship exists between the mirror
+    /// secondaries, and every command on it runs at both sites.
+    pub remote_pair: bool,
     pub out_of_sync: OutOfSync,
     /// Tracks written on the source since the last point in time (only while recording).
     pub source_changes: RoaringBitmap,
@@ -65,15 +68,16 @@ impl Relationship {
         }
     }
 
-    /// The five switches, in one fixed order: persistent, recording, background copy, target
-    /// write inhibit, completing. Storage and the digest both use this order.
-    pub fn flags(&self) -> [bool; 5] {
+    /// The six switches, in one fixed order: persistent, recording, background copy, target
+    /// write inhibit, completing, remote pair. Storage and the digest both use this order.
+    pub fn flags(&self) -> [bool; 6] {
         [
             self.persistent,
             self.recording,
             self.background_copy,
             self.target_write_inhibit,
             self.completing,
+            self.remote_pair,
         ]
     }
 

@@ -32,6 +32,7 @@ pub(crate) fn resyncflash<R: TrackReader>(
         let mut changed = std::mem::take(&mut rel.source_changes);
         changed |= std::mem::take(&mut rel.target_changes);
         rel.out_of_sync.mark_out_of_sync(&changed);
+        let remote_pair = rel.remote_pair;
         rel.background_copy = !nocp;
         rel.target_write_inhibit = tgtinhibit;
         if let Some(seqnum) = seqnum {
@@ -39,6 +40,10 @@ pub(crate) fn resyncflash<R: TrackReader>(
         }
         rel.synced_at = now;
         let tracks_to_copy = rel.out_of_sync.len();
+        if !remote_pair {
+            // A target that is a mirror primary: what the refresh changes goes to its secondary.
+            crate::pprc::target_changed(tx, target, &changed);
+        }
         tx.push_event(Event::Resynced {
             source: pair.source.clone(),
             target: pair.target.clone(),

@@ -3,7 +3,7 @@
 //! where the two diverged are copied back.
 
 use crate::bitmap::OutOfSync;
-use crate::command::Pair;
+use crate::command::{MirrorTarget, Pair};
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::pairs::find_existing;
@@ -34,9 +34,15 @@ pub(crate) fn reverseflash<R: TrackReader>(
             }
             .into());
         }
-        // The old source becomes the target.
+        // The old source becomes the target: a mirror primary gets what changes on it copied
+        // to its secondary (a remote pair runs the same reverse at both sites).
         let reversed = Pair::new(pair.target.clone(), pair.source.clone());
-        if let Some(error) = crate::establish::mirror_target(tx.state(), rel.source, &reversed) {
+        let how = match (rel.remote_pair, tx.state().is_mirror_secondary(*target)) {
+            (true, true) => MirrorTarget::RemotePairSecondary,
+            (true, false) => MirrorTarget::RemotePair,
+            (false, _) => MirrorTarget::Copy,
+        };
+        if let Some(error) = crate::establish::mirror_target(tx.state(), *target, rel.source, &reversed, how) {
             return Err(error.into());
         }
         let source = tx.state().record(rel.source).expect("sources exist");
@@ -75,6 +81,10 @@ pub(crate) fn reverseflash<R: TrackReader>(
             old.out_of_sync.complement()
         };
         let tracks_to_copy = diverged.len();
+        if !old.remote_pair {
+            let changed = diverged.to_set();
+            crate::pprc::target_changed(tx, old_source, &changed);
+        }
         let reversed = Relationship {
             source: old_target,
             target: old_source,
@@ -84,6 +94,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
             background_copy: true,
             target_write_inhibit: false,
             completing: false,
+            remote_pair: old.remote_pair,
             out_of_sync: diverged,
             source_changes: RoaringBitmap::new(),
             target_changes: RoaringBitmap::new(),

@@ -215,6 +215,7 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
                 tgtinhibit,
                 freeze,
                 seqnum: seq,
+                ..Default::default()
             },
         },
         Op::Rm { pair: p, cp, seq } => Command::RmFlash {

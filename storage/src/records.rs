@@ -56,7 +56,7 @@ fn held_range(volume: VolumeId) -> (Vec<u8>, Vec<u8>) {
 struct StoredRelationship {
     source: VolumeId,
     seqnum: u32,
-    flags: [bool; 5],
+    flags: [bool; 6],
     tracks: u32,
     out_of_sync_inverted: bool,
     created_at: Timestamp,
@@ -234,7 +234,8 @@ impl Loader {
             .map(|stored| {
                 let target = stored.volume.id;
                 let incoming = stored.incoming.map(|r| {
-                    let [persistent, recording, background_copy, target_write_inhibit, completing] = r.flags;
+                    let [persistent, recording, background_copy, target_write_inhibit, completing, remote_pair] =
+                        r.flags;
                     Relationship {
                         source: r.source,
                         target,
@@ -244,6 +245,7 @@ impl Loader {
                         background_copy,
                         target_write_inhibit,
                         completing,
+                        remote_pair,
                         out_of_sync: OutOfSync::from_raw(
                             r.tracks,
                             r.out_of_sync_inverted,

@@ -171,6 +171,7 @@ fn command(op: &Op, tag: u64) -> Command {
                 tgtinhibit,
                 freeze,
                 seqnum: 0,
+                ..Default::default()
             },
         },
         Op::Rm(s, t, cp) => Command::RmFlash {

@@ -226,6 +226,14 @@ pub enum Verb {
         freeze: bool,
         #[arg(long, default_value_t = 0)]
         seqnum: u32,
+        /// The target may be a Metro Mirror primary: what the FlashCopy places on it is copied
+        /// to its secondary (the pair is copy-pending until it has been).
+        #[arg(long)]
+        tgtpprc: bool,
+        /// Remote Pair FlashCopy: source and target are full-duplex mirror primaries, and the
+        /// same FlashCopy runs between their secondaries (no copied data crosses the link).
+        #[arg(long, value_enum, value_name = "required|preferred")]
+        pmir: Option<crate::protocol::Pmir>,
         #[arg(long)]
         wait: bool,
         #[command(flatten)]

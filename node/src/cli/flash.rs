@@ -7,10 +7,16 @@ use super::client::{ApiClient, CliError};
 use super::progress::{relationships_query, wait_for_copy, watch};
 use super::report::relationships_table;
 use super::{api, print_events, print_json};
-use crate::protocol::{CommandReply, MkFlash, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
-use statemachine::{EstablishOptions, Pair, RelationshipInfo};
+use crate::protocol::{CommandReply, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
+use statemachine::{EstablishOptions, MirrorTarget, Pair, RelationshipInfo};
 
-pub async fn mkflash(client: &ClientArgs, pairs: Vec<String>, o: EstablishOptions, wait: bool) -> Result<(), CliError> {
+pub async fn mkflash(
+    client: &ClientArgs,
+    pairs: Vec<String>,
+    o: EstablishOptions,
+    pmir: Option<Pmir>,
+    wait: bool,
+) -> Result<(), CliError> {
     let parsed = parse_pairs(&pairs)?;
     check_wait(wait, o.nocp)?;
     if o.record && !o.persist {
@@ -24,6 +30,8 @@ pub async fn mkflash(client: &ClientArgs, pairs: Vec<String>, o: EstablishOption
         tgtinhibit: o.tgtinhibit,
         freeze: o.freeze,
         seqnum: o.seqnum,
+        tgtpprc: o.mirror == MirrorTarget::Copy,
+        pmir,
     };
     send(&api(client)?, "/mkflash", &body, wait.then_some(&parsed[..])).await
 }

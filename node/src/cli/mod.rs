@@ -89,6 +89,8 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
             tgtinhibit,
             freeze,
             seqnum,
+            tgtpprc,
+            pmir,
             wait,
             client,
         } => {
@@ -99,8 +101,13 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
                 tgtinhibit,
                 freeze,
                 seqnum,
+                mirror: if tgtpprc {
+                    statemachine::MirrorTarget::Copy
+                } else {
+                    statemachine::MirrorTarget::None
+                },
             };
-            flash::mkflash(&client, pairs, options, wait).await
+            flash::mkflash(&client, pairs, options, pmir, wait).await
         }
         Verb::Lsflash {
             volumes,

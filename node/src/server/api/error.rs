@@ -100,7 +100,8 @@ fn command_status(e: &CommandError) -> StatusCode {
         | CommandError::MirrorSecondary { .. }
         | CommandError::VolumeInMirrorPair { .. }
         | CommandError::TargetIsMirrorPrimary { .. }
-        | CommandError::TargetIsMirrorSecondary { .. } => StatusCode::CONFLICT,
+        | CommandError::TargetIsMirrorSecondary { .. }
+        | CommandError::PmirNotPossible { .. } => StatusCode::CONFLICT,
     }
 }
 

@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::{run, AdminApi, Api};
 use crate::protocol::{
     AcceptSecondary, BecameSecondary, BecomeSecondary, CommandReply, MirrorReply, MkPprc, MkPprcPath, PathRow,
-    PprcVolumes, RemovePair,
+    PprcVolumes, RemoteFlash, RemovePair,
 };
 use crate::server::consensus::now_millis;
 use crate::server::mirror::LinkError;
@@ -16,7 +16,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use statemachine::{Command, CommandError, Event, MirrorBatch, Pair, PairRole, PairState, PprcPath, SuspendReason};
+use statemachine::{
+    Command, CommandError, Event, MirrorBatch, MirrorTarget, Pair, PairRole, PairState, PprcPath, SuspendReason,
+    VolumeId,
+};
 
 impl From<LinkError> for ApiError {
     fn from(e: LinkError) -> Self {
@@ -429,6 +432,67 @@ pub(super) async fn remove(
         .into()),
         Some(_) => run(&a, Command::RmPprc { volume: r.volume }).await,
     }
+}
+
+/// Runs a FlashCopy command on Remote Pair FlashCopy relationships at both sites, at the same
+/// point in the write stream: host writes to their volumes are held (those in flight finish,
+/// confirmed by the secondaries), every pair involved has nothing unconfirmed, the secondaries'
+/// site runs `remote`, then this site `local`, then writes go on. If it ran there and not here,
+/// the secondaries of `targets` are rewritten from here (`PprcCopyAll`).
+pub(super) async fn at_both_sites(
+    a: &AdminApi,
+    pairs: &[Pair],
+    local: Command,
+    remote: Command,
+    cluster: &str,
+    targets: Vec<String>,
+) -> Result<Json<CommandReply>, ApiError> {
+    let path = a.state.query(|s| s.path(cluster).cloned())?;
+    let volumes: Vec<VolumeId> = a.state.query(|s| {
+        pairs
+            .iter()
+            .flat_map(|p| [&p.source, &p.target])
+            .filter_map(|name| s.volume_id(name))
+            .collect()
+    });
+    let _held = a.host_io.hold_writes(&volumes).await;
+    a.mirror
+        .drained(&volumes)
+        .await
+        .map_err(|reason| ApiError::new(StatusCode::CONFLICT, "pmir-not-possible", reason))?;
+    a.mirror.links.flash(&path, &RemoteFlash { command: remote }).await?;
+    match run(a, local).await {
+        Ok(reply) => Ok(reply),
+        Err(e) => {
+            for volume in targets {
+                if let Err(copy) = a.consensus.propose(Command::PprcCopyAll { volume }).await {
+                    tracing::warn!(error = %copy, "a secondary could not be marked for a full copy");
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+/// From the primaries' site: a FlashCopy command of a Remote Pair FlashCopy.
+pub(super) async fn flash(
+    State(a): Api,
+    body: Result<Json<RemoteFlash>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(r) = body?;
+    let allowed = match &r.command {
+        Command::MkFlash { options, .. } => options.mirror == MirrorTarget::RemotePairSecondary,
+        Command::RmFlash { .. } | Command::ResyncFlash { .. } | Command::ReverseFlash { .. } => true,
+        _ => false,
+    };
+    if !allowed {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad-request",
+            "only the FlashCopy commands of a Remote Pair FlashCopy travel between sites",
+        ));
+    }
+    run(&a, r.command).await
 }
 
 /// Runs one command per volume, in order, stopping at the first refusal.

@@ -86,6 +86,7 @@ pub fn router(api: AdminApi) -> Router {
         .route("/pprc/apply", post(mirror::apply))
         .route("/pprc/become-secondary", post(mirror::become_secondary))
         .route("/pprc/remove", post(mirror::remove))
+        .route("/pprc/flash", post(mirror::flash))
         .route("/audit", get(audit::list))
         .route("/audit/at", get(audit::at))
         .route("/audit/verify", get(audit::verify))

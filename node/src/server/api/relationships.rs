@@ -1,14 +1,14 @@
 //! FlashCopy relationships: lsflash and the DS CLI verbs, each one log entry.
 
 use super::error::ApiError;
-use super::{run, Api};
-use crate::protocol::{MkFlash, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
+use super::{run, AdminApi, Api};
+use crate::protocol::{CommandReply, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
-use statemachine::{Command, EstablishOptions, Pair};
+use statemachine::{Command, EstablishOptions, MirrorTarget, Pair};
 
 pub(super) fn pair(raw: &str) -> Result<Pair, ApiError> {
     raw.parse::<Pair>()
@@ -38,22 +38,67 @@ pub(super) async fn mkflash(
     body: Result<Json<MkFlash>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(m) = body?;
-    let options = EstablishOptions {
+    let mut options = EstablishOptions {
         nocp: m.nocp,
         persist: m.persist,
         record: m.record,
         tgtinhibit: m.tgtinhibit,
         freeze: m.freeze,
         seqnum: m.seqnum,
-    };
-    run(
-        &a,
-        Command::MkFlash {
-            pairs: pairs(&m.pairs)?,
-            options,
+        mirror: if m.tgtpprc {
+            MirrorTarget::Copy
+        } else {
+            MirrorTarget::None
         },
-    )
-    .await
+    };
+    let pairs = pairs(&m.pairs)?;
+    let Some(pmir) = m.pmir else {
+        return run(&a, Command::MkFlash { pairs, options }).await;
+    };
+    a.consensus.linearizable().await?;
+    match (a.state.query(|s| s.remote_pairs(&pairs)), pmir) {
+        (Ok((cluster, remote)), _) => {
+            let local = Command::MkFlash {
+                pairs: pairs.clone(),
+                options: EstablishOptions {
+                    mirror: MirrorTarget::RemotePair,
+                    ..options.clone()
+                },
+            };
+            let remote = Command::MkFlash {
+                pairs: remote,
+                options: EstablishOptions {
+                    mirror: MirrorTarget::RemotePairSecondary,
+                    ..options
+                },
+            };
+            let targets = pairs.iter().map(|p| p.target.clone()).collect();
+            super::mirror::at_both_sites(&a, &pairs, local, remote, &cluster, targets).await
+        }
+        (Err(e), Pmir::Required) => Err(e.into()),
+        (Err(_), Pmir::Preferred) => {
+            options.mirror = MirrorTarget::Copy;
+            run(&a, Command::MkFlash { pairs, options }).await
+        }
+    }
+}
+
+/// A command on existing relationships: a Remote Pair FlashCopy runs it at both sites (the
+/// secondaries' names in `remote`); `targets` are the volumes it places tracks on here.
+async fn on_relationships(
+    a: &AdminApi,
+    pairs: Vec<Pair>,
+    command: impl Fn(Vec<Pair>) -> Command,
+    targets: impl Fn(&Pair) -> String,
+) -> Result<Json<CommandReply>, ApiError> {
+    a.consensus.linearizable().await?;
+    match a.state.query(|s| s.existing_remote_pairs(&pairs))? {
+        None => run(a, command(pairs)).await,
+        Some((cluster, remote)) => {
+            let targets = pairs.iter().map(targets).collect();
+            super::mirror::at_both_sites(a, &pairs, command(pairs.clone()), command(remote), &cluster, targets).await
+        }
+    }
 }
 
 pub(super) async fn rmflash(
@@ -61,13 +106,12 @@ pub(super) async fn rmflash(
     body: Result<Json<RmFlash>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(r) = body?;
-    run(
+    let (cp, seqnum) = (r.cp, r.seqnum);
+    on_relationships(
         &a,
-        Command::RmFlash {
-            pairs: pairs(&r.pairs)?,
-            cp: r.cp,
-            seqnum: r.seqnum,
-        },
+        pairs(&r.pairs)?,
+        |pairs| Command::RmFlash { pairs, cp, seqnum },
+        |p| p.target.clone(),
     )
     .await
 }
@@ -77,13 +121,19 @@ pub(super) async fn resyncflash(
     body: Result<Json<ResyncFlash>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(r) = body?;
-    let command = Command::ResyncFlash {
-        pairs: pairs(&r.pairs)?,
-        nocp: r.nocp,
-        tgtinhibit: r.tgtinhibit,
-        seqnum: r.seqnum,
-    };
-    run(&a, command).await
+    let (nocp, tgtinhibit, seqnum) = (r.nocp, r.tgtinhibit, r.seqnum);
+    on_relationships(
+        &a,
+        pairs(&r.pairs)?,
+        |pairs| Command::ResyncFlash {
+            pairs,
+            nocp,
+            tgtinhibit,
+            seqnum,
+        },
+        |p| p.target.clone(),
+    )
+    .await
 }
 
 pub(super) async fn reverseflash(
@@ -91,13 +141,13 @@ pub(super) async fn reverseflash(
     body: Result<Json<ReverseFlash>, JsonRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let Json(r) = body?;
-    run(
+    let (fast, seqnum) = (r.fast, r.seqnum);
+    // Reversed, the source becomes the target.
+    on_relationships(
         &a,
-        Command::ReverseFlash {
-            pairs: pairs(&r.pairs)?,
-            fast: r.fast,
-            seqnum: r.seqnum,
-        },
+        pairs(&r.pairs)?,
+        |pairs| Command::ReverseFlash { pairs, fast, seqnum },
+        |p| p.source.clone(),
     )
     .await
 }

@@ -5,9 +5,11 @@
 //! that applied them. One rule each, whichever front end asks.
 
 mod error;
+mod gate;
 mod writes;
 
 pub use error::HostIoError;
+use gate::WriteGates;
 pub use writes::HostWrites;
 
 use crate::server::consensus::Consensus;
@@ -51,6 +53,7 @@ pub struct HostIo {
     writes: HostWrites,
     /// A write to a full-duplex mirror primary is acknowledged once its secondary has it.
     mirror: Arc<Mirror>,
+    gates: WriteGates,
 }
 
 impl HostIo {
@@ -60,6 +63,7 @@ impl HostIo {
             state,
             writes,
             mirror,
+            gates: WriteGates::default(),
         }
     }
 
@@ -123,9 +127,16 @@ impl HostIo {
         // A --tgtinhibit target is the state machine's to refuse (journaled, like any refusal);
         // a read-only mapping is this client's access.
         self.check_access(volume, true)?;
+        let _pass = self.gates.pass(volume.id).await;
         let index = self.writes.write(&volume.name, volume.id, offset, data).await?;
         self.mirror.wait(volume.id, index).await;
         Ok(index)
+    }
+
+    /// Holds every host write to `volumes` back (once those in flight are acknowledged) until
+    /// the guards are dropped: a Remote Pair FlashCopy runs at both sites in between.
+    pub async fn hold_writes(&self, volumes: &[VolumeId]) -> Vec<tokio::sync::OwnedRwLockWriteGuard<()>> {
+        self.gates.hold(volumes).await
     }
 
     /// Which parts of a range are allocated, linearizable like a read; may cover less than

@@ -4,7 +4,8 @@
 //! the round trip.
 
 use crate::protocol::{
-    AcceptSecondary, BecameSecondary, BecomeSecondary, ClusterStatus, ErrorBody, MirrorReply, RemovePair, API_PREFIX,
+    AcceptSecondary, BecameSecondary, BecomeSecondary, ClusterStatus, ErrorBody, MirrorReply, RemoteFlash, RemovePair,
+    API_PREFIX,
 };
 use statemachine::{MirrorBatch, PprcPath};
 use std::collections::HashMap;
@@ -128,6 +129,20 @@ impl Links {
             reason: format!("an answer that does not decode: {e}"),
         })?;
         Ok(reply.tracks)
+    }
+
+    /// A FlashCopy command at the secondaries' site (Remote Pair FlashCopy).
+    pub async fn flash(&self, path: &PprcPath, request: &RemoteFlash) -> Result<(), LinkError> {
+        let body = serde_json::to_vec(request).expect("encodes");
+        self.send(
+            path,
+            reqwest::Method::POST,
+            "/pprc/flash",
+            Some(body),
+            Duration::from_secs(20),
+        )
+        .await
+        .map(|_| ())
     }
 
     pub async fn remove(&self, path: &PprcPath, request: &RemovePair) -> Result<(), LinkError> {

@@ -86,6 +86,34 @@ impl Mirror {
         self.metrics.mirror_wait.observe(started.elapsed());
     }
 
+    /// Waits (within the mirror timeout) until every full-duplex primary among `volumes` has
+    /// nothing sent and unconfirmed: the secondaries hold every write so far.
+    pub async fn drained(&self, volumes: &[VolumeId]) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + self.timeout;
+        for &volume in volumes {
+            loop {
+                let pair = self.state.query(|s| {
+                    let m = s.record(volume)?.mirror.as_ref()?;
+                    Some((m.generation, m.state, m.sent, m.confirmed))
+                });
+                let Some((generation, state, sent, confirmed)) = pair else {
+                    break;
+                };
+                if state != PairState::FullDuplex {
+                    return Err("a mirror pair of the relationship is not full duplex".into());
+                }
+                if confirmed.max(self.confirmed_here(volume, generation)) >= sent {
+                    break;
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Err("the secondary did not confirm the writes so far in time; try again".into());
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Ok(())
+    }
+
     fn confirmed_here(&self, volume: VolumeId, generation: u64) -> u64 {
         match self.confirmed.lock().expect("not poisoned").get(&volume) {
             Some((g, seq)) if *g == generation => *seq,
