@@ -444,3 +444,94 @@ fn flashcopy_onto_a_mirror_primary_reaches_its_secondary_by_copy_or_by_the_same_
     audit_verifies(&a);
     audit_verifies(&b);
 }
+
+#[test]
+fn the_link_runs_over_https_checked_against_the_ca_the_path_names() {
+    let dir = tempfile::tempdir().unwrap();
+    // A self-signed certificate for 127.0.0.1: site B's admin API serves it; it is its own CA.
+    let (cert, key) = (dir.path().join("b-cert.pem"), dir.path().join("b-key.pem"));
+    let made = run(
+        "openssl",
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+    );
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    let a = site(dir.path(), "a", 5000);
+    let token = dir.path().join("b.token");
+    std::fs::write(&token, "b-secret\n").unwrap();
+    let b = Node::start(
+        &dir.path().join("b"),
+        1,
+        &[
+            "--token-file",
+            token.to_str().unwrap(),
+            "--api-tls-cert",
+            cert.to_str().unwrap(),
+            "--api-tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let b_api = b.api.replace("http://", "https://");
+    let ca = cert.to_str().unwrap();
+    let b_cli = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--api", b_api.as_str(), "--ca-file", ca]);
+        let out = cli_env(&b_api, &all, &[("FLASHCOPY_TOKEN", "b-secret")]);
+        assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
+        out.stdout
+    };
+    eventually("site B serves HTTPS", 60, || {
+        let out = cli_env(&b_api, &["lsvol", "--ca-file", ca], &[("FLASHCOPY_TOKEN", "b-secret")]);
+        out.code == 0
+    });
+    // Plain HTTP to an HTTPS API, and HTTPS without the CA, do not get through.
+    let plain = cli_env(&b.api, &["lsvol"], &[("FLASHCOPY_TOKEN", "b-secret")]);
+    assert_ne!(plain.code, 0);
+    a.ok(&["mkvol", "p", "--size", "4M"]);
+    b_cli(&["mkvol", "s", "--size", "4M"]);
+    let b_token = token.to_str().unwrap();
+    a.fails(
+        &["mkpprcpath", "--remote", &b_api, "--remote-token-file", b_token],
+        1,
+        "remote-unreachable",
+    );
+    a.ok(&[
+        "mkpprcpath",
+        "--remote",
+        &b_api,
+        "--remote-token-file",
+        b_token,
+        "--remote-ca",
+        ca,
+    ]);
+    a.ok(&["mkpprc", "p:s"]);
+    wait_state(&a, "p", "full-duplex", 60);
+    a.write("p", 4096, pattern(2, 100_000));
+    let expected = a.read("p", 0, 4 * MIB);
+    b_cli(&["failoverpprc", "s"]);
+    let read = cli_env(
+        &b_api,
+        &["lsvol", "--json", "--ca-file", ca],
+        &[("FLASHCOPY_TOKEN", "b-secret")],
+    );
+    assert_eq!(read.code, 0);
+    assert_eq!(b.read("s", 0, 4 * MIB), expected, "mirrored over HTTPS");
+    let paths = a.json(&["lspprcpath", "--json"]);
+    assert!(paths[0]["bytes_sent"].as_u64().unwrap() > 100_000, "{paths}");
+    assert!(paths[0]["average_rtt_ms"].as_f64().is_some(), "{paths}");
+}

@@ -319,6 +319,9 @@ pub struct MkPprcPath {
     pub remote: String,
     #[serde(default)]
     pub token: Option<String>,
+    /// CA certificates (PEM) to check the remote's HTTPS certificate against.
+    #[serde(default)]
+    pub ca: Option<String>,
 }
 
 /// One row of `lspprcpath`: the path and what the link cost so far (on the node answering).

@@ -81,8 +81,9 @@ pub enum MirrorTarget {
 /// What a host write puts into the volume.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteData {
-    /// Encoded as one byte string (not a sequence of u8): writes are large.
-    Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Encoded as one byte string (not a sequence of u8): writes are large. A shared buffer: the
+    /// NBD request's bytes, the log entry, apply and the mirror's tap hold the same memory.
+    Bytes(bytes::Bytes),
     /// NBD WRITE_ZEROES and TRIM (and writes of all-zero data): the range reads as zeros
     /// afterwards; whole tracks stop being stored.
     Zeroes(u64),
@@ -187,6 +188,9 @@ pub struct MirrorBatch {
     pub generation: u64,
     pub writes: Vec<MirroredWrite>,
     pub mark: SecondaryMark,
+    /// The last sequence number the primary had given when it made the batch: a mark older
+    /// than what the secondary applied is stale and ignored.
+    pub upto: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

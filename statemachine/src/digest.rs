@@ -111,9 +111,9 @@ pub(crate) fn hosts_hash(hosts: &BTreeMap<String, crate::hosts::Host>) -> u64 {
 /// The cluster id's and the mirror paths' contribution: their remote ids and URLs, not their tokens (the journal
 /// keeps tokens redacted, and its replay must give the same digest).
 pub(crate) fn paths_hash(cluster_id: Option<&str>, paths: &BTreeMap<String, crate::mirror::PprcPath>) -> u64 {
-    let view: Vec<(&str, &str)> = paths
+    let view: Vec<(&str, &str, Option<&str>)> = paths
         .values()
-        .map(|p| (p.remote_cluster.as_str(), p.url.as_str()))
+        .map(|p| (p.remote_cluster.as_str(), p.url.as_str(), p.ca.as_deref()))
         .collect();
     xxh3_64(&encode(&(cluster_id, view)))
 }

@@ -144,6 +144,8 @@ pub enum CommandError {
     },
     #[error("target {name} of {pair} is a Metro Mirror secondary: only the mirror writes it; fail it over or remove the pair first", name = shown(.volume))]
     TargetIsMirrorSecondary { volume: String, pair: String },
+    #[error("mirror writes to {name} must come in order: sequence number {expected} is next, not {got}; the primary resyncs", name = shown(.volume))]
+    PairSequenceGap { volume: String, expected: u64, got: u64 },
     #[error("Remote Pair FlashCopy of {pair} is not possible: {reason}; --pmir preferred falls back to --tgtpprc")]
     PmirNotPossible { pair: String, reason: String },
 }
@@ -203,6 +205,7 @@ impl CommandError {
             CommandError::TargetIsMirrorPrimary { .. } => "target-is-mirror-primary",
             CommandError::TargetIsMirrorSecondary { .. } => "target-is-mirror-secondary",
             CommandError::PmirNotPossible { .. } => "pmir-not-possible",
+            CommandError::PairSequenceGap { .. } => "pair-sequence-gap",
         }
     }
 }

@@ -212,6 +212,9 @@ pub(crate) fn mirror_target(
         reason,
     };
     match (how, m) {
+        (MirrorTarget::RemotePair, _) if [source, target].iter().any(|v| holds_writes(state, *v)) => Some(
+            pmir_not_possible("a volume is frozen or still releasing held writes; thaw it first".into()),
+        ),
         (MirrorTarget::RemotePair, _) => {
             let duplex = |m| in_role(m, PairRole::Primary).filter(|m| m.state == PairState::FullDuplex);
             match (duplex(s), duplex(m)) {
@@ -249,4 +252,11 @@ pub(crate) fn mirror_target(
 
 fn in_role(m: Option<&crate::mirror::MirrorPair>, role: crate::mirror::PairRole) -> Option<&crate::mirror::MirrorPair> {
     m.filter(|m| m.role == role)
+}
+
+/// Frozen, or still releasing writes a freeze held.
+fn holds_writes(state: &State, volume: VolumeId) -> bool {
+    state
+        .record(volume)
+        .is_some_and(|r| r.volume.frozen_until.is_some() || !r.held_writes.is_empty())
 }

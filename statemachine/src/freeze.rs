@@ -80,7 +80,14 @@ pub(crate) fn release<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId) -> Resul
                 volume: write.volume.clone(),
                 relationship: tx.state().pair_name(rel),
             })
-            .or_else(|| unbounded_zeroing(tx.state(), id, &write));
+            .or_else(|| unbounded_zeroing(tx.state(), id, &write))
+            .or_else(|| {
+                tx.state()
+                    .is_mirror_secondary(id)
+                    .then(|| CommandError::MirrorSecondary {
+                        volume: write.volume.clone(),
+                    })
+            });
         match refusal {
             Some(error) => tx.push_event(Event::HeldWriteRefused {
                 volume: write.volume.clone(),

@@ -124,7 +124,7 @@ mod tests {
             volume: "v".into(),
             opened: None,
             offset: 0,
-            data: WriteData::Bytes(vec![1; len]),
+            data: WriteData::Bytes(vec![1; len].into()),
             tag,
         }
     }

@@ -20,6 +20,8 @@ pub struct PprcPath {
     pub url: String,
     /// The remote cluster's token. The journal keeps it redacted and the digest leaves it out.
     pub token: Option<String>,
+    /// CA certificates (PEM) the remote's HTTPS certificate is checked against.
+    pub ca: Option<String>,
 }
 
 /// What the journal keeps of a path's token.

@@ -2,10 +2,10 @@
 //! The node drives the link (it sends, the state machine decides what is sent and records
 //! what was confirmed); every decision that must survive a leader change is here, in the log.
 
-use crate::command::{HostWrite, MirrorBatch, Pair, SecondaryMark};
+use crate::command::{HostWrite, MirrorBatch, MirroredWrite, Pair, SecondaryMark, WriteData};
 use crate::error::CommandError;
 use crate::event::Event;
-use crate::host_write::write_now;
+use crate::host_write::{write_now, MAX_WRITE_BYTES};
 use crate::mirror::{MirrorPair, PairRole, PairState, PprcPath, SuspendReason};
 use crate::state::State;
 use crate::track::{TrackReader, VolumeId};
@@ -164,9 +164,39 @@ pub(crate) fn apply_batch<R: TrackReader>(tx: &mut Tx<'_, R>, batch: &MirrorBatc
         return Err(stale(&batch.volume, pair, batch.generation));
     }
     let (applied_before, was_consistent, old_state) = (pair.confirmed, pair.consistent, pair.state);
-    for w in batch.writes.iter().filter(|w| w.seq > applied_before) {
+    let new: Vec<&MirroredWrite> = batch.writes.iter().filter(|w| w.seq > applied_before).collect();
+    // Everything is checked before anything changes.
+    let bytes: u64 = new.iter().map(|w| mirrored_bytes(&w.data)).sum();
+    if bytes > MAX_WRITE_BYTES {
+        return Err(CommandError::WriteTooLarge {
+            length: bytes,
+            max: MAX_WRITE_BYTES,
+        }
+        .into());
+    }
+    for w in &new {
+        if matches!(w.data, WriteData::Summary { .. }) && !tx.replaying() {
+            return Err(CommandError::WriteWithoutData {
+                volume: batch.volume.clone(),
+            }
+            .into());
+        }
         tx.state()
             .check_range(&batch.volume, Some(id), w.offset, w.data.len())?;
+    }
+    // Streamed writes come in the primary's order without a hole; only a copy (whose image is
+    // not consistent until it ends) may skip sequence numbers that its tracks replace.
+    if batch.mark == SecondaryMark::Duplex {
+        if let Some(first) = new.first().filter(|w| w.seq != applied_before + 1) {
+            return Err(CommandError::PairSequenceGap {
+                volume: batch.volume.clone(),
+                expected: applied_before + 1,
+                got: first.seq,
+            }
+            .into());
+        }
+    }
+    for w in &new {
         let write = HostWrite {
             volume: batch.volume.clone(),
             opened: Some(id),
@@ -176,14 +206,19 @@ pub(crate) fn apply_batch<R: TrackReader>(tx: &mut Tx<'_, R>, batch: &MirrorBatc
         };
         write_now(tx, id, &write)?;
     }
+    let last = new.iter().map(|w| w.seq).max().unwrap_or(applied_before);
+    let m = tx.mirror_mut(id);
+    m.confirmed = last;
+    // A mark sent before what this side already applied is stale (a late request of an old
+    // leader): it says nothing about the pair now.
+    if batch.upto < applied_before {
+        return Ok(());
+    }
     let (state, consistent) = match batch.mark {
         SecondaryMark::Copying => (PairState::CopyPending, false),
         SecondaryMark::Duplex => (PairState::FullDuplex, true),
         SecondaryMark::Suspended => (PairState::Suspended(SuspendReason::Operator), was_consistent),
     };
-    let last = batch.writes.iter().map(|w| w.seq).max().unwrap_or(0);
-    let m = tx.mirror_mut(id);
-    m.confirmed = m.confirmed.max(last);
     m.state = state;
     m.consistent = consistent;
     if state != old_state || consistent != was_consistent {
@@ -194,6 +229,13 @@ pub(crate) fn apply_batch<R: TrackReader>(tx: &mut Tx<'_, R>, batch: &MirrorBatc
         });
     }
     Ok(())
+}
+
+fn mirrored_bytes(data: &WriteData) -> u64 {
+    match data {
+        WriteData::Bytes(b) => b.len() as u64,
+        _ => 0,
+    }
 }
 
 /// A copy step at the primary: the lowest out-of-sync tracks are sent under a new sequence
@@ -225,7 +267,8 @@ pub(crate) fn copy_step<R: TrackReader>(
 }
 
 /// The secondary confirmed everything through `seq`. A copy-pending pair with nothing left to
-/// copy or confirm becomes full duplex here.
+/// copy or confirm becomes full duplex here (a sequence number lost to a suspension is never
+/// confirmed: its tracks were copied under later ones).
 pub(crate) fn confirmed<R: TrackReader>(
     tx: &mut Tx<'_, R>,
     volume: &str,
@@ -238,7 +281,8 @@ pub(crate) fn confirmed<R: TrackReader>(
     }
     let m = tx.mirror_mut(id);
     m.confirm(seq);
-    if m.state == PairState::CopyPending && m.out_of_sync.is_empty() && m.confirmed == m.sent {
+    // Nothing to copy and nothing sent unconfirmed: every track is at the secondary.
+    if m.state == PairState::CopyPending && m.tracks_out_of_sync() == 0 {
         m.state = PairState::FullDuplex;
         tx.push_event(Event::PairState {
             volume: volume.to_string(),
@@ -372,16 +416,23 @@ pub(crate) fn become_secondary<R: TrackReader>(
 ) -> Result<(), Failure<R::Error>> {
     let (id, pair) = tx.state().pair_of(volume)?;
     if pair.role == PairRole::Secondary && pair.generation == generation {
+        // A retry (the answer was lost): the same tracks again.
         tx.push_event(Event::PairBecameSecondary {
             volume: volume.into(),
             generation,
-            tracks: Vec::new(),
+            tracks: pair.out_of_sync.iter().collect(),
         });
         return Ok(());
     }
     if pair.role != PairRole::Primary || pair.generation >= generation {
         return Err(stale(volume, pair, generation));
     }
+    let record = tx.state().record(id).expect("exists");
+    if record.volume.frozen_until.is_some() || !record.held_writes.is_empty() {
+        // Held writes would land on a secondary, in no bitmap.
+        return Err(CommandError::VolumeFrozen { name: volume.into() }.into());
+    }
+    let pair = record.mirror.as_ref().expect("exists");
     let mut changed = pair.clone();
     changed.unconfirmed_to_out_of_sync();
     let tracks: Vec<u32> = changed.out_of_sync.iter().collect();
@@ -392,6 +443,8 @@ pub(crate) fn become_secondary<R: TrackReader>(
         generation,
     );
     new.state = PairState::CopyPending;
+    // Kept (a secondary copies nothing itself) so a retried failback hands over the same.
+    new.out_of_sync = changed.out_of_sync.clone();
     tx.record_mut(id).mirror = Some(new);
     tx.push_event(Event::PairBecameSecondary {
         volume: volume.into(),
@@ -465,6 +518,8 @@ pub(crate) fn target_changed<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeI
     let m = tx.mirror_mut(target);
     m.out_of_sync |= tracks;
     if m.state == PairState::FullDuplex {
+        // Streaming stops: what was sent and not confirmed is copied instead.
+        m.unconfirmed_to_out_of_sync();
         m.state = PairState::CopyPending;
         tx.push_event(Event::PairState {
             volume: name,
@@ -639,6 +694,16 @@ impl State {
         let mut remote = Vec::with_capacity(pairs.len());
         for (pair, target) in pairs.iter().zip(targets) {
             let rel = self.incoming(target).expect("found");
+            let holds = |id: VolumeId| {
+                let r = &self.records[&id];
+                r.volume.frozen_until.is_some() || !r.held_writes.is_empty()
+            };
+            if holds(rel.source) || holds(target) {
+                return Err(CommandError::PmirNotPossible {
+                    pair: pair.to_string(),
+                    reason: "a volume is frozen or still releasing held writes; thaw it first".into(),
+                });
+            }
             let m = |id: VolumeId| self.records[&id].mirror.as_ref();
             let (Some(s), Some(t)) = (m(rel.source), m(target)) else {
                 return Err(CommandError::PmirNotPossible {

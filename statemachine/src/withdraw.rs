@@ -54,6 +54,10 @@ pub(crate) fn withdraw<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeId, aut
         record.volume.incomplete = true;
     }
     tx.record_mut(rel.source).volume.targets.remove(&target);
+    if incomplete && !rel.remote_pair {
+        // Its uncopied tracks no longer read the source's: a mirror secondary must get them.
+        crate::pprc::target_changed(tx, target, &rel.out_of_sync.to_set());
+    }
     tx.push_event(Event::Withdrawn {
         source: tx.name(rel.source),
         target: tx.name(target),

@@ -167,7 +167,7 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
                 volume: name(v),
                 opened: None,
                 offset,
-                data: WriteData::Bytes(data),
+                data: WriteData::Bytes(data.into()),
                 tag,
             })
         }
@@ -190,7 +190,7 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
                     let data = if byte == 0 {
                         WriteData::Zeroes(len)
                     } else {
-                        WriteData::Bytes((0..len).map(|i| byte.wrapping_add(i as u8)).collect())
+                        WriteData::Bytes((0..len).map(|i| byte.wrapping_add(i as u8)).collect::<Vec<u8>>().into())
                     };
                     HostWrite {
                         volume: name(v),

@@ -128,7 +128,7 @@ fn a_long_zeroing_held_by_a_freeze_is_refused_at_the_thaw_if_the_volume_became_a
     // More writes held than the thaw and the next entries release: a stays draining.
     // Each entry after the thaw releases one batch first: enough for four entries and a bit.
     let writes = (0..4 * THAW_BATCH as u64 + 10)
-        .map(|i| host_write("a", (100 + i) * 512, WriteData::Bytes(vec![1; 512]), 1000 + i))
+        .map(|i| host_write("a", (100 + i) * 512, WriteData::Bytes(vec![1; 512].into()), 1000 + i))
         .collect();
     h.ok(Command::WriteBatch(writes));
     h.ok(unfreeze("a"));

@@ -33,7 +33,7 @@ fn a_small_write_stores_its_blocks_and_reads_no_more_than_the_blocks_it_covers_i
     let mut h = Harness::with_volumes(TRACK_SIZE, &["v"], 4);
     h.write("v", 0, &vec![1; TRACK_SIZE as usize]);
     let write = |h: &mut Harness, offset: u64, length: usize| {
-        let command = Command::Write(host_write("v", offset, WriteData::Bytes(vec![2; length]), 1));
+        let command = Command::Write(host_write("v", offset, WriteData::Bytes(vec![2; length].into()), 1));
         let counting = Counting {
             tracks: &h.tracks,
             read: Default::default(),
@@ -92,14 +92,14 @@ fn writes_are_bounded() {
     let too_big = Command::Write(host_write(
         "big",
         0,
-        WriteData::Bytes(vec![1; MAX_WRITE_BYTES as usize + 1]),
+        WriteData::Bytes(vec![1; MAX_WRITE_BYTES as usize + 1].into()),
         1,
     ));
     assert_eq!(h.refused(too_big).code(), "write-too-large");
     h.ok(Command::Write(host_write(
         "big",
         0,
-        WriteData::Bytes(vec![1; MAX_WRITE_BYTES as usize]),
+        WriteData::Bytes(vec![1; MAX_WRITE_BYTES as usize].into()),
         2,
     )));
 }

@@ -29,6 +29,7 @@ impl Sites {
             remote_cluster: "site-b".into(),
             url: "http://b".into(),
             token: Some("secret".into()),
+            ca: None,
         }));
         b.ok(Command::AcceptSecondary {
             volume: "s".into(),
@@ -71,14 +72,17 @@ impl Sites {
                 Event::PairTracksSent { seq, tracks, .. } => Some((*seq, tracks.clone())),
                 _ => None,
             }) else {
-                break;
+                // All copied: the driver confirms again until nothing is unconfirmed.
+                let sent = Self::pair(&self.a, "p").sent;
+                self.confirm(sent);
+                continue;
             };
             let writes = tracks
                 .iter()
                 .map(|t| MirroredWrite {
                     seq,
                     offset: u64::from(*t) * u64::from(TS),
-                    data: WriteData::Bytes(self.a.read("p", u64::from(*t) * u64::from(TS), u64::from(TS))),
+                    data: WriteData::Bytes(self.a.read("p", u64::from(*t) * u64::from(TS), u64::from(TS)).into()),
                 })
                 .collect();
             self.b.ok(Command::MirrorApply(MirrorBatch {
@@ -86,6 +90,7 @@ impl Sites {
                 generation: GEN,
                 writes,
                 mark: SecondaryMark::Copying,
+                upto: seq,
             }));
             assert_eq!(Self::pair(&self.b, "s").state, "target-copy-pending");
             assert_eq!(Self::pair(&self.b, "s").consistent, Some(false));
@@ -113,6 +118,7 @@ impl Sites {
 
     /// Sends what the tap queued (the secondary applies each sequence number once).
     fn send(&mut self, mark: SecondaryMark) {
+        let upto = Self::pair(&self.a, "p").sent;
         let writes = self
             .queue
             .drain(..)
@@ -127,6 +133,7 @@ impl Sites {
             generation: GEN,
             writes,
             mark,
+            upto,
         }));
     }
 
@@ -246,6 +253,7 @@ fn the_secondary_refuses_host_writes_and_flashcopy_onto_it_and_an_old_generation
         generation: GEN,
         writes: vec![],
         mark: SecondaryMark::Duplex,
+        upto: 0,
     });
     assert_eq!(s.b.refused(stale).code(), "pair-generation");
 }
@@ -276,6 +284,16 @@ fn failback_copies_the_union_of_both_sides_changes() {
         .unwrap();
     assert_eq!(tracks, vec![3]);
     assert_eq!(Sites::pair(&s.a, "p").state, "target-copy-pending");
+    // A retry (its answer was lost) hands over the same tracks.
+    let again = s.a.ok(Command::BecomeSecondary {
+        volume: "p".into(),
+        generation: GEN + 1,
+    });
+    assert!(again.contains(&Event::PairBecameSecondary {
+        volume: "p".into(),
+        generation: GEN + 1,
+        tracks: vec![3]
+    }));
     let events = s.b.ok(Command::FailbackPprc {
         volume: "s".into(),
         remote_changes: tracks,
@@ -309,6 +327,7 @@ fn the_journal_keeps_no_token_and_a_path_in_use_is_not_removed() {
         remote_cluster: "c".into(),
         url: "http://c".into(),
         token: Some("very-secret".into()),
+        ca: None,
     });
     let journal = command.journal_form();
     assert!(!format!("{journal:?}").contains("very-secret"));
@@ -319,4 +338,88 @@ fn the_journal_keeps_no_token_and_a_path_in_use_is_not_removed() {
         .code(),
         "path-in-use"
     );
+}
+
+#[test]
+fn the_secondary_refuses_a_hole_in_the_stream_and_ignores_a_stale_mark() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    s.write(0, b"1");
+    s.write(20, b"2");
+    let second = s.queue.pop().unwrap();
+    // The first write never arrived: the second alone would leave a hole.
+    let hole = Command::MirrorApply(MirrorBatch {
+        volume: "s".into(),
+        generation: GEN,
+        writes: vec![MirroredWrite {
+            seq: second.seq,
+            offset: second.offset,
+            data: second.data.clone(),
+        }],
+        mark: SecondaryMark::Duplex,
+        upto: second.seq,
+    });
+    assert_eq!(s.b.refused(hole).code(), "pair-sequence-gap");
+    s.queue.push(second);
+    s.send(SecondaryMark::Duplex);
+    assert!(s.images_equal());
+    // The primary resyncs; a late Duplex mark of the old stream must not make the
+    // half-copied secondary consistent again.
+    s.a.ok(Command::PprcResync {
+        volume: "p".into(),
+        generation: GEN,
+    });
+    s.b.ok(Command::MirrorApply(MirrorBatch {
+        volume: "s".into(),
+        generation: GEN,
+        writes: vec![MirroredWrite {
+            seq: 50,
+            offset: 0,
+            data: WriteData::Bytes(vec![5; TS as usize].into()),
+        }],
+        mark: SecondaryMark::Copying,
+        upto: 50,
+    }));
+    s.b.ok(Command::MirrorApply(MirrorBatch {
+        volume: "s".into(),
+        generation: GEN,
+        writes: vec![],
+        mark: SecondaryMark::Duplex,
+        upto: 3,
+    }));
+    let pair = Sites::pair(&s.b, "s");
+    assert_eq!(
+        (pair.state.as_str(), pair.consistent),
+        ("target-copy-pending", Some(false))
+    );
+}
+
+#[test]
+fn a_flashcopy_that_turns_a_full_duplex_pair_copy_pending_keeps_its_unconfirmed_writes() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    s.a.mkvol("src", 4);
+    // Zeroing track 0 (it stops being stored), sent, not confirmed: then a --tgtpprc
+    // FlashCopy onto p stops the stream. Neither volume stores track 0 any more.
+    let zero = Command::Write(host_write("p", 0, WriteData::Zeroes(u64::from(TS)), 77));
+    let applied = s.a.run(zero);
+    assert_eq!(applied.mirrored.len(), 1);
+    s.a.ok(Command::MkFlash {
+        pairs: vec![Pair::new("src", "p")],
+        options: EstablishOptions {
+            mirror: MirrorTarget::Copy,
+            ..Default::default()
+        },
+    });
+    let pair = Sites::pair(&s.a, "p");
+    assert_eq!(pair.state, "copy-pending");
+    let events = s.a.ok(Command::PprcCopyStep {
+        volume: "p".into(),
+        max_tracks: 8,
+    });
+    let sent = events.iter().find_map(|e| match e {
+        Event::PairTracksSent { tracks, .. } => Some(tracks.clone()),
+        _ => None,
+    });
+    assert!(sent.unwrap().contains(&0), "the unconfirmed zeroing's track is copied");
 }

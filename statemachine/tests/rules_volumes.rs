@@ -80,7 +80,7 @@ fn a_write_to_a_volume_deleted_and_created_again_is_refused() {
         volume: "x".into(),
         opened: Some(old),
         offset: 0,
-        data: WriteData::Bytes(vec![1; 512]),
+        data: WriteData::Bytes(vec![1; 512].into()),
         tag: 9,
     });
     assert_eq!(h.refused(write).code(), "volume-replaced");

@@ -236,7 +236,7 @@ mod tests {
                     volume: "v".into(),
                     opened: None,
                     offset: 0,
-                    data: WriteData::Bytes(vec![7; mib << 20]),
+                    data: WriteData::Bytes(vec![7; mib << 20].into()),
                     tag: index,
                 }),
                 time: Timestamp(index),

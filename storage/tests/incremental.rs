@@ -158,7 +158,7 @@ fn command(op: &Op, tag: u64) -> Command {
                 volume: NAMES[v].into(),
                 opened: None,
                 offset: (u64::from(track) << 16) + u64::from(byte),
-                data: WriteData::Bytes(vec![byte; 100]),
+                data: WriteData::Bytes(vec![byte; 100].into()),
                 tag,
             })
         }
@@ -298,7 +298,7 @@ fn held_writes_survive_a_reopen_and_complete_at_the_thaw() {
             volume: "s0".into(),
             opened: None,
             offset: 10,
-            data: WriteData::Bytes(vec![byte; 3]),
+            data: WriteData::Bytes(vec![byte; 3].into()),
             tag,
         })
     };

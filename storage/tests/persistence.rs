@@ -32,7 +32,7 @@ fn workload() -> Vec<Command> {
             volume: "a".into(),
             opened: None,
             offset: track << 16,
-            data: WriteData::Bytes(vec![track as u8 + 1; 65536]),
+            data: WriteData::Bytes(vec![track as u8 + 1; 65536].into()),
             tag: track,
         }));
     }
@@ -48,7 +48,7 @@ fn workload() -> Vec<Command> {
         volume: "a".into(),
         opened: None,
         offset: 10,
-        data: WriteData::Bytes(vec![9; 100]),
+        data: WriteData::Bytes(vec![9; 100].into()),
         tag: 9,
     }));
     commands.push(Command::CopyStep {

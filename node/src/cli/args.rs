@@ -38,6 +38,9 @@ pub struct ClientArgs {
     /// File holding the cluster token (else FLASHCOPY_TOKEN).
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// CA certificates (PEM) the admin API's HTTPS certificate is checked against.
+    #[arg(long, global = true, env = "FLASHCOPY_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -52,6 +55,9 @@ pub enum Verb {
         /// The file holding the remote cluster's token (the local one is --token-file).
         #[arg(long, value_name = "FILE")]
         remote_token_file: Option<PathBuf>,
+        /// CA certificates (PEM) the remote's HTTPS certificate is checked against.
+        #[arg(long, value_name = "FILE")]
+        remote_ca: Option<PathBuf>,
         #[command(flatten)]
         client: ClientArgs,
     },

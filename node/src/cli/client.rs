@@ -71,6 +71,19 @@ pub fn load_token(token_file: Option<&Path>) -> Result<Option<String>, CliError>
 }
 
 impl ApiClient {
+    /// Checks the API's HTTPS certificate against the CA certificates in `path` (PEM).
+    pub fn with_ca(mut self, path: &Path) -> Result<Self, CliError> {
+        let bad = |reason: String| CliError::usage("ca-file", format!("{}: {reason}", path.display()));
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        let mut builder = reqwest::Client::builder();
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+        self.http = builder.build().map_err(|e| bad(e.to_string()))?;
+        Ok(self)
+    }
+
     pub fn new(base: &str, token: Option<String>) -> Self {
         let base = if base.contains("://") {
             base.to_string()

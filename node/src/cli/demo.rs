@@ -161,6 +161,8 @@ pub async fn run() -> Result<(), CliError> {
         disk_warning: 100,
         nbd_tls: Default::default(),
         mirror_timeout: Duration::from_secs(5),
+        api_tls: None,
+        api_ca: None,
     };
     println!(
         "flashcopy demo: an embedded single-node controller in {}",

@@ -8,7 +8,19 @@ use crate::protocol::{CommandReply, MkPprc, MkPprcPath, PathRow, PprcVolumes};
 use statemachine::PairInfo;
 use std::path::PathBuf;
 
-pub async fn mkpprcpath(api: &ApiClient, remote: String, token_file: Option<PathBuf>) -> Result<(), CliError> {
+pub async fn mkpprcpath(
+    api: &ApiClient,
+    remote: String,
+    token_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let ca = match ca_file {
+        Some(path) => Some(
+            std::fs::read_to_string(&path)
+                .map_err(|e| CliError::usage("remote-ca", format!("cannot read {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let token = match token_file {
         Some(path) => {
             let text = std::fs::read_to_string(&path)
@@ -24,7 +36,7 @@ pub async fn mkpprcpath(api: &ApiClient, remote: String, token_file: Option<Path
         }
         None => None,
     };
-    let reply: CommandReply = api.post("/pprcpaths", &MkPprcPath { remote, token }).await?;
+    let reply: CommandReply = api.post("/pprcpaths", &MkPprcPath { remote, token, ca }).await?;
     print_events(&reply);
     Ok(())
 }

@@ -37,8 +37,9 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
         Verb::Mkpprcpath {
             remote,
             remote_token_file,
+            remote_ca,
             client,
-        } => mirror::mkpprcpath(&api(&client)?, remote, remote_token_file).await,
+        } => mirror::mkpprcpath(&api(&client)?, remote, remote_token_file, remote_ca).await,
         Verb::Lspprcpath { json, client } => mirror::lspprcpath(&api(&client)?, json).await,
         Verb::Rmpprcpath { remote_cluster, client } => mirror::rmpprcpath(&api(&client)?, &remote_cluster).await,
         Verb::Mkpprc {
@@ -171,7 +172,11 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
 }
 
 fn api(args: &ClientArgs) -> Result<ApiClient, CliError> {
-    Ok(ApiClient::new(&args.api, load_token(args.token_file.as_deref())?))
+    let client = ApiClient::new(&args.api, load_token(args.token_file.as_deref())?);
+    match &args.ca_file {
+        Some(path) => client.with_ca(path),
+        None => Ok(client),
+    }
 }
 
 fn print_events(reply: &crate::protocol::CommandReply) {

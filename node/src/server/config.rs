@@ -93,6 +93,17 @@ pub struct ServeArgs {
     /// Serve `/metrics` without the token (it lists volume and relationship names).
     #[arg(long)]
     pub open_metrics: bool,
+    /// Serve the admin API over HTTPS with this certificate chain (PEM); remote sites and
+    /// clients check it against a CA they name.
+    #[arg(long, value_name = "FILE")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --api-tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub api_tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) this node trusts when it calls the other nodes' admin APIs over
+    /// HTTPS (forwarding to the leader, joining).
+    #[arg(long, value_name = "FILE")]
+    pub api_tls_ca: Option<PathBuf>,
     /// Milliseconds a Metro Mirror secondary may take to confirm before its pair suspends:
     /// host writes to a full-duplex primary wait at most about this long on a dead link.
     #[arg(long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
@@ -136,6 +147,10 @@ pub struct ServeConfig {
     pub nbd_tls: TlsPolicy,
     /// How long a mirror secondary may take to confirm before its pair suspends.
     pub mirror_timeout: std::time::Duration,
+    /// HTTPS for the admin API.
+    pub api_tls: Option<crate::server::api::tls::ApiTls>,
+    /// CA certificates (PEM) trusted for other nodes' admin APIs.
+    pub api_ca: Option<Vec<u8>>,
 }
 
 /// The free space a node keeps: a size, or a share of its filesystem.
@@ -186,6 +201,8 @@ pub enum ConfigError {
     CopyRate(f64),
     #[error("nbd-tls: {0}")]
     Tls(#[from] TlsConfigError),
+    #[error("api-tls: {0}")]
+    ApiTls(String),
     #[error("insecure: --{option} {addr} is reachable from other machines and the cluster has no token: give every node the same --token-file, or say --insecure to run it open")]
     Insecure { option: &'static str, addr: String },
 }
@@ -243,6 +260,25 @@ impl ServeArgs {
             server: TlsServer::from_files(self.nbd_tls, &files)?.map(Arc::new),
             required: self.nbd_tls == TlsMode::Require,
         };
+        let api_tls = match (&self.api_tls_cert, &self.api_tls_key) {
+            (Some(cert), Some(key)) => Some(crate::server::api::tls::acceptor(cert, key).map_err(ConfigError::ApiTls)?),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError::ApiTls(
+                    "--api-tls-cert and --api-tls-key go together: give both".into(),
+                ))
+            }
+        };
+        let api_ca = match &self.api_tls_ca {
+            Some(path) => {
+                let pem = std::fs::read(path)
+                    .map_err(|e| ConfigError::ApiTls(format!("--api-tls-ca {}: {e}", path.display())))?;
+                reqwest::Certificate::from_pem(&pem)
+                    .map_err(|e| ConfigError::ApiTls(format!("--api-tls-ca {}: {e}", path.display())))?;
+                Some(pem)
+            }
+            None => None,
+        };
         Ok(ServeConfig {
             data_dir: self.data_dir.clone(),
             node_id: self.node_id,
@@ -264,6 +300,8 @@ impl ServeArgs {
             disk_warning: self.disk_warning,
             nbd_tls,
             mirror_timeout: std::time::Duration::from_millis(self.mirror_timeout),
+            api_tls,
+            api_ca,
         })
     }
 }

@@ -44,6 +44,8 @@ pub enum ServeError {
     NodeId { path: String, reason: String },
     #[error("cannot start Raft: {0}")]
     Raft(String),
+    #[error("cannot set up the HTTP client: {0}")]
+    Http(String),
 }
 
 /// A running node.
@@ -145,7 +147,10 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         .advertise_api
         .clone()
         .map(|u| u.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| format!("http://{}", advertised(api_listener.local_addr().expect("bound"))));
+        .unwrap_or_else(|| {
+            let scheme = if config.api_tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", advertised(api_listener.local_addr().expect("bound")))
+        });
     let raft_addr = config
         .advertise_raft
         .clone()
@@ -211,7 +216,11 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         Arc::new(nbd::Tunnels(nbd_server.clone())),
     ));
     tokio::spawn(nbd::serve(nbd_listener, nbd_server));
-    let peers = reqwest::Client::new();
+    let mut peers = reqwest::Client::builder();
+    if let Some(pem) = &config.api_ca {
+        peers = peers.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("checked at start"));
+    }
+    let peers = peers.build().map_err(|e| ServeError::Http(e.to_string()))?;
     let app = api::router(api::AdminApi {
         consensus: consensus.clone(),
         state: state.clone(),
@@ -225,11 +234,23 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         log: log_sizes,
         mirror,
     });
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(api_listener, app).await {
-            tracing::error!(error = %e, "admin API stopped");
+    match config.api_tls.clone() {
+        Some(acceptor) => {
+            let listener = api::tls::TlsListener::new(api_listener, acceptor);
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "admin API stopped");
+                }
+            });
         }
-    });
+        None => {
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(api_listener, app).await {
+                    tracing::error!(error = %e, "admin API stopped");
+                }
+            });
+        }
+    }
 
     let initialized = raft
         .is_initialized()

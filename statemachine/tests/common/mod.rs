@@ -92,7 +92,7 @@ impl Harness {
         Command::Write(host_write(
             volume,
             offset,
-            WriteData::Bytes(bytes.to_vec()),
+            WriteData::Bytes(bytes.to_vec().into()),
             self.next_tag,
         ))
     }

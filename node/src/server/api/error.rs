@@ -101,7 +101,8 @@ fn command_status(e: &CommandError) -> StatusCode {
         | CommandError::VolumeInMirrorPair { .. }
         | CommandError::TargetIsMirrorPrimary { .. }
         | CommandError::TargetIsMirrorSecondary { .. }
-        | CommandError::PmirNotPossible { .. } => StatusCode::CONFLICT,
+        | CommandError::PmirNotPossible { .. }
+        | CommandError::PairSequenceGap { .. } => StatusCode::CONFLICT,
     }
 }
 

@@ -75,16 +75,25 @@ pub(super) async fn mkpath(
             format!("{url:?} is not a remote admin API: give http(s)://HOST:PORT, or several separated by commas"),
         ));
     }
+    if let Some(ca) = &m.ca {
+        reqwest::Certificate::from_pem_bundle(ca.as_bytes()).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-ca",
+                format!("the CA is not PEM certificates: {e}"),
+            )
+        })?;
+    }
     let status = a
         .mirror
         .links
-        .probe(&url, m.token.as_deref())
+        .probe(&url, m.token.as_deref(), m.ca.as_deref())
         .await
         .map_err(|e| match e {
             LinkError::Refused { code, .. } if code == "unauthorized" => ApiError::new(
                 StatusCode::CONFLICT,
                 "remote-unauthenticated",
-                format!("the cluster at {url} did not accept the token: give its token with --token-file"),
+                format!("the cluster at {url} did not accept the token: give its token with --remote-token-file"),
             ),
             e => e.into(),
         })?;
@@ -108,6 +117,7 @@ pub(super) async fn mkpath(
             remote_cluster: remote,
             url,
             token: m.token,
+            ca: m.ca,
         }),
     )
     .await
@@ -455,21 +465,38 @@ pub(super) async fn at_both_sites(
             .filter_map(|name| s.volume_id(name))
             .collect()
     });
-    let _held = a.host_io.hold_writes(&volumes).await;
+    let not_possible = |reason: &str| ApiError::new(StatusCode::CONFLICT, "pmir-not-possible", reason);
+    let _held = tokio::time::timeout(a.mirror.timeout, a.host_io.hold_writes(&volumes))
+        .await
+        .map_err(|_| not_possible("host writes to its volumes did not finish in time; try again"))?;
     a.mirror
         .drained(&volumes)
         .await
-        .map_err(|reason| ApiError::new(StatusCode::CONFLICT, "pmir-not-possible", reason))?;
-    a.mirror.links.flash(&path, &RemoteFlash { command: remote }).await?;
+        .map_err(|reason| not_possible(&reason))?;
+    match a.mirror.links.flash(&path, &RemoteFlash { command: remote }).await {
+        Ok(()) => {}
+        Err(e @ LinkError::Refused { .. }) => return Err(e.into()),
+        Err(e) => {
+            // It may have run there: the targets' secondaries are rewritten from here.
+            copy_all(a, &targets).await;
+            return Err(e.into());
+        }
+    }
     match run(a, local).await {
         Ok(reply) => Ok(reply),
         Err(e) => {
-            for volume in targets {
-                if let Err(copy) = a.consensus.propose(Command::PprcCopyAll { volume }).await {
-                    tracing::warn!(error = %copy, "a secondary could not be marked for a full copy");
-                }
-            }
+            copy_all(a, &targets).await;
             Err(e)
+        }
+    }
+}
+
+/// Marks every track of these primaries out of sync (their secondaries are rewritten).
+async fn copy_all(a: &AdminApi, volumes: &[String]) {
+    for volume in volumes {
+        let command = Command::PprcCopyAll { volume: volume.clone() };
+        if let Err(e) = a.consensus.propose(command).await {
+            tracing::warn!(%volume, error = %e, "a secondary could not be marked for a full copy");
         }
     }
 }

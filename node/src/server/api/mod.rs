@@ -13,6 +13,7 @@ mod metrics;
 mod mirror;
 mod pool;
 mod relationships;
+pub mod tls;
 mod volumes;
 
 use crate::protocol::*;

@@ -97,9 +97,6 @@ pub(super) async fn write_data(
     let (Path(name), Query(range), body) = (name?, range?, body?);
     open_data_route(&a)?;
     let volume = a.host_io.open(&name, &Opener::Admin).await?;
-    let index = a
-        .host_io
-        .write(&volume, range.offset, WriteData::Bytes(body.to_vec()))
-        .await?;
+    let index = a.host_io.write(&volume, range.offset, WriteData::Bytes(body)).await?;
     Ok(Json(CommandReply { index, events: vec![] }))
 }

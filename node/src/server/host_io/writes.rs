@@ -200,12 +200,12 @@ fn pieces(offset: u64, data: WriteData) -> Vec<(u64, WriteData)> {
             .step_by(MAX_WRITE_BYTES as usize)
             .map(|done| (offset + done, WriteData::Zeroes((length - done).min(MAX_WRITE_BYTES))))
             .collect(),
-        WriteData::Bytes(bytes) if bytes.len() > storage::REPLICATION_BYTES => bytes
-            .chunks(storage::REPLICATION_BYTES)
-            .enumerate()
-            .map(|(i, piece)| {
-                let at = offset + (i * storage::REPLICATION_BYTES) as u64;
-                (at, WriteData::Bytes(piece.to_vec()))
+        // Pieces share the write's buffer.
+        WriteData::Bytes(bytes) if bytes.len() > storage::REPLICATION_BYTES => (0..bytes.len())
+            .step_by(storage::REPLICATION_BYTES)
+            .map(|start| {
+                let end = (start + storage::REPLICATION_BYTES).min(bytes.len());
+                (offset + start as u64, WriteData::Bytes(bytes.slice(start..end)))
             })
             .collect(),
         data => vec![(offset, data)],
@@ -220,13 +220,13 @@ mod tests {
     fn writes_are_split_into_bounded_pieces_in_order() {
         let r = storage::REPLICATION_BYTES;
         let data = (0..r * 2 + 10).map(|i| (i % 251) as u8 + 1).collect::<Vec<_>>();
-        let split = pieces(100, WriteData::Bytes(data.clone()));
+        let split = pieces(100, WriteData::Bytes(data.clone().into()));
         let offsets: Vec<u64> = split.iter().map(|(at, _)| *at).collect();
         assert_eq!(offsets, vec![100, 100 + r as u64, 100 + 2 * r as u64]);
         let joined: Vec<u8> = split
             .into_iter()
             .flat_map(|(_, d)| match d {
-                WriteData::Bytes(b) => b,
+                WriteData::Bytes(b) => b.to_vec(),
                 _ => unreachable!(),
             })
             .collect();
@@ -242,8 +242,8 @@ mod tests {
         );
         assert!(pieces(0, WriteData::Zeroes(0)).is_empty());
         assert_eq!(
-            pieces(5, WriteData::Bytes(vec![1])),
-            vec![(5, WriteData::Bytes(vec![1]))]
+            pieces(5, WriteData::Bytes(vec![1].into())),
+            vec![(5, WriteData::Bytes(vec![1].into()))]
         );
     }
 }

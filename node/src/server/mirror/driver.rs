@@ -100,7 +100,6 @@ fn look(mirror: &Mirror, volume: VolumeId, generation: u64) -> Option<Look> {
 
 /// One pair's driver, for as long as this node leads and the pair keeps its generation.
 async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId, generation: u64) {
-    let mut fresh = true;
     let mut marked: Option<SecondaryMark> = None;
     let mut failing_since: Option<Instant> = None;
     let mut last_confirm = Instant::now() - CONFIRM_EVERY;
@@ -125,12 +124,13 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
             path: &path,
             look: &l,
         };
+        let attempt = Instant::now();
         let outcome = match l.state {
             PairState::FullDuplex => {
                 let from = here + 1;
                 if from > l.sent {
                     if marked != Some(SecondaryMark::Duplex) {
-                        sender.send(Vec::new(), SecondaryMark::Duplex).await.map(|_| ())
+                        sender.send(Vec::new(), SecondaryMark::Duplex, l.sent).await.map(|_| ())
                     } else {
                         // Idle: record what was confirmed, then wait for writes.
                         if (here > l.confirmed || l.unconfirmed_tracks > 0) && last_confirm.elapsed() >= CONFIRM_EVERY {
@@ -146,8 +146,9 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
                 } else {
                     match mirror.tap.take(volume, generation, from, l.sent, BATCH_BYTES) {
                         Some(writes) => {
+                            let upto = writes.last().map_or(l.sent, |w| w.seq);
                             let writes = writes.into_iter().map(mirrored).collect();
-                            let sent = sender.send(writes, SecondaryMark::Duplex).await.map(|_| ());
+                            let sent = sender.send(writes, SecondaryMark::Duplex, upto).await.map(|_| ());
                             if sent.is_ok() && last_confirm.elapsed() >= CONFIRM_EVERY {
                                 last_confirm = Instant::now();
                                 let here = mirror.confirmed_here(volume, generation);
@@ -175,8 +176,9 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
                 mirror.tap.confirmed(volume, generation, l.sent);
                 continue;
             }
-            PairState::CopyPending if fresh && l.sent > here => {
-                // A previous leader sent tracks that are not confirmed: copy them again.
+            PairState::CopyPending if l.unconfirmed_tracks > 0 && l.sent > here => {
+                // A copy step was sent and not confirmed (it failed, or a previous leader sent
+                // it): its tracks go back out of sync and are copied again, never skipped.
                 sender
                     .propose(Command::PprcResync {
                         volume: l.name.clone(),
@@ -194,17 +196,15 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
             PairState::Suspended(reason) => {
                 if reason == SuspendReason::Operator && marked != Some(SecondaryMark::Suspended) {
                     // Best effort: the secondary shows the pause; the link may be down.
-                    if sender.send(Vec::new(), SecondaryMark::Suspended).await.is_ok() {
+                    if sender.send(Vec::new(), SecondaryMark::Suspended, l.sent).await.is_ok() {
                         marked = Some(SecondaryMark::Suspended);
                     }
                 }
                 failing_since = None;
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                fresh = false;
                 continue;
             }
         };
-        fresh = false;
         match outcome {
             Ok(()) => {
                 failing_since = None;
@@ -214,14 +214,24 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
                     PairState::Suspended(_) => marked,
                 };
             }
+            Err(LinkError::Refused { code, .. }) if code == "pair-sequence-gap" => {
+                // The secondary misses writes this leader cannot re-send: copy their tracks.
+                sender
+                    .propose(Command::PprcResync {
+                        volume: l.name.clone(),
+                        generation,
+                    })
+                    .await;
+            }
             Err(LinkError::Refused { code, message }) => {
                 // The secondary failed over, or the pair is gone there: no use retrying.
                 tracing::warn!(volume = %l.name, %code, %message, "the secondary refused the mirror; suspending");
                 sender.suspend(SuspendReason::SecondaryRefused).await;
             }
             Err(e @ LinkError::Unreachable { .. }) => {
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= mirror.timeout {
+                let since = *failing_since.get_or_insert(attempt);
+                // A copy step retries within the timeout itself.
+                if since.elapsed() >= mirror.timeout || l.state == PairState::CopyPending {
                     tracing::warn!(volume = %l.name, error = %e, timeout_ms = mirror.timeout.as_millis() as u64, "the secondary did not confirm in time; suspending the pair");
                     sender.suspend(SuspendReason::LinkFailure).await;
                     failing_since = None;
@@ -243,15 +253,16 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    /// Sends a batch; what the secondary confirmed is noted (and waiting writes go on).
-    async fn send(&self, writes: Vec<MirroredWrite>, mark: SecondaryMark) -> Result<u64, LinkError> {
+    /// Sends a batch (`upto`: the last sequence number given when it was made); what the
+    /// secondary confirmed is noted (and waiting writes go on).
+    async fn send(&self, writes: Vec<MirroredWrite>, mark: SecondaryMark, upto: u64) -> Result<u64, LinkError> {
         let batch = MirrorBatch {
             volume: self.look.remote_volume.clone(),
             generation: self.generation,
             writes,
             mark,
+            upto,
         };
-        // Within the timeout the request is retried; one request may take all of it.
         let confirmed = self.mirror.links.apply(self.path, &batch, self.mirror.timeout).await?;
         self.mirror.note_confirmed(self.volume, self.generation, confirmed);
         Ok(confirmed)
@@ -277,24 +288,39 @@ impl Sender<'_> {
         };
         let (state, name) = (self.mirror.state.clone(), self.look.name.clone());
         let track_size = u64::from(state.query(|s| s.track_size()));
-        let writes = tokio::task::spawn_blocking(move || {
+        let read = tokio::task::spawn_blocking(move || {
             tracks
                 .into_iter()
                 .map(|track| {
                     let offset = u64::from(track) * track_size;
-                    let data = match state.read(&name, None, offset, track_size) {
-                        Ok(bytes) if bytes.iter().any(|b| *b != 0) => WriteData::Bytes(bytes),
-                        _ => WriteData::Zeroes(track_size),
+                    let bytes = state.read(&name, None, offset, track_size)?;
+                    let data = if bytes.iter().any(|b| *b != 0) {
+                        WriteData::Bytes(bytes.into())
+                    } else {
+                        WriteData::Zeroes(track_size)
                     };
-                    MirroredWrite { seq, offset, data }
+                    Ok(MirroredWrite { seq, offset, data })
                 })
-                .collect::<Vec<_>>()
+                .collect::<Result<Vec<_>, storage::ReadError>>()
         })
         .await
         .expect("reads do not panic");
+        let writes = match read {
+            Ok(writes) => writes,
+            Err(e) => {
+                // Nothing is sent for a track that could not be read: it is copied again.
+                tracing::warn!(volume = %self.look.name, error = %e, "a mirror copy step could not read its tracks");
+                self.propose(Command::PprcResync {
+                    volume: self.look.name.clone(),
+                    generation: self.generation,
+                })
+                .await;
+                return Ok(());
+            }
+        };
         let mut failing_since: Option<Instant> = None;
         loop {
-            match self.send(writes.clone(), SecondaryMark::Copying).await {
+            match self.send(writes.clone(), SecondaryMark::Copying, seq).await {
                 Ok(_) => break,
                 Err(e @ LinkError::Refused { .. }) => return Err(e),
                 Err(e) => {

@@ -44,24 +44,36 @@ pub struct LinkStats {
 }
 
 /// Requests to remote clusters, with their costs per remote cluster id.
+#[derive(Default)]
 pub struct Links {
-    client: reqwest::Client,
+    /// One client per CA a path names (`None`: the system's roots), so connections are reused.
+    clients: Mutex<HashMap<Option<String>, reqwest::Client>>,
     stats: Mutex<HashMap<String, LinkStats>>,
 }
 
-impl Default for Links {
-    fn default() -> Self {
-        Links {
-            client: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .build()
-                .expect("an HTTP client builds"),
-            stats: Mutex::default(),
-        }
-    }
-}
-
 impl Links {
+    fn client(&self, url: &str, ca: Option<&str>) -> Result<reqwest::Client, LinkError> {
+        let mut clients = self.clients.lock().expect("not poisoned");
+        if let Some(client) = clients.get(&ca.map(str::to_string)) {
+            return Ok(client.clone());
+        }
+        let unusable = |reason: String| LinkError::Unreachable {
+            url: url.to_string(),
+            reason,
+        };
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(2));
+        if let Some(pem) = ca {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .map_err(|e| unusable(format!("the path's CA is not PEM certificates: {e}")))?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let client = builder.build().map_err(|e| unusable(format!("no HTTP client: {e}")))?;
+        clients.insert(ca.map(str::to_string), client.clone());
+        Ok(client)
+    }
+
     pub fn stats(&self, remote: &str) -> LinkStats {
         self.stats
             .lock()
@@ -72,11 +84,12 @@ impl Links {
     }
 
     /// The remote's cluster status, asked of `url` with `token` (a path being made).
-    pub async fn probe(&self, url: &str, token: Option<&str>) -> Result<ClusterStatus, LinkError> {
+    pub async fn probe(&self, url: &str, token: Option<&str>, ca: Option<&str>) -> Result<ClusterStatus, LinkError> {
         let path = PprcPath {
             remote_cluster: String::new(),
             url: url.to_string(),
             token: token.map(str::to_string),
+            ca: ca.map(str::to_string),
         };
         let reply = self
             .send(&path, reqwest::Method::GET, "/cluster", None, Duration::from_secs(5))
@@ -168,11 +181,14 @@ impl Links {
         timeout: Duration,
     ) -> Result<Vec<u8>, LinkError> {
         let sent = body.as_ref().map_or(0, |b| b.len() as u64);
+        let client = self.client(&path.url, path.ca.as_deref())?;
         let mut last = None;
-        for url in path.url.split(',').map(|u| u.trim().trim_end_matches('/')) {
+        let urls: Vec<&str> = path.url.split(',').map(|u| u.trim().trim_end_matches('/')).collect();
+        // All of the path's URLs within the one timeout.
+        let timeout = timeout / urls.len().max(1) as u32;
+        for url in urls {
             let started = Instant::now();
-            let mut request = self
-                .client
+            let mut request = client
                 .request(method.clone(), format!("{url}{API_PREFIX}{route}"))
                 .timeout(timeout);
             if let Some(token) = &path.token {
@@ -238,7 +254,8 @@ impl Links {
 /// now, not a refusal.
 fn refusal(url: &str, status: reqwest::StatusCode, body: &[u8]) -> LinkError {
     match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(e) if status != reqwest::StatusCode::SERVICE_UNAVAILABLE => LinkError::Refused {
+        // A server error (no leader, a commit timeout) may pass: only a refusal is final.
+        Ok(e) if !status.is_server_error() => LinkError::Refused {
             code: e.error.code,
             message: e.error.message,
         },

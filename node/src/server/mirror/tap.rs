@@ -97,13 +97,14 @@ impl Tap {
         (expect > from).then_some(out)
     }
 
-    /// Forgets what the secondary confirmed (and any other generation's writes).
+    /// Forgets what the secondary confirmed, and writes of older generations (a late answer
+    /// about an older generation forgets nothing newer).
     pub fn confirmed(&self, volume: VolumeId, generation: u64, seq: u64) {
         let mut volumes = self.volumes.lock().expect("not poisoned");
         if let Some(queue) = volumes.get_mut(&volume) {
             while queue
                 .front()
-                .is_some_and(|t| t.generation != generation || t.seq <= seq)
+                .is_some_and(|t| t.generation < generation || (t.generation == generation && t.seq <= seq))
             {
                 queue.pop_front();
             }
@@ -141,7 +142,7 @@ mod tests {
             generation: 7,
             seq,
             offset: seq * 10,
-            data: WriteData::Bytes(vec![seq as u8; 4]),
+            data: WriteData::Bytes(vec![seq as u8; 4].into()),
         }
     }
 

@@ -329,7 +329,7 @@ async fn execute<B: Backend>(
             };
             return Ok(Answer::Extents(extents.iter().take(take).map(extent_flags).collect()));
         }
-        CommandKind::Write => backend.write(export, r.offset, WriteData::Bytes(payload)).await,
+        CommandKind::Write => backend.write(export, r.offset, WriteData::Bytes(payload.into())).await,
         // Trimmed space reads back as zeroes and stays thin.
         _ => backend.write(export, r.offset, WriteData::Zeroes(length)).await,
     };
