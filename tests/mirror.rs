@@ -131,6 +131,11 @@ fn writes_on_a_full_duplex_primary_read_back_identically_at_the_secondary_after_
 fn killing_the_remote_site_suspends_the_pair_without_failing_a_write_and_resume_copies_only_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let (a, mut b) = mirrored(dir.path(), 16 * MIB, MIB as usize, 1500);
+    // A second pair on the same path, never written after the link fails.
+    a.ok(&["mkvol", "q", "--size", "1M"]);
+    b.ok(&["mkvol", "t", "--size", "1M"]);
+    a.ok(&["mkpprc", "q:t"]);
+    wait_state(&a, "q", "full-duplex", 30);
     a.write("p", 0, vec![1; 8192]);
     // Idle, the leader records the confirmations: nothing may differ any more.
     eventually("confirmations recorded", 20, || {
@@ -149,9 +154,18 @@ fn killing_the_remote_site_suspends_the_pair_without_failing_a_write_and_resume_
     assert_eq!(row["state"], "suspended", "{row}");
     assert_eq!(row["reason"], "link-failure", "{row}");
     assert_eq!(row["out_of_sync_tracks"], 10, "exactly the tracks written: {row}");
+    // The path's pairs are one consistency group: q suspended with p, nothing out of sync.
+    let q = pair_row(&a, "q");
+    assert_eq!(
+        (q["state"].as_str(), q["reason"].as_str()),
+        (Some("suspended"), Some("link-failure")),
+        "{q}"
+    );
+    assert_eq!(q["out_of_sync_tracks"], 0, "{q}");
 
     b.start_again();
     b.wait_ready();
+    a.ok(&["resumepprc", "q"]);
     let out = a.ok(&["resumepprc", "p"]);
     assert!(out.contains("10 tracks to copy"), "{out}");
     wait_state(&a, "p", "full-duplex", 60);
@@ -433,6 +447,16 @@ fn flashcopy_onto_a_mirror_primary_reaches_its_secondary_by_copy_or_by_the_same_
         assert_eq!(pair_row(&a, v)["state"], "full-duplex", "{v}");
         assert_eq!(b.read(r, 0, 8 * MIB), a.read(v, 0, 8 * MIB), "{r} equals {v}");
     }
+    // The pairs never left full duplex: no state change of snap's pair in A's journal.
+    let history = a.json(&["audit", "--volume", "snap", "--json"]);
+    let changes: Vec<&serde_json::Value> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| e["events"].as_array().unwrap())
+        .filter(|e| e.get("PairState").is_some())
+        .collect();
+    assert_eq!(changes.len(), 1, "only the first full duplex: {changes:?}");
     a.ok(&["rmflash", "db:snap"]);
     assert!(b.json(&["lsflash", "db_r", "--json"]).as_array().unwrap().is_empty());
 
@@ -440,7 +464,10 @@ fn flashcopy_onto_a_mirror_primary_reaches_its_secondary_by_copy_or_by_the_same_
     let out = a.ok(&["mkflash", "plain:snap", "--pmir", "preferred"]);
     assert!(out.contains("mirror pair of snap is copy-pending"), "{out}");
     wait_state(&a, "snap", "full-duplex", 60);
-    assert_eq!(b.read("snap_r", 0, 8 * MIB), a.read("snap", 0, 8 * MIB));
+    wait_state(&b, "snap_r", "target-full-duplex", 30);
+    let expected = a.read("snap", 0, 8 * MIB);
+    b.ok(&["failoverpprc", "snap_r"]);
+    assert_eq!(b.read("snap_r", 0, 8 * MIB), expected, "T' equals T after failover");
     audit_verifies(&a);
     audit_verifies(&b);
 }

@@ -371,7 +371,8 @@ pub struct AcceptSecondary {
 /// Site to site: the secondary's answer to a mirror batch.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MirrorReply {
-    pub confirmed: u64,
+    /// Per secondary volume of the request, the highest sequence number applied.
+    pub confirmed: std::collections::BTreeMap<String, u64>,
 }
 
 /// Site to site: failback asks the old primary to become the secondary.

@@ -100,7 +100,7 @@ fn dispatch<R: TrackReader>(tx: &mut Tx<'_, R>, command: &Command) -> Result<(),
             size,
             generation,
         } => pprc::accept_secondary(tx, volume, primary_cluster, primary_volume, *size, *generation),
-        Command::MirrorApply(batch) => pprc::apply_batch(tx, batch),
+        Command::MirrorApply(batches) => pprc::apply_batches(tx, batches),
         Command::PprcCopyStep { volume, max_tracks } => pprc::copy_step(tx, volume, *max_tracks),
         Command::PprcConfirmed {
             volume,

@@ -165,6 +165,9 @@ impl HostWrite {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MirroredWrite {
     pub seq: u64,
+    /// The primary's log index of the entry that applied it: writes of several pairs in one
+    /// request are applied in this order, as the primary did.
+    pub order: u64,
     pub offset: u64,
     pub data: WriteData,
 }
@@ -286,8 +289,10 @@ pub enum Command {
         size: u64,
         generation: u64,
     },
-    /// At the secondary: what the primary sent.
-    MirrorApply(MirrorBatch),
+    /// At the secondary: what the primary sent, for one pair or for every full-duplex pair of a
+    /// path at once (applied together, in the primary's order: the secondaries stay consistent
+    /// with each other too).
+    MirrorApply(Vec<MirrorBatch>),
     /// At the primary: send the next out-of-sync tracks.
     PprcCopyStep {
         volume: String,
@@ -348,17 +353,22 @@ impl Command {
                 token: path.token.as_ref().map(|_| REDACTED.to_string()),
                 ..path.clone()
             }),
-            Command::MirrorApply(batch) => Command::MirrorApply(MirrorBatch {
-                writes: batch
-                    .writes
+            Command::MirrorApply(batches) => Command::MirrorApply(
+                batches
                     .iter()
-                    .map(|w| MirroredWrite {
-                        data: w.data.journal_form(),
-                        ..w.clone()
+                    .map(|batch| MirrorBatch {
+                        writes: batch
+                            .writes
+                            .iter()
+                            .map(|w| MirroredWrite {
+                                data: w.data.journal_form(),
+                                ..w.clone()
+                            })
+                            .collect(),
+                        ..batch.clone()
                     })
                     .collect(),
-                ..batch.clone()
-            }),
+            ),
             other => other.clone(),
         }
     }
@@ -372,9 +382,9 @@ impl Command {
         match self {
             Command::Write(w) => carried(w),
             Command::WriteBatch(writes) => writes.iter().map(carried).sum(),
-            Command::MirrorApply(batch) => batch
-                .writes
+            Command::MirrorApply(batches) => batches
                 .iter()
+                .flat_map(|b| &b.writes)
                 .map(|w| match &w.data {
                     WriteData::Bytes(b) => b.len(),
                     _ => 0,
@@ -466,14 +476,22 @@ impl Command {
                 generation,
                 ..
             } => format!("accept-secondary {volume} of {primary_cluster}/{primary_volume} generation={generation}"),
-            Command::MirrorApply(b) => format!(
-                "mirror-apply {} generation={} writes={} seq={} {:?}",
-                b.volume,
-                b.generation,
-                b.writes.len(),
-                b.writes.iter().map(|w| w.seq).max().unwrap_or(0),
-                b.mark
-            ),
+            Command::MirrorApply(batches) => {
+                let each: Vec<String> = batches
+                    .iter()
+                    .map(|b| {
+                        format!(
+                            "{} generation={} writes={} seq={} {:?}",
+                            b.volume,
+                            b.generation,
+                            b.writes.len(),
+                            b.writes.iter().map(|w| w.seq).max().unwrap_or(0),
+                            b.mark
+                        )
+                    })
+                    .collect();
+                format!("mirror-apply {}", each.join("; "))
+            }
             Command::PprcCopyStep { volume, max_tracks } => format!("pprc-copy-step {volume} max_tracks={max_tracks}"),
             Command::PprcConfirmed { volume, seq, .. } => format!("pprc-confirmed {volume} seq={seq}"),
             Command::PausePprc { volume, reason, .. } => format!("pausepprc {volume} reason={reason}"),
@@ -514,7 +532,7 @@ impl Command {
             Command::MapVolume { volume, .. } | Command::UnmapVolume { volume, .. } => vec![volume.as_str()],
             Command::CreateHost { .. } | Command::DeleteHost { .. } | Command::Tick => vec![],
             Command::NameCluster { .. } | Command::MkPprcPath(_) | Command::RmPprcPath { .. } => vec![],
-            Command::MirrorApply(b) => vec![b.volume.as_str()],
+            Command::MirrorApply(batches) => batches.iter().map(|b| b.volume.as_str()).collect(),
             Command::MkPprc { volume, .. }
             | Command::AcceptSecondary { volume, .. }
             | Command::PprcCopyStep { volume, .. }

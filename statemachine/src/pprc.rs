@@ -156,17 +156,56 @@ pub(crate) fn accept_secondary<R: TrackReader>(
     Ok(())
 }
 
-/// What the primary sent, at the secondary: each sequence number once, in order; then the state
-/// the primary says the pair is in.
-pub(crate) fn apply_batch<R: TrackReader>(tx: &mut Tx<'_, R>, batch: &MirrorBatch) -> Result<(), Failure<R::Error>> {
-    let (id, pair) = tx.state().pair_of(&batch.volume)?;
-    if pair.role != PairRole::Secondary || pair.generation != batch.generation {
-        return Err(stale(&batch.volume, pair, batch.generation));
+/// What the primary sent, at the secondary, for one pair or several: each sequence number once,
+/// in order, the pairs' writes interleaved as the primary applied them; then the state the
+/// primary says each pair is in. Everything is checked before anything lands.
+pub(crate) fn apply_batches<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    batches: &[MirrorBatch],
+) -> Result<(), Failure<R::Error>> {
+    let mut checked: Vec<(VolumeId, u64, bool, PairState)> = Vec::with_capacity(batches.len());
+    let mut writes: Vec<(u64, VolumeId, &MirrorBatch, &MirroredWrite)> = Vec::new();
+    let mut bytes = 0u64;
+    for batch in batches {
+        let (id, pair) = tx.state().pair_of(&batch.volume)?;
+        if pair.role != PairRole::Secondary || pair.generation != batch.generation {
+            return Err(stale(&batch.volume, pair, batch.generation));
+        }
+        if checked.iter().any(|(other, ..)| *other == id) {
+            return Err(CommandError::InvalidOption {
+                option: "mirror batch".into(),
+                reason: format!("volume {} appears twice in one request", batch.volume),
+            }
+            .into());
+        }
+        let applied = pair.confirmed;
+        let new: Vec<&MirroredWrite> = batch.writes.iter().filter(|w| w.seq > applied).collect();
+        for w in &new {
+            if matches!(w.data, WriteData::Summary { .. }) && !tx.replaying() {
+                return Err(CommandError::WriteWithoutData {
+                    volume: batch.volume.clone(),
+                }
+                .into());
+            }
+            tx.state()
+                .check_range(&batch.volume, Some(id), w.offset, w.data.len())?;
+            bytes = bytes.saturating_add(mirrored_bytes(&w.data));
+        }
+        // Streamed writes come in the primary's order without a hole; only a copy (whose image
+        // is not consistent until it ends) may skip sequence numbers that its tracks replace.
+        if batch.mark == SecondaryMark::Duplex {
+            if let Some(first) = new.first().filter(|w| w.seq != applied + 1) {
+                return Err(CommandError::PairSequenceGap {
+                    volume: batch.volume.clone(),
+                    expected: applied + 1,
+                    got: first.seq,
+                }
+                .into());
+            }
+        }
+        writes.extend(new.iter().map(|w| (w.order, id, batch, *w)));
+        checked.push((id, applied, pair.consistent, pair.state));
     }
-    let (applied_before, was_consistent, old_state) = (pair.confirmed, pair.consistent, pair.state);
-    let new: Vec<&MirroredWrite> = batch.writes.iter().filter(|w| w.seq > applied_before).collect();
-    // Everything is checked before anything changes.
-    let bytes: u64 = new.iter().map(|w| mirrored_bytes(&w.data)).sum();
     if bytes > MAX_WRITE_BYTES {
         return Err(CommandError::WriteTooLarge {
             length: bytes,
@@ -174,29 +213,9 @@ pub(crate) fn apply_batch<R: TrackReader>(tx: &mut Tx<'_, R>, batch: &MirrorBatc
         }
         .into());
     }
-    for w in &new {
-        if matches!(w.data, WriteData::Summary { .. }) && !tx.replaying() {
-            return Err(CommandError::WriteWithoutData {
-                volume: batch.volume.clone(),
-            }
-            .into());
-        }
-        tx.state()
-            .check_range(&batch.volume, Some(id), w.offset, w.data.len())?;
-    }
-    // Streamed writes come in the primary's order without a hole; only a copy (whose image is
-    // not consistent until it ends) may skip sequence numbers that its tracks replace.
-    if batch.mark == SecondaryMark::Duplex {
-        if let Some(first) = new.first().filter(|w| w.seq != applied_before + 1) {
-            return Err(CommandError::PairSequenceGap {
-                volume: batch.volume.clone(),
-                expected: applied_before + 1,
-                got: first.seq,
-            }
-            .into());
-        }
-    }
-    for w in &new {
+    // As the primary applied them (a stable sort keeps each pair's own order).
+    writes.sort_by_key(|(order, ..)| *order);
+    for (_, id, batch, w) in writes {
         let write = HostWrite {
             volume: batch.volume.clone(),
             opened: Some(id),
@@ -206,27 +225,29 @@ pub(crate) fn apply_batch<R: TrackReader>(tx: &mut Tx<'_, R>, batch: &MirrorBatc
         };
         write_now(tx, id, &write)?;
     }
-    let last = new.iter().map(|w| w.seq).max().unwrap_or(applied_before);
-    let m = tx.mirror_mut(id);
-    m.confirmed = last;
-    // A mark sent before what this side already applied is stale (a late request of an old
-    // leader): it says nothing about the pair now.
-    if batch.upto < applied_before {
-        return Ok(());
-    }
-    let (state, consistent) = match batch.mark {
-        SecondaryMark::Copying => (PairState::CopyPending, false),
-        SecondaryMark::Duplex => (PairState::FullDuplex, true),
-        SecondaryMark::Suspended => (PairState::Suspended(SuspendReason::Operator), was_consistent),
-    };
-    m.state = state;
-    m.consistent = consistent;
-    if state != old_state || consistent != was_consistent {
-        let state = m.state_name();
-        tx.push_event(Event::PairState {
-            volume: batch.volume.clone(),
-            state,
-        });
+    for (batch, (id, applied, was_consistent, old_state)) in batches.iter().zip(checked) {
+        let last = batch.writes.iter().map(|w| w.seq).filter(|seq| *seq > applied).max();
+        let m = tx.mirror_mut(id);
+        m.confirmed = last.unwrap_or(applied);
+        // A mark sent before what this side already applied is stale (a late request of an
+        // old leader): it says nothing about the pair now.
+        if batch.upto < applied {
+            continue;
+        }
+        let (state, consistent) = match batch.mark {
+            SecondaryMark::Copying => (PairState::CopyPending, false),
+            SecondaryMark::Duplex => (PairState::FullDuplex, true),
+            SecondaryMark::Suspended => (PairState::Suspended(SuspendReason::Operator), was_consistent),
+        };
+        m.state = state;
+        m.consistent = consistent;
+        if state != old_state || consistent != was_consistent {
+            let state = m.state_name();
+            tx.push_event(Event::PairState {
+                volume: batch.volume.clone(),
+                state,
+            });
+        }
     }
     Ok(())
 }

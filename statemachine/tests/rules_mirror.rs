@@ -81,17 +81,18 @@ impl Sites {
                 .iter()
                 .map(|t| MirroredWrite {
                     seq,
+                    order: 0,
                     offset: u64::from(*t) * u64::from(TS),
                     data: WriteData::Bytes(self.a.read("p", u64::from(*t) * u64::from(TS), u64::from(TS)).into()),
                 })
                 .collect();
-            self.b.ok(Command::MirrorApply(MirrorBatch {
+            self.b.ok(Command::MirrorApply(vec![MirrorBatch {
                 volume: "s".into(),
                 generation: GEN,
                 writes,
                 mark: SecondaryMark::Copying,
                 upto: seq,
-            }));
+            }]));
             assert_eq!(Self::pair(&self.b, "s").state, "target-copy-pending");
             assert_eq!(Self::pair(&self.b, "s").consistent, Some(false));
             self.confirm(seq);
@@ -124,17 +125,18 @@ impl Sites {
             .drain(..)
             .map(|m| MirroredWrite {
                 seq: m.seq,
+                order: m.seq,
                 offset: m.offset,
                 data: m.data,
             })
             .collect();
-        self.b.ok(Command::MirrorApply(MirrorBatch {
+        self.b.ok(Command::MirrorApply(vec![MirrorBatch {
             volume: "s".into(),
             generation: GEN,
             writes,
             mark,
             upto,
-        }));
+        }]));
     }
 
     fn images_equal(&self) -> bool {
@@ -248,13 +250,13 @@ fn the_secondary_refuses_host_writes_and_flashcopy_onto_it_and_an_old_generation
     s.b.write("s", 0, b"B");
     // The old primary's stream is refused from now on (no split brain).
     s.write(5, b"A");
-    let stale = Command::MirrorApply(MirrorBatch {
+    let stale = Command::MirrorApply(vec![MirrorBatch {
         volume: "s".into(),
         generation: GEN,
         writes: vec![],
         mark: SecondaryMark::Duplex,
         upto: 0,
-    });
+    }]);
     assert_eq!(s.b.refused(stale).code(), "pair-generation");
 }
 
@@ -348,17 +350,18 @@ fn the_secondary_refuses_a_hole_in_the_stream_and_ignores_a_stale_mark() {
     s.write(20, b"2");
     let second = s.queue.pop().unwrap();
     // The first write never arrived: the second alone would leave a hole.
-    let hole = Command::MirrorApply(MirrorBatch {
+    let hole = Command::MirrorApply(vec![MirrorBatch {
         volume: "s".into(),
         generation: GEN,
         writes: vec![MirroredWrite {
             seq: second.seq,
+            order: 0,
             offset: second.offset,
             data: second.data.clone(),
         }],
         mark: SecondaryMark::Duplex,
         upto: second.seq,
-    });
+    }]);
     assert_eq!(s.b.refused(hole).code(), "pair-sequence-gap");
     s.queue.push(second);
     s.send(SecondaryMark::Duplex);
@@ -369,24 +372,25 @@ fn the_secondary_refuses_a_hole_in_the_stream_and_ignores_a_stale_mark() {
         volume: "p".into(),
         generation: GEN,
     });
-    s.b.ok(Command::MirrorApply(MirrorBatch {
+    s.b.ok(Command::MirrorApply(vec![MirrorBatch {
         volume: "s".into(),
         generation: GEN,
         writes: vec![MirroredWrite {
             seq: 50,
+            order: 0,
             offset: 0,
             data: WriteData::Bytes(vec![5; TS as usize].into()),
         }],
         mark: SecondaryMark::Copying,
         upto: 50,
-    }));
-    s.b.ok(Command::MirrorApply(MirrorBatch {
+    }]));
+    s.b.ok(Command::MirrorApply(vec![MirrorBatch {
         volume: "s".into(),
         generation: GEN,
         writes: vec![],
         mark: SecondaryMark::Duplex,
         upto: 3,
-    }));
+    }]));
     let pair = Sites::pair(&s.b, "s");
     assert_eq!(
         (pair.state.as_str(), pair.consistent),
@@ -422,4 +426,95 @@ fn a_flashcopy_that_turns_a_full_duplex_pair_copy_pending_keeps_its_unconfirmed_
         _ => None,
     });
     assert!(sent.unwrap().contains(&0), "the unconfirmed zeroing's track is copied");
+}
+
+#[test]
+fn a_write_a_freeze_held_travels_when_it_lands() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    s.a.mkvol("t", 4);
+    s.a.ok(Command::MkFlash {
+        pairs: vec![Pair::new("p", "t")],
+        options: EstablishOptions {
+            freeze: true,
+            nocp: true,
+            ..Default::default()
+        },
+    });
+    // Held: nothing lands, nothing is tapped.
+    s.write(5, b"held");
+    assert!(s.queue.is_empty(), "a held write is not mirrored before it lands");
+    s.write(40, b"also");
+    let applied = s.a.run(Command::UnfreezeFlash {
+        sources: vec!["p".into()],
+    });
+    assert!(applied.result.is_ok());
+    s.queue.extend(applied.mirrored);
+    // The release may take more entries (bounded batches).
+    for _ in 0..4 {
+        let applied = s.a.run(Command::Tick);
+        s.queue.extend(applied.mirrored);
+    }
+    assert_eq!(
+        s.queue.len(),
+        2,
+        "both held writes travel, at the entries where they landed"
+    );
+    assert!(s.queue[0].seq < s.queue[1].seq && s.queue[0].offset == 5);
+    s.send(SecondaryMark::Duplex);
+    assert!(s.images_equal());
+}
+
+#[test]
+fn the_pairs_of_one_request_land_together_in_the_primarys_order_or_not_at_all() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    s.a.mkvol("q", 4);
+    s.b.mkvol("r", 4);
+    s.b.ok(Command::AcceptSecondary {
+        volume: "r".into(),
+        primary_cluster: "site-a".into(),
+        primary_volume: "q".into(),
+        size: 4 * u64::from(TS),
+        generation: GEN,
+    });
+    s.a.ok(Command::MkPprc {
+        volume: "q".into(),
+        remote_cluster: "site-b".into(),
+        remote_volume: "r".into(),
+        generation: GEN,
+    });
+    s.a.ok(Command::PprcConfirmed {
+        volume: "q".into(),
+        generation: GEN,
+        seq: 0,
+    });
+    assert_eq!(Sites::pair(&s.a, "q").state, "full-duplex");
+    s.write(0, b"p-first");
+    let q_write = s.a.write_cmd("q", 0, b"q-second");
+    let applied = s.a.run(q_write);
+    let (p, q) = (s.queue.pop().unwrap(), applied.mirrored[0].clone());
+    let batch = |volume: &str, m: &Mirrored, offset: u64| MirrorBatch {
+        volume: volume.into(),
+        generation: GEN,
+        writes: vec![MirroredWrite {
+            seq: m.seq,
+            order: m.seq * 10 + u64::from(volume == "r"),
+            offset,
+            data: m.data.clone(),
+        }],
+        mark: SecondaryMark::Duplex,
+        upto: m.seq,
+    };
+    // r's part is out of range: the whole request is refused, s gets nothing either.
+    let bad = Command::MirrorApply(vec![batch("s", &p, p.offset), batch("r", &q, 1 << 20)]);
+    let before = s.b.read("s", 0, 7);
+    assert_eq!(s.b.refused(bad).code(), "out-of-range");
+    assert_eq!(s.b.read("s", 0, 7), before, "nothing of the request landed");
+    s.b.ok(Command::MirrorApply(vec![
+        batch("s", &p, p.offset),
+        batch("r", &q, q.offset),
+    ]));
+    assert_eq!(s.b.read("s", 0, 7), b"p-first".to_vec());
+    assert_eq!(s.b.read("r", 0, 8), b"q-second".to_vec());
 }

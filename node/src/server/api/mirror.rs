@@ -380,17 +380,25 @@ pub(super) async fn accept(
 /// From the primary's site: apply a batch (bincode), answer the highest sequence number applied.
 pub(super) async fn apply(State(a): Api, body: Result<Bytes, BytesRejection>) -> Result<impl IntoResponse, ApiError> {
     let body = body?;
-    let (batch, _): (MirrorBatch, usize) = bincode::serde::decode_from_slice(&body, bincode::config::standard())
+    let (batches, _): (Vec<MirrorBatch>, usize) = bincode::serde::decode_from_slice(&body, bincode::config::standard())
         .map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad-request",
-                format!("not a mirror batch: {e}"),
+                format!("not mirror batches: {e}"),
             )
         })?;
-    let volume = batch.volume.clone();
-    let _applied = run(&a, Command::MirrorApply(batch)).await?;
-    let confirmed = a.state.query(|s| s.pair_of(&volume).map(|(_, p)| p.confirmed))?;
+    let volumes: Vec<String> = batches.iter().map(|b| b.volume.clone()).collect();
+    let _applied = run(&a, Command::MirrorApply(batches)).await?;
+    let confirmed = a.state.query(|s| {
+        volumes
+            .into_iter()
+            .map(|v| {
+                let confirmed = s.pair_of(&v)?.1.confirmed;
+                Ok((v, confirmed))
+            })
+            .collect::<Result<_, CommandError>>()
+    })?;
     Ok(Json(MirrorReply { confirmed }))
 }
 

@@ -92,9 +92,11 @@ async fn on_relationships(
     targets: impl Fn(&Pair) -> String,
 ) -> Result<Json<CommandReply>, ApiError> {
     a.consensus.linearizable().await?;
-    match a.state.query(|s| s.existing_remote_pairs(&pairs))? {
-        None => run(a, command(pairs)).await,
-        Some((cluster, remote)) => {
+    match a.state.query(|s| s.existing_remote_pairs(&pairs)) {
+        Err(e @ statemachine::CommandError::PmirNotPossible { .. }) => Err(e.into()),
+        // Any other refusal is the state machine's to make (and to journal).
+        Err(_) | Ok(None) => run(a, command(pairs)).await,
+        Ok(Some((cluster, remote))) => {
             let targets = pairs.iter().map(targets).collect();
             super::mirror::at_both_sites(a, &pairs, command(pairs.clone()), command(remote), &cluster, targets).await
         }

@@ -1,12 +1,9 @@
-//! The leader drives every pair whose primary is here, one task per pair: in full duplex it
-//! sends the tapped writes in sequence order and records what the secondary confirmed; while
-//! copy-pending it proposes copy steps and sends their tracks; when the secondary stops
-//! answering for longer than the mirror timeout it suspends the pair. A new leader starts from
-//! what the state says was confirmed: it re-sends the rest from its own tap, or, if its tap
-//! lacks some of it, has the pair copy those tracks (`PprcResync`).
+//! The leader drives every pair whose primary is here: one task per pair for what is done pair
+//! by pair (copy steps while copy-pending, the secondary's mark when paused), and one stream per
+//! path (`stream.rs`) that sends the full-duplex pairs' writes together, in log order. When the
+//! secondary stops answering for longer than the mirror timeout the pair suspends.
 
 use super::link::LinkError;
-use super::tap::Tapped;
 use super::Mirror;
 use crate::server::consensus::Consensus;
 use statemachine::{
@@ -18,13 +15,9 @@ use std::io::Read;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Bytes of tapped writes one mirror request carries at most.
-const BATCH_BYTES: u64 = 4 << 20;
-/// How often the leader records confirmations in the log (host writes do not wait for it).
-const CONFIRM_EVERY: Duration = Duration::from_millis(100);
-
 pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>) {
     let mut tasks: HashMap<(VolumeId, u64), tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut streams: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let leading = consensus.is_leader();
@@ -51,8 +44,9 @@ pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>) {
         let primary: HashMap<VolumeId, u64> = primaries.iter().map(|p| (p.0, p.1)).collect();
         mirror.tap.retain(|v| primary.contains_key(&v), leading);
         tasks.retain(|_, task| !task.is_finished());
+        streams.retain(|_, task| !task.is_finished());
         if !leading {
-            for (_, task) in tasks.drain() {
+            for task in tasks.drain().map(|(_, t)| t).chain(streams.drain().map(|(_, t)| t)) {
                 task.abort();
             }
             // What the leader recorded as confirmed is not needed any more.
@@ -65,6 +59,14 @@ pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>) {
             tasks
                 .entry((id, generation))
                 .or_insert_with(|| tokio::spawn(drive(mirror.clone(), consensus.clone(), id, generation)));
+        }
+        let paths: Vec<String> = mirror
+            .state
+            .query(|s| s.paths().map(|p| p.remote_cluster.clone()).collect());
+        for remote in paths {
+            streams
+                .entry(remote.clone())
+                .or_insert_with(|| tokio::spawn(super::stream::run(mirror.clone(), consensus.clone(), remote)));
         }
     }
 }
@@ -102,7 +104,6 @@ fn look(mirror: &Mirror, volume: VolumeId, generation: u64) -> Option<Look> {
 async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId, generation: u64) {
     let mut marked: Option<SecondaryMark> = None;
     let mut failing_since: Option<Instant> = None;
-    let mut last_confirm = Instant::now() - CONFIRM_EVERY;
     let mut changed = mirror.changed.subscribe();
     loop {
         if !consensus.is_leader() {
@@ -127,49 +128,13 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
         let attempt = Instant::now();
         let outcome = match l.state {
             PairState::FullDuplex => {
-                let from = here + 1;
-                if from > l.sent {
-                    if marked != Some(SecondaryMark::Duplex) {
-                        sender.send(Vec::new(), SecondaryMark::Duplex, l.sent).await.map(|_| ())
-                    } else {
-                        // Idle: record what was confirmed, then wait for writes.
-                        if (here > l.confirmed || l.unconfirmed_tracks > 0) && last_confirm.elapsed() >= CONFIRM_EVERY {
-                            last_confirm = Instant::now();
-                            sender.propose_confirmed(here).await;
-                        }
-                        tokio::select! {
-                            _ = changed.changed() => {}
-                            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-                        }
-                        Ok(())
-                    }
-                } else {
-                    match mirror.tap.take(volume, generation, from, l.sent, BATCH_BYTES) {
-                        Some(writes) => {
-                            let upto = writes.last().map_or(l.sent, |w| w.seq);
-                            let writes = writes.into_iter().map(mirrored).collect();
-                            let sent = sender.send(writes, SecondaryMark::Duplex, upto).await.map(|_| ());
-                            if sent.is_ok() && last_confirm.elapsed() >= CONFIRM_EVERY {
-                                last_confirm = Instant::now();
-                                let here = mirror.confirmed_here(volume, generation);
-                                sender.propose_confirmed(here).await;
-                            }
-                            sent
-                        }
-                        None => {
-                            // This node was not the leader when those were sent, and its tap
-                            // lacks some of them: copy their tracks instead.
-                            tracing::info!(volume = %l.name, from, upto = l.sent, "mirror writes to re-send are not all here: resyncing their tracks");
-                            sender
-                                .propose(Command::PprcResync {
-                                    volume: l.name.clone(),
-                                    generation,
-                                })
-                                .await;
-                            Ok(())
-                        }
-                    }
+                // The path's stream sends; here only a leftover of an earlier suspension
+                // would be forgotten (see below).
+                tokio::select! {
+                    _ = changed.changed() => {}
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                 }
+                continue;
             }
             PairState::CopyPending | PairState::Suspended(_) if mirror.tap.holds(volume) => {
                 // Not streaming: every tapped write's track is out of sync now.
@@ -214,19 +179,8 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
                     PairState::Suspended(_) => marked,
                 };
             }
-            Err(LinkError::Refused { code, .. }) if code == "pair-sequence-gap" => {
-                // The secondary misses writes this leader cannot re-send: copy their tracks.
-                sender
-                    .propose(Command::PprcResync {
-                        volume: l.name.clone(),
-                        generation,
-                    })
-                    .await;
-            }
             Err(LinkError::Refused { code, message }) => {
-                // The secondary failed over, or the pair is gone there: no use retrying.
-                tracing::warn!(volume = %l.name, %code, %message, "the secondary refused the mirror; suspending");
-                sender.suspend(SuspendReason::SecondaryRefused).await;
+                refused(&consensus, &l.name, generation, &code, &message).await;
             }
             Err(e @ LinkError::Unreachable { .. }) => {
                 let since = *failing_since.get_or_insert(attempt);
@@ -263,7 +217,12 @@ impl Sender<'_> {
             mark,
             upto,
         };
-        let confirmed = self.mirror.links.apply(self.path, &batch, self.mirror.timeout).await?;
+        let confirmed = self
+            .mirror
+            .links
+            .apply(self.path, &[batch], self.mirror.timeout)
+            .await?;
+        let confirmed = confirmed.get(&self.look.remote_volume).copied().unwrap_or(0);
         self.mirror.note_confirmed(self.volume, self.generation, confirmed);
         Ok(confirmed)
     }
@@ -299,7 +258,12 @@ impl Sender<'_> {
                     } else {
                         WriteData::Zeroes(track_size)
                     };
-                    Ok(MirroredWrite { seq, offset, data })
+                    Ok(MirroredWrite {
+                        seq,
+                        order: 0,
+                        offset,
+                        data,
+                    })
                 })
                 .collect::<Result<Vec<_>, storage::ReadError>>()
         })
@@ -355,31 +319,47 @@ impl Sender<'_> {
         .await;
     }
 
-    /// Proposes a command of the driver's; its events if it was applied.
     async fn propose(&self, command: Command) -> Option<Vec<Event>> {
-        match self.consensus.propose(command).await {
-            Ok(committed) => match committed.result {
-                Ok(()) => Some(committed.events),
-                Err(e) => {
-                    tracing::debug!(error = %e, "mirror command refused");
-                    None
-                }
-            },
+        propose(self.consensus, command).await
+    }
+}
+
+/// Proposes a command of the mirror's; its events if it was applied.
+pub(super) async fn propose(consensus: &Consensus, command: Command) -> Option<Vec<Event>> {
+    match consensus.propose(command).await {
+        Ok(committed) => match committed.result {
+            Ok(()) => Some(committed.events),
             Err(e) => {
-                tracing::debug!(error = %e, "mirror command not committed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tracing::debug!(error = %e, "mirror command refused");
                 None
             }
+        },
+        Err(e) => {
+            tracing::debug!(error = %e, "mirror command not committed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
         }
     }
 }
 
-fn mirrored(t: Tapped) -> MirroredWrite {
-    MirroredWrite {
-        seq: t.seq,
-        offset: t.offset,
-        data: t.data,
-    }
+/// The secondary refused what was sent for a pair: a hole in its stream is filled by copying
+/// the tracks (this leader cannot re-send those writes); anything else (it failed over, the
+/// pair is gone there) suspends the pair: retrying would not help.
+pub(super) async fn refused(consensus: &Consensus, volume: &str, generation: u64, code: &str, message: &str) {
+    let command = if code == "pair-sequence-gap" {
+        Command::PprcResync {
+            volume: volume.to_string(),
+            generation,
+        }
+    } else {
+        tracing::warn!(%volume, %code, %message, "the secondary refused the mirror; suspending");
+        Command::PausePprc {
+            volume: volume.to_string(),
+            reason: SuspendReason::SecondaryRefused,
+            generation: Some(generation),
+        }
+    };
+    propose(consensus, command).await;
 }
 
 /// A new cluster's id: `fc-` and 12 random hex digits.

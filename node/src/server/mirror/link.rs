@@ -8,7 +8,7 @@ use crate::protocol::{
     API_PREFIX,
 };
 use statemachine::{MirrorBatch, PprcPath};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -113,9 +113,15 @@ impl Links {
         .map(|_| ())
     }
 
-    /// Sends a batch; the highest sequence number the secondary has applied.
-    pub async fn apply(&self, path: &PprcPath, batch: &MirrorBatch, timeout: Duration) -> Result<u64, LinkError> {
-        let body = bincode::serde::encode_to_vec(batch, bincode::config::standard()).expect("encodes");
+    /// Sends batches of one or several pairs (applied together there); per secondary volume,
+    /// the highest sequence number it has applied.
+    pub async fn apply(
+        &self,
+        path: &PprcPath,
+        batches: &[MirrorBatch],
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, u64>, LinkError> {
+        let body = bincode::serde::encode_to_vec(batches, bincode::config::standard()).expect("encodes");
         let reply = self
             .send(path, reqwest::Method::POST, "/pprc/apply", Some(body), timeout)
             .await?;

@@ -6,6 +6,7 @@
 
 mod driver;
 mod link;
+mod stream;
 mod tap;
 
 pub use driver::run;
