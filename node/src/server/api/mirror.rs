@@ -135,12 +135,7 @@ pub(super) async fn list_pairs(
     State(a): Api,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(query) = query?;
-    let volumes: Vec<String> = query
-        .into_iter()
-        .filter(|(k, _)| k == "volume")
-        .map(|(_, v)| v)
-        .collect();
+    let volumes = super::relationships::volume_params(query?);
     a.consensus.linearizable().await?;
     Ok(Json(a.state.query(|s| s.mirror_pairs(&volumes))))
 }

@@ -23,14 +23,18 @@ pub(super) async fn list(
     State(a): Api,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Query(query) = query?;
-    let volumes: Vec<String> = query
+    let volumes = volume_params(query?);
+    a.consensus.linearizable().await?;
+    Ok(Json(a.state.query(|s| s.relationships(&volumes))))
+}
+
+/// The `volume=` parameters of a listing (none: every volume).
+pub(super) fn volume_params(Query(query): Query<Vec<(String, String)>>) -> Vec<String> {
+    query
         .into_iter()
         .filter(|(k, _)| k == "volume")
         .map(|(_, v)| v)
-        .collect();
-    a.consensus.linearizable().await?;
-    Ok(Json(a.state.query(|s| s.relationships(&volumes))))
+        .collect()
 }
 
 pub(super) async fn mkflash(
