@@ -270,6 +270,8 @@ fn every_mirror_refusal_has_its_code() {
     a.fails(&["mkpprc", "p:src"], 1, "remote-volume-in-use");
     a.fails(&["mkpprc", "p:nope"], 1, "remote-volume-not-found");
     a.fails(&["mkpprc", "nope:s"], 1, "volume-not-found");
+    let out = a.fails(&["mkpprc", "p"], 2, "invalid-pair");
+    assert!(out.contains("LOCAL:REMOTE"), "{out}");
     a.ok(&["mkpprc", "p:s"]);
     a.fails(&["mkpprc", "p:s"], 1, "pair-exists");
     a.fails(&["mkpprc", "q:s"], 1, "remote-pair-exists");

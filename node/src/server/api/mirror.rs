@@ -154,7 +154,15 @@ pub(super) async fn mkpprc(
     let pairs: Vec<Pair> = m
         .pairs
         .iter()
-        .map(|p| super::relationships::pair(p))
+        .map(|p| {
+            p.parse::<Pair>().map_err(|_| {
+                let error = CommandError::InvalidPair {
+                    pair: p.clone(),
+                    reason: "a mirror pair is written LOCAL:REMOTE: the volume here, a colon, the volume at the remote cluster".into(),
+                };
+                ApiError::new(StatusCode::BAD_REQUEST, error.code(), error.to_string())
+            })
+        })
         .collect::<Result<_, _>>()?;
     a.consensus.linearizable().await?;
     let own = own_id(&a)?.ok_or_else(unnamed)?;
