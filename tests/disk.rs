@@ -6,51 +6,7 @@
 
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
-
-/// A tmpfs of `mib` MiB at a fresh directory, unmounted when dropped. `None` where none can be
-/// mounted (the test skips, or fails under `FLASHCOPY_REQUIRE_ALL`: see `skip_or_fail`).
-struct SmallDisk {
-    _dir: tempfile::TempDir,
-    mount: PathBuf,
-}
-
-impl SmallDisk {
-    fn mount(mib: u64) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        let mount = dir.path().join("disk");
-        std::fs::create_dir(&mount).unwrap();
-        let out = run(
-            "mount",
-            &[
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={mib}m"),
-                "tmpfs",
-                mount.to_str().unwrap(),
-            ],
-        );
-        if out.code != 0 {
-            skip_or_fail(&format!(
-                "cannot mount a tmpfs here ({}): the full-disk test needs root",
-                out.stderr.trim()
-            ));
-            return None;
-        }
-        Some(SmallDisk { _dir: dir, mount })
-    }
-
-    fn path(&self) -> &Path {
-        &self.mount
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = run("umount", &["-l", self.mount.to_str().unwrap()]);
-    }
-}
+use std::path::Path;
 
 /// qemu-io writes 4 MiB chunks of a chunk-specific pattern until one fails; returns how many
 /// were acknowledged and the failure.

@@ -564,3 +564,54 @@ fn the_link_runs_over_https_checked_against_the_ca_the_path_names() {
     assert!(paths[0]["bytes_sent"].as_u64().unwrap() > 100_000, "{paths}");
     assert!(paths[0]["average_rtt_ms"].as_f64().is_some(), "{paths}");
 }
+
+#[test]
+fn a_secondary_short_of_space_refuses_mirrored_data_and_the_pair_suspends_while_the_primary_goes_on() {
+    let Some(disk) = SmallDisk::mount(640) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let a = site(dir.path(), "a", 2000);
+    let token = dir.path().join("b.token");
+    std::fs::write(&token, "b-secret\n").unwrap();
+    // Site B's disk: 640 MiB, of which a tenant holds 256 and the node keeps 192 free.
+    std::fs::write(disk.path().join("filler"), vec![7u8; 256 << 20]).unwrap();
+    let b = Node::start(
+        &disk.path().join("b"),
+        1,
+        &["--token-file", token.to_str().unwrap(), "--disk-reserve", "192"],
+    );
+    b.wait_ready();
+    a.ok(&["mkvol", "p", "--size", "1G"]);
+    b.ok(&["mkvol", "s", "--size", "1G"]);
+    a.ok(&[
+        "mkpprcpath",
+        "--remote",
+        &b.api,
+        "--remote-token-file",
+        token.to_str().unwrap(),
+    ]);
+    a.ok(&["mkpprc", "p:s"]);
+    wait_state(&a, "p", "full-duplex", 60);
+    // Writes at A go on past what B can keep: every one is acknowledged.
+    let uri = a.nbd_uri("p");
+    for chunk in 0..100 {
+        qemu_io(&uri, &[&format!("write -P {} {}M 4M", chunk % 200 + 1, chunk * 4)]);
+        if pair_row(&a, "p")["state"] == "suspended" {
+            break;
+        }
+    }
+    let row = pair_row(&a, "p");
+    assert_eq!(row["state"], "suspended", "B never ran short: {row}");
+    assert_eq!(row["reason"], "link-failure", "{row}");
+    assert!(row["out_of_sync_tracks"].as_u64().unwrap() > 0, "{row}");
+    assert!(
+        b.log().contains("disk") || a.log().contains("disk-full") || a.log().contains("reserve"),
+        "the reason is logged"
+    );
+    // B keeps serving, under its reserve but not full.
+    b.ok(&["lsvol"]);
+    assert_eq!(b.metric("flashcopy_disk_low"), Some(1));
+    a.write("p", 500 * MIB, vec![3; 4096]);
+    audit_verifies(&b);
+}

@@ -18,7 +18,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use statemachine::{
     Command, CommandError, Event, MirrorBatch, MirrorTarget, Pair, PairRole, PairState, PprcPath, SuspendReason,
-    VolumeId,
+    VolumeId, WriteData,
 };
 
 impl From<LinkError> for ApiError {
@@ -391,6 +391,23 @@ pub(super) async fn apply(State(a): Api, body: Result<Bytes, BytesRejection>) ->
                 format!("not mirror batches: {e}"),
             )
         })?;
+    // The secondary keeps its reserve like the primary: mirrored data waits (the primary
+    // retries, then suspends) rather than fill this disk.
+    let data = batches
+        .iter()
+        .flat_map(|b| &b.writes)
+        .any(|w| matches!(w.data, WriteData::Bytes(_)));
+    if data && a.disk.low() {
+        return Err(ApiError::new(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "disk-full",
+            format!(
+                "the secondary's disk is under its reserve ({} bytes free, {} kept): mirrored data waits until space returns",
+                a.disk.free(),
+                a.disk.reserve()
+            ),
+        ));
+    }
     let volumes: Vec<String> = batches.iter().map(|b| b.volume.clone()).collect();
     let _applied = run(&a, Command::MirrorApply(batches)).await?;
     let confirmed = a.state.query(|s| {
