@@ -24,6 +24,17 @@ fn site(dir: &Path, name: &str, timeout_ms: u64) -> Node {
     node
 }
 
+/// A path from `from` to the site `to`, made by `site` as `name` (its token is `name`'s).
+fn path_to(from: &Node, to: &Node, name: &str, dir: &Path) {
+    from.ok(&[
+        "mkpprcpath",
+        "--remote",
+        &to.api,
+        "--remote-token-file",
+        &token_of(dir, name),
+    ]);
+}
+
 /// The token file of a site made by `site`.
 fn token_of(dir: &Path, name: &str) -> String {
     dir.join(format!("{name}.token")).display().to_string()
@@ -64,13 +75,7 @@ fn mirrored(dir: &Path, size: u64, initial: usize, timeout_ms: u64) -> (Node, No
     if initial > 0 {
         a.write("p", 0, noise(initial));
     }
-    a.ok(&[
-        "mkpprcpath",
-        "--remote",
-        &b.api,
-        "--remote-token-file",
-        &token_of(dir, "b"),
-    ]);
+    path_to(&a, &b, "b", dir);
     let made = a.ok(&["mkpprc", "p:s"]);
     let tracks = (initial as u64).div_ceil(TRACK);
     assert!(made.contains(&format!("{tracks} tracks to copy")), "{made}");
@@ -154,6 +159,12 @@ fn killing_the_remote_site_suspends_the_pair_without_failing_a_write_and_resume_
     assert_eq!(row["state"], "suspended", "{row}");
     assert_eq!(row["reason"], "link-failure", "{row}");
     assert_eq!(row["out_of_sync_tracks"], 10, "exactly the tracks written: {row}");
+    assert_eq!(a.metric("flashcopy_mirror_out_of_sync_tracks{volume=\"p\"}"), Some(10));
+    assert_eq!(
+        a.metric("flashcopy_mirror_pair_state{volume=\"p\",role=\"primary\",state=\"suspended\"}"),
+        Some(1)
+    );
+    assert!(a.metric("flashcopy_mirror_wait_seconds_count").unwrap() > 0);
     // The path's pairs are one consistency group: q suspended with p, nothing out of sync.
     let q = pair_row(&a, "q");
     assert_eq!(
@@ -198,13 +209,7 @@ fn failback_copies_back_what_changed_at_the_failed_over_site() {
     b.ok(&["failoverpprc", "s"]);
     // Failback sends from B: it needs a path to A.
     b.fails(&["failbackpprc", "s"], 1, "path-not-found");
-    b.ok(&[
-        "mkpprcpath",
-        "--remote",
-        &a.api,
-        "--remote-token-file",
-        &token_of(dir.path(), "a"),
-    ]);
+    path_to(&b, &a, "a", dir.path());
     b.write("s", 3 * MIB, pattern(5, 70_000));
     let out = b.ok(&["failbackpprc", "s"]);
     assert!(out.contains("tracks to copy"), "{out}");
@@ -248,13 +253,7 @@ fn every_mirror_refusal_has_its_code() {
         2,
         "same-cluster",
     );
-    a.ok(&[
-        "mkpprcpath",
-        "--remote",
-        &b.api,
-        "--remote-token-file",
-        &token_of(dir.path(), "b"),
-    ]);
+    path_to(&a, &b, "b", dir.path());
     a.fails(
         &[
             "mkpprcpath",
@@ -385,13 +384,7 @@ fn flashcopy_onto_a_mirror_primary_reaches_its_secondary_by_copy_or_by_the_same_
     }
     a.write("prod", 0, noise(3 * MIB as usize));
     a.write("db", MIB, noise(2 * MIB as usize));
-    a.ok(&[
-        "mkpprcpath",
-        "--remote",
-        &b.api,
-        "--remote-token-file",
-        &token_of(dir.path(), "b"),
-    ]);
+    path_to(&a, &b, "b", dir.path());
     a.ok(&["mkpprc", "prod:prod_r", "bkp:bkp_r", "db:db_r", "snap:snap_r"]);
     for v in ["prod", "bkp", "db", "snap"] {
         wait_state(&a, v, "full-duplex", 60);

@@ -557,11 +557,6 @@ pub(crate) fn copy_all<R: TrackReader>(tx: &mut Tx<'_, R>, volume: &str) -> Resu
         .state()
         .track_count(tx.state().record(id).expect("exists").volume.size);
     let all: RoaringBitmap = (0..tracks).collect();
-    let m = tx.mirror_mut(id);
-    m.out_of_sync |= &all;
-    if let PairState::Suspended(_) = m.state {
-        return Ok(());
-    }
     target_changed(tx, id, &all);
     Ok(())
 }

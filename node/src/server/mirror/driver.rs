@@ -102,7 +102,8 @@ fn look(mirror: &Mirror, volume: VolumeId, generation: u64) -> Option<Look> {
 
 /// One pair's driver, for as long as this node leads and the pair keeps its generation.
 async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId, generation: u64) {
-    let mut marked: Option<SecondaryMark> = None;
+    // Whether the secondary was told of the pause since anything else was sent.
+    let mut told_paused = false;
     let mut failing_since: Option<Instant> = None;
     let mut changed = mirror.changed.subscribe();
     loop {
@@ -159,10 +160,10 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
             }
             PairState::CopyPending => sender.copy_step().await,
             PairState::Suspended(reason) => {
-                if reason == SuspendReason::Operator && marked != Some(SecondaryMark::Suspended) {
+                if reason == SuspendReason::Operator && !told_paused {
                     // Best effort: the secondary shows the pause; the link may be down.
                     if sender.send(Vec::new(), SecondaryMark::Suspended, l.sent).await.is_ok() {
-                        marked = Some(SecondaryMark::Suspended);
+                        told_paused = true;
                     }
                 }
                 failing_since = None;
@@ -173,11 +174,7 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
         match outcome {
             Ok(()) => {
                 failing_since = None;
-                marked = match l.state {
-                    PairState::FullDuplex => Some(SecondaryMark::Duplex),
-                    PairState::CopyPending => Some(SecondaryMark::Copying),
-                    PairState::Suspended(_) => marked,
-                };
+                told_paused = false;
             }
             Err(LinkError::Refused { code, message }) => {
                 refused(&consensus, &l.name, generation, &code, &message).await;

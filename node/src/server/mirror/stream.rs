@@ -72,7 +72,7 @@ pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>, remote: String)
             if from > p.sent {
                 continue;
             }
-            match mirror.tap.take(p.id, p.generation, from, p.sent, u64::MAX) {
+            match mirror.tap.take(p.id, p.generation, from, p.sent) {
                 Some(writes) => taken.extend(writes.into_iter().map(|w| (i, w))),
                 None => lacking.push(i),
             }

@@ -66,9 +66,11 @@ impl Tap {
             .map(|t| (t.generation, t.seq))
     }
 
-    /// Writes `from..` of a pair's stream, as many as fit `max_bytes` (at least one), if this
-    /// node holds every one of them from `from` on; `None` if one is missing.
-    pub fn take(&self, volume: VolumeId, generation: u64, from: u64, upto: u64, max_bytes: u64) -> Option<Vec<Tapped>> {
+    /// Writes `from..=upto` of a pair's stream (shared buffers: no bytes are copied), if this
+    /// node holds every one of them; `None` if one is missing. The stream bounds a request
+    /// across all of a path's pairs, in log order (a bound per pair here would let a later
+    /// write of another pair overtake this pair's next one).
+    pub fn take(&self, volume: VolumeId, generation: u64, from: u64, upto: u64) -> Option<Vec<Tapped>> {
         let volumes = self.volumes.lock().expect("not poisoned");
         let mut out = Vec::new();
         if from > upto {
@@ -79,18 +81,11 @@ impl Tap {
         if first.generation != generation || first.seq > from {
             return None;
         }
-        let mut bytes = 0;
         let mut expect = from;
         for t in queue.iter().skip_while(|t| t.seq < from) {
-            // Zeroing costs the request a few bytes, whatever its length.
-            let cost = match &t.data {
-                WriteData::Bytes(b) => b.len() as u64,
-                _ => 64,
-            };
-            if t.seq != expect || t.seq > upto || (!out.is_empty() && bytes + cost > max_bytes) {
+            if t.seq != expect || t.seq > upto {
                 break;
             }
-            bytes += cost;
             out.push(t.clone());
             expect += 1;
         }
@@ -152,18 +147,14 @@ mod tests {
         tap.push(10, vec![m(1), m(2)]);
         tap.push(11, vec![m(3)]);
         assert_eq!(tap.seq_at(VolumeId(1), 10), Some((7, 2)));
-        let all = tap.take(VolumeId(1), 7, 1, 3, 1 << 20).unwrap();
+        let all = tap.take(VolumeId(1), 7, 1, 3).unwrap();
         assert_eq!(all.iter().map(|t| t.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
-        let one = tap.take(VolumeId(1), 7, 2, 3, 1).unwrap();
-        assert_eq!(one.len(), 1, "at least one, then the byte bound");
+        let rest = tap.take(VolumeId(1), 7, 2, 3).unwrap();
+        assert_eq!(rest.len(), 2, "from a later sequence number");
         tap.confirmed(VolumeId(1), 7, 1);
-        assert!(tap.take(VolumeId(1), 7, 1, 3, 1 << 20).is_none(), "seq 1 is gone");
-        assert!(tap.take(VolumeId(1), 6, 2, 3, 1 << 20).is_none(), "another generation");
-        assert_eq!(
-            tap.take(VolumeId(1), 7, 4, 3, 1 << 20).unwrap().len(),
-            0,
-            "nothing to send"
-        );
+        assert!(tap.take(VolumeId(1), 7, 1, 3).is_none(), "seq 1 is gone");
+        assert!(tap.take(VolumeId(1), 6, 2, 3).is_none(), "another generation");
+        assert_eq!(tap.take(VolumeId(1), 7, 4, 3).unwrap().len(), 0, "nothing to send");
         assert_eq!(tap.seq_at(VolumeId(1), 10), Some((7, 2)));
         tap.confirmed(VolumeId(1), 7, 3);
         assert_eq!(tap.seq_at(VolumeId(1), 11), None, "confirmed: nothing to wait for");
