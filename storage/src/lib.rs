@@ -31,6 +31,7 @@ mod log_files;
 mod log_store;
 mod open;
 mod records;
+pub mod runtime;
 mod snapshot;
 mod snapshot_data;
 mod snapshots;

@@ -86,8 +86,8 @@ impl LogFiles {
         })
     }
 
-    /// Hides entries up to `index` (the purge point recorded at the last purge).
-    pub(crate) fn set_purged(&self, index: u64) {
+    /// Hides entries up to `index`.
+    fn set_purged(&self, index: u64) {
         self.first_kept.fetch_max(index + 1, Ordering::SeqCst);
     }
 
@@ -229,7 +229,8 @@ impl LogFiles {
     }
 
     /// Hides entries up to `index` and deletes the segments holding only such entries (the
-    /// caller records the purge point first, and passes it to `set_purged` at the next open).
+    /// caller records the purge point first, and purges up to it again at the next open, which
+    /// finishes a purge a crash interrupted).
     pub(crate) fn purge(&self, index: u64) -> io::Result<()> {
         self.set_purged(index);
         let mut segments = self.segments.lock().expect("not poisoned");

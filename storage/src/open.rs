@@ -18,12 +18,13 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
     };
     std::fs::create_dir_all(dir.join("snapshots")).map_err(io)?;
     let db = Arc::new(open_db(&dir.join("db"))?);
-    let files = LogFiles::open(&dir.join("raft-log")).map_err(|source| OpenError::Io {
+    let log_io = |source| OpenError::Io {
         path: dir.join("raft-log").display().to_string(),
         source,
-    })?;
+    };
+    let files = LogFiles::open(&dir.join("raft-log")).map_err(log_io)?;
     let state = StateMachineStore::open(db.clone(), dir.join("snapshots"))?;
-    Ok((LogStore::new(db, files), state))
+    Ok((LogStore::new(db, files).map_err(log_io)?, state))
 }
 
 /// Opens a node's data directory read-only, for offline audits (a stopped node's, or a copy).

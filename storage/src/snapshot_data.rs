@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use tokio::io::{AsyncRead, AsyncSeek, AsyncWrite, ReadBuf};
-use tokio::task::JoinHandle;
 
 /// Writes a stream file and opens it (the file may be unlinked once open).
 type Make = Box<dyn FnOnce() -> io::Result<std::fs::File> + Send>;
+/// A `Make` under way (see `runtime::offload`).
+type Making = Pin<Box<dyn Future<Output = Result<io::Result<std::fs::File>, tokio::task::JoinError>> + Send>>;
 
 pub struct SnapshotData {
     state: State,
@@ -21,10 +22,10 @@ pub struct SnapshotData {
 }
 
 enum State {
-    Ready(tokio::fs::File),
+    Ready(crate::runtime::File),
     Waiting {
         make: Option<Make>,
-        task: Option<JoinHandle<io::Result<std::fs::File>>>,
+        task: Option<Making>,
         /// Removed if the stream is never made (the private links it would read from).
         leftover: Option<PathBuf>,
     },
@@ -33,7 +34,7 @@ enum State {
 }
 
 impl SnapshotData {
-    pub fn file(file: tokio::fs::File) -> Self {
+    pub fn file(file: crate::runtime::File) -> Self {
         SnapshotData {
             state: State::Ready(file),
             seek: None,
@@ -53,17 +54,17 @@ impl SnapshotData {
     }
 
     /// The file, made first if need be.
-    fn poll_file(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&mut tokio::fs::File>> {
+    fn poll_file(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<&mut crate::runtime::File>> {
         if let State::Waiting { make, task, leftover } = &mut self.state {
             if task.is_none() {
                 let make = make.take().expect("made once");
                 // The maker removes its links itself.
                 leftover.take();
-                *task = Some(tokio::task::spawn_blocking(make));
+                *task = Some(Box::pin(crate::runtime::offload(make)));
             }
-            let made = ready!(Pin::new(task.as_mut().expect("started")).poll(cx));
+            let made = ready!(task.as_mut().expect("started").as_mut().poll(cx));
             let file = made.map_err(io::Error::other)??;
-            self.state = State::Ready(tokio::fs::File::from_std(file));
+            self.state = State::Ready(crate::runtime::File::from_std(file));
         }
         match &mut self.state {
             State::Ready(file) => Poll::Ready(Ok(file)),
@@ -72,7 +73,7 @@ impl SnapshotData {
     }
 
     /// The file, made first if need be (for installing a received snapshot).
-    pub(crate) async fn into_file(mut self) -> io::Result<tokio::fs::File> {
+    pub(crate) async fn into_file(mut self) -> io::Result<crate::runtime::File> {
         std::future::poll_fn(|cx| self.poll_file(cx).map_ok(|_| ())).await?;
         match std::mem::replace(&mut self.state, State::Taken) {
             State::Ready(file) => Ok(file),

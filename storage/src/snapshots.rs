@@ -95,7 +95,7 @@ pub(crate) fn keep_checkpoint(dir: &Path, checkpoint: &Path, meta: &Meta) -> std
 /// snapshot lock (see `StateMachineStore`).
 pub(crate) fn data_of(dir: &Path, meta: &Meta, kept: &Kept, seq: u64) -> std::io::Result<SnapshotData> {
     match kept {
-        Kept::Stream(path) => Ok(SnapshotData::file(tokio::fs::File::from_std(std::fs::File::open(
+        Kept::Stream(path) => Ok(SnapshotData::file(crate::runtime::File::from_std(std::fs::File::open(
             path,
         )?))),
         Kept::Checkpoint(checkpoint) => {
@@ -207,7 +207,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let checkpoint = self.checkpoint.clone().map_err(snapshot_error)?;
         let (dir, meta) = (self.dir.clone(), self.meta.clone());
         let meta_path = dir.join(format!("{}.meta", meta.snapshot_id));
-        tokio::task::spawn_blocking({
+        crate::runtime::offload({
             let (meta, lock) = (meta.clone(), self.lock.clone());
             move || {
                 let _current = lock.lock().expect("not poisoned");
@@ -219,7 +219,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         .map_err(snapshot_error)?;
         // openraft keeps only the meta of a snapshot it built (the data goes to followers
         // through `get_current_snapshot`): the meta file stands in for the data here.
-        let file = tokio::fs::File::open(&meta_path).await.map_err(snapshot_error)?;
+        let file = crate::runtime::File::open(meta_path).await.map_err(snapshot_error)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(SnapshotData::file(file)),

@@ -295,7 +295,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             return self.apply_blocking(entries);
         }
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.apply_blocking(entries))
+        crate::runtime::offload(move || this.apply_blocking(entries))
             .await
             .expect("apply task does not panic")
     }
@@ -311,7 +311,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let checkpoint_path = self.snapshots.join(format!("checkpoint-{snapshot_id}"));
         // Creating a checkpoint flushes the memtables: not on an async worker thread.
         let db = self.db.clone();
-        let checkpoint = tokio::task::spawn_blocking(move || {
+        let checkpoint = crate::runtime::offload(move || {
             rocksdb::checkpoint::Checkpoint::new(&db)
                 .and_then(|c| c.create_checkpoint(&checkpoint_path))
                 .map(|()| checkpoint_path)
@@ -334,42 +334,45 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<SnapshotData>> {
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         let path = self.snapshots.join(format!("incoming-{seq}.part"));
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .await
-            .map_err(|e| io_error!(write_snapshot, None, &e))?;
-        Ok(Box::new(SnapshotData::file(file)))
+        let file = crate::runtime::offload(move || {
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+        })
+        .await
+        .map_err(|e| io_error!(write_snapshot, None, &e))?
+        .map_err(|e| io_error!(write_snapshot, None, &e))?;
+        Ok(Box::new(SnapshotData::file(crate::runtime::File::from_std(file))))
     }
 
     async fn install_snapshot(&mut self, meta: &Meta, snapshot: Box<SnapshotData>) -> Result<()> {
-        use tokio::io::{AsyncSeekExt, AsyncWriteExt};
         // Keep our own copy as the current snapshot (the handle may be any file), then install it.
-        let mut received = snapshot.into_file().await.map_err(snapshot_error)?;
-        received
-            .seek(std::io::SeekFrom::Start(0))
-            .await
-            .map_err(snapshot_error)?;
+        let received = snapshot.into_file().await.map_err(snapshot_error)?.into_std().await;
         let file_name = format!("{}.snap", meta.snapshot_id);
         let path = self.snapshots.join(&file_name);
         let tmp = self.snapshots.join(format!("{file_name}.tmp"));
-        let mut copy = tokio::fs::File::create(&tmp).await.map_err(snapshot_error)?;
-        tokio::io::copy(&mut received, &mut copy)
-            .await
-            .map_err(snapshot_error)?;
-        copy.flush().await.map_err(snapshot_error)?;
-        copy.sync_all().await.map_err(snapshot_error)?;
-        drop((copy, received));
+        let copying = tmp.clone();
+        crate::runtime::offload(move || -> std::io::Result<()> {
+            use std::io::Seek;
+            let mut received = received;
+            received.seek(std::io::SeekFrom::Start(0))?;
+            let mut copy = std::fs::File::create(&copying)?;
+            std::io::copy(&mut received, &mut copy)?;
+            copy.sync_all()
+        })
+        .await
+        .expect("snapshot copy task does not panic")
+        .map_err(snapshot_error)?;
         snapshot::verify(&tmp).map_err(snapshot_error)?;
         std::fs::rename(&tmp, &path).map_err(snapshot_error)?;
         set_current_snapshot(&self.snapshots, &meta.snapshot_id).map_err(snapshot_error)?;
         remove_incoming(&self.snapshots);
         let (db, inner) = (self.db.clone(), self.inner.clone());
         let (dir, meta, lock) = (self.snapshots.clone(), meta.clone(), self.snapshot_lock.clone());
-        tokio::task::spawn_blocking(move || -> Result<()> {
+        crate::runtime::offload(move || -> Result<()> {
             let mut inner = inner.write().expect("state lock is not poisoned");
             install_from_file(&db, &path).map_err(snapshot_error)?;
             *inner = load(&db).map_err(snapshot_error)?;
@@ -390,7 +393,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let (dir, lock) = (self.snapshots.clone(), self.snapshot_lock.clone());
         let seq = self.sequence.fetch_add(1, Ordering::Relaxed);
         // Cheap: a meta read and hard links; the stream is written only if it is read.
-        tokio::task::spawn_blocking(move || {
+        crate::runtime::offload(move || {
             let _current = lock.lock().expect("not poisoned");
             let Some((meta, kept)) = current_snapshot(&dir)? else {
                 return Ok(None);

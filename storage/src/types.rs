@@ -46,5 +46,5 @@ openraft::declare_raft_types!(
         Node = NodeInfo,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = crate::snapshot_data::SnapshotData,
-        AsyncRuntime = openraft::TokioRuntime,
+        AsyncRuntime = crate::runtime::Runtime,
 );

@@ -84,7 +84,7 @@ pub async fn at(api: &ApiClient, at: &str, volume: Option<String>, json: bool) -
 /// `audit verify`: through the cluster, or offline on a data directory.
 pub async fn verify(c: &ClientArgs, data_dir: Option<PathBuf>, json: bool) -> Result<(), CliError> {
     let report: Verification = match data_dir {
-        Some(dir) => tokio::task::spawn_blocking(move || {
+        Some(dir) => storage::runtime::offload(move || {
             let view = storage::open_read_only(&dir).map_err(|e| CliError::usage("data-dir", e.to_string()))?;
             view.verify()
                 .map_err(|e| CliError::refused("storage-error", e.to_string()))

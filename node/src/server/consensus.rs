@@ -2,6 +2,7 @@
 //! wall-clock time), answers linearizable reads, knows who leads and changes the membership.
 //! The [`Propose`] trait is the narrow part the write batcher and the copy scheduler use.
 
+use crate::server::clock::Clock;
 use crate::server::metrics::Metrics;
 use crate::server::read_index::{ReadIndex, Round};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
@@ -10,7 +11,7 @@ use statemachine::{Command, CommandError, Event, Timestamp};
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use storage::{NodeInfo, Request, TypeConfig};
 
 /// Why a command could not be run through Raft.
@@ -48,6 +49,8 @@ pub struct Committed {
 pub trait Propose: Send + Sync + 'static {
     fn propose(&self, command: Command) -> impl Future<Output = Result<Committed, ProposeError>> + Send;
     fn is_leader(&self) -> bool;
+    /// The wall clock commands are stamped with here.
+    fn now_millis(&self) -> u64;
 }
 
 pub struct Consensus {
@@ -56,10 +59,11 @@ pub struct Consensus {
     raft: Raft<TypeConfig>,
     metrics: Arc<Metrics>,
     reads: ReadIndex<ProposeError>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Consensus {
-    pub fn new(id: u64, info: NodeInfo, raft: Raft<TypeConfig>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(id: u64, info: NodeInfo, raft: Raft<TypeConfig>, metrics: Arc<Metrics>, clock: Arc<dyn Clock>) -> Self {
         let round_raft = raft.clone();
         let round: Round<ProposeError> = Arc::new(move || {
             let raft = round_raft.clone();
@@ -71,7 +75,13 @@ impl Consensus {
             raft,
             metrics,
             reads: ReadIndex::new(round),
+            clock,
         }
+    }
+
+    /// The wall clock, as this node stamps it into the commands it proposes.
+    pub fn now_millis(&self) -> u64 {
+        self.clock.now_millis()
     }
 
     pub fn id(&self) -> u64 {
@@ -106,8 +116,8 @@ impl Consensus {
 
     /// Proposes a command and waits until it is committed and applied here.
     pub async fn propose(&self, command: Command) -> Result<Committed, ProposeError> {
-        let time = Timestamp(now_millis());
-        let started = std::time::Instant::now();
+        let time = Timestamp(self.now_millis());
+        let started = tokio::time::Instant::now();
         let written = tokio::time::timeout(COMMIT_WAIT, self.raft.client_write(Request { command, time })).await;
         let Ok(written) = written else {
             return Err(ProposeError::CommitTimeout);
@@ -207,13 +217,10 @@ impl Propose for Consensus {
     fn is_leader(&self) -> bool {
         Consensus::is_leader(self)
     }
-}
 
-/// The wall clock, as the leader stamps it into commands.
-pub(crate) fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    fn now_millis(&self) -> u64 {
+        Consensus::now_millis(self)
+    }
 }
 
 /// One leadership round: confirms this node leads with a majority and waits until it has

@@ -3,15 +3,16 @@
 //! list comes from the replicated bitmaps, so a new leader or a restarted node resumes where
 //! the copy stood. It also proposes the tick that fires a due automatic thaw.
 
-use crate::server::consensus::{now_millis, Committed, Propose, ProposeError};
+use crate::server::consensus::{Committed, Propose, ProposeError};
 use crate::server::disk::DiskGuard;
 use crate::server::metrics::Metrics;
 use crate::server::write_batcher::WritesWaiting;
 use statemachine::{Command, Event, Timestamp, TRACK_SIZE};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use storage::StateView;
+use tokio::time::Instant;
 
 /// Tracks per copy step: 4 MiB, so one apply stays short.
 pub const STEP_TRACKS: u32 = 64;
@@ -55,7 +56,7 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
     let s = Arc::new(s);
     let mut turn = 0usize;
     let mut in_flight = tokio::task::JoinSet::new();
-    let mut flights: HashMap<PairKey, Flight> = HashMap::new();
+    let mut flights: BTreeMap<PairKey, Flight> = BTreeMap::new();
     let mut pace = Pace::new(s.copy_rate);
     // Under a copy rate one step at a time, so the rate holds from the first step on.
     let most = if pace.rate.is_some() { 1 } else { STEPS_IN_FLIGHT };
@@ -70,7 +71,7 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
         }
         // Due on the state's clock, as a tick stamped now would find it (a leader whose clock
         // once ran ahead does not delay the thaw).
-        let now = Timestamp(now_millis());
+        let now = Timestamp(s.proposer.now_millis());
         // A thawed volume with held writes left gets a tick per batch until they are released.
         let tick = s.state.query(|state| {
             state.releasing_held_writes() || state.next_thaw().is_some_and(|due| due <= state.clock_at(now))
@@ -124,7 +125,7 @@ impl<P: Propose> CopyScheduler<P> {
     async fn finished(
         &self,
         (key, started, result): (PairKey, Instant, Result<Committed, ProposeError>),
-        flights: &mut HashMap<PairKey, Flight>,
+        flights: &mut BTreeMap<PairKey, Flight>,
         pace: &mut Pace,
     ) {
         let flight = flights.entry(key).or_default();
@@ -182,6 +183,6 @@ impl Pace {
     }
 
     async fn wait(&self) {
-        tokio::time::sleep_until(self.next.into()).await;
+        tokio::time::sleep_until(self.next).await;
     }
 }

@@ -3,6 +3,7 @@
 //! single-node cluster or joins an existing one. Each part gets only what it uses.
 
 pub mod api;
+pub mod clock;
 pub mod config;
 pub mod consensus;
 pub mod copy_scheduler;
@@ -11,6 +12,8 @@ pub mod host_io;
 pub mod metrics;
 pub mod mirror;
 pub mod nbd;
+pub mod net;
+pub mod pre_vote;
 pub mod read_index;
 pub mod space_keeper;
 pub mod throttled;
@@ -22,7 +25,7 @@ pub use config::{ServeArgs, ServeConfig};
 
 use crate::logs::{self, LogFormat};
 use crate::protocol::{AddNode, API_PREFIX};
-use consensus::{now_millis, Consensus};
+use consensus::Consensus;
 use host_io::{HostIo, HostWrites};
 use metrics::Metrics;
 use mirror::Mirror;
@@ -122,12 +125,43 @@ pub fn raft_config(snapshot_every: u64) -> Config {
         snapshot_policy: SnapshotPolicy::LogsSinceLast(snapshot_every),
         // Keep some log behind a snapshot, so a briefly lagging follower needs no snapshot.
         max_in_snapshot_log_to_keep: snapshot_every / 4,
+        // `pre_vote` switches elections on while a majority would elect this node.
+        enable_elect: false,
         ..Default::default()
     }
 }
 
-pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
-    let id = node_id(&config)?;
+/// What a node runs on besides its data directory: the wall clock, and the network of its peer
+/// port and NBD server. `start` passes the system's clock and TCP; a simulation its own.
+pub struct Environment {
+    pub clock: Arc<dyn clock::Clock>,
+    pub dialer: Arc<dyn net::Dialer>,
+    pub raft_listener: Box<dyn net::Listener>,
+    pub nbd_listener: Box<dyn net::Listener>,
+}
+
+/// A node's serving parts, started: Raft and its peer port, host I/O (and NBD), the mirror, and
+/// the background work (write batcher, copy scheduler, space keeper). The admin API is not
+/// among them: `start` adds it.
+pub struct Core {
+    pub id: u64,
+    pub info: NodeInfo,
+    pub raft: Raft<storage::TypeConfig>,
+    pub consensus: Arc<Consensus>,
+    pub state: StateView,
+    pub host_io: Arc<HostIo>,
+    pub mirror: Arc<Mirror>,
+    pub token: ClusterToken,
+    pub metrics: Arc<Metrics>,
+    pub disk: disk::DiskGuard,
+    pub space: storage::Space,
+    pub log: storage::LogStore,
+}
+
+/// Opens the data directory and starts the serving parts on `env`; `info` is how peers and
+/// clients reach this node.
+pub async fn start_core(config: &ServeConfig, info: NodeInfo, env: Environment) -> Result<Core, ServeError> {
+    let id = node_id(config)?;
     let (log_store, state_store) = storage::open(&config.data_dir)?;
     let metrics = Arc::new(Metrics::new(log_store.committed_index()));
     let state_store = state_store.with_apply_observer({
@@ -139,52 +173,51 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
     let mirror = Mirror::new(state.clone(), config.mirror_timeout, metrics.clone());
     let state_store = state_store.with_mirror_tap(mirror.tap_fn());
 
-    let api_listener = listen(&config.api).await?;
-    let raft_listener = listen(&config.raft).await?;
-    let nbd_listener = listen(&config.nbd).await?;
-    let nbd_addr = nbd_listener.local_addr().expect("bound");
-    let api_url = config
-        .advertise_api
-        .clone()
-        .map(|u| u.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| {
-            let scheme = if config.api_tls.is_some() { "https" } else { "http" };
-            format!("{scheme}://{}", advertised(api_listener.local_addr().expect("bound")))
-        });
-    let raft_addr = config
-        .advertise_raft
-        .clone()
-        .unwrap_or_else(|| advertised(raft_listener.local_addr().expect("bound")));
-    let info = NodeInfo {
-        api: api_url.clone(),
-        raft: raft_addr,
-    };
-
     let token = ClusterToken::new(config.token.clone());
     let raft_config = Arc::new(
         raft_config(config.snapshot_every)
             .validate()
             .map_err(|e| ServeError::Raft(e.to_string()))?,
     );
-    let network = transport::Network::new(id, token.clone());
-    let log_sizes = log_store.clone();
+    let (quiet, heartbeat) = (
+        Duration::from_millis(raft_config.election_timeout_min),
+        Duration::from_millis(raft_config.heartbeat_interval),
+    );
+    let network = transport::Network::new(id, token.clone(), env.dialer.clone());
+    let log = log_store.clone();
     let raft = Raft::new(id, raft_config, network, log_store, state_store)
         .await
         .map_err(|e| ServeError::Raft(e.to_string()))?;
-    let consensus = Arc::new(Consensus::new(id, info.clone(), raft.clone(), metrics.clone()));
+    let consensus = Arc::new(Consensus::new(
+        id,
+        info.clone(),
+        raft.clone(),
+        metrics.clone(),
+        env.clock,
+    ));
+    let elections = Arc::new(pre_vote::Elections {
+        id,
+        raft: raft.clone(),
+        log: log.clone(),
+        contact: Arc::default(),
+        quiet,
+        token: token.clone(),
+        dialer: env.dialer.clone(),
+    });
+    tokio::spawn(pre_vote::run(elections.clone(), heartbeat));
 
     let (queue, batches) = write_batcher::channel();
     let writes_waiting = queue.waiting();
     let disk = disk::DiskGuard::start(config.data_dir.clone(), config.disk_reserve, config.disk_warning);
     tokio::spawn(space_keeper::run(space_keeper::SpaceKeeper {
         raft: raft.clone(),
-        log: log_sizes.clone(),
+        log: log.clone(),
         space: space.clone(),
         metrics: metrics.clone(),
         disk: disk.clone(),
         max_log_bytes: config.max_log_size,
     }));
-    let writes = HostWrites::new(queue, state.clone(), disk.clone(), id, now_millis());
+    let writes = HostWrites::new(queue, state.clone(), disk.clone(), id, consensus.now_millis());
     let host_io = Arc::new(HostIo::new(consensus.clone(), state.clone(), writes, mirror.clone()));
     tokio::spawn(mirror::run(mirror.clone(), consensus.clone()));
     tokio::spawn(write_batcher::run(consensus.clone(), metrics.clone(), batches));
@@ -208,14 +241,74 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
             config.nbd_memory,
         ),
         tls: config.nbd_tls.clone(),
+        dialer: env.dialer,
     });
     tokio::spawn(transport::serve(
-        raft_listener,
+        env.raft_listener,
         raft.clone(),
         token.clone(),
         Arc::new(nbd::Tunnels(nbd_server.clone())),
+        elections,
     ));
-    tokio::spawn(nbd::serve(nbd_listener, nbd_server));
+    tokio::spawn(nbd::serve(env.nbd_listener, nbd_server));
+    Ok(Core {
+        id,
+        info,
+        raft,
+        consensus,
+        state,
+        host_io,
+        mirror,
+        token,
+        metrics,
+        disk,
+        space,
+        log,
+    })
+}
+
+pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
+    let api_listener = listen(&config.api).await?;
+    let raft_listener = listen(&config.raft).await?;
+    let nbd_listener = listen(&config.nbd).await?;
+    let nbd_addr = nbd_listener.local_addr().expect("bound");
+    let api_url = config
+        .advertise_api
+        .clone()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| {
+            let scheme = if config.api_tls.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}", advertised(api_listener.local_addr().expect("bound")))
+        });
+    let raft_addr = config
+        .advertise_raft
+        .clone()
+        .unwrap_or_else(|| advertised(raft_listener.local_addr().expect("bound")));
+    let info = NodeInfo {
+        api: api_url.clone(),
+        raft: raft_addr,
+    };
+    let env = Environment {
+        clock: Arc::new(clock::SystemClock),
+        dialer: Arc::new(net::Tcp),
+        raft_listener: Box::new(raft_listener),
+        nbd_listener: Box::new(nbd_listener),
+    };
+    let Core {
+        id,
+        raft,
+        consensus,
+        state,
+        host_io,
+        mirror,
+        token,
+        metrics,
+        disk,
+        space,
+        log,
+        ..
+    } = start_core(&config, info.clone(), env).await?;
+
     let mut peers = reqwest::Client::builder();
     if let Some(pem) = &config.api_ca {
         peers = peers.add_root_certificate(reqwest::Certificate::from_pem(pem).expect("checked at start"));
@@ -231,7 +324,7 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         open_metrics: config.open_metrics,
         disk,
         space,
-        log: log_sizes,
+        log,
         mirror,
     });
     match config.api_tls.clone() {

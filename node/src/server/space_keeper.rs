@@ -12,8 +12,9 @@ use crate::server::disk::DiskGuard;
 use crate::server::metrics::Metrics;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use storage::{LogStore, Space, TypeConfig};
+use tokio::time::Instant;
 
 /// How often the keeper looks.
 const EVERY: Duration = Duration::from_secs(1);
@@ -55,7 +56,7 @@ pub async fn run(k: SpaceKeeper) {
         // RocksDB's properties wait on its mutex: measured here, off the async workers, once a
         // tick; the admin API and metrics read the last measure.
         let measuring = k.space.clone();
-        let usage = match tokio::task::spawn_blocking(move || measuring.usage()).await {
+        let usage = match storage::runtime::offload(move || measuring.usage()).await {
             Ok(usage) => usage,
             Err(_) => k.space.last_usage(),
         };
@@ -67,7 +68,7 @@ pub async fn run(k: SpaceKeeper) {
         if dropped_due || collect_due {
             collected_at = Some(Instant::now());
             let space = k.space.clone();
-            match tokio::task::spawn_blocking(move || space.reclaim(pressed)).await {
+            match storage::runtime::offload(move || space.reclaim(pressed)).await {
                 Ok(Ok(done)) => {
                     tracing::info!(volumes = done.volumes, collected = done.collected, "space reclaimed");
                     reclaimed = true;

@@ -43,7 +43,7 @@ async fn with_journal<T: Send + 'static>(
     f: impl FnOnce(&StateView) -> Result<T, JournalError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let view = a.state.clone();
-    tokio::task::spawn_blocking(move || f(&view))
+    storage::runtime::offload(move || f(&view))
         .await
         .map_err(|e| {
             internal(

@@ -8,7 +8,6 @@ use crate::protocol::{
     AcceptSecondary, BecameSecondary, BecomeSecondary, CommandReply, MirrorReply, MkPprc, MkPprcPath, PathRow,
     PprcVolumes, RemoteFlash, RemovePair,
 };
-use crate::server::consensus::now_millis;
 use crate::server::mirror::LinkError;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
@@ -203,7 +202,7 @@ pub(super) async fn mkpprc(
             let size = s.record(id).expect("checked").volume.size;
             Ok((size, s.path(&remote)?.clone()))
         })?;
-        let generation = now_millis();
+        let generation = a.consensus.now_millis();
         let accept = AcceptSecondary {
             volume: remote_volume.clone(),
             primary_cluster: own.clone(),

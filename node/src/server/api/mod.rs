@@ -142,7 +142,7 @@ async fn trace_request(request: Request, next: Next) -> Response {
         .into_response();
     }
     let span = tracing::info_span!("admin_request", method = %request.method(), path = %request.uri().path());
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
     span.in_scope(|| {
         tracing::debug!(

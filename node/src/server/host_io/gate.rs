@@ -3,13 +3,13 @@
 //! while it runs no host write to them is in flight and none starts.
 
 use statemachine::VolumeId;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 #[derive(Default)]
 pub struct WriteGates {
-    gates: Mutex<HashMap<VolumeId, Arc<RwLock<()>>>>,
+    gates: Mutex<BTreeMap<VolumeId, Arc<RwLock<()>>>>,
 }
 
 impl WriteGates {

@@ -111,7 +111,7 @@ impl HostIo {
         }
         // Larger RocksDB reads block for longer: keep them off the async workers.
         let view = self.state.clone();
-        let read = tokio::task::spawn_blocking(move || view.read(&name, opened, offset, length))
+        let read = storage::runtime::offload(move || view.read(&name, opened, offset, length))
             .await
             .map_err(|e| HostIoError::Unavailable(e.to_string()))?;
         Ok(read?)
@@ -150,7 +150,7 @@ impl HostIo {
         let view = self.state.clone();
         let (name, opened) = (volume.name.clone(), Some(volume.id));
         let extents =
-            tokio::task::spawn_blocking(move || view.allocation(&name, opened, offset, length, ALLOCATION_BUDGET))
+            storage::runtime::offload(move || view.allocation(&name, opened, offset, length, ALLOCATION_BUDGET))
                 .await
                 .map_err(|e| HostIoError::Unavailable(e.to_string()))?;
         Ok(extents?)

@@ -97,7 +97,7 @@ impl HostWrites {
     async fn next_zeroing(&self, volume: &str, opened: VolumeId, at: u64, length: u64) -> u64 {
         let (view, volume) = (self.view.clone(), volume.to_string());
         let bounded = length.min(MAX_WRITE_BYTES);
-        tokio::task::spawn_blocking(move || {
+        storage::runtime::offload(move || {
             if view.query(|s| s.volume_id(&volume).and_then(|id| s.zeroing_copies(id))) == Some(true) {
                 return bounded;
             }

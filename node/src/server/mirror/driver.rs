@@ -10,14 +10,15 @@ use statemachine::{
     Command, Event, MirrorBatch, MirroredWrite, PairState, PprcPath, SecondaryMark, SuspendReason, VolumeId, WriteData,
     MIRROR_COPY_TRACKS,
 };
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>) {
-    let mut tasks: HashMap<(VolumeId, u64), tokio::task::JoinHandle<()>> = HashMap::new();
-    let mut streams: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut tasks: BTreeMap<(VolumeId, u64), tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let mut streams: BTreeMap<String, tokio::task::JoinHandle<()>> = BTreeMap::new();
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
         let leading = consensus.is_leader();
@@ -41,12 +42,15 @@ pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>) {
         });
         // A pair's driver forgets what a suspension made moot; here only volumes no longer
         // primaries go (a pair may turn full duplex between this look and the tap).
-        let primary: HashMap<VolumeId, u64> = primaries.iter().map(|p| (p.0, p.1)).collect();
+        let primary: BTreeMap<VolumeId, u64> = primaries.iter().map(|p| (p.0, p.1)).collect();
         mirror.tap.retain(|v| primary.contains_key(&v), leading);
         tasks.retain(|_, task| !task.is_finished());
         streams.retain(|_, task| !task.is_finished());
         if !leading {
-            for task in tasks.drain().map(|(_, t)| t).chain(streams.drain().map(|(_, t)| t)) {
+            for task in std::mem::take(&mut tasks)
+                .into_values()
+                .chain(std::mem::take(&mut streams).into_values())
+            {
                 task.abort();
             }
             // What the leader recorded as confirmed is not needed any more.
@@ -244,7 +248,7 @@ impl Sender<'_> {
         };
         let (state, name) = (self.mirror.state.clone(), self.look.name.clone());
         let track_size = u64::from(state.query(|s| s.track_size()));
-        let read = tokio::task::spawn_blocking(move || {
+        let read = storage::runtime::offload(move || {
             tracks
                 .into_iter()
                 .map(|track| {

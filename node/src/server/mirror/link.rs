@@ -10,7 +10,8 @@ use crate::protocol::{
 use statemachine::{MirrorBatch, PprcPath};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Why a request over the link failed.
 #[derive(Clone, Debug, thiserror::Error)]

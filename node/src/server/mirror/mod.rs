@@ -14,7 +14,7 @@ pub use link::{LinkError, LinkStats, Links};
 
 use crate::server::metrics::Metrics;
 use statemachine::{PairState, VolumeId};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage::{MirrorTap, StateView};
@@ -26,7 +26,7 @@ pub struct Mirror {
     pub links: Links,
     state: StateView,
     /// Per volume: (generation, highest sequence number the secondary confirmed to this node).
-    confirmed: Mutex<HashMap<VolumeId, (u64, u64)>>,
+    confirmed: Mutex<BTreeMap<VolumeId, (u64, u64)>>,
     /// Bumped whenever something confirms: waiting host writes look again.
     changed: watch::Sender<u64>,
     /// How long the secondary may take to confirm before the pair suspends.
@@ -65,7 +65,7 @@ impl Mirror {
             return;
         };
         let mut changed = self.changed.subscribe();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         loop {
             if self.confirmed_here(volume, generation) >= seq {
                 break;
@@ -90,7 +90,7 @@ impl Mirror {
     /// Waits (within the mirror timeout) until every full-duplex primary among `volumes` has
     /// nothing sent and unconfirmed: the secondaries hold every write so far.
     pub async fn drained(&self, volumes: &[VolumeId]) -> Result<(), String> {
-        let deadline = std::time::Instant::now() + self.timeout;
+        let deadline = tokio::time::Instant::now() + self.timeout;
         for &volume in volumes {
             loop {
                 let pair = self.state.query(|s| {
@@ -106,7 +106,7 @@ impl Mirror {
                 if confirmed.max(self.confirmed_here(volume, generation)) >= sent {
                     break;
                 }
-                if std::time::Instant::now() >= deadline {
+                if tokio::time::Instant::now() >= deadline {
                     return Err("the secondary did not confirm the writes so far in time; try again".into());
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -15,9 +15,10 @@ use super::tap::Tapped;
 use super::Mirror;
 use crate::server::consensus::Consensus;
 use statemachine::{Command, MirrorBatch, MirroredWrite, PairState, SecondaryMark, SuspendReason, VolumeId, WriteData};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Bytes of tapped writes one request carries at most (a write larger than it goes alone).
 const BATCH_BYTES: u64 = 4 << 20;
@@ -37,9 +38,9 @@ struct Duplex {
 
 pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>, remote: String) {
     // Pairs whose secondary this stream told it is full duplex (a new leader tells again).
-    let mut marked: HashSet<(VolumeId, u64)> = HashSet::new();
+    let mut marked: BTreeSet<(VolumeId, u64)> = BTreeSet::new();
     let mut failing_since: Option<Instant> = None;
-    let mut last_confirm: HashMap<VolumeId, Instant> = HashMap::new();
+    let mut last_confirm: BTreeMap<VolumeId, Instant> = BTreeMap::new();
     let mut changed = mirror.changed.subscribe();
     loop {
         if !consensus.is_leader() {
@@ -100,7 +101,7 @@ pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>, remote: String)
             })
             .map_or(taken.len(), |at| at.max(1));
         taken.truncate(cut);
-        let mut writes: HashMap<usize, Vec<MirroredWrite>> = HashMap::new();
+        let mut writes: BTreeMap<usize, Vec<MirroredWrite>> = BTreeMap::new();
         for (i, w) in taken {
             writes.entry(i).or_default().push(MirroredWrite {
                 seq: w.seq,
@@ -206,7 +207,7 @@ pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>, remote: String)
 
 /// Records in the log that the secondary confirmed `seq` of this pair, at most every
 /// `CONFIRM_EVERY` per pair.
-async fn confirm(consensus: &Consensus, p: &Duplex, seq: u64, last: &mut HashMap<VolumeId, Instant>) {
+async fn confirm(consensus: &Consensus, p: &Duplex, seq: u64, last: &mut BTreeMap<VolumeId, Instant>) {
     if last.get(&p.id).is_some_and(|at| at.elapsed() < CONFIRM_EVERY) {
         return;
     }

@@ -4,7 +4,7 @@
 //! (beyond it the oldest go, and a new leader copies those tracks instead).
 
 use statemachine::{Mirrored, VolumeId, WriteData};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 /// Tapped bytes a node that does not lead keeps at most.
@@ -23,7 +23,7 @@ pub struct Tapped {
 
 #[derive(Default)]
 pub struct Tap {
-    volumes: Mutex<HashMap<VolumeId, VecDeque<Tapped>>>,
+    volumes: Mutex<BTreeMap<VolumeId, VecDeque<Tapped>>>,
 }
 
 impl Tap {

@@ -22,15 +22,16 @@ pub use handshake::TlsPolicy;
 use crate::server::consensus::Consensus;
 use crate::server::host_io::HostIo;
 use crate::server::metrics::Metrics;
+use crate::server::net::{Conn, Dialer, Listener};
 use crate::server::throttled::Throttled;
 use crate::server::token::ClusterToken;
 use crate::server::transport::{self, TunnelKind};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 /// How long a new connection waits for a leader it can reach.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
@@ -45,6 +46,8 @@ pub struct NbdServer {
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
     pub tls: TlsPolicy,
+    /// Dials the leader's Raft port for tunnels.
+    pub dialer: Arc<dyn Dialer>,
 }
 
 /// What NBD clients may hold of a node, so no client — slow, idle or malformed — can take a
@@ -87,7 +90,7 @@ fn admit(server: &NbdServer, peer: &str) -> Option<OwnedSemaphorePermit> {
 }
 
 /// Accepts NBD connections until the listener fails.
-pub async fn serve(listener: TcpListener, server: Arc<NbdServer>) {
+pub async fn serve(mut listener: Box<dyn Listener>, server: Arc<NbdServer>) {
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -98,15 +101,14 @@ pub async fn serve(listener: TcpListener, server: Arc<NbdServer>) {
                 continue;
             }
         };
-        let Some(slot) = admit(&server, &peer.to_string()) else {
+        let Some(slot) = admit(&server, &peer) else {
             continue;
         };
-        let _ = socket.set_nodelay(true);
         server.metrics.nbd_connections.fetch_add(1, Ordering::Relaxed);
         let c = server.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            route(socket, &c, &peer.to_string()).await;
+            route(socket, &c, &peer).await;
         });
     }
 }
@@ -114,7 +116,7 @@ pub async fn serve(listener: TcpListener, server: Arc<NbdServer>) {
 /// Serves a new connection here if this node leads, else forwards it to the leader. While the
 /// leader is unknown or cannot be reached (an election, a leader that just died), the client
 /// waits — up to `LEADER_WAIT` — instead of being dropped before the greeting.
-async fn route(socket: TcpStream, c: &NbdServer, peer: &str) {
+async fn route(socket: Conn, c: &NbdServer, peer: &str) {
     let deadline = Instant::now() + LEADER_WAIT;
     let mut last_error = String::from("the cluster has no leader");
     while Instant::now() < deadline {
@@ -129,7 +131,9 @@ async fn route(socket: TcpStream, c: &NbdServer, peer: &str) {
                 let kind = TunnelKind::Nbd {
                     tls_required: c.tls.required,
                 };
-                match transport::open_tunnel(&info.raft, &c.token, c.consensus.id(), kind, TUNNEL_WAIT).await {
+                match transport::open_tunnel(&*c.dialer, &info.raft, &c.token, c.consensus.id(), kind, TUNNEL_WAIT)
+                    .await
+                {
                     Ok(mut tunnel) => {
                         c.metrics.nbd_connections_proxied.fetch_add(1, Ordering::Relaxed);
                         let mut socket = socket;
@@ -160,7 +164,7 @@ impl transport::TunnelHandler for Tunnels {
             && self.0.limits.connections.available_permits() > 0
     }
 
-    fn serve(&self, kind: TunnelKind, stream: TcpStream) {
+    fn serve(&self, kind: TunnelKind, stream: Conn, peer: String) {
         let TunnelKind::Nbd { tls_required } = kind;
         // The stricter of the two nodes' policies (a leader without credentials then refuses
         // the connection: STARTTLS cannot succeed).
@@ -168,9 +172,6 @@ impl transport::TunnelHandler for Tunnels {
             server: self.0.tls.server.clone(),
             required: self.0.tls.required || tls_required,
         };
-        let peer = stream
-            .peer_addr()
-            .map_or_else(|_| "tunnel".to_string(), |a| format!("tunnel from {a}"));
         let Some(slot) = admit(&self.0, &peer) else {
             return;
         };

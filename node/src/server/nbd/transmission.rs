@@ -12,9 +12,10 @@ use crate::server::host_io::{HostIoError, OpenVolume, ALLOCATION_BUDGET};
 use crate::server::metrics::Metrics;
 use statemachine::{CommandError, Extent, WriteData, MAX_WRITE_BYTES};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 /// Bytes of request and reply data one connection may hold in memory at once, in KiB.
 pub const CONNECTION_BUDGET_KIB: u32 = 96 * 1024;

@@ -2,6 +2,7 @@
 //! the leader.
 
 use super::wire::*;
+use crate::server::net::{Conn, Dialer};
 use crate::server::token::ClusterToken;
 use openraft::error::{
     InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Unreachable,
@@ -11,17 +12,15 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use storage::{NodeInfo, TypeConfig};
-use tokio::net::TcpStream;
 
 /// An authenticated connection to a peer's Raft port, as node `from`.
-async fn connect(addr: &str, token: &ClusterToken, from: u64) -> io::Result<TcpStream> {
-    let mut stream = TcpStream::connect(addr).await?;
-    stream.set_nodelay(true)?;
+async fn connect(dialer: &dyn Dialer, addr: &str, token: &ClusterToken, from: u64) -> io::Result<Conn> {
+    let mut stream = dialer.dial(addr).await?;
     let hello = Hello {
         token: token.secret().to_string(),
         from,
@@ -38,14 +37,15 @@ async fn connect(addr: &str, token: &ClusterToken, from: u64) -> io::Result<TcpS
 
 /// Opens a tunnel of `kind` to the peer whose Raft address is `addr`, within `deadline`.
 pub async fn open_tunnel(
+    dialer: &dyn Dialer,
     addr: &str,
     token: &ClusterToken,
     from: u64,
     kind: TunnelKind,
     deadline: Duration,
-) -> io::Result<TcpStream> {
+) -> io::Result<Conn> {
     let attempt = async {
-        let mut stream = connect(addr, token, from).await?;
+        let mut stream = connect(dialer, addr, token, from).await?;
         write_frame(&mut stream, &Rpc::Tunnel(kind)).await?;
         match read_frame::<_, Reply>(&mut stream, MAX_HELLO).await? {
             Reply::TunnelOpen => Ok(stream),
@@ -68,20 +68,43 @@ pub async fn open_tunnel(
     })
 }
 
+/// Asks the peer whose Raft address is `addr` for a pre-vote, within `deadline`.
+pub async fn ask_pre_vote(
+    dialer: &dyn Dialer,
+    addr: &str,
+    token: &ClusterToken,
+    from: u64,
+    request: PreVoteRequest,
+    deadline: Duration,
+) -> io::Result<bool> {
+    let attempt = async {
+        let mut stream = connect(dialer, addr, token, from).await?;
+        match send(&mut stream, &Rpc::PreVote(request)).await? {
+            Reply::PreVote(granted) => Ok(granted),
+            _ => Ok(false),
+        }
+    };
+    tokio::time::timeout(deadline, attempt)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no pre-vote in time")))
+}
+
 /// Creates a client per peer.
 pub struct Network {
     /// This node's id: peers accept votes only from members.
     id: u64,
     token: ClusterToken,
     idle: Idle,
+    dialer: Arc<dyn Dialer>,
 }
 
 impl Network {
-    pub fn new(id: u64, token: ClusterToken) -> Self {
+    pub fn new(id: u64, token: ClusterToken, dialer: Arc<dyn Dialer>) -> Self {
         Network {
             id,
             token,
             idle: Idle::default(),
+            dialer,
         }
     }
 }
@@ -90,17 +113,17 @@ impl Network {
 /// openraft asks for a new client for every `ensure_linearizable`, and each would otherwise
 /// dial and authenticate again.
 #[derive(Clone, Default)]
-struct Idle(Arc<Mutex<HashMap<String, Vec<TcpStream>>>>);
+struct Idle(Arc<Mutex<BTreeMap<String, Vec<Conn>>>>);
 
 /// Idle connections kept per peer, at most.
 const IDLE_PER_PEER: usize = 4;
 
 impl Idle {
-    fn take(&self, addr: &str) -> Option<TcpStream> {
+    fn take(&self, addr: &str) -> Option<Conn> {
         self.0.lock().expect("not poisoned").get_mut(addr)?.pop()
     }
 
-    fn put(&self, addr: &str, stream: TcpStream) {
+    fn put(&self, addr: &str, stream: Conn) {
         let mut idle = self.0.lock().expect("not poisoned");
         let streams = idle.entry(addr.to_string()).or_default();
         if streams.len() < IDLE_PER_PEER {
@@ -120,6 +143,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             from: self.id,
             stream: None,
             idle: self.idle.clone(),
+            dialer: self.dialer.clone(),
         }
     }
 }
@@ -129,8 +153,9 @@ pub struct PeerClient {
     addr: String,
     token: ClusterToken,
     from: u64,
-    stream: Option<TcpStream>,
+    stream: Option<Conn>,
     idle: Idle,
+    dialer: Arc<dyn Dialer>,
 }
 
 impl Drop for PeerClient {
@@ -142,7 +167,7 @@ impl Drop for PeerClient {
 }
 
 /// One request and its reply on an authenticated connection.
-async fn send(stream: &mut TcpStream, rpc: &Rpc) -> io::Result<Reply> {
+async fn send(stream: &mut Conn, rpc: &Rpc) -> io::Result<Reply> {
     write_frame(stream, rpc).await?;
     read_frame(stream, MAX_FRAME).await
 }
@@ -185,7 +210,7 @@ impl PeerClient {
                     return Ok((stream, reply));
                 }
             }
-            let mut stream = connect(&addr, &self.token, self.from).await?;
+            let mut stream = connect(&*self.dialer, &addr, &self.token, self.from).await?;
             let reply = send(&mut stream, &rpc).await?;
             Ok((stream, reply))
         };

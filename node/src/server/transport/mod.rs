@@ -18,6 +18,6 @@ mod client;
 mod server;
 pub mod wire;
 
-pub use client::{open_tunnel, Network, PeerClient};
+pub use client::{ask_pre_vote, open_tunnel, Network, PeerClient};
 pub use server::{serve, TunnelHandler};
-pub use wire::TunnelKind;
+pub use wire::{PreVoteRequest, TunnelKind};

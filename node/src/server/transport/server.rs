@@ -2,15 +2,16 @@
 //! (or hand the connection to a tunnel's end).
 
 use super::wire::*;
+use crate::server::net::{Conn, Listener};
+use crate::server::pre_vote::Elections;
 use crate::server::throttled::Throttled;
 use crate::server::token::ClusterToken;
+use openraft::raft::AppendEntriesResponse;
 use openraft::Raft;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use storage::TypeConfig;
-use tokio::net::{TcpListener, TcpStream};
 
 /// Time a new connection has to show the cluster secret.
 const HELLO_WAIT: Duration = Duration::from_secs(5);
@@ -19,7 +20,7 @@ const HELLO_WAIT: Duration = Duration::from_secs(5);
 /// while this node leads) and then serves the stream.
 pub trait TunnelHandler: Send + Sync + 'static {
     fn accepts(&self, kind: TunnelKind) -> bool;
-    fn serve(&self, kind: TunnelKind, stream: TcpStream);
+    fn serve(&self, kind: TunnelKind, stream: Conn, peer: String);
 }
 
 static WRONG_TOKEN: Throttled = Throttled::new();
@@ -27,20 +28,20 @@ static NOT_MEMBER: Throttled = Throttled::new();
 
 /// Serves Raft RPCs and tunnels from peers until the listener fails.
 pub async fn serve(
-    listener: TcpListener,
+    mut listener: Box<dyn Listener>,
     raft: Raft<TypeConfig>,
     token: ClusterToken,
     tunnels: Arc<dyn TunnelHandler>,
+    elections: Arc<Elections>,
 ) {
     loop {
         let Ok((stream, peer)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let _ = stream.set_nodelay(true);
-        let (raft, token, tunnels) = (raft.clone(), token.clone(), tunnels.clone());
+        let (raft, token, tunnels, elections) = (raft.clone(), token.clone(), tunnels.clone(), elections.clone());
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, peer, &raft, &token, &*tunnels).await {
+            if let Err(e) = connection(stream, &peer, &raft, &token, &*tunnels, &elections).await {
                 if e.kind() != io::ErrorKind::UnexpectedEof {
                     tracing::debug!(%peer, error = %e, "peer connection closed");
                 }
@@ -50,11 +51,12 @@ pub async fn serve(
 }
 
 async fn connection(
-    mut stream: TcpStream,
-    peer: SocketAddr,
+    mut stream: Conn,
+    peer: &str,
     raft: &Raft<TypeConfig>,
     token: &ClusterToken,
     tunnels: &dyn TunnelHandler,
+    elections: &Elections,
 ) -> io::Result<()> {
     let hello: Hello = tokio::time::timeout(HELLO_WAIT, read_frame(&mut stream, MAX_HELLO))
         .await
@@ -73,12 +75,32 @@ async fn connection(
             return write_frame(&mut stream, &Reply::NotMember).await;
         }
         let reply = match rpc {
-            Rpc::AppendEntries(r) => Reply::AppendEntries(raft.append_entries(r).await),
+            Rpc::AppendEntries(r) => {
+                // A leader's request (its vote is committed) that this node accepted.
+                let from_leader = r.vote.is_committed();
+                let reply = raft.append_entries(r).await;
+                if from_leader && matches!(&reply, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+                    elections.contact.heard();
+                }
+                Reply::AppendEntries(reply)
+            }
             Rpc::Vote(r) => Reply::Vote(raft.vote(r).await),
-            Rpc::InstallSnapshot(r) => Reply::InstallSnapshot(raft.install_snapshot(r).await),
+            Rpc::InstallSnapshot(r) => {
+                // Heard as each chunk arrives, too: the core may be busy with the previous one.
+                let from_leader = r.vote.is_committed();
+                if from_leader {
+                    elections.contact.heard();
+                }
+                let reply = raft.install_snapshot(r).await;
+                if from_leader && reply.is_ok() {
+                    elections.contact.heard();
+                }
+                Reply::InstallSnapshot(reply)
+            }
+            Rpc::PreVote(r) => Reply::PreVote(elections.grant(&r)),
             Rpc::Tunnel(kind) if tunnels.accepts(kind) => {
                 write_frame(&mut stream, &Reply::TunnelOpen).await?;
-                tunnels.serve(kind, stream);
+                tunnels.serve(kind, stream, format!("tunnel from {peer}"));
                 return Ok(());
             }
             Rpc::Tunnel(_) => Reply::TunnelRefused,
@@ -97,12 +119,12 @@ fn admitted(raft: &Raft<TypeConfig>, from: u64, rpc: &Rpc) -> bool {
         Rpc::AppendEntries(r) => r.vote.leader_id().voted_for(),
         Rpc::Vote(r) => r.vote.leader_id().voted_for(),
         Rpc::InstallSnapshot(r) => r.vote.leader_id().voted_for(),
-        Rpc::Tunnel(_) => Some(from),
+        Rpc::Tunnel(_) | Rpc::PreVote(_) => Some(from),
     };
     if speaks_for != Some(from) {
         return false;
     }
-    if !matches!(rpc, Rpc::Vote(_) | Rpc::Tunnel(_)) {
+    if !matches!(rpc, Rpc::Vote(_) | Rpc::Tunnel(_) | Rpc::PreVote(_)) {
         return true;
     }
     let metrics = raft.metrics().borrow().clone();

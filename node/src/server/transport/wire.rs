@@ -8,6 +8,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
+use openraft::LogId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io;
 use storage::TypeConfig;
@@ -42,6 +43,14 @@ pub enum Rpc {
     InstallSnapshot(InstallSnapshotRequest<TypeConfig>),
     /// Turn this connection into a raw stream for the given service.
     Tunnel(TunnelKind),
+    /// Would you vote for me (`server::pre_vote`)? Changes nothing at the peer.
+    PreVote(PreVoteRequest),
+}
+
+/// A pre-vote asks with the candidate's last log id.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize)]
+pub struct PreVoteRequest {
+    pub last_log_id: Option<LogId<u64>>,
 }
 
 /// What a tunnel carries.
@@ -66,6 +75,8 @@ pub enum Reply {
     /// The sender is not a member of the cluster, or speaks for another node: the connection
     /// is closed.
     NotMember,
+    /// Whether the peer would vote for the asking node now.
+    PreVote(bool),
 }
 
 pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(out: &mut W, value: &T) -> io::Result<()> {

@@ -1,0 +1,69 @@
+//! What a seed decides before the run: the cluster's size and settings, the network's latency,
+//! how often faults strike, and how long the workload runs.
+
+use rand::rngs::StdRng;
+use rand::Rng;
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub nodes: u64,
+    /// Per node: how far its wall clock is off, in milliseconds (negative: behind).
+    pub clock_skew_ms: Vec<i64>,
+    /// `--snapshot-every`: small, so snapshots and purges happen mid-run.
+    pub snapshot_every: u64,
+    pub min_latency: Duration,
+    pub max_latency: Duration,
+    /// Chance per simulated step (1 ms) of each kind of fault while faults are on.
+    pub crash_rate: f64,
+    pub partition_rate: f64,
+    pub oneway_rate: f64,
+    pub hold_rate: f64,
+    /// Operations the workload runs with faults on, at least.
+    pub operations: u64,
+    /// Simulated time the faults stay on, at least (a scenario's script must play out).
+    pub safety_time: Duration,
+    /// Bytes per volume.
+    pub volume_size: u64,
+    /// Faults at fixed times, besides the random ones (a scenario's).
+    pub script: Vec<(Duration, Scripted)>,
+}
+
+/// A fault a scenario places at a fixed time.
+#[derive(Clone, Copy, Debug)]
+pub enum Scripted {
+    /// Cut a node that does not lead off from the others for this long.
+    CutFollower(Duration),
+}
+
+impl Plan {
+    pub fn draw(rng: &mut StdRng) -> Plan {
+        let nodes = if rng.gen_bool(0.7) { 3 } else { 5 };
+        let skewed = rng.gen_bool(0.3);
+        let clock_skew_ms = (0..nodes)
+            .map(|_| if skewed { rng.gen_range(-30_000..30_000) } else { 0 })
+            .collect();
+        let min_latency = Duration::from_micros(rng.gen_range(100..2_000));
+        Plan {
+            nodes,
+            clock_skew_ms,
+            snapshot_every: rng.gen_range(20..200),
+            min_latency,
+            max_latency: min_latency + Duration::from_millis(rng.gen_range(1..40)),
+            crash_rate: rng.gen_range(0.0..0.0004),
+            partition_rate: rng.gen_range(0.0..0.0004),
+            oneway_rate: rng.gen_range(0.0..0.0002),
+            hold_rate: rng.gen_range(0.0..0.0002),
+            operations: rng.gen_range(60..160),
+            safety_time: Duration::ZERO,
+            volume_size: 1 << 20,
+            script: Vec::new(),
+        }
+    }
+
+    /// No random faults: only the script's.
+    pub fn quiet(mut self) -> Plan {
+        (self.crash_rate, self.partition_rate, self.oneway_rate, self.hold_rate) = (0.0, 0.0, 0.0, 0.0);
+        self
+    }
+}
