@@ -161,6 +161,8 @@ fn write_range<R: TrackReader>(
         for &target in &targets {
             let rel = tx.state().incoming(target).expect("targets have relationships");
             let (shared, recording) = (rel.out_of_sync.contains(track), rel.recording);
+            #[cfg(feature = "sabotage")]
+            let shared = shared && !crate::sabotage::active(crate::sabotage::Sabotage::SkipCopyOnWrite);
             if shared {
                 tx.copy_to_target(id, target, track)?;
             }

@@ -48,6 +48,8 @@ mod provision;
 mod replay;
 mod resync;
 mod reverse;
+#[cfg(feature = "sabotage")]
+pub mod sabotage;
 mod tx;
 mod withdraw;
 

@@ -376,6 +376,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             let mut inner = inner.write().expect("state lock is not poisoned");
             install_from_file(&db, &path).map_err(snapshot_error)?;
             *inner = load(&db).map_err(snapshot_error)?;
+            #[cfg(feature = "sabotage")]
+            if statemachine::sabotage::active(statemachine::sabotage::Sabotage::SnapshotDropsBitmaps) {
+                inner.state.sabotage_drop_bitmaps();
+            }
             // Installed: keep it as a checkpoint like a snapshot built here, instead of a
             // stream file that holds a second copy of the state.
             let checkpoint = dir.join(format!("checkpoint-{}", meta.snapshot_id));

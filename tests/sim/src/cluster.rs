@@ -108,6 +108,7 @@ pub fn add_node(sim: &mut turmoil::Sim<'_>, world: Rc<RefCell<World>>, spec: Nod
                 Handles {
                     consensus: core.consensus.clone(),
                     state: core.state.clone(),
+                    raft: core.raft.clone(),
                 },
             );
             // The core's tasks serve until the host is crashed.

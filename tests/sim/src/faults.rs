@@ -58,7 +58,7 @@ impl Faults {
             world.live.remove(&node);
             sim.crash(host(node));
             self.down.push(node);
-            let downtime = Duration::from_millis(rng.gen_range(100..8_000));
+            let downtime = Duration::from_millis(rng.gen_range(100..20_000));
             self.due.push((now + downtime, Repair::Restart(node)));
             self.strike("crash", world, now, format!("crash n{node} for {downtime:?}"));
         } else if rng.gen_bool(self.plan.partition_rate) {
@@ -106,6 +106,21 @@ impl Faults {
                 }
             }
         }
+    }
+
+    /// Heals everything for the liveness phase: due or not, every fault is repaired, random
+    /// link failures stop and every link is up.
+    pub fn heal(&mut self, sim: &mut turmoil::Sim<'_>, world: &mut World) {
+        let now = sim.elapsed();
+        self.repair_due(sim, world, now, true);
+        sim.set_fail_rate(0.0);
+        let hosts: Vec<String> = (1..=self.plan.nodes).map(host).chain(["client".to_string()]).collect();
+        for (i, a) in hosts.iter().enumerate() {
+            for b in &hosts[i + 1..] {
+                sim.repair(a.as_str(), b.as_str());
+            }
+        }
+        world.trace.note(now, "healed: every fault repaired, every link up");
     }
 
     /// Repairs what is due (or everything, when healing for the liveness phase).

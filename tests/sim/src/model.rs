@@ -77,6 +77,9 @@ impl Model {
 
     /// The point in time: the target reads as the source did.
     pub fn established(&mut self, source: &str, target: &str) {
+        if self.tainted.contains(target) {
+            return;
+        }
         let image = self.volumes[source].clone();
         self.volumes.insert(target.to_string(), image);
     }
@@ -137,6 +140,15 @@ mod tests {
         assert!(m.check_read("a", 1, &[Some(7)]).is_ok() && m.check_read("a", 1, &[Some(8)]).is_ok());
         m.established("a", "b");
         m.written("a", 1, &[9], true);
+        let mut t = Model::default();
+        t.create("a", BLOCK);
+        t.create("b", BLOCK);
+        t.taint("b");
+        t.established("a", "b");
+        assert!(
+            t.check_read("b", 0, &[Some(5)]).is_ok(),
+            "a tainted target stays unknown"
+        );
         assert!(m.check_read("b", 1, &[Some(8)]).is_ok());
         assert!(
             m.check_read("b", 1, &[Some(9)]).is_err(),

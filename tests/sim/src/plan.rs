@@ -19,6 +19,10 @@ pub struct Plan {
     pub partition_rate: f64,
     pub oneway_rate: f64,
     pub hold_rate: f64,
+    /// turmoil's link failures: per message, the chance a link goes down (dropping what is in
+    /// flight on it), and per message sent on a downed link, the chance it comes back.
+    pub fail_rate: f64,
+    pub repair_rate: f64,
     /// Operations the workload runs with faults on, at least.
     pub operations: u64,
     /// Simulated time the faults stay on, at least (a scenario's script must play out).
@@ -47,13 +51,19 @@ impl Plan {
         Plan {
             nodes,
             clock_skew_ms,
-            snapshot_every: rng.gen_range(20..200),
+            snapshot_every: rng.gen_range(10..200),
             min_latency,
             max_latency: min_latency + Duration::from_millis(rng.gen_range(1..40)),
             crash_rate: rng.gen_range(0.0..0.0004),
             partition_rate: rng.gen_range(0.0..0.0004),
             oneway_rate: rng.gen_range(0.0..0.0002),
             hold_rate: rng.gen_range(0.0..0.0002),
+            fail_rate: if rng.gen_bool(0.5) {
+                rng.gen_range(0.0..0.0005)
+            } else {
+                0.0
+            },
+            repair_rate: rng.gen_range(0.01..0.3),
             operations: rng.gen_range(60..160),
             safety_time: Duration::ZERO,
             volume_size: 1 << 20,
@@ -64,6 +74,7 @@ impl Plan {
     /// No random faults: only the script's.
     pub fn quiet(mut self) -> Plan {
         (self.crash_rate, self.partition_rate, self.oneway_rate, self.hold_rate) = (0.0, 0.0, 0.0, 0.0);
+        self.fail_rate = 0.0;
         self
     }
 }

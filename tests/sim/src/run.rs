@@ -3,7 +3,7 @@
 
 use crate::cluster::{add_node, NodeSpec};
 use crate::faults::Faults;
-use crate::invariants::{converged, journals_replay, Digests, Leaders};
+use crate::invariants::{converged, journals_agree, journals_replay, Digests, Leaders};
 use crate::plan::Plan;
 use crate::workload::Workload;
 use crate::world::{Phase, World};
@@ -78,6 +78,8 @@ fn run_seeded(seed: u64, change: impl FnOnce(Plan) -> Plan) -> Result<Report, Fa
         .simulation_duration(RUN_BOUND)
         .min_message_latency(plan.min_latency)
         .max_message_latency(plan.max_latency)
+        .fail_rate(plan.fail_rate)
+        .repair_rate(plan.repair_rate)
         .tcp_capacity(65_536)
         .enable_random_order()
         .build();
@@ -122,8 +124,7 @@ fn run_seeded(seed: u64, change: impl FnOnce(Plan) -> Plan) -> Result<Report, Fa
         match (w.phase, healed) {
             (Phase::Safety, _) => faults.step(&mut sim, &mut w, &mut rng),
             (Phase::Liveness, false) => {
-                let now = sim.elapsed();
-                faults.repair_due(&mut sim, &mut w, now, true);
+                faults.heal(&mut sim, &mut w);
                 healed = true;
             }
             (Phase::Liveness, true) => {}
@@ -150,7 +151,7 @@ fn run_seeded(seed: u64, change: impl FnOnce(Plan) -> Plan) -> Result<Report, Fa
         }
     }
     let mut w = world.borrow_mut();
-    if let Err(what) = journals_replay(&mut w) {
+    if let Err(what) = journals_replay(&mut w).and_then(|()| journals_agree(&mut w)) {
         return Err(fail(&w, what));
     }
     let report = Report {

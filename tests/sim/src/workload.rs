@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub const VOLUMES: [&str; 2] = ["a", "b"];
+const EPERM: u32 = 1;
 /// How long the liveness phase may take to converge, in simulated time.
 const LIVENESS_BOUND: Duration = Duration::from_secs(120);
 
@@ -37,6 +38,8 @@ pub struct Workload {
     plan: Plan,
     connections: [Option<NbdClient>; 2],
     next_value: u64,
+    /// The relationship's direction as last established or reversed (source, target).
+    direction: (&'static str, &'static str),
 }
 
 type Failed = Box<dyn std::error::Error>;
@@ -49,6 +52,7 @@ impl Workload {
             plan,
             connections: [None, None],
             next_value: 1,
+            direction: ("a", "b"),
         }
     }
 
@@ -85,8 +89,11 @@ impl Workload {
             tokio::time::sleep(Duration::from_millis(self.rng.gen_range(0..50))).await;
             match self.rng.gen_range(0..100) {
                 0..=44 => self.write().await?,
-                45..=84 => self.read().await?,
-                85..=93 => self.mkflash().await,
+                45..=79 => self.read().await?,
+                80..=87 => self.mkflash().await,
+                88..=90 => self.resyncflash().await,
+                91..=92 => self.reverseflash().await,
+                93..=94 => self.compact().await,
                 _ => self.rmflash().await,
             }
         }
@@ -118,41 +125,113 @@ impl Workload {
         outcome
     }
 
-    async fn mkflash(&mut self) {
-        let options = EstablishOptions {
-            nocp: self.rng.gen_bool(0.5),
-            persist: self.rng.gen_bool(0.5),
-            ..Default::default()
-        };
-        let pairs = vec![Pair {
-            source: "a".into(),
-            target: "b".into(),
-        }];
-        match self.admin(Command::MkFlash { pairs, options }).await {
-            Admin::Applied(Ok(())) => self.world.borrow_mut().model.established("a", "b"),
+    fn pair(&self) -> Vec<Pair> {
+        let (source, target) = self.direction;
+        vec![Pair {
+            source: source.into(),
+            target: target.into(),
+        }]
+    }
+
+    /// Folds a command's outcome into the model: `applied` on success; on an unknown outcome
+    /// the volumes it may still change are tainted.
+    fn settle(&mut self, outcome: Admin, applied: impl FnOnce(&mut Self), may_change: &[&str]) {
+        match outcome {
+            Admin::Applied(Ok(())) => applied(self),
             Admin::Applied(Err(_)) | Admin::NotRun => {}
-            Admin::Unknown => self.world.borrow_mut().model.taint("b"),
+            Admin::Unknown => {
+                for volume in may_change {
+                    self.world.borrow_mut().model.taint(volume);
+                }
+            }
         }
     }
 
-    async fn rmflash(&mut self) {
-        let pairs = vec![Pair {
-            source: "a".into(),
-            target: "b".into(),
-        }];
-        match self
-            .admin(Command::RmFlash {
-                pairs,
-                cp: false,
-                seqnum: None,
+    /// A snapshot and a purge of the log up to it, forced on a random node (mid-copy, perhaps):
+    /// a follower further behind then catches up by installing a snapshot.
+    async fn compact(&mut self) {
+        let node = self.rng.gen_range(1..=self.plan.nodes);
+        let raft = self.world.borrow().live.get(&node).map(|h| h.raft.clone());
+        let Some(raft) = raft else { return };
+        let snapshot = raft.trigger().snapshot().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let upto = raft.metrics().borrow().snapshot.map(|s| s.index);
+        let purged = match (snapshot, upto) {
+            (Ok(()), Some(upto)) => raft.trigger().purge_log(upto).await.map(|()| upto),
+            _ => Ok(0),
+        };
+        self.note(format!("compact n{node}: {purged:?}"));
+    }
+
+    async fn mkflash(&mut self) {
+        let persist = self.rng.gen_bool(0.6);
+        let options = EstablishOptions {
+            nocp: self.rng.gen_bool(0.5),
+            persist,
+            record: persist && self.rng.gen_bool(0.6),
+            tgtinhibit: self.rng.gen_bool(0.2),
+            ..Default::default()
+        };
+        // A new relationship goes a to b (a refused one changes nothing).
+        let outcome = self
+            .admin(Command::MkFlash {
+                pairs: vec![Pair {
+                    source: "a".into(),
+                    target: "b".into(),
+                }],
+                options,
             })
-            .await
-        {
-            // Withdrawn, perhaps before its copy finished: the target is `incomplete`.
-            Admin::Applied(Ok(())) => self.world.borrow_mut().model.unknown("b"),
-            Admin::Applied(Err(_)) | Admin::NotRun => {}
-            Admin::Unknown => self.world.borrow_mut().model.taint("b"),
-        }
+            .await;
+        let established = |w: &mut Self| {
+            w.direction = ("a", "b");
+            w.world.borrow_mut().model.established("a", "b");
+        };
+        self.settle(outcome, established, &["b"]);
+    }
+
+    async fn resyncflash(&mut self) {
+        let command = Command::ResyncFlash {
+            pairs: self.pair(),
+            nocp: self.rng.gen_bool(0.5),
+            tgtinhibit: self.rng.gen_bool(0.2),
+            seqnum: None,
+        };
+        let outcome = self.admin(command).await;
+        let (source, target) = self.direction;
+        self.settle(
+            outcome,
+            |w| w.world.borrow_mut().model.established(source, target),
+            &[target],
+        );
+    }
+
+    /// The restore: the source becomes a point-in-time copy of the target, and the relationship
+    /// runs the other way.
+    async fn reverseflash(&mut self) {
+        let command = Command::ReverseFlash {
+            pairs: self.pair(),
+            fast: false,
+            seqnum: None,
+        };
+        let outcome = self.admin(command).await;
+        let (source, target) = self.direction;
+        let reversed = |w: &mut Self| {
+            w.direction = (target, source);
+            w.world.borrow_mut().model.established(target, source);
+        };
+        self.settle(outcome, reversed, &[source, target]);
+    }
+
+    async fn rmflash(&mut self) {
+        let command = Command::RmFlash {
+            pairs: self.pair(),
+            cp: false,
+            seqnum: None,
+        };
+        let outcome = self.admin(command).await;
+        // Withdrawn, perhaps before its copy finished: the target is `incomplete`.
+        let target = self.direction.1;
+        self.settle(outcome, |w| w.world.borrow_mut().model.unknown(target), &[target]);
     }
 
     /// The connection to `volume`'s export, through a random node, opened if need be.
@@ -185,6 +264,8 @@ impl Workload {
         };
         let result = nbd.write(first * BLOCK, &data).await;
         let acknowledged = matches!(result, Ok(Outcome::Done(())));
+        // EPERM: the state machine refused it (a write-inhibited target); it never applies.
+        let refused = matches!(result, Ok(Outcome::Refused(EPERM)));
         if result.is_err() {
             self.connections[v] = None;
         }
@@ -193,10 +274,16 @@ impl Workload {
             VOLUMES[v],
             describe(&result)
         ));
-        self.world
-            .borrow_mut()
-            .model
-            .written(VOLUMES[v], first, &values, acknowledged);
+        if !refused {
+            self.world
+                .borrow_mut()
+                .model
+                .written(VOLUMES[v], first, &values, acknowledged);
+        }
+        // A host reading back what it just wrote: an acknowledged write is visible at once.
+        if acknowledged && self.rng.gen_bool(0.3) {
+            self.read_and_check(v, first, count).await?;
+        }
         Ok(())
     }
 
@@ -245,6 +332,30 @@ impl Workload {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Every background copy finishes (on the leader's state, as of a linearizable read).
+        loop {
+            let leader = self.world.borrow().leader();
+            if let Some(leader) = leader {
+                if leader.linearizable().await.is_ok() {
+                    let id = leader.id();
+                    let copying = self.world.borrow().live.get(&id).map(|h| {
+                        h.state.query(|s| {
+                            s.relationships(&[])
+                                .into_iter()
+                                .filter(|r| r.background_copy && r.out_of_sync_tracks > 0)
+                                .count()
+                        })
+                    });
+                    if copying == Some(0) {
+                        break;
+                    }
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unmet("a background copy not finished".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         for (v, volume) in VOLUMES.iter().enumerate() {
             let blocks = self.world.borrow().model.blocks(volume);
             let mut first = 0;
@@ -260,9 +371,14 @@ impl Workload {
                 let value = self.next_value;
                 self.next_value += 1;
                 if let Some(nbd) = self.connection(v).await {
-                    if let Ok(Outcome::Done(())) = nbd.write(0, &block_bytes(value)).await {
-                        self.world.borrow_mut().model.written(VOLUMES[v], 0, &[value], true);
-                        break;
+                    match nbd.write(0, &block_bytes(value)).await {
+                        Ok(Outcome::Done(())) => {
+                            self.world.borrow_mut().model.written(VOLUMES[v], 0, &[value], true);
+                            break;
+                        }
+                        // A write-inhibited target: the cluster answered, refusing as it must.
+                        Ok(Outcome::Refused(EPERM)) => break,
+                        _ => {}
                     }
                     self.world.borrow_mut().model.written(VOLUMES[v], 0, &[value], false);
                     self.connections[v] = None;

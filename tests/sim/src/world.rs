@@ -12,6 +12,7 @@ use storage::StateView;
 pub struct Handles {
     pub consensus: Arc<Consensus>,
     pub state: StateView,
+    pub raft: openraft::Raft<storage::TypeConfig>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

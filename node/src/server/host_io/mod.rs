@@ -128,6 +128,17 @@ impl HostIo {
         // a read-only mapping is this client's access.
         self.check_access(volume, true)?;
         let _pass = self.gates.pass(volume.id).await;
+        #[cfg(feature = "sabotage")]
+        if statemachine::sabotage::active(statemachine::sabotage::Sabotage::AckBeforeCommit) {
+            // Queued, not committed: the caller is told it is done.
+            let queued = self.writes.write(&volume.name, volume.id, offset, data);
+            tokio::pin!(queued);
+            tokio::select! {
+                biased;
+                result = &mut queued => return result,
+                () = tokio::task::yield_now() => return Ok(0),
+            }
+        }
         let index = self.writes.write(&volume.name, volume.id, offset, data).await?;
         self.mirror.wait(volume.id, index).await;
         Ok(index)

@@ -4,8 +4,10 @@
 
 mod audit;
 mod digests;
+mod history;
 mod leaders;
 
 pub use audit::journals_replay;
 pub use digests::{converged, Digests};
+pub use history::journals_agree;
 pub use leaders::Leaders;
