@@ -208,6 +208,41 @@ fn a_paused_follower_catches_up_through_a_snapshot_after_the_log_is_purged() {
     assert!(out.contains("consistent"), "{out}");
 }
 
+/// A follower stopped (SIGSTOP) for longer than any election timeout comes back believing the
+/// leader gone. Before PreVote it ran for election at once with a higher term, and the leader
+/// the other nodes kept hearing stepped down on seeing it (issue 24's defect; a node busy
+/// installing a snapshot did the same). Now it first asks whether a majority would elect it;
+/// they still hear the leader and say no, so the leader and its term stay.
+#[test]
+fn a_follower_stopped_and_resumed_does_not_depose_the_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = cluster(dir.path(), &[]);
+    let leader = leader_id(&nodes);
+    let leader_node = nodes.iter().find(|n| n.id == leader).unwrap();
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap();
+    eventually("the follower to know the term", 30, || {
+        follower.metric("flashcopy_term").is_some()
+            && follower.metric("flashcopy_term") == leader_node.metric("flashcopy_term")
+    });
+    let term = leader_node.metric("flashcopy_term").unwrap();
+    follower.pause();
+    // Past the longest election timeout plus the leader lease (2 s + 2 s).
+    std::thread::sleep(Duration::from_secs(6));
+    follower.resume();
+    eventually("the resumed follower to answer", 30, || {
+        follower.metric("flashcopy_term").is_some()
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(leader_node.metric("flashcopy_term"), Some(term), "the term moved on");
+    assert_eq!(
+        follower.metric("flashcopy_term"),
+        Some(term),
+        "the follower raised its term"
+    );
+    assert_eq!(leader_id(&nodes), leader, "the leader changed");
+    nodes[0].ok(&["mkvol", "after", "--size", "1M"]);
+}
+
 #[test]
 fn a_rolling_restart_under_load_keeps_the_cluster_serving() {
     let dir = tempfile::tempdir().unwrap();

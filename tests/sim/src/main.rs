@@ -53,6 +53,10 @@ fn main() {
                 failed.push(*seed);
             }
         }
+        // A long run says where it is now and then (it may be stopped before the end).
+        if seeds.len() > 1 && ran % 50 == 0 && ran < seeds.len() as u64 {
+            eprintln!("so far: {}", summary(ran, checks, &failed, &faults, started));
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
@@ -68,4 +72,18 @@ fn main() {
     if !failed.is_empty() {
         std::process::exit(1);
     }
+}
+
+fn summary(ran: u64, checks: u64, failed: &[u64], faults: &BTreeMap<&str, u64>, started: Instant) -> String {
+    let secs = started.elapsed().as_secs_f64();
+    format!(
+        "{ran} seeds ran ({:.2} seeds/s), {} failed{}; {checks} invariant checks passed; faults injected: {faults:?}",
+        ran as f64 / secs,
+        failed.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(": {failed:?}")
+        }
+    )
 }
