@@ -40,6 +40,8 @@ pub struct Workload {
     next_value: u64,
     /// The relationship's direction as last established or reversed (source, target).
     direction: (&'static str, &'static str),
+    /// A node taken out of the voters and not yet put back.
+    removed: Option<u64>,
 }
 
 type Failed = Box<dyn std::error::Error>;
@@ -53,6 +55,7 @@ impl Workload {
             connections: [None, None],
             next_value: 1,
             direction: ("a", "b"),
+            removed: None,
         }
     }
 
@@ -94,6 +97,7 @@ impl Workload {
                 88..=90 => self.resyncflash().await,
                 91..=92 => self.reverseflash().await,
                 93..=94 => self.compact().await,
+                95 => self.membership().await,
                 _ => self.rmflash().await,
             }
         }
@@ -161,6 +165,35 @@ impl Workload {
             _ => Ok(0),
         };
         self.note(format!("compact n{node}: {purged:?}"));
+    }
+
+    /// Takes a voter that does not lead out of the cluster, or puts the one taken out back (as
+    /// a learner that catches up, then a voter).
+    async fn membership(&mut self) {
+        let leader = self.world.borrow().leader();
+        let Some(leader) = leader else { return };
+        match self.removed {
+            None => {
+                let node = (1..=self.plan.nodes)
+                    .rev()
+                    .find(|n| *n != leader.id())
+                    .expect("a follower");
+                let outcome = leader.remove_voter(node).await;
+                self.note(format!("remove voter n{node}: {outcome:?}"));
+                // Whatever the outcome, it is put back before the run ends.
+                self.removed = Some(node);
+            }
+            Some(node) => self.restore_voter(leader, node).await,
+        }
+    }
+
+    async fn restore_voter(&mut self, leader: std::sync::Arc<node::server::consensus::Consensus>, node: u64) {
+        let adding = leader.add_voter(node, crate::cluster::member(node));
+        let outcome = tokio::time::timeout(Duration::from_secs(30), adding).await;
+        self.note(format!("add voter n{node}: {outcome:?}"));
+        if matches!(outcome, Ok(Ok(()))) {
+            self.removed = None;
+        }
     }
 
     async fn mkflash(&mut self) {
@@ -331,6 +364,17 @@ impl Workload {
                 return Err(unmet("no leader".into()));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // A node taken out of the voters comes back.
+        while let Some(node) = self.removed {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unmet(format!("n{node} not a voter again")));
+            }
+            let leader = self.world.borrow().leader();
+            match leader {
+                Some(leader) => self.restore_voter(leader, node).await,
+                None => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
         }
         // Every background copy finishes (on the leader's state, as of a linearizable read).
         loop {
