@@ -58,17 +58,7 @@ fn main() {
             eprintln!("so far: {}", summary(ran, checks, &failed, &faults, started));
         }
     }
-    let secs = started.elapsed().as_secs_f64();
-    println!(
-        "{ran} seeds ran ({:.2} seeds/s), {} failed{}; {checks} invariant checks passed; faults injected: {faults:?}",
-        ran as f64 / secs,
-        failed.len(),
-        if failed.is_empty() {
-            String::new()
-        } else {
-            format!(": {failed:?}")
-        }
-    );
+    println!("{}", summary(ran, checks, &failed, &faults, started));
     if !failed.is_empty() {
         std::process::exit(1);
     }
