@@ -68,6 +68,12 @@ pub(crate) fn release<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId) -> Resul
     };
     let released = batch.len();
     tx.note_held_released(id, last.seq);
+    #[cfg(feature = "sabotage")]
+    let batch = if crate::sabotage::active(crate::sabotage::Sabotage::ReleaseHeldOutOfOrder) {
+        batch.into_iter().rev().collect()
+    } else {
+        batch
+    };
     for HeldWrite { write, .. } in batch {
         // The range was checked when the write arrived and sizes never change; only a
         // relationship established since can refuse it now (--tgtinhibit, or a long zeroing

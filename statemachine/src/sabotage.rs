@@ -15,13 +15,16 @@ pub enum Sabotage {
     AckBeforeCommit,
     /// A follower that installs a snapshot loses the relationships' out-of-sync bitmaps.
     SnapshotDropsBitmaps,
+    /// A thaw releases the writes a freeze held newest first.
+    ReleaseHeldOutOfOrder,
 }
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 3] = [
+    pub const ALL: [Sabotage; 4] = [
         Sabotage::SkipCopyOnWrite,
         Sabotage::AckBeforeCommit,
         Sabotage::SnapshotDropsBitmaps,
+        Sabotage::ReleaseHeldOutOfOrder,
     ];
 }
 

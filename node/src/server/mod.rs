@@ -180,7 +180,7 @@ pub async fn start_core(config: &ServeConfig, info: NodeInfo, env: Environment) 
             .map_err(|e| ServeError::Raft(e.to_string()))?,
     );
     let (quiet, heartbeat) = (
-        Duration::from_millis(raft_config.election_timeout_min),
+        Duration::from_millis(raft_config.election_timeout_max),
         Duration::from_millis(raft_config.heartbeat_interval),
     );
     let network = transport::Network::new(id, token.clone(), env.dialer.clone());

@@ -7,7 +7,7 @@
 //!
 //! So openraft's elections start switched off (`raft_config`) and this guard switches them on
 //! only while a majority of voters, itself included, would vote for this node: a peer grants a
-//! pre-vote only if it has not heard from a leader within the shortest election timeout itself,
+//! pre-vote only if it has not heard from a leader within openraft's leader lease itself,
 //! is not the leader, and the asking node's log is at least as up to date as its own. A
 //! pre-vote changes no term and no vote, so asking is harmless; a node that cannot win never
 //! raises its term. When the leader really is gone, every follower stops hearing it, pre-votes
@@ -22,22 +22,32 @@ use std::time::Duration;
 use storage::{LogStore, TypeConfig};
 use tokio::time::Instant;
 
-/// When this node last heard from a leader it follows (an accepted AppendEntries or snapshot
-/// chunk), as its peer port saw the request arrive: a Raft core busy applying a snapshot still
-/// counts as hearing from the leader that sends it.
-#[derive(Default)]
-pub struct LeaderContact(Mutex<Option<Instant>>);
+/// When this node last heard from a leader it follows (an AppendEntries or a snapshot chunk
+/// whose committed vote is at least this node's), as its peer port saw the request arrive: a
+/// Raft core busy syncing a large append or applying a snapshot still hears the leader that
+/// sends them. It starts at the node's start, as openraft's own leader lease does.
+pub struct LeaderContact(Mutex<Instant>);
 
 impl LeaderContact {
-    pub fn heard(&self) {
-        *self.0.lock().expect("not poisoned") = Some(Instant::now());
+    pub fn new() -> LeaderContact {
+        LeaderContact(Mutex::new(Instant::now()))
+    }
+
+    /// Notes a request from `vote`'s leader if it is one this node would follow.
+    pub fn heard_from(&self, vote: &openraft::Vote<u64>, raft: &Raft<TypeConfig>) {
+        if vote.is_committed() && *vote >= raft.metrics().borrow().vote {
+            *self.0.lock().expect("not poisoned") = Instant::now();
+        }
     }
 
     fn within(&self, window: Duration) -> bool {
-        self.0
-            .lock()
-            .expect("not poisoned")
-            .is_some_and(|at| at.elapsed() < window)
+        self.0.lock().expect("not poisoned").elapsed() < window
+    }
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        LeaderContact::new()
     }
 }
 
@@ -47,7 +57,8 @@ pub struct Elections {
     pub raft: Raft<TypeConfig>,
     pub log: LogStore,
     pub contact: Arc<LeaderContact>,
-    /// A leader heard within this long is alive (openraft's `election_timeout_min`).
+    /// A leader heard within this long is alive: openraft's leader lease
+    /// (`election_timeout_max`), within which its real votes are refused anyway.
     pub quiet: Duration,
     pub token: ClusterToken,
     pub dialer: Arc<dyn Dialer>,

@@ -22,6 +22,16 @@ fn main() {
         }
         _ => usage(),
     };
+    // Built with `--features sabotage`: `--sabotage VARIANT` runs a broken product.
+    #[cfg(feature = "sabotage")]
+    if let Some(i) = args.iter().position(|a| a == "--sabotage") {
+        let name = args.get(i + 1).map(String::as_str).unwrap_or_default();
+        let variant = statemachine::sabotage::Sabotage::ALL
+            .into_iter()
+            .find(|v| format!("{v:?}") == name)
+            .unwrap_or_else(|| usage());
+        statemachine::sabotage::set(Some(variant));
+    }
     let started = Instant::now();
     let (mut ran, mut checks, mut failed) = (0u64, 0u64, Vec::new());
     let mut faults: BTreeMap<&str, u64> = BTreeMap::new();

@@ -10,21 +10,31 @@ use std::collections::{BTreeMap, BTreeSet};
 
 pub const BLOCK: u64 = 4096;
 
-/// What one block may read as.
+/// What one block may read as. Values grow with the order writes are issued in, and a write
+/// is issued only after the one before it on the volume was acknowledged, failed, or is held
+/// by a freeze (whose queue keeps the order): so a later value always lands later.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Possible {
-    Values(BTreeSet<u64>),
+    Values {
+        /// The latest acknowledged value (0: zeros, as created).
+        acked: u64,
+        /// Later writes not acknowledged (failed or still in flight): each may be there.
+        maybe: BTreeSet<u64>,
+    },
     Anything,
 }
 
 impl Possible {
     fn only(value: u64) -> Possible {
-        Possible::Values(BTreeSet::from([value]))
+        Possible::Values {
+            acked: value,
+            maybe: BTreeSet::new(),
+        }
     }
 
     pub fn allows(&self, value: u64) -> bool {
         match self {
-            Possible::Values(values) => values.contains(&value),
+            Possible::Values { acked, maybe } => value == *acked || maybe.contains(&value),
             Possible::Anything => true,
         }
     }
@@ -66,9 +76,12 @@ impl Model {
         for (i, value) in values.iter().enumerate() {
             let block = &mut blocks[first_block as usize + i];
             match (acknowledged, &mut *block) {
+                // An earlier write acknowledged after a later one (both held by a freeze) was
+                // overwritten by it: nothing changes.
+                (_, Possible::Values { acked, .. }) if *value < *acked => {}
                 (true, _) => *block = Possible::only(*value),
-                (false, Possible::Values(values)) => {
-                    values.insert(*value);
+                (false, Possible::Values { maybe, .. }) => {
+                    maybe.insert(*value);
                 }
                 (false, Possible::Anything) => {}
             }
@@ -138,6 +151,12 @@ mod tests {
         assert!(m.check_read("a", 1, &[Some(0)]).is_err());
         m.written("a", 1, &[8], false);
         assert!(m.check_read("a", 1, &[Some(7)]).is_ok() && m.check_read("a", 1, &[Some(8)]).is_ok());
+        // Two held writes acknowledged in either order: the later one is what stays.
+        m.written("a", 2, &[21], false);
+        m.written("a", 2, &[22], false);
+        m.written("a", 2, &[22], true);
+        m.written("a", 2, &[21], true);
+        assert!(m.check_read("a", 2, &[Some(22)]).is_ok() && m.check_read("a", 2, &[Some(21)]).is_err());
         m.established("a", "b");
         m.written("a", 1, &[9], true);
         let mut t = Model::default();

@@ -8,15 +8,16 @@ use statemachine::sabotage::{self, Sabotage};
 /// Seeds tried per variant, at most.
 const BOUND: u64 = 12;
 
-/// The first seed whose run fails with `variant` active, and how.
+/// The first seed whose run fails with `variant` active, and how. Even seeds run without
+/// random faults (a freeze's held writes then mostly end acknowledged, so their order shows),
+/// odd seeds with them.
 fn caught(variant: Sabotage) -> Option<(u64, String)> {
-    let found = (1..=BOUND).find_map(|seed| {
+    (1..=BOUND).find_map(|seed| {
         sabotage::set(Some(variant));
-        let result = sim::run(seed);
+        let result = sim::run_with(seed, |plan| if seed % 2 == 0 { plan.quiet() } else { plan });
         sabotage::set(None);
         result.err().map(|failure| (seed, failure.what))
-    });
-    found
+    })
 }
 
 #[test]

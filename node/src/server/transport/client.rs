@@ -79,9 +79,13 @@ pub async fn ask_pre_vote(
 ) -> io::Result<bool> {
     let attempt = async {
         let mut stream = connect(dialer, addr, token, from).await?;
-        match send(&mut stream, &Rpc::PreVote(request)).await? {
-            Reply::PreVote(granted) => Ok(granted),
-            _ => Ok(false),
+        match send(&mut stream, &Rpc::PreVote(request)).await {
+            Ok(Reply::PreVote(granted)) => Ok(granted),
+            // A member of an older version (during a rolling upgrade) cannot read the request
+            // and closes the connection: its real vote decides, as before pre-votes.
+            Err(e) if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => Ok(true),
+            Ok(_) => Ok(false),
+            Err(e) => Err(e),
         }
     };
     tokio::time::timeout(deadline, attempt)

@@ -6,7 +6,6 @@ use crate::server::net::{Conn, Listener};
 use crate::server::pre_vote::Elections;
 use crate::server::throttled::Throttled;
 use crate::server::token::ClusterToken;
-use openraft::raft::AppendEntriesResponse;
 use openraft::Raft;
 use std::io;
 use std::sync::Arc;
@@ -76,26 +75,13 @@ async fn connection(
         }
         let reply = match rpc {
             Rpc::AppendEntries(r) => {
-                // A leader's request (its vote is committed) that this node accepted.
-                let from_leader = r.vote.is_committed();
-                let reply = raft.append_entries(r).await;
-                if from_leader && matches!(&reply, Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
-                    elections.contact.heard();
-                }
-                Reply::AppendEntries(reply)
+                elections.contact.heard_from(&r.vote, raft);
+                Reply::AppendEntries(raft.append_entries(r).await)
             }
             Rpc::Vote(r) => Reply::Vote(raft.vote(r).await),
             Rpc::InstallSnapshot(r) => {
-                // Heard as each chunk arrives, too: the core may be busy with the previous one.
-                let from_leader = r.vote.is_committed();
-                if from_leader {
-                    elections.contact.heard();
-                }
-                let reply = raft.install_snapshot(r).await;
-                if from_leader && reply.is_ok() {
-                    elections.contact.heard();
-                }
-                Reply::InstallSnapshot(reply)
+                elections.contact.heard_from(&r.vote, raft);
+                Reply::InstallSnapshot(raft.install_snapshot(r).await)
             }
             Rpc::PreVote(r) => Reply::PreVote(elections.grant(&r)),
             Rpc::Tunnel(kind) if tunnels.accepts(kind) => {
