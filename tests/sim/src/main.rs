@@ -1,10 +1,14 @@
-//! `sim --seed N` replays one run; `sim --seeds N [--from S]` runs N seeds and sums them up.
+//! `sim --seed N` runs (replays) one seed; `sim --seeds N [--from S]` runs N seeds, each in a
+//! process of its own, and sums them up. One process per seed because runs in one process are
+//! not independent: tokio numbers tasks process-wide, and a crashed host's tasks are dropped in
+//! that order, so a seed run after others could differ from the same seed run alone.
 
 use std::collections::BTreeMap;
+use std::process::Command;
 use std::time::Instant;
 
 fn usage() -> ! {
-    eprintln!("usage: sim --seed N | sim --seeds COUNT [--from FIRST]");
+    eprintln!("usage: sim --seed N | sim --seeds COUNT [--from FIRST]   (built with --features sabotage: [--sabotage VARIANT])");
     std::process::exit(2);
 }
 
@@ -14,57 +18,82 @@ fn main() {
         let i = args.iter().position(|a| a == flag)?;
         Some(args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or_else(|| usage()))
     };
-    let seeds: Vec<u64> = match (value("--seed"), value("--seeds")) {
-        (Some(seed), None) => vec![seed],
-        (None, Some(count)) => {
-            let from = value("--from").unwrap_or(1);
-            (from..from + count).collect()
-        }
+    let sabotage = args
+        .iter()
+        .position(|a| a == "--sabotage")
+        .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| usage()));
+    match (value("--seed"), value("--seeds")) {
+        (Some(seed), None) => one(seed, sabotage.as_deref()),
+        (None, Some(count)) => many(value("--from").unwrap_or(1), count, sabotage.as_deref()),
         _ => usage(),
-    };
-    // Built with `--features sabotage`: `--sabotage VARIANT` runs a broken product.
+    }
+}
+
+/// Runs one seed here; the last line of its output says what it checked, for `many`.
+fn one(seed: u64, sabotage: Option<&str>) {
     #[cfg(feature = "sabotage")]
-    if let Some(i) = args.iter().position(|a| a == "--sabotage") {
-        let name = args.get(i + 1).map(String::as_str).unwrap_or_default();
+    if let Some(name) = sabotage {
         let variant = statemachine::sabotage::Sabotage::ALL
             .into_iter()
             .find(|v| format!("{v:?}") == name)
             .unwrap_or_else(|| usage());
         statemachine::sabotage::set(Some(variant));
     }
+    #[cfg(not(feature = "sabotage"))]
+    if sabotage.is_some() {
+        usage();
+    }
+    match sim::run(seed) {
+        Ok(report) => {
+            if let Ok(path) = std::env::var("SIM_TRACE") {
+                std::fs::write(&path, report.trace.join("\n") + "\n").expect("the trace file is writable");
+            }
+            let faults: Vec<String> = report.faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
+            println!(
+                "{:#?}",
+                sim::Report {
+                    trace: vec![format!("{} lines (SIM_TRACE=FILE writes them)", report.trace.len())],
+                    ..report.clone()
+                }
+            );
+            println!("checked {} {}", report.checks, faults.join(" "));
+        }
+        Err(failure) => {
+            eprintln!("{failure}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Runs seeds one process each and prints where it is now and then, and a summary.
+fn many(from: u64, count: u64, sabotage: Option<&str>) {
+    let me = std::env::current_exe().expect("the running program's path");
     let started = Instant::now();
     let (mut ran, mut checks, mut failed) = (0u64, 0u64, Vec::new());
-    let mut faults: BTreeMap<&str, u64> = BTreeMap::new();
-    for seed in &seeds {
-        match sim::run(*seed) {
-            Ok(report) => {
-                ran += 1;
-                checks += report.checks;
-                for (kind, n) in &report.faults {
-                    *faults.entry(kind).or_default() += n;
-                }
-                if seeds.len() == 1 {
-                    if let Ok(path) = std::env::var("SIM_TRACE") {
-                        std::fs::write(&path, report.trace.join("\n") + "\n").expect("the trace file is writable");
-                    }
-                    let sim::Report { trace, .. } = &report;
-                    println!(
-                        "{:#?}",
-                        sim::Report {
-                            trace: vec![format!("{} lines (SIM_TRACE=FILE writes them)", trace.len())],
-                            ..report.clone()
-                        }
-                    );
+    let mut faults: BTreeMap<String, u64> = BTreeMap::new();
+    for seed in from..from + count {
+        let mut command = Command::new(&me);
+        command.args(["--seed", &seed.to_string()]);
+        if let Some(variant) = sabotage {
+            command.args(["--sabotage", variant]);
+        }
+        let out = command.output().expect("the simulation runs");
+        ran += 1;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match stdout.lines().find_map(|l| l.strip_prefix("checked ")) {
+            Some(line) if out.status.success() => {
+                let mut words = line.split(' ');
+                checks += words.next().and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+                for (kind, n) in words.filter_map(|w| w.split_once('=')) {
+                    *faults.entry(kind.to_string()).or_default() += n.parse::<u64>().unwrap_or(0);
                 }
             }
-            Err(failure) => {
-                ran += 1;
-                eprintln!("{failure}\n");
-                failed.push(*seed);
+            _ => {
+                eprintln!("{}\n", String::from_utf8_lossy(&out.stderr).trim_end());
+                failed.push(seed);
             }
         }
-        // A long run says where it is now and then (it may be stopped before the end).
-        if seeds.len() > 1 && ran % 50 == 0 && ran < seeds.len() as u64 {
+        if ran % 50 == 0 && ran < count {
             eprintln!("so far: {}", summary(ran, checks, &failed, &faults, started));
         }
     }
@@ -74,7 +103,7 @@ fn main() {
     }
 }
 
-fn summary(ran: u64, checks: u64, failed: &[u64], faults: &BTreeMap<&str, u64>, started: Instant) -> String {
+fn summary(ran: u64, checks: u64, failed: &[u64], faults: &BTreeMap<String, u64>, started: Instant) -> String {
     let secs = started.elapsed().as_secs_f64();
     format!(
         "{ran} seeds ran ({:.2} seeds/s), {} failed{}; {checks} invariant checks passed; faults injected: {faults:?}",

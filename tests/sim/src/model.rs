@@ -18,6 +18,9 @@ pub enum Possible {
     Values {
         /// The latest acknowledged value (0: zeros, as created).
         acked: u64,
+        /// `acked` was written to this block (not copied here by a point in time): a write
+        /// issued before it cannot land after it.
+        local: bool,
         /// Later writes not acknowledged (failed or still in flight): each may be there.
         maybe: BTreeSet<u64>,
     },
@@ -28,13 +31,14 @@ impl Possible {
     fn only(value: u64) -> Possible {
         Possible::Values {
             acked: value,
+            local: true,
             maybe: BTreeSet::new(),
         }
     }
 
     pub fn allows(&self, value: u64) -> bool {
         match self {
-            Possible::Values { acked, maybe } => value == *acked || maybe.contains(&value),
+            Possible::Values { acked, maybe, .. } => value == *acked || maybe.contains(&value),
             Possible::Anything => true,
         }
     }
@@ -78,8 +82,14 @@ impl Model {
             match (acknowledged, &mut *block) {
                 // An earlier write acknowledged after a later one (both held by a freeze) was
                 // overwritten by it: nothing changes.
-                (_, Possible::Values { acked, .. }) if *value < *acked => {}
-                (true, _) => *block = Possible::only(*value),
+                (_, Possible::Values { acked, local: true, .. }) if *value < *acked => {}
+                // Later writes still in flight stay possible.
+                (true, Possible::Values { acked, local, maybe }) => {
+                    *acked = *value;
+                    *local = true;
+                    maybe.retain(|later| later > value);
+                }
+                (true, Possible::Anything) => *block = Possible::only(*value),
                 (false, Possible::Values { maybe, .. }) => {
                     maybe.insert(*value);
                 }
@@ -93,7 +103,12 @@ impl Model {
         if self.tainted.contains(target) {
             return;
         }
-        let image = self.volumes[source].clone();
+        let mut image = self.volumes[source].clone();
+        for block in &mut image {
+            if let Possible::Values { local, .. } = block {
+                *local = false;
+            }
+        }
         self.volumes.insert(target.to_string(), image);
     }
 
@@ -154,9 +169,22 @@ mod tests {
         // Two held writes acknowledged in either order: the later one is what stays.
         m.written("a", 2, &[21], false);
         m.written("a", 2, &[22], false);
+        m.written("a", 2, &[21], true);
+        assert!(
+            m.check_read("a", 2, &[Some(22)]).is_ok(),
+            "a later write in flight stays possible"
+        );
         m.written("a", 2, &[22], true);
         m.written("a", 2, &[21], true);
         assert!(m.check_read("a", 2, &[Some(22)]).is_ok() && m.check_read("a", 2, &[Some(21)]).is_err());
+        // A target's write in flight across an establish may land after it, whatever its value.
+        m.create("b", 4 * BLOCK);
+        m.written("b", 2, &[5], false);
+        m.established("a", "b");
+        m.written("b", 2, &[5], false);
+        assert!(m.check_read("b", 2, &[Some(5)]).is_ok());
+        m.written("b", 2, &[5], true);
+        assert!(m.check_read("b", 2, &[Some(5)]).is_ok() && m.check_read("b", 2, &[Some(22)]).is_err());
         m.established("a", "b");
         m.written("a", 1, &[9], true);
         let mut t = Model::default();

@@ -52,6 +52,8 @@ struct PendingWrite {
     volume: usize,
     first: u64,
     values: Vec<u64>,
+    /// The writes the leader held for the volume when this one was issued.
+    held_before: Option<usize>,
     task: tokio::task::JoinHandle<std::io::Result<Outcome<()>>>,
 }
 
@@ -214,6 +216,15 @@ impl Workload {
         }
     }
 
+    /// A new point in time on `target`; its writes still in flight may land after it.
+    fn established(&mut self, source: &str, target: &str) {
+        let mut world = self.world.borrow_mut();
+        world.model.established(source, target);
+        for p in self.pending.iter().filter(|p| VOLUMES[p.volume] == target) {
+            world.model.written(target, p.first, &p.values, false);
+        }
+    }
+
     async fn mkflash(&mut self) {
         let persist = self.rng.gen_bool(0.6);
         let options = EstablishOptions {
@@ -237,7 +248,7 @@ impl Workload {
             .await;
         let established = move |w: &mut Self| {
             w.direction = ("a", "b");
-            w.world.borrow_mut().model.established("a", "b");
+            w.established("a", "b");
             if freeze {
                 w.frozen.insert("a", tokio::time::Instant::now());
             }
@@ -254,11 +265,7 @@ impl Workload {
         };
         let outcome = self.admin(command).await;
         let (source, target) = self.direction;
-        self.settle(
-            outcome,
-            |w| w.world.borrow_mut().model.established(source, target),
-            &[target],
-        );
+        self.settle(outcome, |w| w.established(source, target), &[target]);
     }
 
     /// The restore: the source becomes a point-in-time copy of the target, and the relationship
@@ -273,7 +280,7 @@ impl Workload {
         let (source, target) = self.direction;
         let reversed = |w: &mut Self| {
             w.direction = (target, source);
-            w.world.borrow_mut().model.established(target, source);
+            w.established(target, source);
         };
         self.settle(outcome, reversed, &[source, target]);
     }
@@ -315,7 +322,16 @@ impl Workload {
         self.settle_writes().await;
         let v = self.rng.gen_range(0..VOLUMES.len());
         let frozen = self.believed_frozen(VOLUMES[v]);
-        if !frozen && self.pending.iter().any(|p| p.volume == v) {
+        let held_now = self.held(VOLUMES[v]);
+        // A second write goes only once the first is seen held by a freeze: arrival order at
+        // the leader is then issue order. (Still in flight, it could arrive after the second.)
+        let waiting: Vec<&PendingWrite> = self.pending.iter().filter(|p| p.volume == v).collect();
+        let first_held = match waiting.as_slice() {
+            [] => true,
+            [only] => frozen && matches!((only.held_before, held_now), (Some(before), Some(now)) if now > before),
+            _ => false,
+        };
+        if !first_held {
             return Ok(());
         }
         let blocks = self.world.borrow().model.blocks(VOLUMES[v]);
@@ -338,6 +354,7 @@ impl Workload {
             volume: v,
             first,
             values,
+            held_before: held_now,
             task,
         });
         // Most writes end at once.
@@ -392,6 +409,17 @@ impl Workload {
             }
         }
         acknowledged
+    }
+
+    /// How many writes the leader holds for `volume` (as it has applied so far).
+    fn held(&self, volume: &str) -> Option<usize> {
+        let world = self.world.borrow();
+        let leader = world.leader()?;
+        let handles = world.live.get(&leader.id())?;
+        handles.state.query(|s| {
+            let id = s.volume_id(volume)?;
+            s.record(id).map(|r| r.held_writes.len())
+        })
     }
 
     /// Whether writes to `volume` are surely held now (a freeze applied, not thawed since).

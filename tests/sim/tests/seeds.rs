@@ -1,33 +1,44 @@
-//! The simulation in the test suite: a few dozen seeds, determinism, and the seeds that once
-//! found a defect (kept so it stays fixed). `cargo run -p sim --bin sim -- --seeds N` runs
-//! thousands; `--seed N` replays one.
+//! The simulation in the test suite: a few dozen seeds and determinism, each seed in a process
+//! of its own as `sim --seeds` runs them (see `src/main.rs`). `sim --seeds N` runs thousands;
+//! `sim --seed N` replays one.
 
-/// Seeds every CI run goes through (each a whole cluster under faults, ~1 s of real time).
-const SEEDS: std::ops::RangeInclusive<u64> = 1..=24;
+use std::process::Command;
 
-fn pass(seed: u64) -> sim::Report {
-    sim::run(seed).unwrap_or_else(|failure| panic!("{failure}"))
+const SIM: &str = env!("CARGO_BIN_EXE_sim");
+
+fn sim(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(SIM).args(args).output().expect("the simulation runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+    (out.status.success(), text(&out.stdout), text(&out.stderr))
 }
 
 #[test]
 fn seeds_keep_every_invariant_under_faults() {
-    let mut faults = 0;
-    for seed in SEEDS {
-        let report = pass(seed);
-        assert!(report.checks > 0, "seed {seed} checked nothing");
-        faults += report.faults.values().sum::<u64>();
-    }
-    assert!(faults > 0, "the seeds injected no fault at all");
+    // Each a whole cluster under faults: a few seconds of real time each.
+    let (ok, stdout, stderr) = sim(&["--seeds", "24"]);
+    assert!(ok, "{stderr}\n{stdout}");
+    assert!(
+        stdout.contains("24 seeds ran") && stdout.contains(", 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("crash") && stdout.contains("partition"),
+        "no faults injected: {stdout}"
+    );
 }
 
 #[test]
 fn the_same_seed_gives_the_same_run() {
-    let first = pass(7);
-    let second = pass(7);
-    assert!(first.trace_lines > 10, "{first:?}");
-    assert_eq!(
-        (first.trace_hash, first.trace_lines, first.simulated),
-        (second.trace_hash, second.trace_lines, second.simulated)
-    );
-    assert_ne!(pass(8).trace_hash, first.trace_hash);
+    let hash = |seed: &str| {
+        let (ok, stdout, stderr) = sim(&["--seed", seed]);
+        assert!(ok, "{stderr}");
+        stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("trace_hash"))
+            .map(str::to_string)
+            .expect("a trace hash")
+    };
+    let first = hash("7");
+    assert_eq!(first, hash("7"));
+    assert_ne!(first, hash("8"));
 }
