@@ -178,7 +178,7 @@ impl Workload {
         // Up to what openraft keeps behind a snapshot (`max_in_snapshot_log_to_keep`): its own
         // purge after its next snapshot must not go back below a purge asked for (it asserts
         // so in debug builds; the simulation met it when this purged up to the snapshot).
-        let keep = self.plan.snapshot_every / 4;
+        let keep = node::server::raft_config(self.plan.snapshot_every).max_in_snapshot_log_to_keep;
         let upto = raft.metrics().borrow().snapshot.map(|s| s.index.saturating_sub(keep));
         let purged = match (snapshot, upto) {
             (Ok(()), Some(upto)) => raft.trigger().purge_log(upto).await.map(|()| upto),
