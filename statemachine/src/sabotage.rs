@@ -17,14 +17,22 @@ pub enum Sabotage {
     SnapshotDropsBitmaps,
     /// A thaw releases the writes a freeze held newest first.
     ReleaseHeldOutOfOrder,
+    /// One node (the one whose data directory is named [`APPLIES_TWICE_IN`]) applies every
+    /// command twice. (Most are idempotent by design: a second establish or withdraw is
+    /// refused, a write again is the same bytes; a write a freeze holds is held twice.)
+    OneNodeAppliesTwice,
 }
 
+/// The data directory's name of the node `OneNodeAppliesTwice` breaks (the simulation's node 2).
+pub const APPLIES_TWICE_IN: &str = "n2";
+
 impl Sabotage {
-    pub const ALL: [Sabotage; 4] = [
+    pub const ALL: [Sabotage; 5] = [
         Sabotage::SkipCopyOnWrite,
         Sabotage::AckBeforeCommit,
         Sabotage::SnapshotDropsBitmaps,
         Sabotage::ReleaseHeldOutOfOrder,
+        Sabotage::OneNodeAppliesTwice,
     ];
 }
 

@@ -3,7 +3,8 @@
 //! the audit history. Knows nothing of the network, NBD or HTTP.
 //!
 //! - [`LogStore`] implements openraft's `RaftLogStorage`: entries and vote are synced before
-//!   they are acknowledged. The log is the state's write-ahead log.
+//!   they are acknowledged. The log is the state's write-ahead log. Its files are on a
+//!   [`LogDisk`]: the data directory, or a simulated disk that loses what was not synced.
 //! - [`StateMachineStore`] implements `RaftStateMachine`: each entry is applied by the pure
 //!   `statemachine` and its track ops, touched records and applied log id are written in one
 //!   `WriteBatch`. A snapshot is a RocksDB checkpoint; its stream is written only when a follower
@@ -27,6 +28,7 @@ mod applied_state;
 mod audit;
 mod codec;
 mod db;
+mod log_disk;
 mod log_files;
 mod log_store;
 mod open;
@@ -43,8 +45,9 @@ mod view;
 
 pub use audit::{AuditFilter, AuditRecord, JournalError, Rebuilt, Until, Verification};
 pub use db::OpenError;
+pub use log_disk::{DirLogDisk, LogDisk, LogFile};
 pub use log_store::{LogStore, REPLICATION_BYTES};
-pub use open::{open, open_read_only};
+pub use open::{open, open_read_only, open_with_log};
 pub use snapshot_data::SnapshotData;
 pub use space::{free_bytes, total_bytes, Reclaimed, Space, Usage};
 pub use state_machine::{ApplyObserver, MirrorTap, StateMachineStore};

@@ -7,10 +7,8 @@
 //! failing its checksum at the end of the last segment is a write the crash interrupted (never
 //! acknowledged): it is cut off. Anywhere else it is damage, and opening fails.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use crate::log_disk::{LogDisk, LogFile};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use xxhash_rust::xxh3::xxh3_64;
@@ -22,8 +20,8 @@ const SEGMENT_BYTES: u64 = 64 << 20;
 struct Segment {
     /// Index of the first entry in this segment.
     first: u64,
-    path: PathBuf,
-    file: Arc<File>,
+    name: String,
+    file: Arc<dyn LogFile>,
     /// Byte offset of each entry's record (entry `first + i` at `offsets[i]`).
     offsets: Vec<u64>,
     /// Bytes in the file.
@@ -46,23 +44,25 @@ impl Segment {
 
 /// The segment files of one log directory.
 pub(crate) struct LogFiles {
-    dir: PathBuf,
+    disk: Arc<dyn LogDisk>,
     segments: Mutex<Vec<Segment>>,
     /// Entries below this index are purged: never read, though their segment may remain.
     first_kept: AtomicU64,
 }
 
-fn corrupt(path: &Path, why: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", path.display()))
+fn corrupt(disk: &dyn LogDisk, name: &str, why: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {why}", disk.show(name)))
+}
+
+fn segment_name(first: u64) -> String {
+    format!("{first:020}.log")
 }
 
 impl LogFiles {
-    /// Opens (or creates) the log in `dir`, cutting off a record a crash left half-written.
-    pub(crate) fn open(dir: &Path) -> io::Result<LogFiles> {
-        std::fs::create_dir_all(dir)?;
+    /// Opens (or creates) the log on `disk`, cutting off a record a crash left half-written.
+    pub(crate) fn open(disk: Arc<dyn LogDisk>) -> io::Result<LogFiles> {
         let mut firsts = Vec::new();
-        for entry in std::fs::read_dir(dir)? {
-            let name = entry?.file_name().to_string_lossy().to_string();
+        for name in disk.list()? {
             if let Some(first) = name.strip_suffix(".log").and_then(|n| n.parse::<u64>().ok()) {
                 firsts.push(first);
             }
@@ -71,16 +71,16 @@ impl LogFiles {
         let mut segments: Vec<Segment> = Vec::new();
         for (i, first) in firsts.iter().enumerate() {
             let last = i + 1 == firsts.len();
-            let segment = load_segment(dir, *first, last)?;
+            let segment = load_segment(&*disk, *first, last)?;
             if let Some(previous) = segments.last() {
                 if previous.next_index() > segment.first {
-                    return Err(corrupt(&segment.path, "this segment overlaps the one before"));
+                    return Err(corrupt(&*disk, &segment.name, "this segment overlaps the one before"));
                 }
             }
             segments.push(segment);
         }
         Ok(LogFiles {
-            dir: dir.to_path_buf(),
+            disk,
             segments: Mutex::new(segments),
             first_kept: AtomicU64::new(0),
         })
@@ -122,7 +122,7 @@ impl LogFiles {
             if rotate {
                 // An emptied segment is replaced, not left as a gap before the new one.
                 if let Some(empty) = segments.pop_if(|s| s.offsets.is_empty()) {
-                    std::fs::remove_file(&empty.path)?;
+                    self.disk.remove(&empty.name)?;
                 }
                 segments.push(self.create_segment(first_index)?);
             }
@@ -148,22 +148,17 @@ impl LogFiles {
         };
         // Synced outside the lock: readers (replication) go on meanwhile. openraft awaits this
         // append before it changes the log again.
-        file.sync_data()
+        file.sync()
     }
 
     fn create_segment(&self, first: u64) -> io::Result<Segment> {
-        let path = self.dir.join(format!("{first:020}.log"));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
-        File::open(&self.dir)?.sync_all()?;
+        let name = segment_name(first);
+        let file = self.disk.create(&name)?;
+        self.disk.sync()?;
         Ok(Segment {
             first,
-            path,
-            file: Arc::new(file),
+            name,
+            file,
             offsets: Vec::new(),
             len: 0,
         })
@@ -193,7 +188,7 @@ impl LogFiles {
                 total += size;
                 let mut record = vec![0; length as usize];
                 segment.file.read_exact_at(&mut record, offset)?;
-                check_record(&record, index).map_err(|why| corrupt(&segment.path, why))?;
+                check_record(&record, index).map_err(|why| corrupt(&*self.disk, &segment.name, why))?;
                 record.drain(..HEADER);
                 read.push((index, record));
             }
@@ -207,25 +202,25 @@ impl LogFiles {
         let mut removed = false;
         while segments.len() > 1 && segments.last().is_some_and(|s| s.first >= index) {
             let gone = segments.pop().expect("checked");
-            std::fs::remove_file(&gone.path)?;
+            self.disk.remove(&gone.name)?;
             removed = true;
         }
         // The removals are durable before the cut: a crash in between must not bring a later
         // segment back after a shortened one.
         if removed {
-            File::open(&self.dir)?.sync_all()?;
+            self.disk.sync()?;
         }
         if let Some(last) = segments.last_mut() {
             if index < last.next_index() {
                 let keep = index.saturating_sub(last.first) as usize;
                 let len = last.offsets.get(keep).copied().unwrap_or(last.len);
                 last.file.set_len(len)?;
-                last.file.sync_all()?;
+                last.file.sync()?;
                 last.offsets.truncate(keep);
                 last.len = len;
             }
         }
-        File::open(&self.dir)?.sync_all()
+        self.disk.sync()
     }
 
     /// Hides entries up to `index` and deletes the segments holding only such entries (the
@@ -236,21 +231,22 @@ impl LogFiles {
         let mut segments = self.segments.lock().expect("not poisoned");
         while segments.len() > 1 && segments[0].next_index() <= index + 1 {
             let gone = segments.remove(0);
-            std::fs::remove_file(&gone.path)?;
+            self.disk.remove(&gone.name)?;
         }
         // The last segment may be wholly purged too: then appends go on after `index`, which
         // need not follow its last entry (a snapshot install skips ahead).
         if segments.len() == 1 && segments[0].next_index() <= index + 1 {
             let only = &mut segments[0];
             only.file.set_len(0)?;
+            only.file.sync()?;
             only.first = index + 1;
-            let renamed = self.dir.join(format!("{:020}.log", only.first));
-            std::fs::rename(&only.path, &renamed)?;
-            only.path = renamed;
+            let renamed = segment_name(only.first);
+            self.disk.rename(&only.name, &renamed)?;
+            only.name = renamed;
             only.offsets.clear();
             only.len = 0;
         }
-        File::open(&self.dir)?.sync_all()
+        self.disk.sync()
     }
 
     /// Bytes of the entries kept (purged ones still in a segment file do not count).
@@ -301,10 +297,10 @@ fn parse_header(bytes: &[u8]) -> Option<Header> {
 
 /// Reads a segment's headers. In the last segment (`last`) payloads are checked too, and a
 /// record cut short or failing its checksum ends the log: the file is cut there.
-fn load_segment(dir: &Path, first: u64, last: bool) -> io::Result<Segment> {
-    let path = dir.join(format!("{first:020}.log"));
-    let mut file = OpenOptions::new().read(true).write(true).open(&path)?;
-    let size = file.metadata()?.len();
+fn load_segment(disk: &dyn LogDisk, first: u64, last: bool) -> io::Result<Segment> {
+    let name = segment_name(first);
+    let file = disk.open(&name)?;
+    let size = file.size()?;
     let mut offsets = Vec::new();
     let mut offset = 0u64;
     let mut header = [0u8; HEADER];
@@ -316,8 +312,7 @@ fn load_segment(dir: &Path, first: u64, last: bool) -> io::Result<Segment> {
         if offset + HEADER as u64 > size {
             break Some("a record header is cut short".to_string());
         }
-        file.seek(SeekFrom::Start(offset))?;
-        file.read_exact(&mut header)?;
+        file.read_exact_at(&mut header, offset)?;
         let h = parse_header(&header).expect("a whole header");
         let expected = first + offsets.len() as u64;
         if h.index != expected {
@@ -329,7 +324,7 @@ fn load_segment(dir: &Path, first: u64, last: bool) -> io::Result<Segment> {
         }
         if last {
             payload.resize(h.length, 0);
-            file.read_exact(&mut payload)?;
+            file.read_exact_at(&mut payload, offset + HEADER as u64)?;
             if xxh3_64(&payload) != h.checksum {
                 break Some(format!("entry {expected} fails its checksum"));
             }
@@ -339,17 +334,17 @@ fn load_segment(dir: &Path, first: u64, last: bool) -> io::Result<Segment> {
     };
     if let Some(why) = damaged {
         if !last {
-            return Err(corrupt(&path, why));
+            return Err(corrupt(disk, &name, why));
         }
         // An append the crash cut off: it was never acknowledged.
-        tracing::warn!(path = %path.display(), reason = %why, "cutting off the log's unfinished last record");
+        tracing::warn!(path = %disk.show(&name), reason = %why, "cutting off the log's unfinished last record");
         file.set_len(offset)?;
-        file.sync_all()?;
+        file.sync()?;
     }
     Ok(Segment {
         first,
-        path,
-        file: Arc::new(file),
+        name,
+        file,
         offsets,
         len: offset,
     })
@@ -358,6 +353,11 @@ fn load_segment(dir: &Path, first: u64, last: bool) -> io::Result<Segment> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log_disk::DirLogDisk;
+
+    fn open_dir(dir: &std::path::Path) -> LogFiles {
+        LogFiles::open(Arc::new(DirLogDisk::new(dir.to_path_buf()).unwrap())).unwrap()
+    }
 
     fn entries(range: std::ops::Range<u64>, size: usize) -> Vec<(u64, Vec<u8>)> {
         range.map(|i| (i, vec![i as u8; size])).collect()
@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn appends_read_back_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let log = LogFiles::open(dir.path()).unwrap();
+        let log = open_dir(dir.path());
         assert_eq!(log.bounds(), None);
         log.append(&entries(1..4, 100)).unwrap();
         log.append(&entries(4..6, 10)).unwrap();
@@ -386,7 +386,7 @@ mod tests {
         // An append may not overlap what is there.
         assert!(log.append(&entries(5..6, 1)).is_err());
         drop(log);
-        let log = LogFiles::open(dir.path()).unwrap();
+        let log = open_dir(dir.path());
         assert_eq!(log.bounds(), Some((1, 5)));
         assert_eq!(log.read(1, |_| true, usize::MAX).unwrap().len(), 5);
     }
@@ -394,7 +394,7 @@ mod tests {
     #[test]
     fn reads_stop_at_the_byte_budget_but_never_return_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let log = LogFiles::open(dir.path()).unwrap();
+        let log = open_dir(dir.path());
         log.append(&entries(1..5, 1000)).unwrap();
         assert_eq!(indexes(log.read(1, |_| true, 2500).unwrap()), vec![1, 2]);
         assert_eq!(indexes(log.read(3, |_| true, 10).unwrap()), vec![3]);
@@ -403,7 +403,7 @@ mod tests {
     #[test]
     fn truncate_and_purge_cross_segments() {
         let dir = tempfile::tempdir().unwrap();
-        let log = LogFiles::open(dir.path()).unwrap();
+        let log = open_dir(dir.path());
         // 3 entries of 30 MiB: a new segment after the third (64 MiB passed).
         for i in 1..=6 {
             log.append(&entries(i..i + 1, 30 << 20)).unwrap();
@@ -420,14 +420,14 @@ mod tests {
         assert_eq!(log.bounds(), None);
         log.append(&entries(11..12, 10)).unwrap();
         drop(log);
-        let log = LogFiles::open(dir.path()).unwrap();
+        let log = open_dir(dir.path());
         assert_eq!(log.bounds(), Some((11, 11)));
     }
 
     #[test]
     fn a_torn_last_record_is_cut_off_and_damage_elsewhere_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let log = LogFiles::open(dir.path()).unwrap();
+        let log = open_dir(dir.path());
         log.append(&entries(1..4, 1000)).unwrap();
         drop(log);
         let path = dir.path().join(format!("{:020}.log", 1));
@@ -439,7 +439,7 @@ mod tests {
             .unwrap()
             .set_len(len - 500)
             .unwrap();
-        let log = LogFiles::open(dir.path()).unwrap();
+        let log = open_dir(dir.path());
         assert_eq!(log.bounds(), Some((1, 2)));
         log.append(&entries(3..4, 7)).unwrap();
         assert_eq!(log.read(3, |_| true, usize::MAX).unwrap(), entries(3..4, 7));
@@ -448,7 +448,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[HEADER + 10] ^= 0xFF;
         std::fs::write(&path, &bytes).unwrap();
-        let log = LogFiles::open(dir.path()).unwrap();
+        let log = open_dir(dir.path());
         assert_eq!(
             log.bounds(),
             None,
@@ -464,7 +464,7 @@ mod tests {
         let mut bytes = std::fs::read(&path).unwrap();
         bytes[HEADER + 5] ^= 0xFF;
         std::fs::write(&path, &bytes).unwrap();
-        let log = LogFiles::open(dir.path()).unwrap();
+        let log = open_dir(dir.path());
         assert_eq!(log.bounds(), Some((1, 5)));
         let err = log.read(1, |_| true, usize::MAX).unwrap_err();
         assert!(err.to_string().contains("checksum"), "{err}");

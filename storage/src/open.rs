@@ -2,6 +2,7 @@
 //! database), or read-only for an offline audit.
 
 use crate::db::{open_db, open_db_read_only, OpenError};
+use crate::log_disk::{DirLogDisk, LogDisk};
 use crate::log_files::LogFiles;
 use crate::log_store::LogStore;
 use crate::state_machine::StateMachineStore;
@@ -12,6 +13,16 @@ use std::sync::Arc;
 /// Opens (or creates) a node's storage in `dir`: the database in `dir/db`, the Raft log in
 /// `dir/raft-log`, snapshots in `dir/snapshots`.
 pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
+    let log = DirLogDisk::new(dir.join("raft-log")).map_err(|source| OpenError::Io {
+        path: dir.join("raft-log").display().to_string(),
+        source,
+    })?;
+    open_with_log(dir, Arc::new(log))
+}
+
+/// Opens a node's storage in `dir` with its Raft log on `log` instead of `dir/raft-log` (a
+/// simulated disk that can lose power).
+pub fn open_with_log(dir: &Path, log: Arc<dyn LogDisk>) -> Result<(LogStore, StateMachineStore), OpenError> {
     let io = |source| OpenError::Io {
         path: dir.display().to_string(),
         source,
@@ -19,10 +30,10 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
     std::fs::create_dir_all(dir.join("snapshots")).map_err(io)?;
     let db = Arc::new(open_db(&dir.join("db"))?);
     let log_io = |source| OpenError::Io {
-        path: dir.join("raft-log").display().to_string(),
+        path: log.show(""),
         source,
     };
-    let files = LogFiles::open(&dir.join("raft-log")).map_err(log_io)?;
+    let files = LogFiles::open(log.clone()).map_err(log_io)?;
     let state = StateMachineStore::open(db.clone(), dir.join("snapshots"))?;
     Ok((LogStore::new(db, files).map_err(log_io)?, state))
 }

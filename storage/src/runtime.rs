@@ -34,7 +34,7 @@ pub fn stop_simulating_on_this_thread() {
     SIMULATED.set(None);
 }
 
-fn simulating() -> bool {
+pub(crate) fn simulating() -> bool {
     SIMULATED.get().is_some()
 }
 

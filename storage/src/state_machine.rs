@@ -65,6 +65,14 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
+    /// `OneNodeAppliesTwice`: whether this node applies each command a second time.
+    #[cfg(feature = "sabotage")]
+    fn applies_twice(&self) -> bool {
+        use statemachine::sabotage::{active, Sabotage, APPLIES_TWICE_IN};
+        let node_dir = self.snapshots.parent().and_then(|dir| dir.file_name());
+        active(Sabotage::OneNodeAppliesTwice) && node_dir == Some(std::ffi::OsStr::new(APPLIES_TWICE_IN))
+    }
+
     pub(crate) fn open(db: Arc<DB>, snapshots: PathBuf) -> std::result::Result<Self, OpenError> {
         if install_interrupted(&db)? {
             // A snapshot install was cut off: redo it from the saved snapshot file.
@@ -178,6 +186,12 @@ impl StateMachineStore {
                         .map_err(|e| io_error!(read_state_machine, &e))?;
                     tracks.stage(&mut batch, &applied.ops);
                     self.note_dropped(&applied.ops);
+                    #[cfg(feature = "sabotage")]
+                    if self.applies_twice() {
+                        let again = statemachine::apply(&mut inner.state, &tracks, &request.command, stamp)
+                            .map_err(|e| io_error!(read_state_machine, &e))?;
+                        tracks.stage(&mut batch, &again.ops);
+                    }
                     let meta = cf(&self.db, CF_META);
                     let writes = records::stage(&inner.state, &applied.touched, &applied.details)
                         .map_err(|e| io_error!(write_state_machine, &e))?;

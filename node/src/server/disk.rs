@@ -5,10 +5,26 @@
 //! the filesystem used) the node says so first: a log line, a metric, `cluster status`.
 
 use crate::server::config::Reserve;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// How big the data directory's filesystem is and how much of it is free: the real one
+/// (`Statvfs`), or a simulated disk that fills up.
+pub trait Filesystem: Send + Sync {
+    /// (size, free to this process), in bytes.
+    fn measure(&self, dir: &Path) -> std::io::Result<(u64, u64)>;
+}
+
+/// The filesystem as the kernel reports it.
+pub struct Statvfs;
+
+impl Filesystem for Statvfs {
+    fn measure(&self, dir: &Path) -> std::io::Result<(u64, u64)> {
+        Ok((storage::total_bytes(dir)?, storage::free_bytes(dir)?))
+    }
+}
 
 #[derive(Clone)]
 pub struct DiskGuard {
@@ -16,6 +32,7 @@ pub struct DiskGuard {
 }
 
 struct Inner {
+    filesystem: Arc<dyn Filesystem>,
     reserve: Reserve,
     warning_percent: u8,
     capacity: AtomicU64,
@@ -46,9 +63,10 @@ impl DiskState {
 
 impl DiskGuard {
     /// Starts sampling the filesystem under `dir`.
-    pub fn start(dir: PathBuf, reserve: Reserve, warning_percent: u8) -> Self {
+    pub fn start(dir: PathBuf, filesystem: Arc<dyn Filesystem>, reserve: Reserve, warning_percent: u8) -> Self {
         let guard = DiskGuard {
             inner: Arc::new(Inner {
+                filesystem,
                 reserve,
                 warning_percent,
                 capacity: AtomicU64::new(0),
@@ -68,10 +86,10 @@ impl DiskGuard {
         guard
     }
 
-    fn sample(&self, dir: &std::path::Path) {
-        let (capacity, free) = match (storage::total_bytes(dir), storage::free_bytes(dir)) {
-            (Ok(capacity), Ok(free)) => (capacity, free),
-            (Err(e), _) | (_, Err(e)) => {
+    fn sample(&self, dir: &Path) {
+        let (capacity, free) = match self.inner.filesystem.measure(dir) {
+            Ok(measured) => measured,
+            Err(e) => {
                 tracing::warn!(error = %e, "cannot read the size of the data directory's filesystem");
                 return;
             }

@@ -131,13 +131,18 @@ pub fn raft_config(snapshot_every: u64) -> Config {
     }
 }
 
-/// What a node runs on besides its data directory: the wall clock, and the network of its peer
-/// port and NBD server. `start` passes the system's clock and TCP; a simulation its own.
+/// What a node runs on besides its data directory: the wall clock, the network of its peer
+/// port and NBD server, the disk of its Raft log and how full its disk is. `start` passes the system's clock, TCP
+/// and the data directory's `raft-log`; a simulation its own.
 pub struct Environment {
     pub clock: Arc<dyn clock::Clock>,
     pub dialer: Arc<dyn net::Dialer>,
     pub raft_listener: Box<dyn net::Listener>,
     pub nbd_listener: Box<dyn net::Listener>,
+    /// `None`: the data directory's `raft-log`.
+    pub log_disk: Option<Arc<dyn storage::LogDisk>>,
+    /// How full the data directory's disk is. `None`: as the kernel says.
+    pub filesystem: Option<Arc<dyn disk::Filesystem>>,
 }
 
 /// A node's serving parts, started: Raft and its peer port, host I/O (and NBD), the mirror, and
@@ -162,7 +167,10 @@ pub struct Core {
 /// clients reach this node.
 pub async fn start_core(config: &ServeConfig, info: NodeInfo, env: Environment) -> Result<Core, ServeError> {
     let id = node_id(config)?;
-    let (log_store, state_store) = storage::open(&config.data_dir)?;
+    let (log_store, state_store) = match env.log_disk.clone() {
+        None => storage::open(&config.data_dir)?,
+        Some(disk) => storage::open_with_log(&config.data_dir, disk)?,
+    };
     let metrics = Arc::new(Metrics::new(log_store.committed_index()));
     let state_store = state_store.with_apply_observer({
         let metrics = metrics.clone();
@@ -208,7 +216,13 @@ pub async fn start_core(config: &ServeConfig, info: NodeInfo, env: Environment) 
 
     let (queue, batches) = write_batcher::channel();
     let writes_waiting = queue.waiting();
-    let disk = disk::DiskGuard::start(config.data_dir.clone(), config.disk_reserve, config.disk_warning);
+    let filesystem = env.filesystem.clone().unwrap_or_else(|| Arc::new(disk::Statvfs));
+    let disk = disk::DiskGuard::start(
+        config.data_dir.clone(),
+        filesystem,
+        config.disk_reserve,
+        config.disk_warning,
+    );
     tokio::spawn(space_keeper::run(space_keeper::SpaceKeeper {
         raft: raft.clone(),
         log: log.clone(),
@@ -292,6 +306,8 @@ pub async fn start(config: ServeConfig) -> Result<Running, ServeError> {
         clock: Arc::new(clock::SystemClock),
         dialer: Arc::new(net::Tcp),
         raft_listener: Box::new(raft_listener),
+        log_disk: None,
+        filesystem: None,
         nbd_listener: Box::new(nbd_listener),
     };
     let Core {

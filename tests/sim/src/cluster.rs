@@ -1,9 +1,11 @@
 //! The simulated nodes: each a turmoil host running the product's serving core
-//! (`node::server::start_core`) on its own data directory, with the simulated network and a
-//! clock of its own. A crash drops the host's runtime (every task, RocksDB closed: a process
-//! kill; what reached the page cache stays); a restart runs the same start again on the same
-//! directory.
+//! (`node::server::start_core`) on its own data directory, with the simulated network, a clock
+//! of its own and its Raft log on a simulated disk (`disk.rs`). A crash drops the host's
+//! runtime: every task, and RocksDB closed without a flush (what the state had not flushed is
+//! gone, as in a kill); a power loss besides drops what the log had not synced. A restart runs
+//! the same start again on the same directory and disk.
 
+use crate::disk::SimDisk;
 use crate::net::{listen, SimDialer};
 use crate::world::{Handles, World};
 use clap::Parser;
@@ -59,6 +61,7 @@ pub struct NodeSpec {
     pub dir: PathBuf,
     pub skew_ms: i64,
     pub snapshot_every: u64,
+    pub disk: SimDisk,
 }
 
 /// Adds node `spec.id` as a host of `sim`. Node 1 initialises the cluster with every member
@@ -97,8 +100,18 @@ pub fn add_node(sim: &mut turmoil::Sim<'_>, world: Rc<RefCell<World>>, spec: Nod
                 dialer: Arc::new(SimDialer),
                 raft_listener: Box::new(raft_listener),
                 nbd_listener: Box::new(nbd_listener),
+                log_disk: Some(Arc::new(spec.disk.clone())),
+                filesystem: Some(Arc::new(spec.disk.clone())),
             };
             let core = start_core(&config, member(spec.id), env).await?;
+            // Where it starts (the state re-applied from the log what a crash lost).
+            let last = core.log.last_log_id().map(|l| l.index);
+            let opened = format!(
+                "n{} opened: applied {:?}, log to {last:?}",
+                spec.id,
+                core.state.applied().0
+            );
+            world.borrow_mut().note(opened);
             if spec.id == 1 && !core.raft.is_initialized().await? {
                 let members: BTreeMap<u64, NodeInfo> = (1..=spec.members).map(|id| (id, member(id))).collect();
                 core.raft.initialize(members).await?;

@@ -1,7 +1,7 @@
-//! The fault schedule: between simulation steps, with the seed's rates, a node crashes (and
-//! restarts after a downtime), is cut off from the others both ways or one way, or has its links
-//! held (messages delayed, then delivered at once); each fault is repaired after a while. Every
-//! fault is noted in the trace and counted by kind.
+//! The fault schedule: between simulation steps, with the seed's rates, a node crashes or loses
+//! power (and restarts after a downtime), is cut off from the others both ways or one way, has
+//! its links held (messages delayed, then delivered at once), or has its disk fill up; each
+//! fault is repaired after a while. Every fault is noted in the trace and counted by kind.
 
 use crate::cluster::host;
 use crate::plan::{Plan, Scripted};
@@ -16,6 +16,7 @@ enum Repair {
     Reconnect(u64),
     ReconnectOneway(u64, u64),
     Release(u64),
+    Free(u64),
 }
 
 pub struct Faults {
@@ -51,16 +52,36 @@ impl Faults {
         let now = sim.elapsed();
         self.repair_due(sim, world, now, false);
         self.scripted(sim, world, now);
+        // A disk whose power went in the middle of a write takes its node down with it.
+        for node in 1..=self.plan.nodes {
+            if world.disks[&node].power_is_off() && !self.down.contains(&node) {
+                let downtime = self.crash(sim, world, rng, node);
+                let lost = world.disks[&node].power_loss(rng);
+                let what = format!("power lost mid-write on n{node}, down for {downtime:?}: the log lost {lost:?}");
+                self.strike("power-loss-mid-write", world, now, what);
+            }
+        }
         let nodes = self.plan.nodes;
         let node = rng.gen_range(1..=nodes);
         if rng.gen_bool(self.plan.crash_rate) && !self.down.contains(&node) {
-            // The handles go first: the node's RocksDB closes with its runtime.
-            world.live.remove(&node);
-            sim.crash(host(node));
-            self.down.push(node);
-            let downtime = Duration::from_millis(rng.gen_range(100..20_000));
-            self.due.push((now + downtime, Repair::Restart(node)));
-            self.strike("crash", world, now, format!("crash n{node} for {downtime:?}"));
+            match rng.gen_range(0..3) {
+                0 => {
+                    let downtime = self.crash(sim, world, rng, node);
+                    self.strike("crash", world, now, format!("crash n{node} for {downtime:?}"));
+                }
+                1 => {
+                    let downtime = self.crash(sim, world, rng, node);
+                    let lost = world.disks[&node].power_loss(rng);
+                    let what = format!("power loss n{node} for {downtime:?}: the log lost {lost:?}");
+                    self.strike("power-loss", world, now, what);
+                }
+                _ => {
+                    let after = rng.gen_range(0..40_000);
+                    world.disks[&node].cut_power_after(after);
+                    let what = format!("n{node}'s disk will lose power after {after} more bytes");
+                    world.trace.note(now, what);
+                }
+            }
         } else if rng.gen_bool(self.plan.partition_rate) {
             for other in self.others(node).collect::<Vec<_>>() {
                 sim.partition(host(node), host(other));
@@ -82,7 +103,23 @@ impl Faults {
             let length = Duration::from_millis(rng.gen_range(50..3_000));
             self.due.push((now + length, Repair::Release(node)));
             self.strike("hold", world, now, format!("hold n{node}'s messages for {length:?}"));
+        } else if rng.gen_bool(self.plan.full_rate) {
+            world.disks[&node].fill(true);
+            let length = Duration::from_millis(rng.gen_range(500..15_000));
+            self.due.push((now + length, Repair::Free(node)));
+            self.strike("disk-full", world, now, format!("fill n{node}'s disk for {length:?}"));
         }
+    }
+
+    /// Crashes `node` (its handles go first: its RocksDB closes with its runtime) and schedules
+    /// its restart; returns how long it stays down.
+    fn crash(&mut self, sim: &mut turmoil::Sim<'_>, world: &mut World, rng: &mut StdRng, node: u64) -> Duration {
+        world.live.remove(&node);
+        sim.crash(host(node));
+        self.down.push(node);
+        let downtime = Duration::from_millis(rng.gen_range(100..20_000));
+        self.due.push((sim.elapsed() + downtime, Repair::Restart(node)));
+        downtime
     }
 
     /// Injects the script's faults that are due.
@@ -110,8 +147,20 @@ impl Faults {
 
     /// Heals everything for the liveness phase: due or not, every fault is repaired, random
     /// link failures stop and every link is up.
-    pub fn heal(&mut self, sim: &mut turmoil::Sim<'_>, world: &mut World) {
+    pub fn heal(&mut self, sim: &mut turmoil::Sim<'_>, world: &mut World, rng: &mut StdRng) {
         let now = sim.elapsed();
+        // A disk that lost power takes its node down now; one set to lose it keeps it.
+        for node in 1..=self.plan.nodes {
+            let disk = world.disks[&node].clone();
+            if disk.power_is_off() && !self.down.contains(&node) {
+                self.crash(sim, world, rng, node);
+                let lost = disk.power_loss(rng);
+                world
+                    .trace
+                    .note(now, format!("power lost mid-write on n{node}: the log lost {lost:?}"));
+            }
+            disk.keep_power();
+        }
         self.repair_due(sim, world, now, true);
         sim.set_fail_rate(0.0);
         let hosts: Vec<String> = (1..=self.plan.nodes).map(host).chain(["client".to_string()]).collect();
@@ -151,6 +200,10 @@ impl Faults {
                         sim.release(host(node), host(other));
                     }
                     world.trace.note(now, format!("repair: release n{node}"));
+                }
+                Repair::Free(node) => {
+                    world.disks[&node].fill(false);
+                    world.trace.note(now, format!("repair: n{node}'s disk has room"));
                 }
             }
         }

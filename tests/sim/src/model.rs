@@ -1,28 +1,33 @@
-//! The reference model the workload checks reads against: for every 4 KiB block of every
-//! volume, the values a read may return. A block's content is a value repeated (see
-//! [`block_bytes`]); 0 is zeros. An acknowledged write leaves exactly its value; a write whose
-//! outcome is unknown (the connection failed) adds its value, since it may still land.
-//! A FlashCopy target takes its source's possibilities at the establish (the point-in-time
-//! guarantee); a target whose relationship's fate is unknown, or that was withdrawn before its
-//! copy finished (SPEC §2 `incomplete`), reads as anything until a write settles a block.
+//! The reference model the workload checks reads against: for every byte of every volume, the
+//! values a read may return, kept as runs of bytes that share their history. Every write has a
+//! value of its own and writes, at byte `o`, [`byte_of`]`(value, o)`; 0 is zeros. An
+//! acknowledged write leaves exactly its value; a write whose outcome is unknown (the
+//! connection failed) adds its value, since it may still land. A FlashCopy target takes its
+//! source's possibilities at the establish (the point-in-time guarantee); a target whose
+//! relationship's fate is unknown, or that was withdrawn before its copy finished (SPEC §2
+//! `incomplete`), reads as anything until a write settles a byte.
+//!
+//! Each run is a register checked for linearizability: a read that sees a write still in
+//! flight has seen it land, so later reads may not return what it overwrote.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub const BLOCK: u64 = 4096;
-
-/// What one block may read as. Values grow with the order writes are issued in, and a write
-/// is issued only after the one before it on the volume was acknowledged, failed, or is held
-/// by a freeze (whose queue keeps the order): so a later value always lands later.
+/// What one run of bytes may read as. Values grow with the order writes are issued in, and a
+/// write is issued only after the one before it on the volume was acknowledged, failed, or is
+/// held by a freeze (whose queue keeps the order): so a later value always lands later.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Possible {
     Values {
-        /// The latest acknowledged value (0: zeros, as created).
+        /// The latest value known to be there: acknowledged, or seen by a read (0: zeros).
         acked: u64,
-        /// `acked` was written to this block (not copied here by a point in time): a write
+        /// `acked` was written to this volume (not copied here by a point in time): a write
         /// issued before it cannot land after it.
         local: bool,
-        /// Later writes not acknowledged (failed or still in flight): each may be there.
+        /// Later writes to this volume not acknowledged (failed or still in flight): each may
+        /// be there.
         maybe: BTreeSet<u64>,
+        /// The source's writes a point in time may have caught in flight.
+        copied: BTreeSet<u64>,
     },
     Anything,
 }
@@ -33,68 +38,152 @@ impl Possible {
             acked: value,
             local: true,
             maybe: BTreeSet::new(),
+            copied: BTreeSet::new(),
         }
     }
 
-    pub fn allows(&self, value: u64) -> bool {
+    /// The values a read may return now (`None`: anything).
+    fn candidates(&self) -> Option<Vec<u64>> {
         match self {
-            Possible::Values { acked, maybe, .. } => value == *acked || maybe.contains(&value),
-            Possible::Anything => true,
+            Possible::Values {
+                acked, maybe, copied, ..
+            } => Some(
+                std::iter::once(*acked)
+                    .chain(maybe.iter().copied())
+                    .chain(copied.iter().copied())
+                    .collect(),
+            ),
+            Possible::Anything => None,
         }
+    }
+
+    /// A write of `value` to these bytes was issued (`acknowledged: false`) or acknowledged.
+    fn written(&mut self, value: u64, acknowledged: bool) {
+        match (acknowledged, &mut *self) {
+            // An earlier write acknowledged after a later one that is known to be there (both
+            // held by a freeze, or the later one seen by a read): it was overwritten.
+            (_, Possible::Values { acked, local: true, .. }) if value < *acked => {}
+            // Later writes still in flight stay possible; what a point in time left is hidden.
+            (
+                true,
+                Possible::Values {
+                    acked,
+                    local,
+                    maybe,
+                    copied,
+                },
+            ) => {
+                *acked = value;
+                *local = true;
+                maybe.retain(|later| *later > value);
+                copied.clear();
+            }
+            (true, Possible::Anything) => *self = Possible::only(value),
+            (false, Possible::Values { maybe, .. }) => {
+                maybe.insert(value);
+            }
+            (false, Possible::Anything) => {}
+        }
+    }
+
+    /// A read returned `value` here: if it is a write still in flight, that write has landed,
+    /// and whatever it overwrote cannot come back.
+    fn seen(&mut self, value: u64) {
+        if let Possible::Values { maybe, .. } = self {
+            if maybe.contains(&value) {
+                self.written(value, true);
+            }
+        }
+    }
+}
+
+/// A volume: runs of bytes keyed by their first byte; a run ends where the next begins.
+#[derive(Clone)]
+struct Runs {
+    size: u64,
+    runs: BTreeMap<u64, Possible>,
+}
+
+impl Runs {
+    fn new(size: u64) -> Runs {
+        Runs {
+            size,
+            runs: BTreeMap::from([(0, Possible::only(0))]),
+        }
+    }
+
+    /// Starts a run at `at` (it shares the history of the run it was part of).
+    fn split(&mut self, at: u64) {
+        if at >= self.size || self.runs.contains_key(&at) {
+            return;
+        }
+        let (_, possible) = self.runs.range(..at).next_back().expect("a run starts at 0");
+        self.runs.insert(at, possible.clone());
+    }
+
+    /// The runs covering `[start, end)`, split at both ends.
+    fn range_mut(&mut self, start: u64, end: u64) -> impl Iterator<Item = (u64, u64, &mut Possible)> {
+        self.split(start);
+        self.split(end);
+        let ends: Vec<u64> = self
+            .runs
+            .range(start + 1..)
+            .map(|(at, _)| *at)
+            .chain([self.size])
+            .collect();
+        self.runs
+            .range_mut(start..end)
+            .zip(ends)
+            .map(move |((at, possible), next)| (*at, next.min(end), possible))
     }
 }
 
 #[derive(Default)]
 pub struct Model {
-    volumes: BTreeMap<String, Vec<Possible>>,
+    volumes: BTreeMap<String, Runs>,
     /// Volumes whose content a command of unknown outcome may still replace at any time: they
     /// read as anything for the rest of the run.
     tainted: BTreeSet<String>,
 }
 
-/// The bytes of a block holding `value`.
-pub fn block_bytes(value: u64) -> Vec<u8> {
-    if value == 0 {
-        return vec![0; BLOCK as usize];
-    }
-    value.to_le_bytes().repeat((BLOCK / 8) as usize)
+fn mix(mut x: u64) -> u64 {
+    // splitmix64's finaliser: neighbouring inputs give unrelated outputs.
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
-/// The value a block's bytes hold, or `None` if they are no value's (torn or foreign bytes).
-pub fn block_value(bytes: &[u8]) -> Option<u64> {
-    let value = u64::from_le_bytes(bytes[..8].try_into().unwrap());
-    (bytes == block_bytes(value).as_slice()).then_some(value)
+/// The byte a write of `value` puts at volume offset `offset` (0: zeros).
+pub fn byte_of(value: u64, offset: u64) -> u8 {
+    if value == 0 {
+        return 0;
+    }
+    mix(value.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (offset >> 3)).to_le_bytes()[(offset & 7) as usize]
+}
+
+/// The bytes a write of `value` puts at `offset..offset + length`.
+pub fn bytes_of(value: u64, offset: u64, length: u64) -> Vec<u8> {
+    (offset..offset + length).map(|o| byte_of(value, o)).collect()
+}
+
+fn holds(bytes: &[u8], value: u64, offset: u64) -> bool {
+    bytes.iter().zip(offset..).all(|(b, o)| *b == byte_of(value, o))
 }
 
 impl Model {
     pub fn create(&mut self, volume: &str, size: u64) {
-        self.volumes
-            .insert(volume.to_string(), vec![Possible::only(0); (size / BLOCK) as usize]);
+        self.volumes.insert(volume.to_string(), Runs::new(size));
     }
 
-    pub fn written(&mut self, volume: &str, first_block: u64, values: &[u64], acknowledged: bool) {
+    /// A write of `value` at `offset..offset + length` was issued (`acknowledged: false`; from
+    /// then on it may land) or acknowledged.
+    pub fn written(&mut self, volume: &str, offset: u64, length: u64, value: u64, acknowledged: bool) {
         if self.tainted.contains(volume) {
             return;
         }
-        let blocks = self.volumes.get_mut(volume).expect("a modelled volume");
-        for (i, value) in values.iter().enumerate() {
-            let block = &mut blocks[first_block as usize + i];
-            match (acknowledged, &mut *block) {
-                // An earlier write acknowledged after a later one (both held by a freeze) was
-                // overwritten by it: nothing changes.
-                (_, Possible::Values { acked, local: true, .. }) if *value < *acked => {}
-                // Later writes still in flight stay possible.
-                (true, Possible::Values { acked, local, maybe }) => {
-                    *acked = *value;
-                    *local = true;
-                    maybe.retain(|later| later > value);
-                }
-                (true, Possible::Anything) => *block = Possible::only(*value),
-                (false, Possible::Values { maybe, .. }) => {
-                    maybe.insert(*value);
-                }
-                (false, Possible::Anything) => {}
-            }
+        let runs = self.volumes.get_mut(volume).expect("a modelled volume");
+        for (_, _, possible) in runs.range_mut(offset, offset + length) {
+            possible.written(value, acknowledged);
         }
     }
 
@@ -104,19 +193,24 @@ impl Model {
             return;
         }
         let mut image = self.volumes[source].clone();
-        for block in &mut image {
-            if let Possible::Values { local, .. } = block {
+        for possible in image.runs.values_mut() {
+            if let Possible::Values {
+                local, maybe, copied, ..
+            } = possible
+            {
                 *local = false;
+                copied.append(maybe);
             }
         }
         self.volumes.insert(target.to_string(), image);
     }
 
-    /// The target's content is no longer known (block by block, writes settle it again).
+    /// The target's content is no longer known (byte by byte, writes settle it again).
     pub fn unknown(&mut self, volume: &str) {
-        for block in self.volumes.get_mut(volume).expect("a modelled volume") {
-            *block = Possible::Anything;
-        }
+        let size = self.volumes[volume].size;
+        let runs = self.volumes.get_mut(volume).expect("a modelled volume");
+        runs.runs = BTreeMap::from([(0, Possible::Anything)]);
+        runs.size = size;
     }
 
     /// A command that replaces the volume's content (an establish onto it) has an unknown
@@ -126,27 +220,32 @@ impl Model {
         self.tainted.insert(volume.to_string());
     }
 
-    /// Blocks of `volume`.
-    pub fn blocks(&self, volume: &str) -> u64 {
-        self.volumes[volume].len() as u64
+    pub fn size(&self, volume: &str) -> u64 {
+        self.volumes[volume].size
     }
 
-    /// Checks what a read of `values.len()` blocks from `first_block` returned (`None`: bytes
-    /// that are no value's); says what is wrong, if anything.
-    pub fn check_read(&self, volume: &str, first_block: u64, values: &[Option<u64>]) -> Result<(), String> {
-        let blocks = &self.volumes[volume];
-        for (i, value) in values.iter().enumerate() {
-            let block = first_block + i as u64;
-            let possible = &blocks[block as usize];
-            match value {
-                Some(v) if possible.allows(*v) => {}
-                Some(v) => {
+    /// Checks what a read at `offset` returned, run by run, and notes what it saw (a write in
+    /// flight seen has landed); says what is wrong, if anything.
+    pub fn read(&mut self, volume: &str, offset: u64, data: &[u8]) -> Result<(), String> {
+        let end = offset + data.len() as u64;
+        let runs = self.volumes.get_mut(volume).expect("a modelled volume");
+        for (start, stop, possible) in runs.range_mut(offset, end) {
+            let bytes = &data[(start - offset) as usize..(stop - offset) as usize];
+            let Some(candidates) = possible.candidates() else {
+                continue;
+            };
+            let matching: Vec<u64> = candidates.into_iter().filter(|v| holds(bytes, *v, start)).collect();
+            match matching.as_slice() {
+                [] => {
                     return Err(format!(
-                        "{volume} block {block} reads value {v}, which no acknowledged or in-flight write left there (possible: {possible:?})"
-                    ))
+                        "{volume} bytes {start}..{stop} read as no acknowledged or in-flight write left them (possible: {possible:?}; first bytes read {:?})",
+                        &bytes[..bytes.len().min(8)]
+                    ));
                 }
-                None if *possible == Possible::Anything => {}
-                None => return Err(format!("{volume} block {block} reads bytes no write wrote (torn or foreign)")),
+                // Seen (a short run may match more than one value by chance: then nothing is
+                // learnt).
+                [value] => possible.seen(*value),
+                _ => {}
             }
         }
         Ok(())
@@ -157,53 +256,67 @@ impl Model {
 mod tests {
     use super::*;
 
+    fn reads(m: &mut Model, volume: &str, offset: u64, value: u64, length: u64) -> Result<(), String> {
+        m.read(volume, offset, &bytes_of(value, offset, length))
+    }
+
     #[test]
     fn the_model_allows_what_may_be_there_and_nothing_else() {
         let mut m = Model::default();
-        m.create("a", 4 * BLOCK);
-        assert!(m.check_read("a", 0, &[Some(0), Some(0)]).is_ok());
-        m.written("a", 1, &[7], true);
-        assert!(m.check_read("a", 1, &[Some(0)]).is_err());
-        m.written("a", 1, &[8], false);
-        assert!(m.check_read("a", 1, &[Some(7)]).is_ok() && m.check_read("a", 1, &[Some(8)]).is_ok());
+        m.create("a", 4096);
+        assert!(reads(&mut m, "a", 0, 0, 4096).is_ok());
+        m.written("a", 100, 10, 7, true);
+        assert!(reads(&mut m, "a", 100, 0, 10).is_err());
+        assert!(reads(&mut m, "a", 95, 0, 5).is_ok() && reads(&mut m, "a", 110, 0, 5).is_ok());
+        // A read across the write's edge sees both runs.
+        let mut across = bytes_of(0, 95, 5);
+        across.extend(bytes_of(7, 100, 10));
+        assert!(m.read("a", 95, &across).is_ok());
+        m.written("a", 105, 10, 8, false);
+        assert!(reads(&mut m, "a", 105, 7, 5).is_ok() && reads(&mut m, "a", 105, 8, 5).is_ok());
+        // Seen landed: what it overwrote cannot come back.
+        assert!(reads(&mut m, "a", 105, 7, 5).is_err(), "a read went back in time");
+        assert!(
+            reads(&mut m, "a", 100, 7, 5).is_ok(),
+            "bytes the later write did not cover"
+        );
+
         // Two held writes acknowledged in either order: the later one is what stays.
-        m.written("a", 2, &[21], false);
-        m.written("a", 2, &[22], false);
-        m.written("a", 2, &[21], true);
-        assert!(
-            m.check_read("a", 2, &[Some(22)]).is_ok(),
-            "a later write in flight stays possible"
-        );
-        m.written("a", 2, &[22], true);
-        m.written("a", 2, &[21], true);
-        assert!(m.check_read("a", 2, &[Some(22)]).is_ok() && m.check_read("a", 2, &[Some(21)]).is_err());
-        // A target's write in flight across an establish may land after it, whatever its value.
-        m.create("b", 4 * BLOCK);
-        m.written("b", 2, &[5], false);
+        m.written("a", 200, 8, 21, false);
+        m.written("a", 200, 8, 22, false);
+        m.written("a", 200, 8, 21, true);
+        m.written("a", 200, 8, 22, true);
+        m.written("a", 200, 8, 21, true);
+        assert!(reads(&mut m, "a", 200, 22, 8).is_ok() && reads(&mut m, "a", 200, 21, 8).is_err());
+
+        // A target's write in flight across an establish may land after it.
+        m.create("b", 4096);
+        m.written("b", 200, 8, 5, false);
         m.established("a", "b");
-        m.written("b", 2, &[5], false);
-        assert!(m.check_read("b", 2, &[Some(5)]).is_ok());
-        m.written("b", 2, &[5], true);
-        assert!(m.check_read("b", 2, &[Some(5)]).is_ok() && m.check_read("b", 2, &[Some(22)]).is_err());
+        m.written("b", 200, 8, 5, false);
+        assert!(reads(&mut m, "b", 200, 5, 8).is_ok());
+        m.written("b", 200, 8, 5, true);
+        assert!(reads(&mut m, "b", 200, 22, 8).is_err());
         m.established("a", "b");
-        m.written("a", 1, &[9], true);
-        let mut t = Model::default();
-        t.create("a", BLOCK);
-        t.create("b", BLOCK);
-        t.taint("b");
-        t.established("a", "b");
+        m.written("a", 100, 1, 9, true);
+        assert!(reads(&mut m, "b", 100, 7, 1).is_ok());
         assert!(
-            t.check_read("b", 0, &[Some(5)]).is_ok(),
-            "a tainted target stays unknown"
-        );
-        assert!(m.check_read("b", 1, &[Some(8)]).is_ok());
-        assert!(
-            m.check_read("b", 1, &[Some(9)]).is_err(),
+            reads(&mut m, "b", 100, 9, 1).is_err(),
             "the target keeps its point in time"
         );
-        assert_eq!(block_value(&block_bytes(9)), Some(9));
-        let mut torn = block_bytes(9);
-        torn[BLOCK as usize - 1] = 1;
-        assert_eq!(block_value(&torn), None);
+        // A source's write in flight at the establish may be in the point in time.
+        m.written("a", 300, 4, 30, false);
+        m.established("a", "b");
+        m.written("b", 302, 1, 31, false);
+        assert!(reads(&mut m, "b", 300, 30, 2).is_ok());
+        assert!(reads(&mut m, "b", 302, 31, 1).is_ok() && reads(&mut m, "b", 302, 30, 1).is_err());
+
+        let mut t = Model::default();
+        t.create("a", 64);
+        t.create("b", 64);
+        t.taint("b");
+        t.established("a", "b");
+        assert!(reads(&mut t, "b", 0, 5, 64).is_ok(), "a tainted target stays unknown");
+        assert!(t.read("a", 0, &[1; 8]).is_err(), "foreign bytes");
     }
 }

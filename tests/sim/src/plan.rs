@@ -19,6 +19,8 @@ pub struct Plan {
     pub partition_rate: f64,
     pub oneway_rate: f64,
     pub hold_rate: f64,
+    /// A node's disk fills up (host writes refused) for a while.
+    pub full_rate: f64,
     /// turmoil's link failures: per message, the chance a link goes down (dropping what is in
     /// flight on it), and per message sent on a downed link, the chance it comes back.
     pub fail_rate: f64,
@@ -58,6 +60,7 @@ impl Plan {
             partition_rate: rng.gen_range(0.0..0.0004),
             oneway_rate: rng.gen_range(0.0..0.0002),
             hold_rate: rng.gen_range(0.0..0.0002),
+            full_rate: rng.gen_range(0.0..0.0001),
             fail_rate: if rng.gen_bool(0.5) {
                 rng.gen_range(0.0..0.0005)
             } else {
@@ -74,6 +77,7 @@ impl Plan {
     /// No random faults: only the script's.
     pub fn quiet(mut self) -> Plan {
         (self.crash_rate, self.partition_rate, self.oneway_rate, self.hold_rate) = (0.0, 0.0, 0.0, 0.0);
+        self.full_rate = 0.0;
         self.fail_rate = 0.0;
         self
     }

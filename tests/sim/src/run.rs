@@ -2,6 +2,7 @@
 //! faults on and the invariants checked between steps, heal, and require convergence.
 
 use crate::cluster::{add_node, NodeSpec};
+use crate::disk::SimDisk;
 use crate::faults::Faults;
 use crate::invariants::{converged, journals_agree, journals_replay, Digests, Leaders};
 use crate::plan::Plan;
@@ -85,7 +86,10 @@ fn run_seeded(seed: u64, change: impl FnOnce(Plan) -> Plan) -> Result<Report, Fa
         .build();
     let world = Rc::new(RefCell::new(World::new()));
     for id in 1..=plan.nodes {
+        let disk = SimDisk::default();
+        world.borrow_mut().disks.insert(id, disk.clone());
         let spec = NodeSpec {
+            disk,
             id,
             members: plan.nodes,
             dir: dirs.path().join(format!("n{id}")),
@@ -124,7 +128,7 @@ fn run_seeded(seed: u64, change: impl FnOnce(Plan) -> Plan) -> Result<Report, Fa
         match (w.phase, healed) {
             (Phase::Safety, _) => faults.step(&mut sim, &mut w, &mut rng),
             (Phase::Liveness, false) => {
-                faults.heal(&mut sim, &mut w);
+                faults.heal(&mut sim, &mut w, &mut rng);
                 healed = true;
             }
             (Phase::Liveness, true) => {}

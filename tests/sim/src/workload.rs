@@ -1,11 +1,11 @@
-//! The workload, a simulated client host: NBD writes and reads of whole 4 KiB blocks on a
-//! FlashCopy source and target through any node, and FlashCopy commands with random options,
+//! The workload, a simulated client host: NBD writes and reads of any bytes (overlapping, across
+//! block and track edges) on a FlashCopy source and target through any node, and FlashCopy commands with random options,
 //! each outcome folded into the model and every read checked against it. Then, with faults
 //! healed, the liveness phase: a leader, every block of every volume readable and as the model
 //! says, and a write that succeeds.
 
 use crate::cluster::{host, NBD_PORT};
-use crate::model::{block_bytes, block_value, BLOCK};
+use crate::model::bytes_of;
 use crate::nbd_client::{NbdClient, Outcome};
 use crate::plan::Plan;
 use crate::world::{Phase, World};
@@ -18,6 +18,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 pub const VOLUMES: [&str; 2] = ["a", "b"];
+const HOSTS: [&str; 2] = ["h1", "h2"];
 const EPERM: u32 = 1;
 /// How long the liveness phase may take to converge, in simulated time.
 const LIVENESS_BOUND: Duration = Duration::from_secs(120);
@@ -50,8 +51,12 @@ pub struct Workload {
 
 struct PendingWrite {
     volume: usize,
-    first: u64,
-    values: Vec<u64>,
+    offset: u64,
+    length: u64,
+    value: u64,
+    /// A point in time was taken of its volume while it ran: it may have landed before (and
+    /// been replaced by the point in time) or after, whenever it is acknowledged.
+    across: bool,
     /// The writes the leader held for the volume when this one was issued.
     held_before: Option<usize>,
     task: tokio::task::JoinHandle<std::io::Result<Outcome<()>>>,
@@ -108,6 +113,7 @@ impl Workload {
             match self.rng.gen_range(0..100) {
                 0..=43 => self.write().await?,
                 44..=77 => self.read().await?,
+                78..=79 => self.host_command().await,
                 80..=87 => self.mkflash().await,
                 88..=90 => self.resyncflash().await,
                 91..=92 => self.reverseflash().await,
@@ -220,8 +226,9 @@ impl Workload {
     fn established(&mut self, source: &str, target: &str) {
         let mut world = self.world.borrow_mut();
         world.model.established(source, target);
-        for p in self.pending.iter().filter(|p| VOLUMES[p.volume] == target) {
-            world.model.written(target, p.first, &p.values, false);
+        for p in self.pending.iter_mut().filter(|p| VOLUMES[p.volume] == target) {
+            world.model.written(target, p.offset, p.length, p.value, false);
+            p.across = true;
         }
     }
 
@@ -285,6 +292,32 @@ impl Workload {
         self.settle(outcome, reversed, &[source, target]);
     }
 
+    /// `mkhost`, `mapvol`, `unmapvol` or `rmhost` with random names and options. While a host
+    /// exists, the workload's connections (not TLS: no identity) are refused, and writes
+    /// refused stay possible in the model; the liveness phase removes every host.
+    async fn host_command(&mut self) {
+        let host = HOSTS[self.rng.gen_range(0..HOSTS.len())].to_string();
+        let volume = VOLUMES[self.rng.gen_range(0..VOLUMES.len())].to_string();
+        let command = match self.rng.gen_range(0..4) {
+            0 => Command::CreateHost {
+                name: host.clone(),
+                identity: if self.rng.gen_bool(0.5) {
+                    statemachine::HostIdentity::Psk(format!("{host}-key"))
+                } else {
+                    statemachine::HostIdentity::CertCn(format!("{host}.example"))
+                },
+            },
+            1 => Command::MapVolume {
+                volume,
+                host,
+                read_only: self.rng.gen_bool(0.5),
+            },
+            2 => Command::UnmapVolume { volume, host },
+            _ => Command::DeleteHost { name: host },
+        };
+        self.admin(command).await;
+    }
+
     async fn rmflash(&mut self) {
         let command = Command::RmFlash {
             pairs: self.pair(),
@@ -334,26 +367,37 @@ impl Workload {
         if !first_held {
             return Ok(());
         }
-        let blocks = self.world.borrow().model.blocks(VOLUMES[v]);
-        let count = self.rng.gen_range(1..=4u64).min(blocks);
-        // Writes held together overlap, so their order shows.
-        let span = if frozen { 4.min(blocks) } else { blocks };
-        let first = self.rng.gen_range(0..=span - count);
-        let values: Vec<u64> = (0..count).map(|i| self.next_value + i).collect();
-        self.next_value += count;
-        let data: Vec<u8> = values.iter().flat_map(|v| block_bytes(*v)).collect();
+        let size = self.world.borrow().model.size(VOLUMES[v]);
+        // Any bytes: within a block, across blocks and tracks, up to a few blocks long.
+        let length = match self.rng.gen_range(0..3) {
+            0 => self.rng.gen_range(1..=512u64),
+            1 => 4096,
+            _ => self.rng.gen_range(1..=20_000u64),
+        };
+        // Writes held together overlap, so their order shows; otherwise mostly near the start,
+        // so writes overlap one another.
+        let span = if frozen || self.rng.gen_bool(0.5) { 24_576 } else { size };
+        let offset = self.rng.gen_range(0..=span - length);
+        let value = self.next_value;
+        self.next_value += 1;
+        let data = bytes_of(value, offset, length);
         let addr = format!("{}:{NBD_PORT}", host(self.rng.gen_range(1..=self.plan.nodes)));
         let volume = VOLUMES[v];
         // From now on it may land at any moment (a point in time taken meanwhile may hold it).
-        self.world.borrow_mut().model.written(volume, first, &values, false);
+        self.world
+            .borrow_mut()
+            .model
+            .written(volume, offset, length, value, false);
         let task = tokio::task::spawn_local(async move {
             let mut nbd = NbdClient::open(&addr, volume).await?;
-            nbd.write(first * BLOCK, &data).await
+            nbd.write(offset, &data).await
         });
         self.pending.push(PendingWrite {
             volume: v,
-            first,
-            values,
+            offset,
+            length,
+            value,
+            across: false,
             held_before: held_now,
             task,
         });
@@ -366,18 +410,18 @@ impl Workload {
             .pending
             .last()
             .filter(|p| p.task.is_finished())
-            .map(|p| (p.volume, p.first, p.values.len() as u64));
+            .map(|p| (p.volume, p.offset, p.length));
         let acknowledged = self.settle_writes().await;
         // A host reading back what it just wrote: an acknowledged write is visible at once.
-        if let Some((v, first, count)) = read_back {
-            if acknowledged.contains(&(v, first)) && self.rng.gen_bool(0.3) {
-                self.read_and_check(v, first, count).await?;
+        if let Some((v, offset, length)) = read_back {
+            if acknowledged.contains(&(v, offset)) && self.rng.gen_bool(0.3) {
+                self.read_and_check(v, offset, length).await?;
             }
         }
         Ok(())
     }
 
-    /// Folds the writes that ended into the model; returns the acknowledged ones (volume, first).
+    /// Folds the writes that ended into the model; returns the acknowledged ones (volume, offset).
     async fn settle_writes(&mut self) -> Vec<(usize, u64)> {
         let mut acknowledged = Vec::new();
         let (ended, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending)
@@ -389,23 +433,22 @@ impl Workload {
             let result = p.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
             let ok = matches!(result, Ok(Outcome::Done(())));
             self.note(format!(
-                "write {} blocks {}+{} = {:?}: {}",
+                "write {} bytes {}+{} = {}: {}",
                 VOLUMES[p.volume],
-                p.first,
-                p.values.len(),
-                p.values,
+                p.offset,
+                p.length,
+                p.value,
                 describe(&result)
             ));
             // Its values are among the possible ones since it was issued (a refused one stays
             // there: the model then allows more, never less).
-            if ok {
+            // Acknowledged across a point in time: it stays one possibility of two.
+            if ok && !p.across {
                 self.world
                     .borrow_mut()
                     .model
-                    .written(VOLUMES[p.volume], p.first, &p.values, true);
-            }
-            if ok {
-                acknowledged.push((p.volume, p.first));
+                    .written(VOLUMES[p.volume], p.offset, p.length, p.value, true);
+                acknowledged.push((p.volume, p.offset));
             }
         }
         acknowledged
@@ -446,33 +489,33 @@ impl Workload {
 
     async fn read(&mut self) -> Result<(), Failed> {
         let v = self.rng.gen_range(0..VOLUMES.len());
-        let blocks = self.world.borrow().model.blocks(VOLUMES[v]);
-        let count = self.rng.gen_range(1..=8u64).min(blocks);
-        let first = self.rng.gen_range(0..=blocks - count);
-        self.read_and_check(v, first, count).await.map(|_| ())
+        let size = self.world.borrow().model.size(VOLUMES[v]);
+        let length = self.rng.gen_range(1..=32_768u64);
+        let span = if self.rng.gen_bool(0.5) { 32_768 } else { size };
+        let offset = self.rng.gen_range(0..=span - length);
+        self.read_and_check(v, offset, length).await.map(|_| ())
     }
 
-    /// Reads and checks blocks; `Ok(false)` if the read did not complete.
-    async fn read_and_check(&mut self, v: usize, first: u64, count: u64) -> Result<bool, Failed> {
+    /// Reads and checks bytes; `Ok(false)` if the read did not complete.
+    async fn read_and_check(&mut self, v: usize, offset: u64, length: u64) -> Result<bool, Failed> {
         let Some(nbd) = self.connection(v).await else {
             return Ok(false);
         };
-        let result = nbd.read(first * BLOCK, (count * BLOCK) as u32).await;
+        let result = nbd.read(offset, length as u32).await;
         if result.is_err() {
             self.connections[v] = None;
         }
         let Ok(Outcome::Done(data)) = result else {
             self.note(format!(
-                "read {} blocks {first}+{count}: {}",
+                "read {} bytes {offset}+{length}: {}",
                 VOLUMES[v],
                 describe(&result)
             ));
             return Ok(false);
         };
-        let values: Vec<Option<u64>> = data.chunks(BLOCK as usize).map(block_value).collect();
-        self.note(format!("read {} blocks {first}+{count}: {values:?}", VOLUMES[v]));
+        self.note(format!("read {} bytes {offset}+{length}: done", VOLUMES[v]));
         let mut world = self.world.borrow_mut();
-        world.model.check_read(VOLUMES[v], first, &values)?;
+        world.model.read(VOLUMES[v], offset, &data)?;
         world.checks += 1;
         Ok(true)
     }
@@ -514,6 +557,26 @@ impl Workload {
             tokio::time::sleep(Duration::from_millis(100)).await;
             self.settle_writes().await;
         }
+        // Every host goes, so the workload's connections (no identity) are served again.
+        for host in HOSTS {
+            loop {
+                for volume in VOLUMES {
+                    let unmap = Command::UnmapVolume {
+                        volume: volume.into(),
+                        host: host.into(),
+                    };
+                    self.admin(unmap).await;
+                }
+                match self.admin(Command::DeleteHost { name: host.into() }).await {
+                    Admin::Applied(Ok(())) => break,
+                    Admin::Applied(Err(e)) if e.code() == "host-not-found" => break,
+                    _ if tokio::time::Instant::now() >= deadline => {
+                        return Err(unmet(format!("host {host} not removed")))
+                    }
+                    _ => {}
+                }
+            }
+        }
         // A node taken out of the voters comes back.
         while let Some(node) = self.removed {
             if tokio::time::Instant::now() >= deadline {
@@ -550,12 +613,12 @@ impl Workload {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         for (v, volume) in VOLUMES.iter().enumerate() {
-            let blocks = self.world.borrow().model.blocks(volume);
-            let mut first = 0;
-            while first < blocks {
-                let count = 64.min(blocks - first);
-                if self.read_and_check(v, first, count).await? {
-                    first += count;
+            let size = self.world.borrow().model.size(volume);
+            let mut offset = 0;
+            while offset < size {
+                let length = 262_144.min(size - offset);
+                if self.read_and_check(v, offset, length).await? {
+                    offset += length;
                 } else if tokio::time::Instant::now() >= deadline {
                     return Err(unmet(format!("{} not readable", VOLUMES[v])));
                 }
@@ -564,16 +627,16 @@ impl Workload {
                 let value = self.next_value;
                 self.next_value += 1;
                 if let Some(nbd) = self.connection(v).await {
-                    match nbd.write(0, &block_bytes(value)).await {
+                    match nbd.write(0, &bytes_of(value, 0, 4096)).await {
                         Ok(Outcome::Done(())) => {
-                            self.world.borrow_mut().model.written(VOLUMES[v], 0, &[value], true);
+                            self.world.borrow_mut().model.written(VOLUMES[v], 0, 4096, value, true);
                             break;
                         }
                         // A write-inhibited target: the cluster answered, refusing as it must.
                         Ok(Outcome::Refused(EPERM)) => break,
                         _ => {}
                     }
-                    self.world.borrow_mut().model.written(VOLUMES[v], 0, &[value], false);
+                    self.world.borrow_mut().model.written(VOLUMES[v], 0, 4096, value, false);
                     self.connections[v] = None;
                 }
                 if tokio::time::Instant::now() >= deadline {

@@ -1,6 +1,7 @@
 //! What the harness, the workload and the checkers share inside one run (all on the
 //! simulation's one thread).
 
+use crate::disk::SimDisk;
 use crate::model::Model;
 use crate::trace::Trace;
 use node::server::consensus::Consensus;
@@ -25,6 +26,8 @@ pub enum Phase {
 
 pub struct World {
     pub live: BTreeMap<u64, Handles>,
+    /// Each node's disk (its log's files, how full it is), kept across its crashes.
+    pub disks: BTreeMap<u64, SimDisk>,
     pub trace: Trace,
     pub model: Model,
     pub phase: Phase,
@@ -40,6 +43,7 @@ impl World {
     pub fn new() -> World {
         World {
             live: BTreeMap::new(),
+            disks: BTreeMap::new(),
             trace: Trace::default(),
             model: Model::default(),
             phase: Phase::Safety,

@@ -22,7 +22,7 @@ fn seeds_keep_every_invariant_under_faults() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("crash") && stdout.contains("partition"),
+        stdout.contains("crash") && stdout.contains("power-loss") && stdout.contains("partition"),
         "no faults injected: {stdout}"
     );
 }
