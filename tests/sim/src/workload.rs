@@ -278,16 +278,22 @@ impl Workload {
     /// The restore: the source becomes a point-in-time copy of the target, and the relationship
     /// runs the other way.
     async fn reverseflash(&mut self) {
+        // Fast reverse restore: the source gets the point in time back, the old target is
+        // `incomplete` (SPEC §4.5).
+        let fast = self.rng.gen_bool(0.3);
         let command = Command::ReverseFlash {
             pairs: self.pair(),
-            fast: false,
+            fast,
             seqnum: None,
         };
         let outcome = self.admin(command).await;
         let (source, target) = self.direction;
-        let reversed = |w: &mut Self| {
+        let reversed = move |w: &mut Self| {
             w.direction = (target, source);
             w.established(target, source);
+            if fast {
+                w.world.borrow_mut().model.unknown(target);
+            }
         };
         self.settle(outcome, reversed, &[source, target]);
     }
@@ -319,15 +325,22 @@ impl Workload {
     }
 
     async fn rmflash(&mut self) {
+        // With `--cp` the copy finishes first and the target ends a complete copy.
+        let cp = self.rng.gen_bool(0.3);
         let command = Command::RmFlash {
             pairs: self.pair(),
-            cp: false,
+            cp,
             seqnum: None,
         };
         let outcome = self.admin(command).await;
         // Withdrawn, perhaps before its copy finished: the target is `incomplete`.
         let target = self.direction.1;
-        self.settle(outcome, |w| w.world.borrow_mut().model.unknown(target), &[target]);
+        let withdrawn = move |w: &mut Self| {
+            if !cp {
+                w.world.borrow_mut().model.unknown(target);
+            }
+        };
+        self.settle(outcome, withdrawn, &[target]);
     }
 
     /// The connection to `volume`'s export, through a random node, opened if need be.

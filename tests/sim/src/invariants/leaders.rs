@@ -1,31 +1,45 @@
-//! Election safety: at most one leader per term, over the whole run. Each term's leader is
-//! noted as first seen (`World::terms`), for scenarios that check leadership stays put.
+//! Election safety as openraft 0.9 defines it, over the whole run. openraft elects a leader by
+//! its leader id, (term, node id): a candidate with a higher node id may win a term another
+//! already won (seed 202 saw n4 then n5 lead term 2), so the rule is one leader per leader id,
+//! which the votes keep: no node's vote ever goes back, across crashes and power losses too (a
+//! vote that went back could grant a second leader the same quorum). Each term's first leader
+//! is noted (`World::terms`), for scenarios that check leadership stays put.
 
 use crate::world::World;
+use openraft::Vote;
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 #[derive(Default)]
 pub struct Leaders {
-    by_term: BTreeMap<u64, u64>,
+    first_by_term: BTreeMap<u64, u64>,
+    /// Each node's latest vote seen.
+    votes: BTreeMap<u64, Vote<u64>>,
 }
 
 impl Leaders {
     pub fn check(&mut self, world: &mut World, now: Duration) -> Result<(), String> {
-        let leading: Vec<(u64, u64)> = world
+        let metrics: Vec<_> = world
             .live
             .iter()
             .map(|(id, h)| (*id, h.consensus.raft_metrics()))
-            .filter(|(id, m)| m.current_leader == Some(*id))
-            .map(|(id, m)| (id, m.current_term))
             .collect();
-        for (id, term) in leading {
-            let leader = *self.by_term.entry(term).or_insert_with(|| {
-                world.terms.push((now, term, id));
-                id
-            });
-            if leader != id {
-                return Err(format!("two leaders in term {term}: n{leader} and n{id}"));
+        for (id, m) in metrics {
+            if let Some(before) = self.votes.insert(id, m.vote) {
+                let back = matches!(m.vote.partial_cmp(&before), Some(Ordering::Less) | None);
+                if back && m.vote != before {
+                    return Err(format!("n{id}'s vote went back from {before} to {}", m.vote));
+                }
+            }
+            if m.current_leader == Some(id) {
+                self.first_by_term.entry(m.current_term).or_insert_with(|| {
+                    world.terms.push((now, m.current_term, id));
+                    id
+                });
+                if !m.vote.is_committed() || m.vote.leader_id().voted_for() != Some(id) {
+                    return Err(format!("n{id} leads without its own committed vote: {}", m.vote));
+                }
             }
         }
         world.checks += 1;
