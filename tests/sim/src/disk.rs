@@ -7,7 +7,7 @@
 
 use rand::rngs::StdRng;
 use rand::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -112,8 +112,14 @@ impl SimDisk {
     pub fn power_loss(&self, rng: &mut StdRng) -> Lost {
         *self.power.lock().unwrap() = Power::default();
         let mut names = self.names.lock().unwrap();
+        // Names made, removed or renamed since the directory's last sync.
+        let same = |a: &BTreeMap<String, SimFile>, b: &BTreeMap<String, SimFile>, name: &String| {
+            matches!((a.get(name), b.get(name)), (Some(x), Some(y)) if Arc::ptr_eq(&x.bytes, &y.bytes))
+        };
+        let changed = names.now.keys().chain(names.durable.keys());
+        let changed: BTreeSet<&String> = changed.filter(|n| !same(&names.now, &names.durable, n)).collect();
         let mut lost = Lost {
-            names: names.now.len().abs_diff(names.durable.len()),
+            names: changed.len(),
             ..Lost::default()
         };
         let mut kept = BTreeMap::new();

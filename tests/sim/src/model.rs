@@ -2,7 +2,8 @@
 //! values a read may return, kept as runs of bytes that share their history. Every write has a
 //! value of its own and writes, at byte `o`, [`byte_of`]`(value, o)`; 0 is zeros. An
 //! acknowledged write leaves exactly its value; a write whose outcome is unknown (the
-//! connection failed) adds its value, since it may still land. A FlashCopy target takes its
+//! connection failed) stays possible for good, since the node that took it may still land it
+//! after any later write. A FlashCopy target takes its
 //! source's possibilities at the establish (the point-in-time guarantee); a target whose
 //! relationship's fate is unknown, or that was withdrawn before its copy finished (SPEC §2
 //! `incomplete`), reads as anything until a write settles a byte.
@@ -138,9 +139,21 @@ impl Runs {
     }
 }
 
+/// A write whose outcome is unknown (its connection failed): the node that took it may still
+/// propose it, so it may land at any later time, after any later write.
+#[derive(Clone, Debug)]
+struct Failed {
+    offset: u64,
+    length: u64,
+    value: u64,
+}
+
 #[derive(Default)]
 pub struct Model {
     volumes: BTreeMap<String, Runs>,
+    /// Per volume: failed writes that may still land there (its own, and its source's that a
+    /// point in time may hold).
+    failed: BTreeMap<String, Vec<Failed>>,
     /// Volumes whose content a command of unknown outcome may still replace at any time: they
     /// read as anything for the rest of the run.
     tainted: BTreeSet<String>,
@@ -187,11 +200,19 @@ impl Model {
         }
     }
 
+    /// A write's connection failed: it may land at any later time.
+    pub fn failed(&mut self, volume: &str, offset: u64, length: u64, value: u64) {
+        let failed = Failed { offset, length, value };
+        self.failed.entry(volume.to_string()).or_default().push(failed);
+    }
+
     /// The point in time: the target reads as the source did.
     pub fn established(&mut self, source: &str, target: &str) {
         if self.tainted.contains(target) {
             return;
         }
+        let from_source = self.failed.get(source).cloned().unwrap_or_default();
+        self.failed.entry(target.to_string()).or_default().extend(from_source);
         let mut image = self.volumes[source].clone();
         for possible in image.runs.values_mut() {
             if let Possible::Values {
@@ -228,12 +249,17 @@ impl Model {
     /// flight seen has landed); says what is wrong, if anything.
     pub fn read(&mut self, volume: &str, offset: u64, data: &[u8]) -> Result<(), String> {
         let end = offset + data.len() as u64;
+        let failed = self.failed.get(volume).cloned().unwrap_or_default();
         let runs = self.volumes.get_mut(volume).expect("a modelled volume");
         for (start, stop, possible) in runs.range_mut(offset, end) {
             let bytes = &data[(start - offset) as usize..(stop - offset) as usize];
-            let Some(candidates) = possible.candidates() else {
+            let Some(mut candidates) = possible.candidates() else {
                 continue;
             };
+            let covering = failed.iter().filter(|f| f.offset <= start && stop <= f.offset + f.length);
+            candidates.extend(covering.map(|f| f.value));
+            candidates.sort_unstable();
+            candidates.dedup();
             let matching: Vec<u64> = candidates.into_iter().filter(|v| holds(bytes, *v, start)).collect();
             match matching.as_slice() {
                 [] => {
@@ -310,6 +336,14 @@ mod tests {
         m.written("b", 302, 1, 31, false);
         assert!(reads(&mut m, "b", 300, 30, 2).is_ok());
         assert!(reads(&mut m, "b", 302, 31, 1).is_ok() && reads(&mut m, "b", 302, 30, 1).is_err());
+
+        // A failed write may land after a later acknowledged one, and on a later point in time.
+        m.written("a", 400, 4, 40, false);
+        m.failed("a", 400, 4, 40);
+        m.written("a", 400, 4, 41, true);
+        assert!(reads(&mut m, "a", 400, 40, 4).is_ok() && reads(&mut m, "a", 400, 41, 4).is_ok());
+        m.established("a", "b");
+        assert!(reads(&mut m, "b", 400, 40, 4).is_ok() && reads(&mut m, "b", 400, 41, 4).is_ok());
 
         let mut t = Model::default();
         t.create("a", 64);

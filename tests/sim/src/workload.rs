@@ -45,6 +45,8 @@ pub struct Workload {
     removed: Option<u64>,
     /// Writes still running (held by a freeze, or waiting for a leader).
     pending: Vec<PendingWrite>,
+    /// Hosts that may exist (created, or of unknown outcome, and not yet removed).
+    hosts: std::collections::BTreeSet<&'static str>,
     /// Sources frozen by a `mkflash --freeze` that applied, and when.
     frozen: std::collections::BTreeMap<&'static str, tokio::time::Instant>,
 }
@@ -76,6 +78,7 @@ impl Workload {
             removed: None,
             pending: Vec::new(),
             frozen: Default::default(),
+            hosts: Default::default(),
         }
     }
 
@@ -233,6 +236,9 @@ impl Workload {
     }
 
     async fn mkflash(&mut self) {
+        // Writes that ended before the command are settled first: only those still running
+        // meanwhile are across its point in time.
+        self.settle_writes().await;
         let persist = self.rng.gen_bool(0.6);
         let options = EstablishOptions {
             nocp: self.rng.gen_bool(0.5),
@@ -264,6 +270,7 @@ impl Workload {
     }
 
     async fn resyncflash(&mut self) {
+        self.settle_writes().await;
         let command = Command::ResyncFlash {
             pairs: self.pair(),
             nocp: self.rng.gen_bool(0.5),
@@ -278,6 +285,7 @@ impl Workload {
     /// The restore: the source becomes a point-in-time copy of the target, and the relationship
     /// runs the other way.
     async fn reverseflash(&mut self) {
+        self.settle_writes().await;
         // Fast reverse restore: the source gets the point in time back, the old target is
         // `incomplete` (SPEC §4.5).
         let fast = self.rng.gen_bool(0.3);
@@ -298,30 +306,66 @@ impl Workload {
         self.settle(outcome, reversed, &[source, target]);
     }
 
-    /// `mkhost`, `mapvol`, `unmapvol` or `rmhost` with random names and options. While a host
-    /// exists, the workload's connections (not TLS: no identity) are refused, and writes
-    /// refused stay possible in the model; the liveness phase removes every host.
+    /// A host's life with random options: `mkhost` (a PSK identity or a certificate CN),
+    /// `mapvol` (read-only or not, perhaps mapped again the other way), `unmapvol`, `rmhost`.
+    /// While a host exists the workload's connections (no TLS, no identity) are refused, so it
+    /// goes at once; one whose removal did not apply goes at the next host command, or in the
+    /// liveness phase.
     async fn host_command(&mut self) {
-        let host = HOSTS[self.rng.gen_range(0..HOSTS.len())].to_string();
-        let volume = VOLUMES[self.rng.gen_range(0..VOLUMES.len())].to_string();
-        let command = match self.rng.gen_range(0..4) {
-            0 => Command::CreateHost {
-                name: host.clone(),
-                identity: if self.rng.gen_bool(0.5) {
-                    statemachine::HostIdentity::Psk(format!("{host}-key"))
-                } else {
-                    statemachine::HostIdentity::CertCn(format!("{host}.example"))
-                },
-            },
-            1 => Command::MapVolume {
-                volume,
-                host,
-                read_only: self.rng.gen_bool(0.5),
-            },
-            2 => Command::UnmapVolume { volume, host },
-            _ => Command::DeleteHost { name: host },
+        if !self.hosts.is_empty() {
+            self.remove_hosts().await;
+            return;
+        }
+        let host = HOSTS[self.rng.gen_range(0..HOSTS.len())];
+        let volume = VOLUMES[self.rng.gen_range(0..VOLUMES.len())];
+        let identity = if self.rng.gen_bool(0.5) {
+            statemachine::HostIdentity::Psk(format!("{host}-key"))
+        } else {
+            statemachine::HostIdentity::CertCn(format!("{host}.example"))
         };
-        self.admin(command).await;
+        self.hosts.insert(host);
+        let created = self
+            .admin(Command::CreateHost {
+                name: host.into(),
+                identity,
+            })
+            .await;
+        if let Admin::Applied(Err(_)) | Admin::NotRun = created {
+            self.hosts.remove(host);
+            return;
+        }
+        for _ in 0..self.rng.gen_range(1..=2) {
+            let map = Command::MapVolume {
+                volume: volume.into(),
+                host: host.into(),
+                read_only: self.rng.gen_bool(0.5),
+            };
+            self.admin(map).await;
+        }
+        self.remove_hosts().await;
+    }
+
+    /// Unmaps and removes every host that may exist; `true` once none does.
+    async fn remove_hosts(&mut self) -> bool {
+        for host in self.hosts.clone() {
+            for volume in VOLUMES {
+                let unmap = Command::UnmapVolume {
+                    volume: volume.into(),
+                    host: host.into(),
+                };
+                self.admin(unmap).await;
+            }
+            match self.admin(Command::DeleteHost { name: host.into() }).await {
+                Admin::Applied(Ok(())) => {
+                    self.hosts.remove(host);
+                }
+                Admin::Applied(Err(e)) if e.code() == "host-not-found" => {
+                    self.hosts.remove(host);
+                }
+                _ => {}
+            }
+        }
+        self.hosts.is_empty()
     }
 
     async fn rmflash(&mut self) {
@@ -455,6 +499,11 @@ impl Workload {
             ));
             // Its values are among the possible ones since it was issued (a refused one stays
             // there: the model then allows more, never less).
+            let volume = VOLUMES[p.volume];
+            // The connection failed: the node may still land it, at any time.
+            if result.is_err() {
+                self.world.borrow_mut().model.failed(volume, p.offset, p.length, p.value);
+            }
             // Acknowledged across a point in time: it stays one possibility of two.
             if ok && !p.across {
                 self.world
@@ -571,23 +620,9 @@ impl Workload {
             self.settle_writes().await;
         }
         // Every host goes, so the workload's connections (no identity) are served again.
-        for host in HOSTS {
-            loop {
-                for volume in VOLUMES {
-                    let unmap = Command::UnmapVolume {
-                        volume: volume.into(),
-                        host: host.into(),
-                    };
-                    self.admin(unmap).await;
-                }
-                match self.admin(Command::DeleteHost { name: host.into() }).await {
-                    Admin::Applied(Ok(())) => break,
-                    Admin::Applied(Err(e)) if e.code() == "host-not-found" => break,
-                    _ if tokio::time::Instant::now() >= deadline => {
-                        return Err(unmet(format!("host {host} not removed")))
-                    }
-                    _ => {}
-                }
+        while !self.remove_hosts().await {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unmet(format!("hosts {:?} not removed", self.hosts)));
             }
         }
         // A node taken out of the voters comes back.
@@ -649,7 +684,10 @@ impl Workload {
                         Ok(Outcome::Refused(EPERM)) => break,
                         _ => {}
                     }
-                    self.world.borrow_mut().model.written(VOLUMES[v], 0, 4096, value, false);
+                    let mut world = self.world.borrow_mut();
+                    world.model.written(VOLUMES[v], 0, 4096, value, false);
+                    world.model.failed(VOLUMES[v], 0, 4096, value);
+                    drop(world);
                     self.connections[v] = None;
                 }
                 if tokio::time::Instant::now() >= deadline {
