@@ -113,11 +113,13 @@ impl SimDisk {
         *self.power.lock().unwrap() = Power::default();
         let mut names = self.names.lock().unwrap();
         // Names made, removed or renamed since the directory's last sync.
-        let same = |a: &BTreeMap<String, SimFile>, b: &BTreeMap<String, SimFile>, name: &String| {
-            matches!((a.get(name), b.get(name)), (Some(x), Some(y)) if Arc::ptr_eq(&x.bytes, &y.bytes))
-        };
         let changed = names.now.keys().chain(names.durable.keys());
-        let changed: BTreeSet<&String> = changed.filter(|n| !same(&names.now, &names.durable, n)).collect();
+        let changed: BTreeSet<&String> = changed
+            .filter(|name| match (names.now.get(*name), names.durable.get(*name)) {
+                (Some(now), Some(durable)) => !Arc::ptr_eq(&now.bytes, &durable.bytes),
+                _ => true,
+            })
+            .collect();
         let mut lost = Lost {
             names: changed.len(),
             ..Lost::default()

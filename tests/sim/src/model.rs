@@ -256,7 +256,9 @@ impl Model {
             let Some(mut candidates) = possible.candidates() else {
                 continue;
             };
-            let covering = failed.iter().filter(|f| f.offset <= start && stop <= f.offset + f.length);
+            let covering = failed
+                .iter()
+                .filter(|f| f.offset <= start && stop <= f.offset + f.length);
             candidates.extend(covering.map(|f| f.value));
             candidates.sort_unstable();
             candidates.dedup();

@@ -502,7 +502,10 @@ impl Workload {
             let volume = VOLUMES[p.volume];
             // The connection failed: the node may still land it, at any time.
             if result.is_err() {
-                self.world.borrow_mut().model.failed(volume, p.offset, p.length, p.value);
+                self.world
+                    .borrow_mut()
+                    .model
+                    .failed(volume, p.offset, p.length, p.value);
             }
             // Acknowledged across a point in time: it stays one possibility of two.
             if ok && !p.across {
