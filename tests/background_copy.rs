@@ -66,3 +66,80 @@ fn wait_reports_progress_and_returns_when_copied() {
     assert_eq!(n.json(&["lsflash", "--json"])[0]["state"], "copied");
     assert_eq!(n.read("b", 31 << 20, 1 << 20), pattern(9, 1 << 20));
 }
+
+/// Out-of-sync tracks of `pair` as `lsflash --json` on `node` says (`None`: no such relationship).
+fn left(node: &Node, pair: &str) -> Option<u64> {
+    let (source, target) = pair.split_once(':').unwrap();
+    let rels = node.json(&["lsflash", "--json"]);
+    rels.as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["source"] == source && r["target"] == target)
+        .map(|r| r["out_of_sync_tracks"].as_u64().unwrap())
+}
+
+#[test]
+fn a_relationships_copy_rate_paces_it_alone_and_holds_through_a_leader_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), &[]);
+    for volume in ["a", "b", "c", "d"] {
+        nodes[0].ok(&["mkvol", volume, "--size", "64M"]);
+    }
+    // 32 MiB of data on each source: 32 s at 1 MiB/s; unlimited, a second or two.
+    for (i, source) in ["a", "c"].into_iter().enumerate() {
+        for region in 0..8u64 {
+            nodes[0].write(source, region * (8 << 20), pattern(i as u8 + region as u8, 4 << 20));
+        }
+    }
+    // Persistent: a copied relationship stays, to be looked at.
+    nodes[0].ok(&["mkflash", "a:b", "--persist", "--copy-rate", "1"]);
+    nodes[0].ok(&["mkflash", "c:d", "--persist"]);
+    let rel = |node: &Node, pair: &str| {
+        let (s, t) = pair.split_once(':').unwrap();
+        node.json(&["lsflash", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["source"] == s && r["target"] == t)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(rel(&nodes[0], "a:b")["copy_rate"], 1);
+    assert!(nodes[0].ok(&["lsflash"]).contains("1MiB/s"));
+    eventually("the unlimited copy to finish", 120, || {
+        left(&nodes[0], "c:d") == Some(0)
+    });
+    let total = rel(&nodes[0], "a:b")["total_tracks"].as_u64().unwrap();
+    let slow = left(&nodes[0], "a:b").unwrap();
+    assert!(
+        slow > 0 && slow < total,
+        "the paced copy runs, and is not done when the other is: {slow} of {total} tracks left"
+    );
+
+    // The rate is Raft state: a new leader paces as the old one did.
+    let leader = leader_id(&nodes);
+    let idx = nodes.iter().position(|n| n.id == leader).unwrap();
+    let mut dead = nodes.remove(idx);
+    dead.kill9();
+    let new_leader = leader_id(&nodes);
+    assert_ne!(new_leader, leader);
+    assert_eq!(rel(&nodes[0], "a:b")["copy_rate"], 1);
+    assert!(left(&nodes[0], "a:b").unwrap() > 0, "still pacing after the failover");
+
+    // Bad input is a usage error; an unknown pair is refused with its code.
+    let out = nodes[0].cli(&["chflash", "a:b", "--copy-rate", "fast"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    nodes[0].fails(&["chflash", "x:b", "--copy-rate", "1"], 1, "volume-not-found");
+    nodes[0].ok(&["chflash", "a:b", "--copy-rate", "unlimited"]);
+    eventually("the copy to finish once unlimited", 120, || {
+        left(&nodes[0], "a:b") == Some(0)
+    });
+    assert_eq!(rel(&nodes[0], "a:b")["copy_rate"], serde_json::Value::Null);
+    for region in 0..8u64 {
+        assert_eq!(
+            nodes[0].read("b", region * (8 << 20), 4 << 20),
+            pattern(region as u8, 4 << 20),
+            "region {region} of b"
+        );
+    }
+}

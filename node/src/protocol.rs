@@ -62,6 +62,9 @@ pub struct MkFlash {
     pub freeze: bool,
     #[serde(default)]
     pub seqnum: u32,
+    /// MiB/s of background copy at most (absent: as fast as the node allows; 0: none).
+    #[serde(default)]
+    pub copy_rate: Option<u32>,
     /// The target may be a Metro Mirror primary: what the FlashCopy places on it is copied to
     /// its secondary.
     #[serde(default)]
@@ -108,6 +111,14 @@ pub struct ReverseFlash {
     #[serde(default)]
     pub fast: bool,
     pub seqnum: Option<u32>,
+}
+
+/// `chflash`: `copy_rate` is MiB/s (0: no background copy), `null` as fast as the node allows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChFlash {
+    pub pairs: Vec<String>,
+    pub copy_rate: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

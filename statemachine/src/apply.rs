@@ -70,6 +70,7 @@ fn dispatch<R: TrackReader>(tx: &mut Tx<'_, R>, command: &Command) -> Result<(),
         } => resync::resyncflash(tx, pairs, *nocp, *tgtinhibit, *seqnum),
         Command::ReverseFlash { pairs, fast, seqnum } => reverse::reverseflash(tx, pairs, *fast, *seqnum),
         Command::UnfreezeFlash { sources } => freeze::unfreezeflash(tx, sources),
+        Command::ChFlash { pairs, copy_rate } => crate::copy_rate::chflash(tx, pairs, *copy_rate),
         Command::CopyStep {
             source,
             target,

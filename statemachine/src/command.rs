@@ -60,6 +60,9 @@ pub struct EstablishOptions {
     pub seqnum: u32,
     /// How the FlashCopy reaches a target that is a Metro Mirror primary.
     pub mirror: MirrorTarget,
+    /// `--copy-rate`: MiB/s of background copy at most (`None`: as fast as the node allows;
+    /// 0: no background copy, as `--nocp`).
+    pub copy_rate: Option<u32>,
 }
 
 /// `mkflash --tgtpprc` and `--pmir`: a FlashCopy onto a Metro Mirror primary.
@@ -235,6 +238,12 @@ pub enum Command {
     },
     UnfreezeFlash {
         sources: Vec<String>,
+    },
+    /// `chflash --copy-rate`: the relationships' background copy rate in MiB/s (`None`: as fast
+    /// as the node allows; 0: no background copy).
+    ChFlash {
+        pairs: Vec<Pair>,
+        copy_rate: Option<u32>,
     },
     /// Background copy: copy up to `max_tracks` out-of-sync tracks of one relationship, lowest first.
     CopyStep {
@@ -420,12 +429,13 @@ impl Command {
                     } else {
                         String::new()
                     }
-                ) + match o.mirror {
-                    MirrorTarget::None => "",
-                    MirrorTarget::Copy => " --tgtpprc",
-                    MirrorTarget::RemotePair => " --pmir",
-                    MirrorTarget::RemotePairSecondary => " --pmir (at the secondaries)",
-                }
+                ) + &o.copy_rate.map(|r| format!(" --copy-rate {r}")).unwrap_or_default()
+                    + match o.mirror {
+                        MirrorTarget::None => "",
+                        MirrorTarget::Copy => " --tgtpprc",
+                        MirrorTarget::RemotePair => " --pmir",
+                        MirrorTarget::RemotePairSecondary => " --pmir (at the secondaries)",
+                    }
             }
             Command::RmFlash { pairs: p, cp, seqnum } => {
                 format!("rmflash {}{}{}", pairs(p), flag(*cp, "cp"), seq(seqnum))
@@ -446,6 +456,11 @@ impl Command {
                 format!("reverseflash {}{}{}", pairs(p), flag(*fast, "fast"), seq(seqnum))
             }
             Command::UnfreezeFlash { sources } => format!("unfreezeflash {}", sources.join(" ")),
+            Command::ChFlash { pairs: p, copy_rate } => format!(
+                "chflash {} --copy-rate {}",
+                pairs(p),
+                copy_rate.map_or("unlimited".to_string(), |r| r.to_string())
+            ),
             Command::CopyStep {
                 source,
                 target,
@@ -523,7 +538,8 @@ impl Command {
             Command::MkFlash { pairs, .. }
             | Command::RmFlash { pairs, .. }
             | Command::ResyncFlash { pairs, .. }
-            | Command::ReverseFlash { pairs, .. } => pairs
+            | Command::ReverseFlash { pairs, .. }
+            | Command::ChFlash { pairs, .. } => pairs
                 .iter()
                 .flat_map(|p| [p.source.as_str(), p.target.as_str()])
                 .collect(),

@@ -68,6 +68,7 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
     struct RelationshipView {
         source: u64,
         flags: [bool; 6],
+        copy_rate: Option<u32>,
         seqnum: u32,
         out_of_sync: u64,
         source_changes: u64,
@@ -80,6 +81,7 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
         relationship: record.incoming.as_ref().map(|r| RelationshipView {
             source: r.source.0,
             flags: r.flags(),
+            copy_rate: r.copy_rate,
             seqnum: r.seqnum,
             out_of_sync: r.out_of_sync.len(),
             source_changes: r.source_changes.len(),

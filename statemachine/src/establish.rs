@@ -27,6 +27,14 @@ pub(crate) fn mkflash<R: TrackReader>(
         }
         .into());
     }
+    crate::copy_rate::check(options.copy_rate)?;
+    if options.nocp && options.copy_rate.is_some_and(|r| r > 0) {
+        return Err(CommandError::InvalidOption {
+            option: "--copy-rate".into(),
+            reason: "a background copy rate needs a background copy: drop --nocp".into(),
+        }
+        .into());
+    }
     let resolved = resolve_pairs(tx.state(), pairs)?;
     for (i, pair) in pairs.iter().enumerate() {
         check_pair(tx.state(), pair, &resolved, i, options)?;
@@ -42,7 +50,8 @@ pub(crate) fn mkflash<R: TrackReader>(
             seqnum: options.seqnum,
             persistent: options.persist,
             recording: options.record,
-            background_copy: !options.nocp,
+            background_copy: !options.nocp && options.copy_rate != Some(0),
+            copy_rate: options.copy_rate.filter(|r| *r > 0),
             target_write_inhibit: options.tgtinhibit,
             completing: false,
             remote_pair: matches!(

@@ -51,6 +51,12 @@ pub enum Event {
         source: String,
         target: String,
     },
+    /// `chflash --copy-rate`: MiB/s at most (`None`: as fast as the node allows; 0: off).
+    CopyRateChanged {
+        source: String,
+        target: String,
+        copy_rate: Option<u32>,
+    },
     /// `incomplete`: the target had tracks still out of sync and is not a valid copy.
     /// `automatic`: the copy completed and the relationship was not persistent (or was completing).
     Withdrawn {
@@ -189,6 +195,7 @@ impl Event {
             | Event::PairBecameSecondary { volume, .. } => vec![volume],
             Event::Established { source, target, .. }
             | Event::WithdrawScheduled { source, target }
+            | Event::CopyRateChanged { source, target, .. }
             | Event::Withdrawn { source, target, .. }
             | Event::Resynced { source, target, .. }
             | Event::Reversed { source, target, .. }

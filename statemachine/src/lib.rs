@@ -38,6 +38,7 @@ mod track_view;
 // One apply: the transaction, the command handlers, the dispatch; and the journal's replay.
 mod apply;
 mod background_copy;
+mod copy_rate;
 mod establish;
 mod freeze;
 mod host_mapping;
@@ -75,7 +76,7 @@ pub use mirror::{MirrorPair, PairRole, PairState, PprcPath, SuspendReason, REDAC
 pub use pprc::MIRROR_COPY_TRACKS;
 pub use reads::ReadPlan;
 pub use record::VolumeRecord;
-pub use relationship::{Relationship, RelationshipState, MAX_TARGETS_PER_SOURCE};
+pub use relationship::{Relationship, RelationshipState, MAX_COPY_RATE, MAX_TARGETS_PER_SOURCE};
 pub use replay::{Replay, Replayed};
 pub use scheduling::CopyWork;
 pub use state::State;

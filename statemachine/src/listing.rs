@@ -32,6 +32,8 @@ pub struct RelationshipInfo {
     pub persistent: bool,
     pub recording: bool,
     pub background_copy: bool,
+    /// MiB/s of background copy at most (`None`: as fast as the node allows).
+    pub copy_rate: Option<u32>,
     pub target_write_inhibit: bool,
     pub frozen: bool,
     pub out_of_sync_tracks: u64,
@@ -82,6 +84,7 @@ impl State {
                 persistent: rel.persistent,
                 recording: rel.recording,
                 background_copy: rel.background_copy,
+                copy_rate: rel.copy_rate,
                 target_write_inhibit: rel.target_write_inhibit,
                 frozen: self.records[&rel.source].volume.frozen_until.is_some(),
                 out_of_sync_tracks: rel.out_of_sync.len(),

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 /// Multiple-relationship FlashCopy: at most this many targets per source.
 pub const MAX_TARGETS_PER_SOURCE: usize = 12;
 
+/// A relationship's background copy rate, at most, in MiB/s (about 100 GiB/s: any disk).
+pub const MAX_COPY_RATE: u32 = 100_000;
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Relationship {
     pub source: VolumeId,
@@ -19,6 +22,9 @@ pub struct Relationship {
     /// Change recording: `source_changes` and `target_changes` are kept.
     pub recording: bool,
     pub background_copy: bool,
+    /// MiB/s of background copy at most (`None`: as fast as the node's `--copy-rate` allows).
+    /// Raft state, so it holds through a leader change.
+    pub copy_rate: Option<u32>,
     pub target_write_inhibit: bool,
     /// `rmflash --cp` in progress: withdraw when the copy completes.
     pub completing: bool,

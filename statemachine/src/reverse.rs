@@ -92,6 +92,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
             persistent: old.persistent && !fast,
             recording: old.recording && !fast,
             background_copy: true,
+            copy_rate: old.copy_rate,
             target_write_inhibit: false,
             completing: false,
             remote_pair: old.remote_pair,

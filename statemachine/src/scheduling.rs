@@ -10,6 +10,8 @@ pub struct CopyWork {
     pub source: String,
     pub target: String,
     pub remaining: u64,
+    /// MiB/s at most (`None`: as fast as the node allows).
+    pub copy_rate: Option<u32>,
 }
 
 impl State {
@@ -23,6 +25,7 @@ impl State {
                 source: self.name(rel.source).to_string(),
                 target: self.name(rel.target).to_string(),
                 remaining: rel.out_of_sync.len(),
+                copy_rate: rel.copy_rate,
             })
             .collect()
     }

@@ -44,6 +44,12 @@ enum Op {
         pairs: Vec<(usize, usize)>,
         flags: [bool; 5],
         seq: u32,
+        copy_rate: Option<u32>,
+    },
+    /// `chflash --copy-rate` (`None`: unlimited; 0: background copy off).
+    Ch {
+        pair: (usize, usize),
+        copy_rate: Option<u32>,
     },
     Rm {
         pair: (usize, usize),
@@ -81,8 +87,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (v.clone(), 0..40u64, 1..20u64).prop_map(|(v, offset, len)| Op::Zero { v, offset, len }),
         3 => prop::collection::vec((v.clone(), 0..40u64, 1..20u64, any::<u8>()), 1..5)
             .prop_map(|writes| Op::Batch { writes }),
-        4 => (prop::collection::vec(pair.clone(), 1..3), any::<[bool; 5]>(), 0..3u32)
-            .prop_map(|(pairs, flags, seq)| Op::Mk { pairs, flags, seq }),
+        4 => (prop::collection::vec(pair.clone(), 1..3), any::<[bool; 5]>(), 0..3u32, prop::option::of(0..3u32))
+            .prop_map(|(pairs, flags, seq, copy_rate)| Op::Mk { pairs, flags, seq, copy_rate }),
+        2 => (pair.clone(), prop::option::of(0..3u32)).prop_map(|(pair, copy_rate)| Op::Ch { pair, copy_rate }),
         2 => (pair.clone(), any::<bool>(), prop::option::of(0..3u32)).prop_map(|(pair, cp, seq)| Op::Rm { pair, cp, seq }),
         2 => (pair.clone(), any::<bool>(), any::<bool>()).prop_map(|(pair, nocp, inhibit)| Op::Resync { pair, nocp, inhibit }),
         2 => (pair.clone(), any::<bool>()).prop_map(|(pair, fast)| Op::Reverse { pair, fast }),
@@ -206,6 +213,7 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
             pairs,
             flags: [nocp, persist, record, tgtinhibit, freeze],
             seq,
+            copy_rate,
         } => Command::MkFlash {
             pairs: pairs.iter().map(|&(s, t)| Pair::new(name(s), name(t))).collect(),
             options: EstablishOptions {
@@ -215,8 +223,13 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
                 tgtinhibit,
                 freeze,
                 seqnum: seq,
+                copy_rate,
                 ..Default::default()
             },
+        },
+        Op::Ch { pair: p, copy_rate } => Command::ChFlash {
+            pairs: pair(p),
+            copy_rate,
         },
         Op::Rm { pair: p, cp, seq } => Command::RmFlash {
             pairs: pair(p),
@@ -318,7 +331,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     "{ctx}: a target that has a source was accepted"
                 );
             }
-            Command::RmFlash { pairs, .. }
+            Command::RmFlash { pairs, .. } | Command::ChFlash { pairs, .. }
                 if !model
                     .relationships
                     .contains(&(pairs[0].source.clone(), pairs[0].target.clone())) =>
@@ -396,6 +409,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 }
                 Event::Refused { .. }
                 | Event::WithdrawScheduled { .. }
+                | Event::CopyRateChanged { .. }
                 | Event::TracksCopied { .. }
                 | Event::CopyCompleted { .. }
                 | Event::HostCreated { .. }

@@ -232,6 +232,10 @@ pub enum Verb {
         freeze: bool,
         #[arg(long, default_value_t = 0)]
         seqnum: u32,
+        /// Background copy of this relationship at most this fast, in MiB/s (0: none, as
+        /// --nocp); the node's own --copy-rate stays a ceiling. chflash changes it.
+        #[arg(long, value_name = "MIB/S")]
+        copy_rate: Option<u32>,
         /// The target may be a Metro Mirror primary: what the FlashCopy places on it is copied
         /// to its secondary (the pair is copy-pending until it has been).
         #[arg(long)]
@@ -296,6 +300,16 @@ pub enum Verb {
         seqnum: Option<u32>,
         #[arg(long)]
         wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change relationships' background copy rate (it holds through leader changes).
+    Chflash {
+        #[arg(required = true, value_name = "SRC:TGT")]
+        pairs: Vec<String>,
+        /// MiB/s at most (0: no background copy; unlimited: as fast as the node allows).
+        #[arg(long, required = true, value_name = "MIB/S|unlimited", value_parser = parse_copy_rate)]
+        copy_rate: CopyRate,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -366,4 +380,17 @@ pub enum ClusterAction {
     Add { node_id: u64, url: String },
     /// Remove a node.
     Remove { node_id: u64 },
+}
+
+/// `chflash --copy-rate`: MiB/s, or `unlimited` (`None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CopyRate(pub Option<u32>);
+
+fn parse_copy_rate(raw: &str) -> Result<CopyRate, String> {
+    if raw == "unlimited" {
+        return Ok(CopyRate(None));
+    }
+    raw.parse::<u32>().map(|rate| CopyRate(Some(rate))).map_err(|_| {
+        format!("'{raw}' is not a rate: give MiB/s as a whole number (0: no background copy) or 'unlimited'")
+    })
 }

@@ -1,5 +1,5 @@
 //! The FlashCopy verbs: `mkflash`, `lsflash`, `rmflash`, `resyncflash`, `reverseflash`,
-//! `unfreezeflash`. Pair syntax and option combinations are checked here first: a typo is a
+//! `chflash`, `unfreezeflash`. Pair syntax and option combinations are checked here first: a typo is a
 //! usage error (exit 2), not a refusal by the cluster.
 
 use super::args::ClientArgs;
@@ -7,7 +7,7 @@ use super::client::{ApiClient, CliError};
 use super::progress::{relationships_query, wait_for_copy, watch};
 use super::report::relationships_table;
 use super::{api, print_events, print_json};
-use crate::protocol::{CommandReply, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
+use crate::protocol::{ChFlash, CommandReply, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
 use statemachine::{EstablishOptions, MirrorTarget, Pair, RelationshipInfo};
 
 pub async fn mkflash(
@@ -22,6 +22,13 @@ pub async fn mkflash(
     if o.record && !o.persist {
         return Err(CliError::usage("invalid-option", "--record needs --persist"));
     }
+    if o.nocp && o.copy_rate.is_some_and(|r| r > 0) {
+        return Err(CliError::usage(
+            "invalid-option",
+            "a background copy rate needs a background copy: drop --nocp",
+        ));
+    }
+    check_wait(wait, o.copy_rate == Some(0))?;
     let body = MkFlash {
         pairs,
         nocp: o.nocp,
@@ -30,6 +37,7 @@ pub async fn mkflash(
         tgtinhibit: o.tgtinhibit,
         freeze: o.freeze,
         seqnum: o.seqnum,
+        copy_rate: o.copy_rate,
         tgtpprc: o.mirror == MirrorTarget::Copy,
         pmir,
     };
@@ -98,6 +106,11 @@ pub async fn reverseflash(
     let reversed: Vec<(String, String)> = parsed.into_iter().map(|(s, t)| (t, s)).collect();
     let body = ReverseFlash { pairs, fast, seqnum };
     send(&api(client)?, "/reverseflash", &body, wait.then_some(&reversed[..])).await
+}
+
+pub async fn chflash(client: &ClientArgs, pairs: Vec<String>, copy_rate: Option<u32>) -> Result<(), CliError> {
+    parse_pairs(&pairs)?;
+    send(&api(client)?, "/chflash", &ChFlash { pairs, copy_rate }, None).await
 }
 
 pub async fn unfreezeflash(api: &ApiClient, sources: Vec<String>) -> Result<(), CliError> {

@@ -90,6 +90,7 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
             tgtinhibit,
             freeze,
             seqnum,
+            copy_rate,
             tgtpprc,
             pmir,
             wait,
@@ -102,6 +103,7 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
                 tgtinhibit,
                 freeze,
                 seqnum,
+                copy_rate,
                 mirror: if tgtpprc {
                     statemachine::MirrorTarget::Copy
                 } else {
@@ -138,6 +140,11 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
             wait,
             client,
         } => flash::reverseflash(&client, pairs, fast, seqnum, wait).await,
+        Verb::Chflash {
+            pairs,
+            copy_rate,
+            client,
+        } => flash::chflash(&client, pairs, copy_rate.0).await,
         Verb::Unfreezeflash { sources, client } => flash::unfreezeflash(&api(&client)?, sources).await,
         Verb::Cluster { action, json, client } => {
             let api = api(&client)?;

@@ -43,6 +43,15 @@ pub fn describe(event: &Event) -> String {
         Event::WithdrawScheduled { source, target } => {
             format!("{source}:{target} is completing: withdrawn when its background copy finishes")
         }
+        Event::CopyRateChanged {
+            source,
+            target,
+            copy_rate,
+        } => match copy_rate {
+            None => format!("{source}:{target} copies as fast as the node allows"),
+            Some(0) => format!("{source}:{target} has no background copy (nocopy)"),
+            Some(rate) => format!("{source}:{target} copies at {rate} MiB/s at most"),
+        },
         Event::Withdrawn {
             source,
             target,
@@ -376,6 +385,11 @@ pub fn relationships_table(rels: &[RelationshipInfo]) -> String {
                 yes(r.persistent),
                 yes(r.recording),
                 yes(r.background_copy),
+                match (r.background_copy, r.copy_rate) {
+                    (false, _) => "-".to_string(),
+                    (true, None) => "max".to_string(),
+                    (true, Some(rate)) => format!("{rate}MiB/s"),
+                },
                 yes(r.target_write_inhibit),
                 yes(r.frozen),
                 format!("{}/{}", r.out_of_sync_tracks, r.total_tracks),
@@ -392,6 +406,7 @@ pub fn relationships_table(rels: &[RelationshipInfo]) -> String {
             "PERSISTENT",
             "RECORDING",
             "BGCOPY",
+            "COPYRATE",
             "TGTINHIBIT",
             "FROZEN",
             "OUT_OF_SYNC",

@@ -1,5 +1,6 @@
 //! Background copy, driven by the leader: bounded copy steps for every relationship that has
-//! work, round robin, yielding to host writes, within the cluster-wide copy-rate limit. The work
+//! work, round robin, yielding to host writes, each relationship within its own copy rate
+//! (`chflash`, Raft state) and all within the node's `--copy-rate`. The work
 //! list comes from the replicated bitmaps, so a new leader or a restarted node resumes where
 //! the copy stood. It also proposes the tick that fires a due automatic thaw.
 
@@ -58,12 +59,19 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
     let mut in_flight = tokio::task::JoinSet::new();
     let mut flights: BTreeMap<PairKey, Flight> = BTreeMap::new();
     let mut pace = Pace::new(s.copy_rate);
+    // Each relationship's own rate, kept while it has work.
+    let mut paces: BTreeMap<PairKey, Pace> = BTreeMap::new();
     // Under a copy rate one step at a time, so the rate holds from the first step on.
     let most = if pace.rate.is_some() { 1 } else { STEPS_IN_FLIGHT };
     loop {
         while let Some(done) = in_flight.try_join_next() {
-            s.finished(done.expect("copy steps do not panic"), &mut flights, &mut pace)
-                .await;
+            s.finished(
+                done.expect("copy steps do not panic"),
+                &mut flights,
+                &mut pace,
+                &mut paces,
+            )
+            .await;
         }
         if !s.proposer.is_leader() {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -80,22 +88,40 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
             let _ = s.proposer.propose(Command::Tick).await;
         }
         let work = s.state.query(|state| state.copy_work());
+        paces.retain(|(source, target), _| work.iter().any(|w| &w.source == source && &w.target == target));
+        for item in &work {
+            let rate = item.copy_rate.map(|mib| u64::from(mib) << 20);
+            let key = (item.source.clone(), item.target.clone());
+            paces.entry(key).or_insert_with(|| Pace::new(rate)).set_rate(rate);
+        }
+        let now = Instant::now();
         let next = (!s.disk.low() && in_flight.len() < most)
             .then(|| {
                 (0..work.len()).map(|k| &work[(turn + k) % work.len()]).find(|item| {
-                    let flight = flights.get(&(item.source.clone(), item.target.clone()));
-                    flight.is_none_or(|f| {
-                        f.in_flight == 0
-                            || (f.streaming && item.remaining > (f.in_flight as u64 + 1) * u64::from(STEP_TRACKS))
-                    })
+                    let key = (item.source.clone(), item.target.clone());
+                    let own = &paces[&key];
+                    let flight = flights.get(&key);
+                    // Under its own rate a relationship runs one step at a time, when due.
+                    own.ready(now)
+                        && flight.is_none_or(|f| {
+                            f.in_flight == 0
+                                || (own.rate.is_none()
+                                    && f.streaming
+                                    && item.remaining > (f.in_flight as u64 + 1) * u64::from(STEP_TRACKS))
+                        })
                 })
             })
             .flatten();
         let Some(item) = next else {
             match in_flight.join_next().await {
                 Some(done) => {
-                    s.finished(done.expect("copy steps do not panic"), &mut flights, &mut pace)
-                        .await
+                    s.finished(
+                        done.expect("copy steps do not panic"),
+                        &mut flights,
+                        &mut pace,
+                        &mut paces,
+                    )
+                    .await
                 }
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
             }
@@ -121,13 +147,15 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
 }
 
 impl<P: Propose> CopyScheduler<P> {
-    /// Accounts for a finished step: metrics, the rate, and its relationship's flight.
+    /// Accounts for a finished step: metrics, the rates, and its relationship's flight.
     async fn finished(
         &self,
         (key, started, result): (PairKey, Instant, Result<Committed, ProposeError>),
         flights: &mut BTreeMap<PairKey, Flight>,
         pace: &mut Pace,
+        paces: &mut BTreeMap<PairKey, Pace>,
     ) {
+        let own = paces.get_mut(&key);
         let flight = flights.entry(key).or_default();
         flight.in_flight = flight.in_flight.saturating_sub(1);
         flight.streaming = false;
@@ -158,11 +186,15 @@ impl<P: Propose> CopyScheduler<P> {
         // Nothing to remember about a relationship that may have ended.
         flights.retain(|_, f| f.in_flight > 0 || f.streaming);
         pace.account(started, copied);
+        if let Some(own) = own {
+            own.account(started, copied);
+        }
     }
 }
 
-/// Keeps copied bytes within `--copy-rate`: a step that copied `bytes` and started at `started`
-/// lets the next one start no sooner than `started + bytes / rate`.
+/// Keeps copied bytes within a rate (the node's `--copy-rate`, or a relationship's): a step that
+/// copied `bytes` and started at `started` lets the next one start no sooner than
+/// `started + bytes / rate`.
 struct Pace {
     rate: Option<u64>,
     next: Instant,
@@ -174,6 +206,15 @@ impl Pace {
             rate: rate.filter(|r| *r > 0),
             next: Instant::now(),
         }
+    }
+
+    /// A relationship's rate as the state now says (`chflash` may have changed it).
+    fn set_rate(&mut self, rate: Option<u64>) {
+        self.rate = rate.filter(|r| *r > 0);
+    }
+
+    fn ready(&self, now: Instant) -> bool {
+        self.next <= now
     }
 
     fn account(&mut self, started: Instant, bytes: u64) {

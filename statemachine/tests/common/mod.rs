@@ -211,6 +211,7 @@ pub fn options(flags: &str) -> EstablishOptions {
             "--tgtinhibit" => options.tgtinhibit = true,
             "--freeze" => options.freeze = true,
             "--seqnum" => options.seqnum = words.next().and_then(|n| n.parse().ok()).expect("--seqnum N"),
+            "--copy-rate" => options.copy_rate = words.next().and_then(|n| n.parse().ok()),
             _ => panic!("no mkflash flag {flag}"),
         }
     }
@@ -247,5 +248,13 @@ pub fn reverse(spec: &str, fast: bool) -> Command {
         pairs: pairs(spec),
         fast,
         seqnum: None,
+    }
+}
+
+/// `chflash SPEC --copy-rate` (`None`: unlimited).
+pub fn chflash(spec: &str, copy_rate: Option<u32>) -> Command {
+    Command::ChFlash {
+        pairs: pairs(spec),
+        copy_rate,
     }
 }

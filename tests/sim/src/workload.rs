@@ -122,7 +122,8 @@ impl Workload {
                 91..=92 => self.reverseflash().await,
                 93..=94 => self.compact().await,
                 95 => self.membership().await,
-                96..=98 => self.unfreezeflash().await,
+                96..=97 => self.unfreezeflash().await,
+                98 => self.chflash().await,
                 _ => self.rmflash().await,
             }
         }
@@ -246,6 +247,7 @@ impl Workload {
             record: persist && self.rng.gen_bool(0.6),
             tgtinhibit: self.rng.gen_bool(0.2),
             freeze: self.rng.gen_bool(0.4),
+            copy_rate: self.copy_rate(),
             ..Default::default()
         };
         let freeze = options.freeze;
@@ -366,6 +368,20 @@ impl Workload {
             }
         }
         self.hosts.is_empty()
+    }
+
+    /// A background copy rate, or none (as fast as the node allows); 0 turns the copy off.
+    fn copy_rate(&mut self) -> Option<u32> {
+        self.rng.gen_bool(0.3).then(|| self.rng.gen_range(0..=8))
+    }
+
+    /// `chflash --copy-rate`: pacing only, the data stays as the model says.
+    async fn chflash(&mut self) {
+        let command = Command::ChFlash {
+            pairs: self.pair(),
+            copy_rate: self.copy_rate(),
+        };
+        self.admin(command).await;
     }
 
     async fn rmflash(&mut self) {

@@ -73,6 +73,7 @@ pub fn router(api: AdminApi) -> Router {
         .route("/rmflash", post(relationships::rmflash))
         .route("/resyncflash", post(relationships::resyncflash))
         .route("/reverseflash", post(relationships::reverseflash))
+        .route("/chflash", post(relationships::chflash))
         .route("/unfreezeflash", post(relationships::unfreezeflash))
         .route("/pprcpaths", get(mirror::list_paths).post(mirror::mkpath))
         .route("/pprcpaths/{remote}", delete(mirror::rmpath))

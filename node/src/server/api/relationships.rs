@@ -2,7 +2,7 @@
 
 use super::error::ApiError;
 use super::{run, AdminApi, Api};
-use crate::protocol::{CommandReply, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
+use crate::protocol::{ChFlash, CommandReply, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -49,6 +49,7 @@ pub(super) async fn mkflash(
         tgtinhibit: m.tgtinhibit,
         freeze: m.freeze,
         seqnum: m.seqnum,
+        copy_rate: m.copy_rate,
         mirror: if m.tgtpprc {
             MirrorTarget::Copy
         } else {
@@ -156,6 +157,19 @@ pub(super) async fn reverseflash(
         |p| p.source.clone(),
     )
     .await
+}
+
+pub(super) async fn chflash(
+    State(a): Api,
+    body: Result<Json<ChFlash>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Json(c) = body?;
+    // Pacing is each site's own: a Remote Pair FlashCopy's secondaries keep their rate.
+    let command = Command::ChFlash {
+        pairs: pairs(&c.pairs)?,
+        copy_rate: c.copy_rate,
+    };
+    run(&a, command).await
 }
 
 pub(super) async fn unfreezeflash(
