@@ -72,7 +72,17 @@ fn mkflash_refusals() {
     assert!(e.contains("x:small"), "{e}");
     assert!(n.json(&["lsflash", "x", "--json"]).as_array().unwrap().is_empty());
     n.ok(&["mkflash", "x:y", "--persist", "--record", "--nocp"]);
-    n.fails(&["mkflash", "x:z", "--persist", "--record"], 1, "incremental-exists");
+    // More than one incremental target per source (DS8000's multiple incremental FlashCopy).
+    n.ok(&["mkvol", "v", "--size", "256K"]);
+    n.ok(&["mkflash", "x:v", "--persist", "--record", "--nocp"]);
+    let rels = n.json(&["lsflash", "x", "--json"]);
+    let recording = rels
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["recording"] == true)
+        .count();
+    assert_eq!(recording, 2, "{rels}");
 
     // Twelve targets per source, not thirteen.
     let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();

@@ -57,8 +57,6 @@ pub enum CommandError {
         existing: usize,
         max: usize,
     },
-    #[error("volume {source_name} already has the incremental (--record) relationship {relationship}; a source may have only one: refresh that one with 'flashcopy resyncflash {relationship}' or establish this one without --record", source_name = shown(.source_name))]
-    IncrementalExists { source_name: String, relationship: String },
     #[error("{pair}: {reason}; FlashCopy does not cascade")]
     CascadeNotAllowed { pair: String, reason: String },
     #[error("source {quoted} is frozen by a consistency group; thaw it first with 'flashcopy unfreezeflash {source_name}'", quoted = shown(.source_name))]
@@ -169,7 +167,6 @@ impl CommandError {
             CommandError::SizeMismatch { .. } => "size-mismatch",
             CommandError::TargetInUse { .. } => "target-in-use",
             CommandError::TooManyTargets { .. } => "too-many-targets",
-            CommandError::IncrementalExists { .. } => "incremental-exists",
             CommandError::CascadeNotAllowed { .. } => "cascade-not-allowed",
             CommandError::SourceFrozen { .. } => "source-frozen",
             CommandError::RelationshipNotFound { .. } => "relationship-not-found",

@@ -179,25 +179,9 @@ fn check_pair(
             max: MAX_TARGETS_PER_SOURCE,
         });
     }
-    if options.record {
-        let recording = src
-            .volume
-            .targets
-            .iter()
-            .find_map(|t| state.incoming(*t).filter(|r| r.recording));
-        if let Some(rel) = recording {
-            return Err(CommandError::IncrementalExists {
-                source_name: pair.source.clone(),
-                relationship: state.pair_name(rel),
-            });
-        }
-        if new_here > 1 {
-            return Err(CommandError::IncrementalExists {
-                source_name: pair.source.clone(),
-                relationship: "another pair of this command".into(),
-            });
-        }
-    }
+    // Any number of them may record changes (DS8000's multiple incremental FlashCopy): each
+    // relationship keeps its own change bitmaps, so each refresh copies what changed since its
+    // own last point in time.
     Ok(())
 }
 

@@ -108,3 +108,41 @@ fn fast_reverse_before_the_copy_finished() {
         assert_eq!(h.byte_at("a", t), 1);
     }
 }
+
+#[test]
+fn each_incremental_target_of_a_source_refreshes_what_changed_since_its_own_refresh() {
+    let mut h = Harness::with_volumes(TS, &["a", "b", "c"], 8);
+    for t in 0..8 {
+        h.fill("a", t, t as u8 + 1);
+    }
+    h.ok(mkflash("a:b a:c", persist_record()));
+    h.copy_all("a", "b");
+    h.copy_all("a", "c");
+    let resynced = |events: &[Event], target: &str| {
+        events.iter().find_map(|e| match e {
+            Event::Resynced {
+                target: t,
+                tracks_to_copy,
+                ..
+            } if t == target => Some(*tracks_to_copy),
+            _ => None,
+        })
+    };
+    h.fill("a", 1, 100);
+    let events = h.ok(resync("a:b"));
+    assert_eq!(resynced(&events, "b"), Some(1));
+    h.copy_all("a", "b");
+    h.fill("a", 2, 101);
+    h.fill("c", 6, 201);
+    // b: only what changed since its own refresh; c: everything since its establish, its
+    // own write included.
+    let events = h.ok(resync("a:b"));
+    assert_eq!(resynced(&events, "b"), Some(1));
+    let events = h.ok(resync("a:c"));
+    assert_eq!(resynced(&events, "c"), Some(3));
+    h.copy_all("a", "b");
+    h.copy_all("a", "c");
+    for (volume, track, byte) in [("b", 1, 100), ("b", 2, 101), ("c", 1, 100), ("c", 2, 101), ("c", 6, 7)] {
+        assert_eq!(h.byte_at(volume, track), byte, "{volume} track {track}");
+    }
+}

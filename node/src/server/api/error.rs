@@ -74,7 +74,6 @@ fn command_status(e: &CommandError) -> StatusCode {
         | CommandError::SizeMismatch { .. }
         | CommandError::TargetInUse { .. }
         | CommandError::TooManyTargets { .. }
-        | CommandError::IncrementalExists { .. }
         | CommandError::CascadeNotAllowed { .. }
         | CommandError::SourceFrozen { .. }
         | CommandError::SeqnumMismatch { .. }
