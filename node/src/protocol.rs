@@ -118,6 +118,8 @@ pub struct ReverseFlash {
 #[serde(deny_unknown_fields)]
 pub struct ChFlash {
     pub pairs: Vec<String>,
+    /// Required (`null` spelled out): a body that forgot it must not lift a rate.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub copy_rate: Option<u32>,
 }
 
@@ -413,4 +415,20 @@ pub struct RemovePair {
 #[serde(deny_unknown_fields)]
 pub struct RemoteFlash {
     pub command: statemachine::Command,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ChFlash;
+
+    #[test]
+    fn chflash_needs_its_rate_spelled_out() {
+        let parse = |body: &str| serde_json::from_str::<ChFlash>(body);
+        assert!(
+            parse(r#"{"pairs":["a:b"]}"#).is_err(),
+            "a forgotten rate is not unlimited"
+        );
+        assert_eq!(parse(r#"{"pairs":["a:b"],"copy_rate":null}"#).unwrap().copy_rate, None);
+        assert_eq!(parse(r#"{"pairs":["a:b"],"copy_rate":5}"#).unwrap().copy_rate, Some(5));
+    }
 }

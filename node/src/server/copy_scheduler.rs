@@ -123,7 +123,13 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
                     )
                     .await
                 }
-                None => tokio::time::sleep(Duration::from_millis(50)).await,
+                // Nothing in flight: look again in a while, or when a paced relationship is
+                // due (a fast rate must not wait out the whole while after each step).
+                None => {
+                    let due = paces.values().map(|p| p.next).filter(|next| *next > now).min();
+                    let idle = now + Duration::from_millis(50);
+                    tokio::time::sleep_until(due.map_or(idle, |due| due.min(idle))).await
+                }
             }
             continue;
         };
