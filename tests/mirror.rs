@@ -357,13 +357,41 @@ fn a_leader_kill_on_either_side_mid_resync_loses_nothing() {
     let b_alive = (0..3).find(|i| *i != victim_b).unwrap();
     wait_state(&b[b_alive], "s", "target-full-duplex", 60);
     let expected = a[alive[0]].read("p", 0, size);
+    let before_failover = (pair_row(&a[alive[0]], "p"), pair_row(&b[b_alive], "s"));
     b[b_alive].ok(&["failoverpprc", "s"]);
+    let got = b[b_alive].read("s", 0, size);
     assert!(
-        b[b_alive].read("s", 0, size) == expected,
-        "the secondary differs from the primary after leader kills on both sides"
+        got == expected,
+        "the secondary differs from the primary after leader kills on both sides: tracks {:?} differ; \
+         pairs before the failover: {} / {}\n{}",
+        differing_tracks(&expected, &got),
+        before_failover.0,
+        before_failover.1,
+        tail(&a[alive[0]].log(), 60)
     );
     audit_verifies(&a[alive[0]]);
     audit_verifies(&b[b_alive]);
+}
+
+/// The last `lines` lines of a node's log.
+fn tail(log: &str, lines: usize) -> String {
+    let all: Vec<&str> = log.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The 64 KiB tracks where two images differ, as ranges.
+fn differing_tracks(a: &[u8], b: &[u8]) -> Vec<std::ops::RangeInclusive<usize>> {
+    let mut ranges: Vec<std::ops::RangeInclusive<usize>> = Vec::new();
+    for (track, (x, y)) in a.chunks(64 << 10).zip(b.chunks(64 << 10)).enumerate() {
+        if x == y {
+            continue;
+        }
+        match ranges.last_mut() {
+            Some(r) if *r.end() + 1 == track => *r = *r.start()..=track,
+            _ => ranges.push(track..=track),
+        }
+    }
+    ranges
 }
 
 /// Bytes site A sent to B so far, as `lspprcpath` counts them.
