@@ -294,14 +294,12 @@ fn every_mirror_refusal_has_its_code() {
     audit_verifies(&b);
 }
 
-/// A three-node site with a token.
+/// A three-node site with a token and the default mirror timeout (which outlasts a leader
+/// election at the other site: a leader kill there must not suspend the pair).
 fn three_node_site(dir: &Path, name: &str) -> Vec<Node> {
     let token = dir.join(format!("{name}.token"));
     std::fs::write(&token, format!("{name}-secret\n")).unwrap();
-    cluster(
-        &dir.join(name),
-        &["--token-file", token.to_str().unwrap(), "--mirror-timeout", "4000"],
-    )
+    cluster(&dir.join(name), &["--token-file", token.to_str().unwrap()])
 }
 
 /// The node of `nodes` that leads (still running).

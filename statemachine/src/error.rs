@@ -144,6 +144,8 @@ pub enum CommandError {
     TargetIsMirrorSecondary { volume: String, pair: String },
     #[error("mirror writes to {name} must come in order: sequence number {expected} is next, not {got}; the primary resyncs", name = shown(.volume))]
     PairSequenceGap { volume: String, expected: u64, got: u64 },
+    #[error("the secondary of {name} has not confirmed mirror copy step {seq}; it is confirmed or copied again before the next", name = shown(.volume))]
+    PairCopyUnconfirmed { volume: String, seq: u64 },
     #[error("Remote Pair FlashCopy of {pair} is not possible: {reason}; --pmir preferred falls back to --tgtpprc")]
     PmirNotPossible { pair: String, reason: String },
 }
@@ -203,6 +205,7 @@ impl CommandError {
             CommandError::TargetIsMirrorSecondary { .. } => "target-is-mirror-secondary",
             CommandError::PmirNotPossible { .. } => "pmir-not-possible",
             CommandError::PairSequenceGap { .. } => "pair-sequence-gap",
+            CommandError::PairCopyUnconfirmed { .. } => "pair-copy-unconfirmed",
         }
     }
 }

@@ -157,6 +157,12 @@ impl MirrorPair {
         changed
     }
 
+    /// A sequence number sent and neither confirmed nor voided (every one before `older_from`
+    /// is one or the other), if there is one: the highest.
+    pub(crate) fn unconfirmed_seq(&self) -> Option<u64> {
+        (self.sent >= (self.confirmed + 1).max(self.older_from)).then_some(self.sent)
+    }
+
     /// Everything sent and not confirmed may differ: it goes back to be copied.
     pub(crate) fn unconfirmed_to_out_of_sync(&mut self) {
         self.out_of_sync |= &self.older;

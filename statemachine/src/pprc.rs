@@ -270,6 +270,17 @@ pub(crate) fn copy_step<R: TrackReader>(
     if pair.state != PairState::CopyPending {
         return Err(wrong_state(volume, pair, "copy-pending"));
     }
+    // The secondary takes a copy across a gap in the sequence numbers (those a suspension or a
+    // resync voided), so confirming this step would confirm every earlier one too. A step an
+    // earlier leader numbered and never sent must not be passed over that way: its tracks would
+    // never reach the secondary. So the earlier one is confirmed, or voided by a resync, first.
+    if let Some(seq) = pair.unconfirmed_seq() {
+        return Err(CommandError::PairCopyUnconfirmed {
+            volume: volume.into(),
+            seq,
+        }
+        .into());
+    }
     let tracks: RoaringBitmap = pair.out_of_sync.iter().take(max_tracks.max(1) as usize).collect();
     if tracks.is_empty() {
         return Ok(());

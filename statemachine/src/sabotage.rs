@@ -21,18 +21,21 @@ pub enum Sabotage {
     /// command twice. (Most are idempotent by design: a second establish or withdraw is
     /// refused, a write again is the same bytes; a write a freeze holds is held twice.)
     OneNodeAppliesTwice,
+    /// The vote is saved without a sync (a power loss can take it back).
+    VoteNotSynced,
 }
 
 /// The data directory's name of the node `OneNodeAppliesTwice` breaks (the simulation's node 2).
 pub const APPLIES_TWICE_IN: &str = "n2";
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 5] = [
+    pub const ALL: [Sabotage; 6] = [
         Sabotage::SkipCopyOnWrite,
         Sabotage::AckBeforeCommit,
         Sabotage::SnapshotDropsBitmaps,
         Sabotage::ReleaseHeldOutOfOrder,
         Sabotage::OneNodeAppliesTwice,
+        Sabotage::VoteNotSynced,
     ];
 }
 

@@ -61,17 +61,22 @@ impl Sites {
         h.state.mirror_pairs(&[volume.to_string()]).remove(0)
     }
 
+    /// A copy step at the primary: its sequence number and tracks, if any were left to copy.
+    fn copy_step(&mut self, max_tracks: u32) -> Option<(u64, Vec<u32>)> {
+        let events = self.a.ok(Command::PprcCopyStep {
+            volume: "p".into(),
+            max_tracks,
+        });
+        events.iter().find_map(|e| match e {
+            Event::PairTracksSent { seq, tracks, .. } => Some((*seq, tracks.clone())),
+            _ => None,
+        })
+    }
+
     /// Copy steps until the pair is full duplex, as the leader's driver runs them.
     fn copy_until_duplex(&mut self) {
         while Self::pair(&self.a, "p").state == "copy-pending" {
-            let events = self.a.ok(Command::PprcCopyStep {
-                volume: "p".into(),
-                max_tracks: 1,
-            });
-            let Some((seq, tracks)) = events.iter().find_map(|e| match e {
-                Event::PairTracksSent { seq, tracks, .. } => Some((*seq, tracks.clone())),
-                _ => None,
-            }) else {
+            let Some((seq, tracks)) = self.copy_step(1) else {
                 // All copied: the driver confirms again until nothing is unconfirmed.
                 let sent = Self::pair(&self.a, "p").sent;
                 self.confirm(sent);
@@ -304,6 +309,41 @@ fn failback_copies_the_union_of_both_sides_changes() {
         volume: "s".into(),
         tracks_to_copy: 2
     }));
+}
+
+#[test]
+fn a_copy_step_never_passes_one_still_unconfirmed() {
+    // Seen with two real clusters: a leader numbered a copy step and died before sending it;
+    // the next leader's first step (its look at the state predated that entry) came after it
+    // and was confirmed, and so, by the sequence number, was the lost one: 32 tracks never
+    // reached the secondary (tests/mirror.rs, leader kills mid-resync).
+    let mut s = Sites::new();
+    let (lost, tracks) = s.copy_step(1).expect("two tracks to copy");
+    assert_eq!(tracks, vec![0]);
+    let next = Command::PprcCopyStep {
+        volume: "p".into(),
+        max_tracks: 1,
+    };
+    let refused = s.a.refused(next.clone());
+    assert_eq!(refused.code(), "pair-copy-unconfirmed");
+    assert!(refused.to_string().contains(&format!("copy step {lost}")), "{refused}");
+    // The new leader copies the lost step's tracks again.
+    s.a.ok(Command::PprcResync {
+        volume: "p".into(),
+        generation: GEN,
+    });
+    s.copy_until_duplex();
+    assert!(s.images_equal(), "every track reached the secondary");
+    // A step confirmed (or voided by a suspension) lets the next one go.
+    s.write(0, b"x");
+    s.a.ok(Command::PausePprc {
+        volume: "p".into(),
+        reason: SuspendReason::LinkFailure,
+        generation: Some(GEN),
+    });
+    s.a.ok(Command::ResumePprc { volume: "p".into() });
+    assert!(s.copy_step(1).is_some());
+    s.a.refused(next);
 }
 
 #[test]

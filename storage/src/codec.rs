@@ -11,7 +11,11 @@ use serde::{de::DeserializeOwned, Serialize};
 /// 7: volume records count their stored tracks; a snapshot is a kept RocksDB checkpoint.
 /// 8: Metro Mirror paths and pairs.
 /// 9: a relationship's copy rate (`mkflash --copy-rate`, `chflash`).
-pub(crate) const FORMAT_VERSION: u8 = 9;
+/// 10: the vote and the purge point beside the Raft log instead of in RocksDB (a version-9
+///     directory opened as 10 would start with no vote, and could vote twice in a term); a
+///     mirror copy step is refused while an earlier one is unconfirmed (a replay of an older
+///     log could decide differently).
+pub(crate) const FORMAT_VERSION: u8 = 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -5,7 +5,7 @@ use rocksdb::{ColumnFamilyDescriptor, Options, DB};
 use statemachine::VolumeId;
 use std::path::Path;
 
-/// Raft metadata: vote, committed, last purged.
+/// Raft metadata: the committed id (the vote and the purge point are kept beside the log).
 pub const CF_RAFT: &str = "raft";
 /// State-machine metadata: volume records, hosts, globals, applied log id, membership.
 pub const CF_META: &str = "meta";
@@ -24,9 +24,7 @@ pub const SNAPSHOT_CFS: [&str; 4] = [CF_META, CF_SUMS, CF_BLOCKS, CF_AUDIT];
 /// build (format 4 kept whole tracks in `tracks` and the Raft log in `log`).
 const RETIRED_CFS: [&str; 2] = ["tracks", "log"];
 
-pub const KEY_VOTE: &[u8] = b"vote";
 pub const KEY_COMMITTED: &[u8] = b"committed";
-pub const KEY_LAST_PURGED: &[u8] = b"last_purged";
 pub const KEY_GLOBALS: &[u8] = b"globals";
 /// Every host with its mappings, in one value (hosts are few; rewritten when they change).
 pub const KEY_HOSTS: &[u8] = b"hosts";

@@ -249,6 +249,33 @@ impl LogFiles {
         self.disk.sync()
     }
 
+    /// Replaces the small value `name` kept beside the segments (the vote, the purge point),
+    /// durably: written to a temporary file and synced, renamed over the old one, and the
+    /// directory synced, so a crash leaves the old value or the new one, never a torn one.
+    pub(crate) fn save(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let temporary = format!("{name}.tmp");
+        let file = self.disk.create(&temporary)?;
+        file.write_all_at(bytes, 0)?;
+        #[cfg(feature = "sabotage")]
+        if name == "vote" && statemachine::sabotage::active(statemachine::sabotage::Sabotage::VoteNotSynced) {
+            return self.disk.rename(&temporary, name);
+        }
+        file.sync()?;
+        self.disk.rename(&temporary, name)?;
+        self.disk.sync()
+    }
+
+    /// The value `name` last saved, if any.
+    pub(crate) fn load(&self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        if !self.disk.list()?.iter().any(|n| n == name) {
+            return Ok(None);
+        }
+        let file = self.disk.open(name)?;
+        let mut bytes = vec![0; file.size()? as usize];
+        file.read_exact_at(&mut bytes, 0)?;
+        Ok(Some(bytes))
+    }
+
     /// Bytes of the entries kept (purged ones still in a segment file do not count).
     pub(crate) fn bytes(&self) -> u64 {
         let first_kept = self.first_kept.load(Ordering::SeqCst);

@@ -1,10 +1,12 @@
-//! The Raft log store: entries in append-only segment files ([`LogFiles`]), the vote, the
-//! committed id and the purge point in RocksDB's raft column family. Durability rules
+//! The Raft log store: entries in append-only segment files ([`LogFiles`]), and beside them on
+//! the same disk the vote and the purge point (each a small file replaced whole, synced); the
+//! committed id, which may be lost, in RocksDB's raft column family. Durability rules
 //! (openraft 0.9): `save_vote` is on disk before it returns; the `append` callback fires only
-//! after the appended entries are synced.
+//! after the appended entries are synced. Everything Raft needs durable is on the log's disk,
+//! so a simulated power loss of that disk tests all of it.
 
 use crate::codec;
-use crate::db::{CF_RAFT, KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
+use crate::db::{CF_RAFT, KEY_COMMITTED};
 use crate::log_files::LogFiles;
 use crate::types::TypeConfig;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -17,6 +19,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, StorageError<u64>>;
+
+/// Beside the segments: the vote, and the id of the last purged entry.
+const VOTE: &str = "vote";
+const PURGED: &str = "purged";
 
 #[derive(Clone)]
 pub struct LogStore {
@@ -40,7 +46,7 @@ impl LogStore {
         if let Ok(Some(Some(committed))) = store.get::<Option<LogId<u64>>>(KEY_COMMITTED) {
             store.committed.store(committed.index, Ordering::Relaxed);
         }
-        if let Ok(Some(purged)) = store.get::<LogId<u64>>(KEY_LAST_PURGED) {
+        if let Ok(Some(purged)) = store.load::<LogId<u64>>(PURGED) {
             // The purge point is recorded before the segments go: a crash in between left
             // segments of purged entries, which nothing else would delete until a later purge
             // (kept off, a restarted node's log stayed hundreds of MiB over its size).
@@ -61,7 +67,7 @@ impl LogStore {
     }
 
     fn refresh_last(&self) -> Result<()> {
-        let last = self.last_entry_id()?.or(self.get(KEY_LAST_PURGED)?);
+        let last = self.last_entry_id()?.or(self.load(PURGED)?);
         *self.last.lock().expect("not poisoned") = last;
         Ok(())
     }
@@ -91,10 +97,18 @@ impl LogStore {
         self.db.put_cf(self.cf(CF_RAFT), key, bytes)
     }
 
-    /// Writes Raft metadata and syncs the WAL before returning (`save_vote`, the purge point).
-    fn put_synced<T: Serialize>(&self, key: &[u8], value: &T) -> std::result::Result<(), rocksdb::Error> {
-        self.put(key, value)?;
-        self.db.flush_wal(true)
+    /// Raft metadata kept beside the log (`VOTE`, `PURGED`), as last saved.
+    fn load<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>> {
+        let bytes = self.files.load(name).map_err(|e| io_error!(read_logs, &e))?;
+        bytes
+            .map(|b| codec::decode(&b).map_err(|e| io_error!(read_logs, &e)))
+            .transpose()
+    }
+
+    /// Saves Raft metadata beside the log, on disk before it returns.
+    fn save<T: Serialize>(&self, name: &str, value: &T) -> std::io::Result<()> {
+        let bytes = codec::encode(value).map_err(std::io::Error::other)?;
+        self.files.save(name, &bytes)
     }
 
     fn last_entry_id(&self) -> Result<Option<LogId<u64>>> {
@@ -139,8 +153,7 @@ impl LogStore {
         // column family; installing one writes through the WAL, synced. (A flush here would
         // stall the Raft core, which awaits the purge.)
         // Record the purge point first: entries at or before it are ignored from then on.
-        self.put_synced(KEY_LAST_PURGED, &log_id)
-            .map_err(|e| io_error!(write_logs, &e))?;
+        self.save(PURGED, &log_id).map_err(|e| io_error!(write_logs, &e))?;
         self.files.purge(log_id.index).map_err(|e| io_error!(write_logs, &e))
     }
 
@@ -162,7 +175,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>> {
-        let last_purged_log_id: Option<LogId<u64>> = self.get(KEY_LAST_PURGED)?;
+        let last_purged_log_id: Option<LogId<u64>> = self.load(PURGED)?;
         let last_log_id = self.last_entry_id()?.or(last_purged_log_id);
         Ok(LogState {
             last_purged_log_id,
@@ -175,11 +188,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<u64>) -> Result<()> {
-        self.put_synced(KEY_VOTE, vote).map_err(|e| io_error!(write_vote, &e))
+        self.save(VOTE, vote).map_err(|e| io_error!(write_vote, &e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<u64>>> {
-        self.get(KEY_VOTE)
+        self.load(VOTE)
     }
 
     /// Not synced: the committed id only lets a restart apply sooner, and any saved value was
@@ -303,7 +316,12 @@ mod tests {
     #[tokio::test]
     async fn a_purge_a_crash_interrupted_is_finished_at_open() {
         let dir = tempfile::tempdir().unwrap();
-        let segments = || std::fs::read_dir(dir.path().join("raft-log")).unwrap().count();
+        let segments = || {
+            let names = std::fs::read_dir(dir.path().join("raft-log")).unwrap();
+            names
+                .filter(|n| n.as_ref().unwrap().path().extension().is_some_and(|e| e == "log"))
+                .count()
+        };
         {
             let (log, _state) = crate::open(dir.path()).unwrap();
             // 30 MiB entries: the fourth starts a second segment (64 MiB passed).
@@ -313,7 +331,7 @@ mod tests {
             }
             assert_eq!(segments(), 2);
             // The purge point reaches disk; the crash comes before the segment is deleted.
-            log.put_synced(KEY_LAST_PURGED, &LogId::new(CommittedLeaderId::new(1, 1), 3u64))
+            log.save(PURGED, &LogId::new(CommittedLeaderId::new(1, 1), 3u64))
                 .unwrap();
         }
         let (mut log, _state) = crate::open(dir.path()).unwrap();

@@ -164,7 +164,7 @@ impl Node {
         };
         let child = command
             .args(&self.args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", std::env::var("TEST_RUST_LOG").unwrap_or("warn".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

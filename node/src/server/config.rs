@@ -105,8 +105,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub api_tls_ca: Option<PathBuf>,
     /// Milliseconds a Metro Mirror secondary may take to confirm before its pair suspends:
-    /// host writes to a full-duplex primary wait at most about this long on a dead link.
-    #[arg(long, default_value_t = 5000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    /// host writes to a full-duplex primary wait at most about this long on a dead link. The
+    /// default outlasts a leader election at the secondary's site (a 2 s lease, a 1-2 s
+    /// election timeout, the vote), so losing one node there suspends nothing.
+    #[arg(long, default_value_t = 10_000, value_name = "MS", value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub mirror_timeout: u64,
     /// Log lines as text, or as one JSON object per line for log shippers (RUST_LOG sets the level).
     #[arg(long, value_enum, default_value = "text")]

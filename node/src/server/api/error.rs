@@ -101,7 +101,8 @@ fn command_status(e: &CommandError) -> StatusCode {
         | CommandError::TargetIsMirrorPrimary { .. }
         | CommandError::TargetIsMirrorSecondary { .. }
         | CommandError::PmirNotPossible { .. }
-        | CommandError::PairSequenceGap { .. } => StatusCode::CONFLICT,
+        | CommandError::PairSequenceGap { .. }
+        | CommandError::PairCopyUnconfirmed { .. } => StatusCode::CONFLICT,
     }
 }
 

@@ -147,8 +147,9 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
                 continue;
             }
             PairState::CopyPending if l.unconfirmed_tracks > 0 && l.sent > here => {
-                // A copy step was sent and not confirmed (it failed, or a previous leader sent
-                // it): its tracks go back out of sync and are copied again, never skipped.
+                // A copy step was numbered and not confirmed (it failed, or a previous leader
+                // numbered it and may never have sent it): its tracks go back out of sync and
+                // are copied again, never skipped (the state machine refuses the next step).
                 sender
                     .propose(Command::PprcResync {
                         volume: l.name.clone(),
@@ -157,8 +158,9 @@ async fn drive(mirror: Arc<Mirror>, consensus: Arc<Consensus>, volume: VolumeId,
                     .await;
                 Ok(())
             }
-            PairState::CopyPending if l.out_of_sync_empty => {
-                // Everything copied and confirmed: the state machine makes it full duplex.
+            PairState::CopyPending if l.out_of_sync_empty || here > l.confirmed => {
+                // Everything copied and confirmed: the state machine makes it full duplex. Or
+                // a confirmation not yet recorded: the next copy step waits for it.
                 sender.propose_confirmed(here).await;
                 Ok(())
             }
