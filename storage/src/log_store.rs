@@ -13,10 +13,11 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
 use rocksdb::DB;
 use serde::{de::DeserializeOwned, Serialize};
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 type Result<T> = std::result::Result<T, StorageError<u64>>;
 
@@ -32,7 +33,76 @@ pub struct LogStore {
     committed: Arc<AtomicU64>,
     /// The id of the last entry (or the purge point when none is left), kept as the log
     /// changes: a pre-vote compares logs without asking the Raft core.
-    last: Arc<std::sync::Mutex<Option<LogId<u64>>>>,
+    last: Arc<Mutex<Option<LogId<u64>>>>,
+    /// The entries appended last, as they were appended: apply and replication read them here
+    /// instead of reading the file back and decoding it.
+    recent: Arc<Mutex<Recent>>,
+}
+
+/// Encoded bytes of the entries [`Recent`] keeps, at most (their payloads are shared with
+/// apply and replication, so this is all they add to memory).
+pub const RECENT_BYTES: usize = 64 << 20;
+
+/// A suffix of the log, in memory: the entries appended last, each with its encoded size (what
+/// a replication budget counts). Empty, or contiguous up to the log's last entry.
+#[derive(Default)]
+struct Recent {
+    entries: VecDeque<(Entry<TypeConfig>, usize)>,
+    bytes: usize,
+}
+
+impl Recent {
+    fn first_index(&self) -> Option<u64> {
+        self.entries.front().map(|(e, _)| e.log_id.index)
+    }
+
+    fn push(&mut self, entries: Vec<(Entry<TypeConfig>, usize)>) {
+        let Some((first, _)) = entries.first() else {
+            return;
+        };
+        let follows = self
+            .entries
+            .back()
+            .is_none_or(|(e, _)| e.log_id.index + 1 == first.log_id.index);
+        if !follows {
+            self.entries.clear();
+            self.bytes = 0;
+        }
+        for (entry, size) in entries {
+            self.bytes += size;
+            self.entries.push_back((entry, size));
+        }
+        while self.bytes > RECENT_BYTES {
+            let Some((_, size)) = self.entries.pop_front() else {
+                break;
+            };
+            self.bytes -= size;
+        }
+    }
+
+    /// Keeps only entries before `index` (a truncation) or after it (a purge).
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|(e, _)| keep(e.log_id.index));
+        self.bytes = self.entries.iter().map(|(_, size)| size).sum();
+    }
+
+    /// Entries from `start` on while `wanted(index)`, within `budget` encoded bytes (never
+    /// none), if `start` is here; `None` if it is not (it is read from the files).
+    fn read(&self, start: u64, wanted: &impl Fn(u64) -> bool, budget: usize) -> Option<Vec<Entry<TypeConfig>>> {
+        let first = self.first_index()?;
+        let skip = usize::try_from(start.checked_sub(first)?).ok()?;
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for (entry, size) in self.entries.iter().skip(skip) {
+            if !wanted(entry.log_id.index) || (!out.is_empty() && bytes + size > budget) {
+                break;
+            }
+            bytes += size;
+            out.push(entry.clone());
+        }
+        // Past the last entry: nothing there, as the files would say.
+        Some(out)
+    }
 }
 
 impl LogStore {
@@ -42,6 +112,7 @@ impl LogStore {
             files: Arc::new(files),
             committed: Arc::default(),
             last: Arc::default(),
+            recent: Arc::default(),
         };
         if let Ok(Some(Some(committed))) = store.get::<Option<LogId<u64>>>(KEY_COMMITTED) {
             store.committed.store(committed.index, Ordering::Relaxed);
@@ -160,6 +231,9 @@ impl LogStore {
     /// Entries from `start` on while `wanted(index)`, stopping before `budget` encoded bytes
     /// would be exceeded (never before the first entry).
     fn read_entries(&self, start: u64, wanted: impl Fn(u64) -> bool, budget: usize) -> Result<Vec<Entry<TypeConfig>>> {
+        if let Some(entries) = self.recent.lock().expect("not poisoned").read(start, &wanted, budget) {
+            return Ok(entries);
+        }
         let records = self
             .files
             .read(start, wanted, budget)
@@ -215,22 +289,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut records = Vec::new();
+        let mut appended = Vec::new();
         let mut last = None;
         for entry in entries {
             let bytes = codec::encode(&entry).map_err(|e| io_error!(write_logs, &e))?;
             records.push((entry.log_id.index, bytes));
             last = Some(entry.log_id);
+            appended.push(entry);
         }
         // One synced write for the whole batch of entries: group commit.
         let files = self.files.clone();
-        let result = crate::runtime::offload(move || files.append(&records))
+        let result = crate::runtime::offload(move || files.append(&records).map(|()| records))
             .await
             .expect("log append task does not panic");
         match result {
-            Ok(()) => {
+            Ok(records) => {
                 if last.is_some() {
                     *self.last.lock().expect("not poisoned") = last;
                 }
+                let sized = appended.into_iter().zip(records).map(|(e, (_, b))| (e, b.len()));
+                self.recent.lock().expect("not poisoned").push(sized.collect());
                 callback.log_io_completed(Ok(()));
                 Ok(())
             }
@@ -243,6 +321,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<u64>) -> Result<()> {
+        let cut = log_id.index;
+        self.recent.lock().expect("not poisoned").retain(|index| index < cut);
         let files = self.files.clone();
         crate::runtime::offload(move || files.truncate(log_id.index))
             .await
@@ -252,6 +332,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn purge(&mut self, log_id: LogId<u64>) -> Result<()> {
+        let purged = log_id.index;
+        self.recent.lock().expect("not poisoned").retain(|index| index > purged);
         let store = self.clone();
         crate::runtime::offload(move || store.purge_blocking(log_id))
             .await
@@ -284,6 +366,46 @@ mod tests {
                 time: Timestamp(index),
             }),
         }
+    }
+
+    /// What apply and replication read of the entries appended last comes from memory: the
+    /// same entries, within the same budget; truncations and purges reach it, and what it no
+    /// longer holds (evicted, or before a gap) is read from the files.
+    #[test]
+    fn recent_entries_are_kept_as_a_bounded_suffix_of_the_log() {
+        let index = |entries: Option<Vec<Entry<TypeConfig>>>| {
+            entries.map(|e| e.iter().map(|e| e.log_id.index).collect::<Vec<_>>())
+        };
+        let all = |_: u64| true;
+        let mut recent = Recent::default();
+        recent.push((1..=4).map(|i| (entry(i, 0), 10 << 20)).collect());
+        assert_eq!(index(recent.read(2, &all, usize::MAX)), Some(vec![2, 3, 4]));
+        assert_eq!(index(recent.read(2, &|i| i < 4, usize::MAX)), Some(vec![2, 3]));
+        // The replication budget: 25 MiB hold two 10 MiB entries; one always goes.
+        assert_eq!(index(recent.read(1, &all, 25 << 20)), Some(vec![1, 2]));
+        assert_eq!(index(recent.read(1, &all, 1)), Some(vec![1]));
+        assert_eq!(
+            index(recent.read(5, &all, usize::MAX)),
+            Some(vec![]),
+            "past the last entry"
+        );
+        assert_eq!(index(recent.read(0, &all, usize::MAX)), None, "before it: the files");
+        // A truncation, then entries of a new leader in its place.
+        recent.retain(|i| i < 3);
+        recent.push(vec![(entry(3, 0), 10 << 20)]);
+        assert_eq!(index(recent.read(1, &all, usize::MAX)), Some(vec![1, 2, 3]));
+        // A purge.
+        recent.retain(|i| i > 1);
+        assert_eq!(index(recent.read(1, &all, usize::MAX)), None);
+        assert_eq!(recent.bytes, 20 << 20);
+        // Entries that do not follow (after a snapshot install) replace what was kept.
+        recent.push(vec![(entry(9, 0), 1)]);
+        assert_eq!(index(recent.read(2, &all, usize::MAX)), None);
+        assert_eq!(index(recent.read(9, &all, usize::MAX)), Some(vec![9]));
+        // Bounded: the oldest go.
+        recent.push((10..=20).map(|i| (entry(i, 0), 8 << 20)).collect());
+        assert!(recent.bytes <= RECENT_BYTES);
+        assert_eq!(recent.first_index(), Some(13));
     }
 
     #[tokio::test]
