@@ -87,10 +87,14 @@ impl Recent {
     }
 
     /// Entries from `start` on while `wanted(index)`, within `budget` encoded bytes (never
-    /// none), if `start` is here; `None` if it is not (it is read from the files).
+    /// none), if `start` is here; `None` if it is not (it is read from the files: also past the
+    /// last entry kept, so an append not yet pushed here is never answered as absent).
     fn read(&self, start: u64, wanted: &impl Fn(u64) -> bool, budget: usize) -> Option<Vec<Entry<TypeConfig>>> {
         let first = self.first_index()?;
         let skip = usize::try_from(start.checked_sub(first)?).ok()?;
+        if skip >= self.entries.len() {
+            return None;
+        }
         let mut out = Vec::new();
         let mut bytes = 0;
         for (entry, size) in self.entries.iter().skip(skip) {
@@ -100,7 +104,6 @@ impl Recent {
             bytes += size;
             out.push(entry.clone());
         }
-        // Past the last entry: nothing there, as the files would say.
         Some(out)
     }
 }
@@ -386,8 +389,8 @@ mod tests {
         assert_eq!(index(recent.read(1, &all, 1)), Some(vec![1]));
         assert_eq!(
             index(recent.read(5, &all, usize::MAX)),
-            Some(vec![]),
-            "past the last entry"
+            None,
+            "past the last entry: the files"
         );
         assert_eq!(index(recent.read(0, &all, usize::MAX)), None, "before it: the files");
         // A truncation, then entries of a new leader in its place.
