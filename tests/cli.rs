@@ -356,3 +356,66 @@ fn cluster_status_and_errors_of_the_cli() {
     assert!(out.stderr.starts_with("error: unreachable: "), "{}", out.stderr);
     assert!(n.ok(&["--version"]).starts_with("flashcopy"));
 }
+
+/// The two-phase refresh Global Mirror forms consistency groups with, as a host sees it over
+/// NBD: a revertible increment refuses host writes on both volumes (EPERM), survives a SIGKILL,
+/// and is thrown away by revertflash (the target reads its previous point in time, the target's
+/// own write of then included) or kept by commitflash (the copy then goes on).
+#[test]
+fn revertible_increments_as_hosts_see_them_through_a_kill() {
+    let (_dir, mut n) = single_node(&[]);
+    for v in ["src", "tgt"] {
+        n.ok(&["mkvol", v, "--size", "8M"]);
+    }
+    let (src, tgt) = (n.nbd_uri("src"), n.nbd_uri("tgt"));
+    qemu_io(&src, &["write -P 1 0 8M"]);
+    n.ok(&["mkflash", "src:tgt", "--persist", "--record", "--seqnum", "3", "--wait"]);
+    qemu_io(&src, &["write -P 2 1M 1M"]);
+    qemu_io(&tgt, &["write -P 9 5M 64k"]);
+    n.fails(&["commitflash", "src:tgt"], 1, "not-revertible");
+
+    let out = n.ok(&["setflashrevertible", "src:tgt", "--seqnum", "5"]);
+    assert!(
+        out.contains("took a revertible increment (seqnum 5): 17 tracks"),
+        "{out}"
+    );
+    let rel = &n.json(&["lsflash", "--json"])[0];
+    assert_eq!(
+        (rel["revertible"].as_bool(), rel["seqnum"].as_u64()),
+        (Some(true), Some(5))
+    );
+    assert!(n.ok(&["lsflash"]).contains("REVERTIBLE"));
+    qemu_io(&tgt, &["read -P 2 1M 1M", "read -P 1 5M 64k", "read -P 1 0 1M"]);
+    for uri in [&src, &tgt] {
+        let write = qemu_io_result(uri, &["-c", "write -P 7 0 4k"]);
+        assert!(
+            write.stdout.contains("Operation not permitted") || write.stderr.contains("Operation not permitted"),
+            "a write to a volume of a revertible relationship: {}{}",
+            write.stdout,
+            write.stderr
+        );
+    }
+    for verb in ["rmflash", "resyncflash", "reverseflash", "setflashrevertible"] {
+        n.fails(&[verb, "src:tgt"], 1, "relationship-revertible");
+    }
+    n.fails(&["revertflash", "src:tgt", "--seqnum", "3"], 1, "seqnum-mismatch");
+
+    // Raft state in RocksDB: the increment outlives a SIGKILL.
+    n.restart();
+    n.wait_ready();
+    assert_eq!(n.json(&["lsflash", "--json"])[0]["revertible"], true);
+    let out = n.ok(&["revertflash", "src:tgt", "--seqnum", "5"]);
+    assert!(out.contains("(seqnum 3): 17 tracks restored"), "{out}");
+    qemu_io(&tgt, &["read -P 1 0 5M", "read -P 9 5M 64k", "read -P 1 5184k 3008k"]);
+    qemu_io(&src, &["read -P 2 1M 1M", "write -P 4 6M 64k"]);
+
+    // Taken again and committed: the copy-on-write and the background copy keep it.
+    n.ok(&["setflashrevertible", "src:tgt"]);
+    n.ok(&["commitflash", "src:tgt", "--seqnum", "3"]);
+    qemu_io(&src, &["write -P 8 1M 64k"]);
+    eventually("the copy to finish", 60, || {
+        n.json(&["lsflash", "--json"])[0]["state"] == "copied"
+    });
+    qemu_io(&tgt, &["read -P 2 1M 1M", "read -P 1 5M 64k", "read -P 4 6M 64k"]);
+    n.fails(&["revertflash", "src:tgt"], 1, "not-revertible");
+}

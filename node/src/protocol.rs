@@ -113,6 +113,15 @@ pub struct ReverseFlash {
     pub seqnum: Option<u32>,
 }
 
+/// `setflashrevertible` (`seqnum` sets the relationships' sequence number), `commitflash` and
+/// `revertflash` (`seqnum` must match it, when given).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Increment {
+    pub pairs: Vec<String>,
+    pub seqnum: Option<u32>,
+}
+
 /// `chflash`: `copy_rate` is MiB/s (0: no background copy), `null` as fast as the node allows.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -11,7 +11,10 @@ use crate::state::State;
 use crate::timestamp::Stamp;
 use crate::track::{TrackReader, VolumeId};
 use crate::tx::{Failure, Tx};
-use crate::{background_copy, establish, freeze, host_mapping, host_write, pprc, provision, resync, reverse, withdraw};
+use crate::{
+    background_copy, establish, freeze, host_mapping, host_write, pprc, provision, resync, reverse, revertible,
+    withdraw,
+};
 
 pub use crate::tx::Applied;
 
@@ -69,6 +72,9 @@ fn dispatch<R: TrackReader>(tx: &mut Tx<'_, R>, command: &Command) -> Result<(),
             seqnum,
         } => resync::resyncflash(tx, pairs, *nocp, *tgtinhibit, *seqnum),
         Command::ReverseFlash { pairs, fast, seqnum } => reverse::reverseflash(tx, pairs, *fast, *seqnum),
+        Command::SetFlashRevertible { pairs, seqnum } => revertible::set_revertible(tx, pairs, *seqnum),
+        Command::CommitFlash { pairs, seqnum } => revertible::commit(tx, pairs, *seqnum),
+        Command::RevertFlash { pairs, seqnum } => revertible::revert(tx, pairs, *seqnum),
         Command::UnfreezeFlash { sources } => freeze::unfreezeflash(tx, sources),
         Command::ChFlash { pairs, copy_rate } => crate::copy_rate::chflash(tx, pairs, *copy_rate),
         Command::CopyStep {

@@ -6,6 +6,7 @@ use crate::command::Pair;
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::pairs::find_existing;
+use crate::revertible::refuse_revertible;
 use crate::track::TrackReader;
 use crate::tx::{Failure, Tx};
 
@@ -23,6 +24,8 @@ pub(crate) fn copy_step<R: TrackReader>(
 ) -> Result<(), Failure<R::Error>> {
     let pair = Pair::new(source, target);
     let target_id = find_existing(tx.state(), std::slice::from_ref(&pair))?[0];
+    // A step proposed before the increment was taken: it waits for the commit or the revert.
+    refuse_revertible(tx.state(), std::slice::from_ref(&pair), &[target_id])?;
     let rel = tx.state().incoming(target_id).expect("found");
     if !rel.background_copy {
         return Err(CommandError::BackgroundCopyOff { pair: pair.to_string() }.into());

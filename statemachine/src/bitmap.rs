@@ -132,6 +132,17 @@ impl OutOfSync {
         }
     }
 
+    /// Marks every track of `set` in sync again (a revert undoes `mark_out_of_sync` this way).
+    pub fn mark_in_sync(&mut self, set: &RoaringBitmap) {
+        if self.inverted {
+            self.bits |= set;
+            self.bits.remove_range(self.tracks..);
+        } else {
+            self.bits -= set;
+        }
+        self.normalize();
+    }
+
     /// The lowest out-of-sync track at or after `from`.
     pub fn first_from(&self, from: u32) -> Option<u32> {
         if from >= self.tracks {

@@ -15,13 +15,18 @@ pub enum BitmapKind {
     OutOfSync = 0,
     SourceChanges = 1,
     TargetChanges = 2,
+    /// A revertible increment's previous change recording (`Revertible`).
+    PreviousSourceChanges = 3,
+    PreviousTargetChanges = 4,
 }
 
 impl BitmapKind {
-    pub const ALL: [BitmapKind; 3] = [
+    pub const ALL: [BitmapKind; 5] = [
         BitmapKind::OutOfSync,
         BitmapKind::SourceChanges,
         BitmapKind::TargetChanges,
+        BitmapKind::PreviousSourceChanges,
+        BitmapKind::PreviousTargetChanges,
     ];
 }
 

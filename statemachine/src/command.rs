@@ -236,6 +236,26 @@ pub enum Command {
         /// Sets the relationship's sequence number.
         seqnum: Option<u32>,
     },
+    /// `setflashrevertible`: each relationship takes a revertible increment (a point in time as
+    /// `resyncflash` takes one, keeping the previous one until a commit or a revert).
+    SetFlashRevertible {
+        pairs: Vec<Pair>,
+        /// Sets the relationship's sequence number.
+        seqnum: Option<u32>,
+    },
+    /// `commitflash`: the revertible increments become the relationships' points in time.
+    CommitFlash {
+        pairs: Vec<Pair>,
+        /// Refuse unless the relationship carries this sequence number.
+        seqnum: Option<u32>,
+    },
+    /// `revertflash`: the revertible increments are thrown away; the targets hold their
+    /// previous points in time again.
+    RevertFlash {
+        pairs: Vec<Pair>,
+        /// Refuse unless the relationship carries this sequence number.
+        seqnum: Option<u32>,
+    },
     UnfreezeFlash {
         sources: Vec<String>,
     },
@@ -455,6 +475,11 @@ impl Command {
             Command::ReverseFlash { pairs: p, fast, seqnum } => {
                 format!("reverseflash {}{}{}", pairs(p), flag(*fast, "fast"), seq(seqnum))
             }
+            Command::SetFlashRevertible { pairs: p, seqnum } => {
+                format!("setflashrevertible {}{}", pairs(p), seq(seqnum))
+            }
+            Command::CommitFlash { pairs: p, seqnum } => format!("commitflash {}{}", pairs(p), seq(seqnum)),
+            Command::RevertFlash { pairs: p, seqnum } => format!("revertflash {}{}", pairs(p), seq(seqnum)),
             Command::UnfreezeFlash { sources } => format!("unfreezeflash {}", sources.join(" ")),
             Command::ChFlash { pairs: p, copy_rate } => format!(
                 "chflash {} --copy-rate {}",
@@ -539,6 +564,9 @@ impl Command {
             | Command::RmFlash { pairs, .. }
             | Command::ResyncFlash { pairs, .. }
             | Command::ReverseFlash { pairs, .. }
+            | Command::SetFlashRevertible { pairs, .. }
+            | Command::CommitFlash { pairs, .. }
+            | Command::RevertFlash { pairs, .. }
             | Command::ChFlash { pairs, .. } => pairs
                 .iter()
                 .flat_map(|p| [p.source.as_str(), p.target.as_str()])

@@ -75,6 +75,8 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
         target_changes: u64,
         created_at: u64,
         synced_at: u64,
+        /// A revertible increment: the previous sequence number, time and change counts.
+        revertible: Option<(u32, u64, u64, u64)>,
     }
     let view = View {
         volume: &record.volume,
@@ -88,6 +90,10 @@ pub(crate) fn record_hash(record: &VolumeRecord) -> u64 {
             target_changes: r.target_changes.len(),
             created_at: r.created_at.0,
             synced_at: r.synced_at.0,
+            revertible: r
+                .revertible
+                .as_ref()
+                .map(|p| (p.seqnum, p.synced_at.0, p.source_changes.len(), p.target_changes.len())),
         }),
         held: record.held_writes.digest(),
         mirror: record.mirror.as_ref().map(|m| MirrorView {

@@ -148,6 +148,14 @@ pub enum CommandError {
     PairCopyUnconfirmed { volume: String, seq: u64 },
     #[error("Remote Pair FlashCopy of {pair} is not possible: {reason}; --pmir preferred falls back to --tgtpprc")]
     PmirNotPossible { pair: String, reason: String },
+    #[error("relationship {pair} has no revertible increment; 'flashcopy setflashrevertible {pair}' takes one")]
+    NotRevertible { pair: String },
+    #[error("relationship {pair} has a revertible increment; keep it with 'flashcopy commitflash {pair}' or throw it away with 'flashcopy revertflash {pair}' first")]
+    RelationshipRevertible { pair: String },
+    #[error("volume {name} is in relationship {relationship}, whose increment is revertible: hosts may not write it until 'flashcopy commitflash {relationship}' or 'flashcopy revertflash {relationship}'", name = shown(.volume))]
+    RevertibleWriteInhibited { volume: String, relationship: String },
+    #[error("relationship {pair} cannot take a revertible increment: {reason}")]
+    RevertibleNotPossible { pair: String, reason: String },
 }
 
 impl CommandError {
@@ -206,6 +214,10 @@ impl CommandError {
             CommandError::PmirNotPossible { .. } => "pmir-not-possible",
             CommandError::PairSequenceGap { .. } => "pair-sequence-gap",
             CommandError::PairCopyUnconfirmed { .. } => "pair-copy-unconfirmed",
+            CommandError::NotRevertible { .. } => "not-revertible",
+            CommandError::RelationshipRevertible { .. } => "relationship-revertible",
+            CommandError::RevertibleWriteInhibited { .. } => "revertible-write-inhibited",
+            CommandError::RevertibleNotPossible { .. } => "revertible-not-possible",
         }
     }
 }

@@ -63,6 +63,7 @@ pub(crate) fn mkflash<R: TrackReader>(
             target_changes: RoaringBitmap::new(),
             created_at: tx.now(),
             synced_at: tx.now(),
+            revertible: None,
         };
         tx.bitmaps_replaced(target);
         let record = tx.record_mut(target);

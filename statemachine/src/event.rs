@@ -70,6 +70,28 @@ pub enum Event {
         target: String,
         tracks_to_copy: u64,
     },
+    /// `setflashrevertible`: the target took a point in time as of this entry that
+    /// `commitflash` keeps or `revertflash` throws away; `tracks` went out of sync for it.
+    IncrementTaken {
+        source: String,
+        target: String,
+        seqnum: u32,
+        tracks: u64,
+    },
+    /// `commitflash`: the revertible increment is the relationship's point in time for good.
+    IncrementCommitted {
+        source: String,
+        target: String,
+        seqnum: u32,
+    },
+    /// `revertflash`: the increment is gone; the target holds the previous point in time
+    /// (sequence number `seqnum`) again, and `tracks` are back in sync.
+    IncrementReverted {
+        source: String,
+        target: String,
+        seqnum: u32,
+        tracks: u64,
+    },
     /// The relationship now runs `source` → `target` (the old target is the new source).
     Reversed {
         source: String,
@@ -198,6 +220,9 @@ impl Event {
             | Event::CopyRateChanged { source, target, .. }
             | Event::Withdrawn { source, target, .. }
             | Event::Resynced { source, target, .. }
+            | Event::IncrementTaken { source, target, .. }
+            | Event::IncrementCommitted { source, target, .. }
+            | Event::IncrementReverted { source, target, .. }
             | Event::Reversed { source, target, .. }
             | Event::TracksCopied { source, target, .. }
             | Event::CopyCompleted { source, target } => vec![source, target],

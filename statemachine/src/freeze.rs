@@ -4,7 +4,7 @@
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::held_writes::HeldWrite;
-use crate::host_write::{unbounded_zeroing, write_now};
+use crate::host_write::{refusal, write_now};
 use crate::track::{TrackReader, VolumeId};
 use crate::tx::{Failure, Tx};
 use std::collections::BTreeSet;
@@ -75,25 +75,9 @@ pub(crate) fn release<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId) -> Resul
         batch
     };
     for HeldWrite { write, .. } in batch {
-        // The range was checked when the write arrived and sizes never change; only a
-        // relationship established since can refuse it now (--tgtinhibit, or a long zeroing
-        // of what became a source).
-        let refusal = tx
-            .state()
-            .incoming(id)
-            .filter(|r| r.target_write_inhibit)
-            .map(|rel| CommandError::TargetWriteInhibited {
-                volume: write.volume.clone(),
-                relationship: tx.state().pair_name(rel),
-            })
-            .or_else(|| unbounded_zeroing(tx.state(), id, &write))
-            .or_else(|| {
-                tx.state()
-                    .is_mirror_secondary(id)
-                    .then(|| CommandError::MirrorSecondary {
-                        volume: write.volume.clone(),
-                    })
-            });
+        // The range was checked when the write arrived and sizes never change; only what
+        // changed since can refuse it now (a relationship established, an increment taken).
+        let refusal = refusal(tx.state(), id, &write);
         match refusal {
             Some(error) => tx.push_event(Event::HeldWriteRefused {
                 volume: write.volume.clone(),

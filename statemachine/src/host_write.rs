@@ -35,23 +35,10 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
     let id = tx
         .state()
         .check_range(&write.volume, write.opened, write.offset, write.data.len())?;
-    if let Some(error) = unbounded_zeroing(tx.state(), id, write) {
+    if let Some(error) = refusal(tx.state(), id, write) {
         return Err(error.into());
     }
-    if tx.state().is_mirror_secondary(id) {
-        return Err(CommandError::MirrorSecondary {
-            volume: write.volume.clone(),
-        }
-        .into());
-    }
     let record = tx.state().record(id).expect("checked");
-    if let Some(rel) = record.incoming.as_ref().filter(|r| r.target_write_inhibit) {
-        return Err(CommandError::TargetWriteInhibited {
-            volume: write.volume.clone(),
-            relationship: tx.state().pair_name(rel),
-        }
-        .into());
-    }
     // Held while frozen, and after a thaw until the writes held before it are all released.
     if record.volume.frozen_until.is_some() || !record.held_writes.is_empty() {
         let seq = tx.record_mut(id).held_writes.push(write.clone());
@@ -67,10 +54,34 @@ pub(crate) fn write<R: TrackReader>(tx: &mut Tx<'_, R>, write: &HostWrite) -> Re
     write_now(tx, id, write)
 }
 
+/// Why a host write to a volume that exists, in range, may not be applied now: the volume is a
+/// Metro Mirror secondary, the target of a `--tgtinhibit` relationship, in a relationship whose
+/// increment is revertible, or the write is a zeroing too long for a source. The one rule for a
+/// new write and for a held write released by a thaw (the volume may have changed in between).
+pub(crate) fn refusal(state: &State, id: VolumeId, write: &HostWrite) -> Option<CommandError> {
+    let volume = || write.volume.clone();
+    if state.is_mirror_secondary(id) {
+        return Some(CommandError::MirrorSecondary { volume: volume() });
+    }
+    if let Some(rel) = state.incoming(id).filter(|r| r.target_write_inhibit) {
+        return Some(CommandError::TargetWriteInhibited {
+            volume: volume(),
+            relationship: state.pair_name(rel),
+        });
+    }
+    if let Some(rel) = state.revertible_of(id) {
+        return Some(CommandError::RevertibleWriteInhibited {
+            volume: volume(),
+            relationship: state.pair_name(rel),
+        });
+    }
+    unbounded_zeroing(state, id, write)
+}
+
 /// A zeroing longer than one write command, on a volume that is a source: its targets may need
 /// every stored track of the range copied first, so it is refused (also when a freeze held it
 /// and the volume became a source since).
-pub(crate) fn unbounded_zeroing(state: &State, id: VolumeId, write: &HostWrite) -> Option<CommandError> {
+fn unbounded_zeroing(state: &State, id: VolumeId, write: &HostWrite) -> Option<CommandError> {
     let zeroing = matches!(write.data, WriteData::Zeroes(_));
     let copies = state.zeroing_copies(id) == Some(true);
     (zeroing && write.data.len() > MAX_WRITE_BYTES && copies).then(|| CommandError::ZeroingTooLarge {

@@ -49,6 +49,7 @@ mod provision;
 mod replay;
 mod resync;
 mod reverse;
+mod revertible;
 #[cfg(feature = "sabotage")]
 pub mod sabotage;
 mod tx;
@@ -76,7 +77,7 @@ pub use mirror::{MirrorPair, PairRole, PairState, PprcPath, SuspendReason, REDAC
 pub use pprc::MIRROR_COPY_TRACKS;
 pub use reads::ReadPlan;
 pub use record::VolumeRecord;
-pub use relationship::{Relationship, RelationshipState, MAX_COPY_RATE, MAX_TARGETS_PER_SOURCE};
+pub use relationship::{Relationship, RelationshipState, Revertible, MAX_COPY_RATE, MAX_TARGETS_PER_SOURCE};
 pub use replay::{Replay, Replayed};
 pub use scheduling::CopyWork;
 pub use state::State;

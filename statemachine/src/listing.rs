@@ -35,6 +35,8 @@ pub struct RelationshipInfo {
     /// MiB/s of background copy at most (`None`: as fast as the node allows).
     pub copy_rate: Option<u32>,
     pub target_write_inhibit: bool,
+    /// An increment is revertible (`setflashrevertible`): `commitflash` or `revertflash` next.
+    pub revertible: bool,
     pub frozen: bool,
     pub out_of_sync_tracks: u64,
     pub total_tracks: u32,
@@ -86,6 +88,7 @@ impl State {
                 background_copy: rel.background_copy,
                 copy_rate: rel.copy_rate,
                 target_write_inhibit: rel.target_write_inhibit,
+                revertible: rel.revertible.is_some(),
                 frozen: self.records[&rel.source].volume.frozen_until.is_some(),
                 out_of_sync_tracks: rel.out_of_sync.len(),
                 total_tracks: rel.out_of_sync.tracks(),

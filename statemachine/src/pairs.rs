@@ -49,3 +49,26 @@ pub(crate) fn find_existing(state: &State, pairs: &[Pair]) -> Result<Vec<VolumeI
         })
         .collect()
 }
+
+/// Refuses unless every relationship (by target) carries `seqnum`, when one is given.
+pub(crate) fn check_seqnum(
+    state: &State,
+    pairs: &[Pair],
+    targets: &[VolumeId],
+    seqnum: Option<u32>,
+) -> Result<(), CommandError> {
+    let Some(expected) = seqnum else {
+        return Ok(());
+    };
+    for (pair, target) in pairs.iter().zip(targets) {
+        let actual = state.incoming(*target).expect("found").seqnum;
+        if actual != expected {
+            return Err(CommandError::SeqnumMismatch {
+                pair: pair.to_string(),
+                expected,
+                actual,
+            });
+        }
+    }
+    Ok(())
+}

@@ -464,6 +464,13 @@ pub(crate) fn become_secondary<R: TrackReader>(
         // Held writes would land on a secondary, in no bitmap.
         return Err(CommandError::VolumeFrozen { name: volume.into() }.into());
     }
+    if let Some(rel) = tx.state().revertible_of(id) {
+        // Mirror writes would change a volume whose increment must stay revertible.
+        return Err(CommandError::RelationshipRevertible {
+            pair: tx.state().pair_name(rel),
+        }
+        .into());
+    }
     let pair = record.mirror.as_ref().expect("exists");
     let mut changed = pair.clone();
     changed.unconfirmed_to_out_of_sync();

@@ -38,6 +38,30 @@ pub struct Relationship {
     pub target_changes: RoaringBitmap,
     pub created_at: Timestamp,
     pub synced_at: Timestamp,
+    /// An uncommitted increment (`setflashrevertible`) and the point in time it replaced.
+    pub revertible: Option<Revertible>,
+}
+
+/// What a relationship was at its last committed point in time, kept while an increment is
+/// revertible so `revertflash` can return to it. Nothing physical has to be kept: while an
+/// increment is revertible hosts write neither volume and the background copy waits, so the
+/// target still stores the previous image of every track the increment put out of sync (a
+/// changed track is always in sync: the write that changed it copied or claimed it first), and
+/// a revert puts those tracks back in sync.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Revertible {
+    pub seqnum: u32,
+    pub synced_at: Timestamp,
+    /// The change recording up to the increment: the tracks it put out of sync.
+    pub source_changes: RoaringBitmap,
+    pub target_changes: RoaringBitmap,
+}
+
+impl Revertible {
+    /// The tracks the increment put out of sync.
+    pub fn increment(&self) -> RoaringBitmap {
+        &self.source_changes | &self.target_changes
+    }
 }
 
 /// The state `lsflash` shows.

@@ -5,6 +5,7 @@ use crate::command::Pair;
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::pairs::find_existing;
+use crate::revertible::refuse_revertible;
 use crate::track::TrackReader;
 use crate::tx::{Failure, Tx};
 
@@ -16,6 +17,7 @@ pub(crate) fn resyncflash<R: TrackReader>(
     seqnum: Option<u32>,
 ) -> Result<(), Failure<R::Error>> {
     let targets = find_existing(tx.state(), pairs)?;
+    refuse_revertible(tx.state(), pairs, &targets)?;
     for (pair, target) in pairs.iter().zip(&targets) {
         let rel = tx.state().incoming(*target).expect("found");
         if !rel.recording {

@@ -8,6 +8,7 @@ use crate::error::CommandError;
 use crate::event::Event;
 use crate::pairs::find_existing;
 use crate::relationship::Relationship;
+use crate::revertible::refuse_revertible;
 use crate::track::TrackReader;
 use crate::tx::{Failure, Tx};
 use roaring::RoaringBitmap;
@@ -19,6 +20,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
     seqnum: Option<u32>,
 ) -> Result<(), Failure<R::Error>> {
     let targets = find_existing(tx.state(), pairs)?;
+    refuse_revertible(tx.state(), pairs, &targets)?;
     for (pair, target) in pairs.iter().zip(&targets) {
         let rel = tx.state().incoming(*target).expect("found");
         if rel.completing {
@@ -101,6 +103,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
             target_changes: RoaringBitmap::new(),
             created_at: old.created_at,
             synced_at: tx.now(),
+            revertible: None,
         };
         let empty = reversed.out_of_sync.is_empty();
         tx.record_mut(old_source).volume.targets.remove(&old_target);

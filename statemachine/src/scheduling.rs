@@ -15,12 +15,13 @@ pub struct CopyWork {
 }
 
 impl State {
-    /// Relationships whose background copy has work left, for the leader's copy scheduler.
+    /// Relationships whose background copy has work left, for the leader's copy scheduler (a
+    /// revertible increment's copy waits for its commit).
     pub fn copy_work(&self) -> Vec<CopyWork> {
         self.records
             .values()
             .filter_map(|r| r.incoming.as_ref())
-            .filter(|rel| rel.background_copy && !rel.out_of_sync.is_empty())
+            .filter(|rel| rel.background_copy && rel.revertible.is_none() && !rel.out_of_sync.is_empty())
             .map(|rel| CopyWork {
                 source: self.name(rel.source).to_string(),
                 target: self.name(rel.target).to_string(),

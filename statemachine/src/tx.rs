@@ -383,6 +383,9 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             BitmapKind::SourceChanges => &mut rel.source_changes,
             BitmapKind::TargetChanges => &mut rel.target_changes,
             BitmapKind::OutOfSync => unreachable!("out-of-sync bits change through mark_copied"),
+            BitmapKind::PreviousSourceChanges | BitmapKind::PreviousTargetChanges => {
+                unreachable!("a revertible increment's bitmaps are replaced whole")
+            }
         };
         if bits.insert(track) {
             self.changes
@@ -401,6 +404,9 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             BitmapKind::SourceChanges => &mut rel.source_changes,
             BitmapKind::TargetChanges => &mut rel.target_changes,
             BitmapKind::OutOfSync => unreachable!("out-of-sync bits change through mark_range_copied"),
+            BitmapKind::PreviousSourceChanges | BitmapKind::PreviousTargetChanges => {
+                unreachable!("a revertible increment's bitmaps are replaced whole")
+            }
         };
         if bits.insert_range(tracks.clone()) == 0 {
             return;

@@ -1,9 +1,9 @@
 //! rmflash: withdraw relationships, now or (with --cp) when the background copy completes.
 
 use crate::command::Pair;
-use crate::error::CommandError;
 use crate::event::Event;
-use crate::pairs::find_existing;
+use crate::pairs::{check_seqnum, find_existing};
+use crate::revertible::refuse_revertible;
 use crate::track::{TrackReader, VolumeId};
 use crate::tx::{Failure, Tx};
 
@@ -14,19 +14,8 @@ pub(crate) fn rmflash<R: TrackReader>(
     seqnum: Option<u32>,
 ) -> Result<(), Failure<R::Error>> {
     let targets = find_existing(tx.state(), pairs)?;
-    if let Some(expected) = seqnum {
-        for (pair, target) in pairs.iter().zip(&targets) {
-            let actual = tx.state().incoming(*target).expect("found").seqnum;
-            if actual != expected {
-                return Err(CommandError::SeqnumMismatch {
-                    pair: pair.to_string(),
-                    expected,
-                    actual,
-                }
-                .into());
-            }
-        }
-    }
+    check_seqnum(tx.state(), pairs, &targets, seqnum)?;
+    refuse_revertible(tx.state(), pairs, &targets)?;
     for (pair, target) in pairs.iter().zip(targets) {
         let rel = tx.relationship_mut(target);
         if cp && !rel.out_of_sync.is_empty() {

@@ -69,6 +69,12 @@ enum Op {
         pair: (usize, usize),
         n: u32,
     },
+    /// `setflashrevertible` (0), `commitflash` (1) or `revertflash` (2).
+    Increment {
+        pair: (usize, usize),
+        what: u8,
+        seq: Option<u32>,
+    },
     Unfreeze {
         v: usize,
     },
@@ -93,7 +99,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (pair.clone(), any::<bool>(), prop::option::of(0..3u32)).prop_map(|(pair, cp, seq)| Op::Rm { pair, cp, seq }),
         2 => (pair.clone(), any::<bool>(), any::<bool>()).prop_map(|(pair, nocp, inhibit)| Op::Resync { pair, nocp, inhibit }),
         2 => (pair.clone(), any::<bool>()).prop_map(|(pair, fast)| Op::Reverse { pair, fast }),
-        3 => (pair, 1..4u32).prop_map(|(pair, n)| Op::Copy { pair, n }),
+        3 => (pair.clone(), 1..4u32).prop_map(|(pair, n)| Op::Copy { pair, n }),
+        4 => (pair, 0..3u8, prop::option::of(0..3u32)).prop_map(|(pair, what, seq)| Op::Increment { pair, what, seq }),
         1 => v.prop_map(|v| Op::Unfreeze { v }),
         1 => (0..200u64).prop_map(|secs| Op::Tick { secs }),
     ]
@@ -107,6 +114,8 @@ struct Model {
     relationships: BTreeSet<(String, String)>,
     frozen: BTreeMap<String, u64>,
     pending: HashMap<u64, HostWrite>,
+    /// Relationships with a revertible increment, and the target's image before it.
+    revertible: BTreeMap<(String, String), Vec<u8>>,
 }
 
 impl Model {
@@ -252,6 +261,20 @@ fn command(op: &Op, model: &Model, tag: u64) -> Command {
             target: name(t),
             max_tracks: n,
         },
+        Op::Increment { pair: p, what, seq } => match what {
+            0 => Command::SetFlashRevertible {
+                pairs: pair(p),
+                seqnum: seq,
+            },
+            1 => Command::CommitFlash {
+                pairs: pair(p),
+                seqnum: seq,
+            },
+            _ => Command::RevertFlash {
+                pairs: pair(p),
+                seqnum: seq,
+            },
+        },
         Op::Unfreeze { v } => Command::UnfreezeFlash { sources: vec![name(v)] },
         Op::Tick { .. } => Command::Tick,
     }
@@ -307,7 +330,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         );
 
         // Predictions the model makes on its own.
+        let revertible = |volume: &str| model.revertible.keys().any(|(s, t)| s == volume || t == volume);
         match &cmd {
+            Command::Write(w) if revertible(&w.volume) => {
+                prop_assert!(
+                    applied.result.is_err(),
+                    "{ctx}: write to a revertible relationship's volume accepted"
+                );
+            }
             Command::Write(w) if !model.volumes.contains_key(&w.volume) => {
                 prop_assert!(applied.result.is_err(), "{ctx}: write to a missing volume accepted");
             }
@@ -385,11 +415,31 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         model.relationships.remove(&(source.clone(), target.clone())),
                         "{ctx}: unknown withdrawn"
                     );
+                    prop_assert!(
+                        !model.revertible.contains_key(&(source.clone(), target.clone())),
+                        "{ctx}: a revertible relationship withdrawn"
+                    );
                     if *incomplete {
                         adopt.push(target.clone());
                     }
                 }
                 Event::Resynced { source, target, .. } => model.copy(source, target),
+                Event::IncrementTaken { source, target, .. } => {
+                    let before = model.volumes[target].clone();
+                    prop_assert!(model
+                        .revertible
+                        .insert((source.clone(), target.clone()), before)
+                        .is_none());
+                    model.copy(source, target);
+                }
+                Event::IncrementCommitted { source, target, .. } => {
+                    prop_assert!(model.revertible.remove(&(source.clone(), target.clone())).is_some());
+                }
+                Event::IncrementReverted { source, target, .. } => {
+                    let before = model.revertible.remove(&(source.clone(), target.clone()));
+                    prop_assert!(before.is_some(), "{ctx}: reverted what was not revertible");
+                    model.volumes.insert(target.clone(), before.unwrap());
+                }
                 Event::Reversed {
                     source, target, fast, ..
                 } => {
@@ -456,6 +506,19 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             .map(|r| (r.source, r.target))
             .collect();
         prop_assert_eq!(&sut_rels, &model.relationships, "{}", ctx);
+        let sut_revertible: BTreeSet<(String, String)> = h
+            .state
+            .relationships(&[])
+            .into_iter()
+            .filter(|r| r.revertible)
+            .map(|r| (r.source, r.target))
+            .collect();
+        prop_assert_eq!(
+            sut_revertible,
+            model.revertible.keys().cloned().collect::<BTreeSet<_>>(),
+            "{}",
+            ctx
+        );
         for r in h.state.relationships(&[]) {
             prop_assert!(r.out_of_sync_tracks <= u64::from(r.total_tracks));
         }

@@ -15,7 +15,9 @@ use serde::{de::DeserializeOwned, Serialize};
 ///     directory opened as 10 would start with no vote, and could vote twice in a term); a
 ///     mirror copy step is refused while an earlier one is unconfirmed (a replay of an older
 ///     log could decide differently).
-pub(crate) const FORMAT_VERSION: u8 = 10;
+/// 11: revertible increments (`setflashrevertible`): relationships keep the previous point in
+///     time's sequence number, time and change bitmaps.
+pub(crate) const FORMAT_VERSION: u8 = 11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -10,8 +10,8 @@ use crate::codec::{self, CodecError};
 use roaring::RoaringBitmap;
 use serde::{Deserialize, Serialize};
 use statemachine::{
-    BitmapKind, DetailChanges, HeldWrite, HostWrite, OutOfSync, Relationship, State, Timestamp, Volume, VolumeId,
-    VolumeRecord, BITMAP_BLOCK_TRACKS,
+    BitmapKind, DetailChanges, HeldWrite, HostWrite, OutOfSync, Relationship, Revertible, State, Timestamp, Volume,
+    VolumeId, VolumeRecord, BITMAP_BLOCK_TRACKS,
 };
 use std::collections::{BTreeMap, HashMap};
 
@@ -62,6 +62,9 @@ struct StoredRelationship {
     out_of_sync_inverted: bool,
     created_at: Timestamp,
     synced_at: Timestamp,
+    /// A revertible increment's previous sequence number and time (its change recording is in
+    /// the `Previous…` bitmaps).
+    revertible: Option<(u32, Timestamp)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,11 +83,14 @@ pub enum MetaWrite {
     DeleteRange(Vec<u8>, Vec<u8>),
 }
 
-fn bits(rel: &Relationship, kind: BitmapKind) -> &RoaringBitmap {
+/// One of a relationship's bitmaps; `None` for a revertible increment's while there is none.
+fn bits(rel: &Relationship, kind: BitmapKind) -> Option<&RoaringBitmap> {
     match kind {
-        BitmapKind::OutOfSync => rel.out_of_sync.raw().0,
-        BitmapKind::SourceChanges => &rel.source_changes,
-        BitmapKind::TargetChanges => &rel.target_changes,
+        BitmapKind::OutOfSync => Some(rel.out_of_sync.raw().0),
+        BitmapKind::SourceChanges => Some(&rel.source_changes),
+        BitmapKind::TargetChanges => Some(&rel.target_changes),
+        BitmapKind::PreviousSourceChanges => rel.revertible.as_ref().map(|p| &p.source_changes),
+        BitmapKind::PreviousTargetChanges => rel.revertible.as_ref().map(|p| &p.target_changes),
     }
 }
 
@@ -122,7 +128,11 @@ fn put_block(
     block: u32,
 ) -> Result<(), CodecError> {
     let key = bitmap_key(target, kind, block);
-    out.push(match block_value(bits(rel, kind), block)? {
+    let value = match bits(rel, kind) {
+        Some(bitmap) => block_value(bitmap, block)?,
+        None => None,
+    };
+    out.push(match value {
         Some(value) => MetaWrite::Put(key, value),
         None => MetaWrite::Delete(key),
     });
@@ -150,7 +160,7 @@ pub fn stage(state: &State, touched: &[VolumeId], details: &DetailChanges) -> Re
         out.push(MetaWrite::DeleteRange(from, to));
         if let Some(rel) = incoming(target) {
             for kind in BitmapKind::ALL {
-                for block in blocks_with_bits(bits(rel, kind)) {
+                for block in bits(rel, kind).map(blocks_with_bits).unwrap_or_default() {
                     put_block(&mut out, rel, target, kind, block)?;
                 }
             }
@@ -190,6 +200,7 @@ fn encode_record(record: &VolumeRecord) -> Result<Vec<u8>, CodecError> {
             out_of_sync_inverted: r.out_of_sync.raw().1,
             created_at: r.created_at,
             synced_at: r.synced_at,
+            revertible: r.revertible.as_ref().map(|p| (p.seqnum, p.synced_at)),
         }),
         content_digest: record.content_digest,
         stored_tracks: record.stored_tracks,
@@ -258,6 +269,12 @@ impl Loader {
                         target_changes: bitmap(target, BitmapKind::TargetChanges),
                         created_at: r.created_at,
                         synced_at: r.synced_at,
+                        revertible: r.revertible.map(|(seqnum, synced_at)| Revertible {
+                            seqnum,
+                            synced_at,
+                            source_changes: bitmap(target, BitmapKind::PreviousSourceChanges),
+                            target_changes: bitmap(target, BitmapKind::PreviousTargetChanges),
+                        }),
                     }
                 });
                 VolumeRecord {

@@ -32,6 +32,8 @@ enum Op {
     Resync(usize, usize),
     Reverse(usize, usize, bool),
     Copy(usize, usize, u32),
+    /// `setflashrevertible` (0), `commitflash` (1) or `revertflash` (2).
+    Increment(usize, usize, u8),
     Unfreeze(usize),
     Tick(u64),
 }
@@ -45,6 +47,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (v.clone(), v.clone()).prop_map(|(s, t)| Op::Resync(s, t)),
         1 => (v.clone(), v.clone(), any::<bool>()).prop_map(|(s, t, f)| Op::Reverse(s, t, f)),
         3 => (v.clone(), v.clone(), 1..100u32).prop_map(|(s, t, n)| Op::Copy(s, t, n)),
+        2 => (v.clone(), v.clone(), 0..3u8).prop_map(|(s, t, what)| Op::Increment(s, t, what)),
         1 => v.prop_map(Op::Unfreeze),
         1 => (0..200u64).prop_map(Op::Tick),
     ]
@@ -194,6 +197,18 @@ fn command(op: &Op, tag: u64) -> Command {
             source: NAMES[s].into(),
             target: NAMES[t].into(),
             max_tracks: n,
+        },
+        Op::Increment(s, t, 0) => Command::SetFlashRevertible {
+            pairs: pair(s, t),
+            seqnum: None,
+        },
+        Op::Increment(s, t, 1) => Command::CommitFlash {
+            pairs: pair(s, t),
+            seqnum: None,
+        },
+        Op::Increment(s, t, _) => Command::RevertFlash {
+            pairs: pair(s, t),
+            seqnum: None,
         },
         Op::Unfreeze(v) => Command::UnfreezeFlash {
             sources: vec![NAMES[v].into()],

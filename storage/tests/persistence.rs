@@ -340,7 +340,7 @@ fn a_data_directory_of_an_older_format_is_refused_with_the_version() {
         .expect("an old directory is refused")
         .to_string();
     assert!(
-        error.contains("format version 4, this build reads version 10"),
+        error.contains("format version 4, this build reads version 11"),
         "{error}"
     );
     let error = storage::open_read_only(dir.path())
@@ -392,7 +392,7 @@ async fn refused_with_version(version: u8) {
     }
     let error = storage::open(dir.path()).err().expect("refused").to_string();
     assert!(
-        error.contains(&format!("format version {version}, this build reads version 10")),
+        error.contains(&format!("format version {version}, this build reads version 11")),
         "{error}"
     );
 }

@@ -23,6 +23,18 @@ pub enum MirrorMode {
     Sync,
 }
 
+/// `commitflash` and `revertflash`: the relationships whose increments end.
+#[derive(Args, Debug, Clone)]
+pub struct IncrementEnd {
+    #[arg(required = true, value_name = "SRC:TGT")]
+    pub pairs: Vec<String>,
+    /// Refuse unless each relationship carries this sequence number.
+    #[arg(long)]
+    pub seqnum: Option<u32>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ClientArgs {
     /// Admin API of any node of the cluster.
@@ -303,6 +315,23 @@ pub enum Verb {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Take a revertible increment: refresh persistent, recording relationships as resyncflash
+    /// does, keeping the previous point in time until commitflash or revertflash. Until then
+    /// hosts may not write the sources or the targets (EPERM) and no background copy runs.
+    Setflashrevertible {
+        #[arg(required = true, value_name = "SRC:TGT")]
+        pairs: Vec<String>,
+        /// The sequence number the increment carries (commitflash and revertflash may check it).
+        #[arg(long)]
+        seqnum: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Keep relationships' revertible increments: they become their points in time.
+    Commitflash(IncrementEnd),
+    /// Throw relationships' revertible increments away: each target holds its previous point
+    /// in time again.
+    Revertflash(IncrementEnd),
     /// Change relationships' background copy rate (it holds through leader changes).
     Chflash {
         #[arg(required = true, value_name = "SRC:TGT")]

@@ -1,5 +1,5 @@
 //! The FlashCopy verbs: `mkflash`, `lsflash`, `rmflash`, `resyncflash`, `reverseflash`,
-//! `chflash`, `unfreezeflash`. Pair syntax and option combinations are checked here first: a typo is a
+//! `setflashrevertible`, `commitflash`, `revertflash`, `chflash`, `unfreezeflash`. Pair syntax and option combinations are checked here first: a typo is a
 //! usage error (exit 2), not a refusal by the cluster.
 
 use super::args::ClientArgs;
@@ -7,7 +7,9 @@ use super::client::{ApiClient, CliError};
 use super::progress::{relationships_query, wait_for_copy, watch};
 use super::report::relationships_table;
 use super::{api, print_events, print_json};
-use crate::protocol::{ChFlash, CommandReply, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
+use crate::protocol::{
+    ChFlash, CommandReply, Increment, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash,
+};
 use statemachine::{EstablishOptions, MirrorTarget, Pair, RelationshipInfo};
 
 pub async fn mkflash(
@@ -106,6 +108,18 @@ pub async fn reverseflash(
     let reversed: Vec<(String, String)> = parsed.into_iter().map(|(s, t)| (t, s)).collect();
     let body = ReverseFlash { pairs, fast, seqnum };
     send(&api(client)?, "/reverseflash", &body, wait.then_some(&reversed[..])).await
+}
+
+/// `setflashrevertible`, `commitflash` or `revertflash` (by API path): nothing to wait for, as
+/// no background copy runs while an increment is revertible.
+pub async fn increment(
+    client: &ClientArgs,
+    path: &str,
+    pairs: Vec<String>,
+    seqnum: Option<u32>,
+) -> Result<(), CliError> {
+    parse_pairs(&pairs)?;
+    send(&api(client)?, path, &Increment { pairs, seqnum }, None).await
 }
 
 pub async fn chflash(client: &ClientArgs, pairs: Vec<String>, copy_rate: Option<u32>) -> Result<(), CliError> {

@@ -140,6 +140,11 @@ async fn dispatch(verb: Verb) -> Result<(), CliError> {
             wait,
             client,
         } => flash::reverseflash(&client, pairs, fast, seqnum, wait).await,
+        Verb::Setflashrevertible { pairs, seqnum, client } => {
+            flash::increment(&client, "/setflashrevertible", pairs, seqnum).await
+        }
+        Verb::Commitflash(end) => flash::increment(&end.client, "/commitflash", end.pairs, end.seqnum).await,
+        Verb::Revertflash(end) => flash::increment(&end.client, "/revertflash", end.pairs, end.seqnum).await,
         Verb::Chflash {
             pairs,
             copy_rate,

@@ -73,6 +73,25 @@ pub fn describe(event: &Event) -> String {
         } => {
             format!("refreshed {source}:{target}: {tracks_to_copy} tracks to copy")
         }
+        Event::IncrementTaken {
+            source,
+            target,
+            seqnum,
+            tracks,
+        } => format!(
+            "{source}:{target} took a revertible increment (seqnum {seqnum}): {tracks} tracks refreshed; {source} and {target} refuse host writes until commitflash or revertflash"
+        ),
+        Event::IncrementCommitted { source, target, seqnum } => {
+            format!("committed the increment of {source}:{target} (seqnum {seqnum})")
+        }
+        Event::IncrementReverted {
+            source,
+            target,
+            seqnum,
+            tracks,
+        } => format!(
+            "reverted {source}:{target} to its previous point in time (seqnum {seqnum}): {tracks} tracks restored"
+        ),
         Event::Reversed {
             source,
             target,
@@ -391,6 +410,7 @@ pub fn relationships_table(rels: &[RelationshipInfo]) -> String {
                     (true, Some(rate)) => format!("{rate}MiB/s"),
                 },
                 yes(r.target_write_inhibit),
+                yes(r.revertible),
                 yes(r.frozen),
                 format!("{}/{}", r.out_of_sync_tracks, r.total_tracks),
                 r.created_at.clone(),
@@ -408,6 +428,7 @@ pub fn relationships_table(rels: &[RelationshipInfo]) -> String {
             "BGCOPY",
             "COPYRATE",
             "TGTINHIBIT",
+            "REVERTIBLE",
             "FROZEN",
             "OUT_OF_SYNC",
             "CREATED",

@@ -102,7 +102,11 @@ fn command_status(e: &CommandError) -> StatusCode {
         | CommandError::TargetIsMirrorSecondary { .. }
         | CommandError::PmirNotPossible { .. }
         | CommandError::PairSequenceGap { .. }
-        | CommandError::PairCopyUnconfirmed { .. } => StatusCode::CONFLICT,
+        | CommandError::PairCopyUnconfirmed { .. }
+        | CommandError::NotRevertible { .. }
+        | CommandError::RelationshipRevertible { .. }
+        | CommandError::RevertibleWriteInhibited { .. }
+        | CommandError::RevertibleNotPossible { .. } => StatusCode::CONFLICT,
     }
 }
 

@@ -2,7 +2,9 @@
 
 use super::error::ApiError;
 use super::{run, AdminApi, Api};
-use crate::protocol::{ChFlash, CommandReply, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash};
+use crate::protocol::{
+    ChFlash, CommandReply, Increment, MkFlash, Pmir, ResyncFlash, ReverseFlash, RmFlash, UnfreezeFlash,
+};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -157,6 +159,38 @@ pub(super) async fn reverseflash(
         |p| p.source.clone(),
     )
     .await
+}
+
+/// `setflashrevertible`, `commitflash`, `revertflash`: never a Remote Pair FlashCopy's (the state
+/// machine refuses one a revertible increment), so one site's entry.
+async fn increment(
+    a: &AdminApi,
+    body: Result<Json<Increment>, JsonRejection>,
+    command: fn(Vec<Pair>, Option<u32>) -> Command,
+) -> Result<Json<CommandReply>, ApiError> {
+    let Json(r) = body?;
+    run(a, command(pairs(&r.pairs)?, r.seqnum)).await
+}
+
+pub(super) async fn setflashrevertible(
+    State(a): Api,
+    body: Result<Json<Increment>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    increment(&a, body, |pairs, seqnum| Command::SetFlashRevertible { pairs, seqnum }).await
+}
+
+pub(super) async fn commitflash(
+    State(a): Api,
+    body: Result<Json<Increment>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    increment(&a, body, |pairs, seqnum| Command::CommitFlash { pairs, seqnum }).await
+}
+
+pub(super) async fn revertflash(
+    State(a): Api,
+    body: Result<Json<Increment>, JsonRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    increment(&a, body, |pairs, seqnum| Command::RevertFlash { pairs, seqnum }).await
 }
 
 pub(super) async fn chflash(

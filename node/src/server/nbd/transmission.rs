@@ -345,7 +345,10 @@ fn extent_flags(extent: &Extent) -> (u64, u32) {
 
 fn failure(f: HostIoError) -> Refusal {
     let errno = match &f {
-        HostIoError::Refused(CommandError::TargetWriteInhibited { .. }) | HostIoError::Denied(_) => EPERM,
+        HostIoError::Refused(
+            CommandError::TargetWriteInhibited { .. } | CommandError::RevertibleWriteInhibited { .. },
+        )
+        | HostIoError::Denied(_) => EPERM,
         HostIoError::Refused(CommandError::OutOfRange { .. } | CommandError::WriteTooLarge { .. })
         | HostIoError::Empty => EINVAL,
         // The client must reconnect: to the leader, or to the majority's side (a commit that
