@@ -806,3 +806,121 @@ print("ok")
     // The new volume holds only what was written to it.
     qemu_io(&node.nbd_uri("x"), &["read -P 0x02 0 4k"]);
 }
+
+/// A model of volumes in a cascade: every byte as a host must read it.
+struct CascadeModel {
+    volumes: Vec<Vec<u8>>,
+    seed: u64,
+}
+
+impl CascadeModel {
+    /// A small deterministic generator (xorshift): the same writes every run.
+    fn next(&mut self, below: u64) -> u64 {
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        self.seed % below
+    }
+
+    /// Random qemu-io writes (byte-granular, any length up to 200 KiB) to `volume`, in the model too.
+    fn write(&mut self, n: &Node, volume: usize, count: usize) {
+        let size = self.volumes[volume].len() as u64;
+        let mut commands = Vec::new();
+        for _ in 0..count {
+            let length = 1 + self.next(200 << 10);
+            let offset = self.next(size - length);
+            let pattern = 1 + self.next(255) as u8;
+            self.volumes[volume][offset as usize..(offset + length) as usize].fill(pattern);
+            commands.push(format!("write -P {pattern} {offset} {length}"));
+        }
+        let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+        qemu_io(&n.nbd_uri(&format!("v{volume}")), &commands);
+    }
+
+    /// Reads the volumes whole with qemu-io, one `read -P` per run of equal bytes of the model.
+    fn check(&self, n: &Node, volumes: &[usize], when: &str) {
+        for &v in volumes {
+            let bytes = &self.volumes[v];
+            let mut commands = Vec::new();
+            let mut start = 0;
+            while start < bytes.len() {
+                let end = start + bytes[start..].iter().take_while(|b| **b == bytes[start]).count();
+                commands.push(format!("read -P {} {start} {}", bytes[start], end - start));
+                start = end;
+            }
+            let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+            let out = qemu_io_result(
+                &n.nbd_uri(&format!("v{v}")),
+                &commands.iter().flat_map(|c| ["-c", c]).collect::<Vec<_>>(),
+            );
+            assert!(
+                out.code == 0 && !out.stdout.contains("fail") && !out.stdout.contains("Pattern verification"),
+                "{when}: v{v} differs from the model: {}{}",
+                out.stdout,
+                out.stderr
+            );
+        }
+    }
+}
+
+/// Cascading FlashCopy as hosts see it: v0→v1 (nocopy), v1→v2 (no copy, then slowly, then at
+/// full speed), v2→v3 (nocopy), random byte-granular writes on every volume of the cascade, and
+/// qemu-io reading each volume whole against a model after each round.
+#[test]
+fn qemu_io_reads_every_volume_of_a_cascade_as_the_model_after_random_writes() {
+    let (_dir, n) = single_node(&[]);
+    let size = 4 << 20;
+    for v in 0..4 {
+        n.ok(&["mkvol", &format!("v{v}"), "--size", "4M"]);
+    }
+    let mut m = CascadeModel {
+        volumes: vec![vec![0; size]; 4],
+        seed: 0x9e37_79b9_7f4a_7c15,
+    };
+    m.write(&n, 0, 12);
+    n.ok(&["mkflash", "v0:v1", "--nocp"]);
+    m.volumes[1] = m.volumes[0].clone();
+    m.write(&n, 0, 6);
+    m.write(&n, 1, 6);
+    // No background copy yet: the refusals below must not race it.
+    n.ok(&["mkflash", "v1:v2", "--persist", "--copy-rate", "0"]);
+    m.volumes[2] = m.volumes[1].clone();
+    m.write(&n, 1, 6);
+    n.ok(&["mkflash", "v2:v3", "--nocp"]);
+    m.volumes[3] = m.volumes[2].clone();
+    let lsflash = n.ok(&["lsflash"]);
+    assert!(lsflash.contains("v0>v1>v2>v3"), "{lsflash}");
+    n.fails(&["resyncflash", "v0:v1"], 1, "not-recording");
+    n.fails(&["rmflash", "v0:v1"], 1, "cascade-copy-running");
+    n.fails(&["mkflash", "v3:v0"], 1, "cascade-not-allowed");
+    // Nothing copied yet: v3 reads through v2 and v1 to v0.
+    m.check(&n, &[0, 1, 2, 3], "established");
+    for round in 0..3 {
+        if round == 1 {
+            n.ok(&["chflash", "v1:v2", "--copy-rate", "1"]);
+        }
+        for v in [2, 0, 3, 1] {
+            m.write(&n, v, 5);
+        }
+        m.check(&n, &[0, 1, 2, 3], &format!("round {round}"));
+    }
+    n.ok(&["chflash", "v1:v2", "--copy-rate", "unlimited"]);
+    eventually("the copy v1:v2 to finish", 60, || {
+        n.json(&["lsflash", "v2", "--json"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["target"] == "v2" && r["state"] == "copied")
+    });
+    for v in [1, 2, 0, 3] {
+        m.write(&n, v, 5);
+    }
+    m.check(&n, &[0, 1, 2, 3], "after the copy");
+    // v1's image no longer matters to v2: its own source may go, leaving it incomplete.
+    n.ok(&["rmflash", "v0:v1"]);
+    m.write(&n, 2, 3);
+    m.check(&n, &[0, 2, 3], "after v0:v1 was withdrawn");
+    let volumes = n.json(&["lsvol", "--json"]);
+    let v1 = volumes.as_array().unwrap().iter().find(|v| v["name"] == "v1").unwrap();
+    assert_eq!(v1["state"], "incomplete");
+}

@@ -42,8 +42,10 @@ impl State {
     pub fn allocation_query(&self, volume: VolumeId) -> AllocationQuery {
         AllocationQuery {
             track_size: u64::from(self.globals.track_size),
-            volume,
-            shared: self.incoming(volume).map(|rel| (rel.source, rel.out_of_sync.clone())),
+            levels: self
+                .upstream(volume)
+                .map(|v| (v, self.incoming(v).map(|rel| rel.out_of_sync.clone())))
+                .collect(),
         }
     }
 }
@@ -52,9 +54,9 @@ impl State {
 #[derive(Clone, Debug)]
 pub struct AllocationQuery {
     track_size: u64,
-    volume: VolumeId,
-    /// The volume's source and the tracks it still shares with it, if it is a target.
-    shared: Option<(VolumeId, OutOfSync)>,
+    /// The volume and its sources up the cascade, nearest first, each with the tracks it still
+    /// shares with the next (`None` for the last, which is no target).
+    levels: Vec<(VolumeId, Option<OutOfSync>)>,
 }
 
 impl AllocationQuery {
@@ -66,7 +68,6 @@ impl AllocationQuery {
         length: u64,
         budget: u32,
     ) -> Result<Vec<Extent>, R::Error> {
-        let volume = self.volume;
         let ts = self.track_size;
         let end = offset + length;
         let last = ((end - 1) / ts) as u32;
@@ -79,7 +80,7 @@ impl AllocationQuery {
         };
         let mut track = (offset / ts) as u32;
         while track <= last {
-            match self.next_allocated(tracks, volume, track, last, &mut looked, budget)? {
+            match self.next_allocated(tracks, 0, track, last, &mut looked, budget)? {
                 Allocated::At(found) => {
                     if found > track {
                         push(&mut runs, track, found, false);
@@ -109,56 +110,60 @@ impl AllocationQuery {
             .collect())
     }
 
-    /// The first allocated track in `from..=last` — one this volume stores and does not share,
-    /// or one the source stores and this volume shares — or, when the budget of stored tracks
-    /// to look at runs out first, how far the search got. A search always gets past `from`.
+    /// The first track in `from..=last` allocated as level `level` of the cascade reads it — one
+    /// that level stores and does not share, or one it shares that the next level up reads as
+    /// allocated — or, when the budget of stored tracks to look at runs out first, how far the
+    /// search got. A search always gets past `from`.
     fn next_allocated<R: TrackReader>(
         &self,
         tracks: &R,
-        volume: VolumeId,
+        level: usize,
         from: u32,
         last: u32,
         looked: &mut u32,
         budget: u32,
     ) -> Result<Allocated, R::Error> {
-        let shared = |track: u32| self.shared.as_ref().is_some_and(|(_, oos)| oos.contains(track));
-        // Nothing of the source's is allocated before `bound`, unless `theirs`.
+        let (volume, shared) = &self.levels[level];
+        let is_shared = |track: u32| shared.as_ref().is_some_and(|oos| oos.contains(track));
+        // Nothing the next level reads as allocated is shared here before `bound`, unless `theirs`.
         let mut bound = last + 1;
         let mut theirs = None;
-        if let Some((source, out_of_sync)) = &self.shared {
-            // Leapfrog over the two sets: the source's stored tracks, the shared ones.
+        if let Some(out_of_sync) = shared {
+            // Leapfrog over the two sets: the next level's allocated tracks, the shared ones.
             let mut at = from;
             loop {
                 if *looked >= budget && at > from {
                     bound = at;
                     break;
                 }
-                let Some(stored) = tracks.next_stored(*source, at)?.filter(|t| *t <= last) else {
+                let Some(next_shared) = out_of_sync.first_from(at).filter(|t| *t <= last) else {
                     break;
                 };
-                *looked += 1;
-                let Some(next_shared) = out_of_sync.first_from(stored).filter(|t| *t <= last) else {
-                    break;
-                };
-                if next_shared == stored {
-                    theirs = Some(stored);
-                    break;
+                match self.next_allocated(tracks, level + 1, next_shared, last, looked, budget)? {
+                    Allocated::At(found) if out_of_sync.contains(found) => {
+                        theirs = Some(found);
+                        break;
+                    }
+                    Allocated::At(found) => at = found + 1,
+                    Allocated::NoneBefore(b) => {
+                        bound = b;
+                        break;
+                    }
                 }
-                at = next_shared;
             }
         }
-        // This volume's own tracks only matter before what the source answered.
+        // This level's own tracks only matter before what the next level answered.
         let limit = theirs.map_or(bound, |t| t.min(bound));
         let mut at = from;
         while at < limit {
             if *looked >= budget && at > from {
                 return Ok(Allocated::NoneBefore(at));
             }
-            let Some(stored) = tracks.next_stored(volume, at)?.filter(|t| *t < limit) else {
+            let Some(stored) = tracks.next_stored(*volume, at)?.filter(|t| *t < limit) else {
                 break;
             };
             *looked += 1;
-            if !shared(stored) {
+            if !is_shared(stored) {
                 return Ok(Allocated::At(stored));
             }
             at = stored + 1;

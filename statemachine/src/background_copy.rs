@@ -40,8 +40,12 @@ pub(crate) fn copy_step<R: TrackReader>(
         .out_of_sync
         .first_from(from)
     {
-        // Tracks never written on either side copy as nothing: mark them in sync in bulk.
-        let stored = [tx.next_stored(source_id, track)?, tx.next_stored(target_id, track)?];
+        // Tracks never written on either side (nor up the source's cascade) copy as nothing:
+        // mark them in sync in bulk.
+        let stored = [
+            tx.next_stored_upstream(source_id, track)?,
+            tx.next_stored(target_id, track)?,
+        ];
         let next_data = stored.into_iter().flatten().min().unwrap_or(total);
         if next_data > track {
             let end = next_data.min(track.saturating_add(MAX_SKIPPED_TRACKS - skipped));

@@ -57,8 +57,15 @@ pub enum CommandError {
         existing: usize,
         max: usize,
     },
-    #[error("{pair}: {reason}; FlashCopy does not cascade")]
+    #[error("{pair}: {reason}")]
     CascadeNotAllowed { pair: String, reason: String },
+    #[error("{pair}: volume {name} is the source of {relationship}, whose {remaining} tracks still to copy read what {name} reads; wait for its copy ('flashcopy lsflash --watch') or withdraw it first", name = shown(.volume))]
+    CascadeCopyRunning {
+        pair: String,
+        volume: String,
+        relationship: String,
+        remaining: u64,
+    },
     #[error("source {quoted} is frozen by a consistency group; thaw it first with 'flashcopy unfreezeflash {source_name}'", quoted = shown(.source_name))]
     SourceFrozen { source_name: String },
     #[error("there is no relationship {pair}; 'flashcopy lsflash' lists the relationships")]
@@ -178,6 +185,7 @@ impl CommandError {
             CommandError::TargetInUse { .. } => "target-in-use",
             CommandError::TooManyTargets { .. } => "too-many-targets",
             CommandError::CascadeNotAllowed { .. } => "cascade-not-allowed",
+            CommandError::CascadeCopyRunning { .. } => "cascade-copy-running",
             CommandError::SourceFrozen { .. } => "source-frozen",
             CommandError::RelationshipNotFound { .. } => "relationship-not-found",
             CommandError::SeqnumMismatch { .. } => "seqnum-mismatch",

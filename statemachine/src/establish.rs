@@ -6,6 +6,7 @@ use crate::error::CommandError;
 use crate::event::Event;
 use crate::pairs::resolve_pairs;
 use crate::relationship::{Relationship, MAX_TARGETS_PER_SOURCE};
+use crate::revertible::{held_image, revertible_source};
 use crate::state::State;
 use crate::track::{TrackReader, VolumeId};
 use crate::tx::{Failure, Tx};
@@ -146,24 +147,20 @@ fn check_pair(
             name: pair.target.clone(),
         });
     }
-    if let Some(t) = tgt.volume.targets.first() {
-        return Err(cascade(format!(
-            "target \"{}\" is the source of relationship {}:{}",
-            pair.target,
-            pair.target,
-            state.name(*t)
-        )));
+    // Cascading: the target may be a source, if nothing still reads its image; the source may
+    // be a target, unless that is a cycle or an increment that may be reverted under it.
+    if let Some(error) = crate::cascade::cycle(state, pair, source, target)
+        .or_else(|| crate::cascade::dependents_copying(state, pair, target))
+    {
+        return Err(error);
     }
-    if let Some(rel) = &src.incoming {
-        return Err(cascade(format!(
-            "source \"{}\" is the target of relationship {}",
-            pair.source,
-            state.pair_name(rel)
-        )));
+    if let Some(error) = held_image(state, target).or_else(|| revertible_source(state, source)) {
+        return Err(error);
     }
     if resolved.iter().any(|(s, t)| *s == target || *t == source) {
         return Err(cascade(
-            "a volume is both a source and a target in this command".to_string(),
+            "a volume is both a source and a target in this command; establish a cascade one relationship at a time"
+                .to_string(),
         ));
     }
     if src.volume.frozen_until.is_some() {

@@ -183,7 +183,7 @@ fn write_range<R: TrackReader>(
         }
 
         // As a target: the track stops living on the source; a partial write keeps the rest of
-        // the source's track.
+        // what the source reads there (its own track, or one up the cascade).
         let mut base = id;
         if let Some(source) = source {
             let rel = tx.state().incoming(id).expect("checked");
@@ -192,7 +192,7 @@ fn write_range<R: TrackReader>(
                 tx.note_change(id, BitmapKind::TargetChanges, track);
             }
             if shared {
-                base = source;
+                base = tx.state().resolve_read(source, track);
                 tx.mark_copied(id, track);
             }
         }
@@ -270,12 +270,13 @@ fn zero_tracks<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, tracks: Range<u
                 .out_of_sync
                 .contains(track)
         };
-        let mut next = next_stored(tx, id, tracks.start, &tracks)?;
+        // What this volume reads may be stored up its cascade too.
+        let mut next = next_stored_upstream(tx, id, tracks.start, &tracks)?;
         while let Some(track) = next {
             if shared(tx, track) {
                 tx.copy_to_target(id, target, track)?;
             }
-            next = next_stored(tx, id, track + 1, &tracks)?;
+            next = next_stored_upstream(tx, id, track + 1, &tracks)?;
         }
         let mut next = next_stored(tx, target, tracks.start, &tracks)?;
         while let Some(track) = next {
@@ -318,6 +319,16 @@ fn next_stored<R: TrackReader>(
     range: &Range<u32>,
 ) -> Result<Option<u32>, Failure<R::Error>> {
     Ok(tx.next_stored(volume, from)?.filter(|t| *t < range.end))
+}
+
+/// [`next_stored`] of the volume or a source up its cascade.
+fn next_stored_upstream<R: TrackReader>(
+    tx: &Tx<'_, R>,
+    volume: VolumeId,
+    from: u32,
+    range: &Range<u32>,
+) -> Result<Option<u32>, Failure<R::Error>> {
+    Ok(tx.next_stored_upstream(volume, from)?.filter(|t| *t < range.end))
 }
 
 /// Puts a write's bytes into place; zeroes (or a replay's unknown bytes) write zeros.

@@ -7,6 +7,7 @@
 
 // The data: tracks, volumes, relationships, hosts, the state that holds them.
 mod bitmap;
+mod cascade;
 mod changes;
 mod command;
 mod error;

@@ -4,6 +4,7 @@
 use crate::hosts::HostInfo;
 use crate::relationship::RelationshipState;
 use crate::state::State;
+use crate::track::VolumeId;
 use crate::volume::VolumeState;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,9 @@ pub struct RelationshipInfo {
     pub total_tracks: u32,
     pub created_at: String,
     pub synced_at: String,
+    /// The cascade this relationship is in, from its first source to this target (`[a, b]`
+    /// alone; `[a, b, c]` for b:c when a:b exists).
+    pub chain: Vec<String>,
 }
 
 impl State {
@@ -94,10 +98,18 @@ impl State {
                 total_tracks: rel.out_of_sync.tracks(),
                 created_at: rel.created_at.rfc3339(),
                 synced_at: rel.synced_at.rfc3339(),
+                chain: self.cascade_of(rel.target),
             })
             .collect();
         out.sort_by(|a, b| (&a.source, &a.target).cmp(&(&b.source, &b.target)));
         out
+    }
+
+    /// The names of a volume's cascade, from its first source down to it.
+    fn cascade_of(&self, volume: VolumeId) -> Vec<String> {
+        let mut names: Vec<String> = self.upstream(volume).map(|v| self.name(v).to_string()).collect();
+        names.reverse();
+        names
     }
 
     /// Every host with its mapped volumes by name (`lshost`).

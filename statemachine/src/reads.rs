@@ -1,5 +1,6 @@
 //! The data plane's reads: a host request checked against the volume, and its bytes resolved
-//! through the volume's relationship (a target's uncopied tracks live on the source).
+//! through the volume's relationships (a target's uncopied tracks live on the source, or up the
+//! cascade).
 
 use crate::error::CommandError;
 use crate::state::State;
@@ -7,13 +8,20 @@ use crate::track::{TrackReader, VolumeId};
 
 impl State {
     /// Which volume's stored track holds the bytes a host reading `track` of `volume` must see:
-    /// the volume itself, or the source of its relationship while the track is out of sync.
-    /// No cascading, so one hop is enough.
+    /// the volume itself, or, while the track is out of sync, what its source reads there (in a
+    /// cascade A→B→C, C's uncopied track is B's, or A's when B has not copied it either).
     pub fn resolve_read(&self, volume: VolumeId, track: u32) -> VolumeId {
-        match self.incoming(volume) {
-            Some(rel) if rel.out_of_sync.contains(track) => rel.source,
-            _ => volume,
+        let mut at = volume;
+        while let Some(rel) = self.incoming(at).filter(|r| r.out_of_sync.contains(track)) {
+            at = rel.source;
         }
+        at
+    }
+
+    /// The volume and its sources up the cascade, nearest first (A→B→C: C, B, A): every volume
+    /// a read of it may resolve to. Never a cycle: establish refuses one.
+    pub fn upstream(&self, volume: VolumeId) -> impl Iterator<Item = VolumeId> + '_ {
+        std::iter::successors(Some(volume), |v| self.incoming(*v).map(|r| r.source))
     }
 
     /// Reads `length` bytes at `offset` of a volume as a host sees them. The caller checks the

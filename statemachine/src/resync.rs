@@ -5,7 +5,7 @@ use crate::command::Pair;
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::pairs::find_existing;
-use crate::revertible::refuse_revertible;
+use crate::revertible::{held_image, refuse_revertible, revertible_source};
 use crate::track::TrackReader;
 use crate::tx::{Failure, Tx};
 
@@ -25,6 +25,12 @@ pub(crate) fn resyncflash<R: TrackReader>(
         }
         if rel.completing {
             return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());
+        }
+        if let Some(error) = held_image(tx.state(), *target)
+            .or_else(|| revertible_source(tx.state(), rel.source))
+            .or_else(|| crate::cascade::dependents_copying(tx.state(), pair, *target))
+        {
+            return Err(error.into());
         }
     }
     for (pair, target) in pairs.iter().zip(targets) {

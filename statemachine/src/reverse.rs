@@ -8,7 +8,7 @@ use crate::error::CommandError;
 use crate::event::Event;
 use crate::pairs::find_existing;
 use crate::relationship::Relationship;
-use crate::revertible::refuse_revertible;
+use crate::revertible::{held_image, refuse_revertible};
 use crate::track::TrackReader;
 use crate::tx::{Failure, Tx};
 use roaring::RoaringBitmap;
@@ -53,6 +53,25 @@ pub(crate) fn reverseflash<R: TrackReader>(
                 source_name: pair.source.clone(),
             }
             .into());
+        }
+        if let Some(upstream) = &source.incoming {
+            return Err(CommandError::CascadeNotAllowed {
+                pair: pair.to_string(),
+                reason: format!(
+                    "\"{}\" is the target of {} and cannot have a second source; withdraw that relationship first",
+                    pair.source,
+                    tx.state().pair_name(upstream)
+                ),
+            }
+            .into());
+        }
+        // The old source's image changes; the old target becomes a source, and with a fast
+        // reverse its uncopied tracks are stale.
+        if let Some(error) = held_image(tx.state(), rel.source)
+            .or_else(|| held_image(tx.state(), *target))
+            .or_else(|| crate::cascade::dependents_copying(tx.state(), pair, *target))
+        {
+            return Err(error.into());
         }
         if let Some(other) = source.volume.targets.iter().find(|t| *t != target) {
             return Err(CommandError::CascadeNotAllowed {

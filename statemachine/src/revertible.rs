@@ -87,7 +87,10 @@ fn cannot_take_increment(state: &State, pair: &Pair, rel: &Relationship) -> Opti
             source_name: pair.source.clone(),
         })
     } else {
-        None
+        // The increment changes what the target reads; so would a revert.
+        held_image(state, rel.target)
+            .or_else(|| revertible_source(state, rel.source))
+            .or_else(|| crate::cascade::dependents_copying(state, pair, rel.target))
     }
 }
 
@@ -165,6 +168,27 @@ pub(crate) fn refuse_revertible(state: &State, pairs: &[Pair], targets: &[Volume
         }
     }
     Ok(())
+}
+
+/// Refuses a command that would change what `volume` reads as while it is in a relationship
+/// whose increment is revertible: its image is held until the commit or the revert.
+pub(crate) fn held_image(state: &State, volume: VolumeId) -> Option<CommandError> {
+    state
+        .revertible_of(volume)
+        .map(|rel| CommandError::RelationshipRevertible {
+            pair: state.pair_name(rel),
+        })
+}
+
+/// Refuses a point in time of `source` (a relationship from it established or refreshed) while
+/// it is the target of a revertible increment, which a revert would change underneath.
+pub(crate) fn revertible_source(state: &State, source: VolumeId) -> Option<CommandError> {
+    state
+        .incoming(source)
+        .filter(|r| r.revertible.is_some())
+        .map(|rel| CommandError::RelationshipRevertible {
+            pair: state.pair_name(rel),
+        })
 }
 
 impl State {

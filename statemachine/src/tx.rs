@@ -313,10 +313,12 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         target: VolumeId,
         track: u32,
     ) -> Result<(), Failure<R::Error>> {
-        match self.stored_sums(source, track)? {
+        // What the source reads there: its own track, or one up the cascade.
+        let from = self.state.resolve_read(source, track);
+        match self.stored_sums(from, track)? {
             Some(sums) => {
                 let mut data = vec![0; self.state.track_size() as usize];
-                self.read_into(source, track, 0, &mut data)?;
+                self.read_into(from, track, 0, &mut data)?;
                 self.set_sums(target, track, sums)?;
                 self.tracks.store_track(target, track, data, sums);
             }
@@ -374,6 +376,18 @@ impl<'a, R: TrackReader> Tx<'a, R> {
 
     pub(crate) fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Failure<R::Error>> {
         self.tracks.next_stored(volume, from).map_err(Failure::Storage)
+    }
+
+    /// The lowest track at or after `from` that the volume or a source up its cascade stores:
+    /// before it, the volume reads as zeros whatever its out-of-sync bits say.
+    pub(crate) fn next_stored_upstream(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Failure<R::Error>> {
+        let mut lowest: Option<u32> = None;
+        for v in self.state.upstream(volume) {
+            if let Some(track) = self.next_stored(v, from)? {
+                lowest = Some(lowest.map_or(track, |l| l.min(track)));
+            }
+        }
+        Ok(lowest)
     }
 
     /// Records a write to a track in one of a relationship's change bitmaps.

@@ -16,6 +16,16 @@ pub(crate) fn rmflash<R: TrackReader>(
     let targets = find_existing(tx.state(), pairs)?;
     check_seqnum(tx.state(), pairs, &targets, seqnum)?;
     refuse_revertible(tx.state(), pairs, &targets)?;
+    for (pair, target) in pairs.iter().zip(&targets) {
+        // Withdrawn now, a target with tracks still to copy is incomplete: nothing may read it.
+        let incomplete = !tx.state().incoming(*target).expect("found").out_of_sync.is_empty();
+        if let Some(error) = (incomplete && !cp)
+            .then(|| crate::cascade::dependents_copying(tx.state(), pair, *target))
+            .flatten()
+        {
+            return Err(error.into());
+        }
+    }
     for (pair, target) in pairs.iter().zip(targets) {
         let rel = tx.relationship_mut(target);
         if cp && !rel.out_of_sync.is_empty() {

@@ -114,18 +114,24 @@ fn mkflash_is_all_or_nothing_and_one_point_in_time() {
 }
 
 #[test]
-fn no_cascading() {
+fn a_cascade_may_grow_but_never_loop_nor_change_an_image_a_copy_still_reads() {
     let mut h = three_volumes();
     h.mkvol("d", 4);
-    h.ok(mkflash("a:b", Default::default()));
-    let e = h.refused(mkflash("b:c", Default::default()));
-    assert_eq!(e.code(), "cascade-not-allowed", "a target cannot be a source");
+    h.ok(mkflash("a:b", options("--persist")));
+    h.ok(mkflash("b:c", options("--persist")));
+    assert_eq!(h.rel("b", "c").unwrap().chain, ["a", "b", "c"]);
+    let e = h.refused(mkflash("d:a", Default::default()));
+    assert_eq!(e.code(), "cascade-copy-running", "a's copy to b still reads a");
+    assert!(e.to_string().contains("a:b"), "{e}");
+    h.copy_all("a", "b");
+    h.copy_all("b", "c");
     let e = h.refused(mkflash("c:a", Default::default()));
-    assert_eq!(e.code(), "cascade-not-allowed", "a source cannot be a target");
+    assert_eq!(e.code(), "cascade-not-allowed", "a cycle");
+    assert!(e.to_string().contains("cycle"), "{e}");
     let e = h.refused(mkflash("c:d d:a", Default::default()));
-    assert_eq!(e.code(), "cascade-not-allowed");
-    let e = h.refused(mkflash("c:d d:b", Default::default()));
-    assert_eq!(e.code(), "cascade-not-allowed", "d would be both");
+    assert_eq!(e.code(), "cascade-not-allowed", "d would be both in one command");
+    h.ok(mkflash("d:a", Default::default()));
+    assert_eq!(h.rel("b", "c").unwrap().chain, ["d", "a", "b", "c"]);
 }
 
 #[test]

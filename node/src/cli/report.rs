@@ -415,6 +415,7 @@ pub fn relationships_table(rels: &[RelationshipInfo]) -> String {
                 format!("{}/{}", r.out_of_sync_tracks, r.total_tracks),
                 r.created_at.clone(),
                 r.synced_at.clone(),
+                r.chain.join(">"),
             ]
         })
         .collect();
@@ -433,6 +434,7 @@ pub fn relationships_table(rels: &[RelationshipInfo]) -> String {
             "OUT_OF_SYNC",
             "CREATED",
             "SYNCED",
+            "CASCADE",
         ],
         &rows,
     )

@@ -75,6 +75,7 @@ fn command_status(e: &CommandError) -> StatusCode {
         | CommandError::TargetInUse { .. }
         | CommandError::TooManyTargets { .. }
         | CommandError::CascadeNotAllowed { .. }
+        | CommandError::CascadeCopyRunning { .. }
         | CommandError::SourceFrozen { .. }
         | CommandError::SeqnumMismatch { .. }
         | CommandError::NotRecording { .. }
