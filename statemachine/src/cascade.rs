@@ -5,15 +5,19 @@
 //! image: a write to B copies to C what B reads (perhaps A's), a write to A copies to B, where
 //! C then finds it.
 //!
-//! What cannot be kept so is refused: a cycle, and any command that would change what a volume
-//! reads as (establish onto it, refresh, reverse, a revertible increment) or leave it incomplete
+//! What cannot be kept so is refused: a cycle, a cascade deeper than `MAX_CASCADE_DEPTH`, pairs
+//! that chain within one command, and any command that would change what a volume reads as
+//! (establish onto it, refresh, reverse, a revertible increment) or leave it incomplete
 //! (withdrawing it early) while a relationship it is the source of still has tracks to copy,
-//! since those tracks read its image.
+//! since those tracks read its image. When such a command changes a volume's image, the
+//! recording relationships it is the source of note the tracks as changed (`image_changed`).
 
 use crate::command::Pair;
 use crate::error::CommandError;
 use crate::state::State;
-use crate::track::VolumeId;
+use crate::track::{TrackReader, VolumeId};
+use crate::tx::Tx;
+use roaring::RoaringBitmap;
 
 /// Refuses a command on `pair` that would change what `volume` reads as, or leave it
 /// incomplete, while a relationship it is the source of still has tracks that read it.
@@ -43,4 +47,96 @@ pub(crate) fn cycle(state: &State, pair: &Pair, source: VolumeId, target: Volume
                 pair.target, pair.source
             ),
         })
+}
+
+/// At most this many relationships in a row (A→B→…): reads, copies and block status walk the
+/// cascade, so its depth bounds their cost.
+pub const MAX_CASCADE_DEPTH: usize = 16;
+
+/// Refuses `source`→`target` when the cascade through it would be deeper than
+/// [`MAX_CASCADE_DEPTH`].
+pub(crate) fn too_deep(state: &State, pair: &Pair, source: VolumeId, target: VolumeId) -> Option<CommandError> {
+    let above = state.upstream(source).count() - 1;
+    let depth = above + 1 + height(state, target);
+    (depth > MAX_CASCADE_DEPTH).then(|| CommandError::CascadeNotAllowed {
+        pair: pair.to_string(),
+        reason: format!("the cascade would be {depth} relationships deep; at most {MAX_CASCADE_DEPTH}"),
+    })
+}
+
+/// The longest run of relationships below `volume`.
+fn height(state: &State, volume: VolumeId) -> usize {
+    state.record(volume).map_or(0, |r| {
+        r.volume
+            .targets
+            .iter()
+            .map(|t| 1 + height(state, *t))
+            .max()
+            .unwrap_or(0)
+    })
+}
+
+/// Refuses establishing onto `target` while it is the source of a recording relationship: a
+/// whole new image changes every track, which that relationship's change recording could only
+/// take at a cost that grows with the volume. (Establish the cascade from its start, or
+/// withdraw that relationship first.)
+pub(crate) fn recording_dependents(state: &State, pair: &Pair, target: VolumeId) -> Option<CommandError> {
+    let record = state.record(target)?;
+    let rel = record
+        .volume
+        .targets
+        .iter()
+        .filter_map(|t| state.incoming(*t))
+        .find(|r| r.recording)?;
+    Some(CommandError::CascadeNotAllowed {
+        pair: pair.to_string(),
+        reason: format!(
+            "target \"{}\" is the source of {}, which records changes: a whole new image cannot be recorded as changes; withdraw it first",
+            pair.target,
+            state.pair_name(rel)
+        ),
+    })
+}
+
+/// Refuses a command whose pairs chain (a volume both a source and a target in it): each pair's
+/// rules were checked against the state before the command, not after the pairs before it.
+pub(crate) fn chained(pairs: &[Pair], ends: &[(VolumeId, VolumeId)]) -> Option<CommandError> {
+    pairs
+        .iter()
+        .zip(ends)
+        .find(|(_, (source, target))| ends.iter().any(|(s, t)| s == target || t == source))
+        .map(|(pair, _)| CommandError::CascadeNotAllowed {
+            pair: pair.to_string(),
+            reason: "a volume is both a source and a target in this command; run it one relationship at a time"
+                .to_string(),
+        })
+}
+
+/// The (source, target) of each existing relationship, by target.
+pub(crate) fn ends(state: &State, targets: &[VolumeId]) -> Vec<(VolumeId, VolumeId)> {
+    targets
+        .iter()
+        .map(|t| (state.incoming(*t).expect("found").source, *t))
+        .collect()
+}
+
+/// What `volume` reads as changed on `tracks` by a command, not a host write (a refresh, an
+/// increment or its revert, a withdrawal or fast reverse that leaves it incomplete): each
+/// recording relationship it is the source of notes them as changed on its source, so its next
+/// refresh or restore copies them. None of its targets shares them (`dependents_copying`).
+pub(crate) fn image_changed<R: TrackReader>(tx: &mut Tx<'_, R>, volume: VolumeId, tracks: &RoaringBitmap) {
+    if tracks.is_empty() {
+        return;
+    }
+    let targets: Vec<VolumeId> = tx
+        .state()
+        .record(volume)
+        .map(|r| r.volume.targets.iter().copied().collect())
+        .unwrap_or_default();
+    for target in targets {
+        if tx.state().incoming(target).is_some_and(|r| r.recording) {
+            tx.bitmaps_replaced(target);
+            tx.relationship_mut(target).source_changes |= tracks;
+        }
+    }
 }

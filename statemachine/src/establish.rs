@@ -37,6 +37,9 @@ pub(crate) fn mkflash<R: TrackReader>(
         .into());
     }
     let resolved = resolve_pairs(tx.state(), pairs)?;
+    if let Some(error) = crate::cascade::chained(pairs, &resolved) {
+        return Err(error.into());
+    }
     for (i, pair) in pairs.iter().enumerate() {
         check_pair(tx.state(), pair, &resolved, i, options)?;
     }
@@ -77,10 +80,11 @@ pub(crate) fn mkflash<R: TrackReader>(
             seqnum: options.seqnum,
         });
         if options.mirror == MirrorTarget::Copy {
-            // The target now reads the source's image: every track stored on either side may
-            // differ at the target's secondary.
+            // The target now reads the source's image: every track stored on either side (or
+            // up the source's cascade) may differ at the target's secondary.
             let mut tracks = RoaringBitmap::new();
-            for volume in [source, target] {
+            let volumes: Vec<VolumeId> = tx.state().upstream(source).chain([target]).collect();
+            for volume in volumes {
                 let mut next = tx.next_stored(volume, 0)?;
                 while let Some(track) = next {
                     tracks.insert(track);
@@ -116,10 +120,6 @@ fn check_pair(
     let (source, target) = resolved[i];
     let src = state.record(source).expect("resolved");
     let tgt = state.record(target).expect("resolved");
-    let cascade = |reason: String| CommandError::CascadeNotAllowed {
-        pair: pair.to_string(),
-        reason,
-    };
 
     if src.volume.size != tgt.volume.size {
         return Err(CommandError::SizeMismatch {
@@ -141,27 +141,20 @@ fn check_pair(
             created_at: rel.created_at,
         });
     }
-    if tgt.volume.frozen_until.is_some() || !tgt.held_writes.is_empty() {
-        // Its held writes would land on top of the new point-in-time image at the thaw.
-        return Err(CommandError::TargetFrozen {
-            name: pair.target.clone(),
-        });
+    if let Some(error) = target_frozen(state, pair, target) {
+        return Err(error);
     }
     // Cascading: the target may be a source, if nothing still reads its image; the source may
     // be a target, unless that is a cycle or an increment that may be reverted under it.
     if let Some(error) = crate::cascade::cycle(state, pair, source, target)
+        .or_else(|| crate::cascade::too_deep(state, pair, source, target))
         .or_else(|| crate::cascade::dependents_copying(state, pair, target))
+        .or_else(|| crate::cascade::recording_dependents(state, pair, target))
     {
         return Err(error);
     }
     if let Some(error) = held_image(state, target).or_else(|| revertible_source(state, source)) {
         return Err(error);
-    }
-    if resolved.iter().any(|(s, t)| *s == target || *t == source) {
-        return Err(cascade(
-            "a volume is both a source and a target in this command; establish a cascade one relationship at a time"
-                .to_string(),
-        ));
     }
     if src.volume.frozen_until.is_some() {
         return Err(CommandError::SourceFrozen {
@@ -181,6 +174,16 @@ fn check_pair(
     // relationship keeps its own change bitmaps, so each refresh copies what changed since its
     // own last point in time.
     Ok(())
+}
+
+/// Refuses a new point in time on a target that is frozen (the source of a `--freeze`
+/// relationship, in a cascade) or still has writes a freeze held: they would land on top of it
+/// at the thaw.
+pub(crate) fn target_frozen(state: &State, pair: &Pair, target: VolumeId) -> Option<CommandError> {
+    let record = state.record(target)?;
+    (record.volume.frozen_until.is_some() || !record.held_writes.is_empty()).then(|| CommandError::TargetFrozen {
+        name: pair.target.clone(),
+    })
 }
 
 /// Whether a FlashCopy may place tracks on a Metro Mirror volume: a primary only if its

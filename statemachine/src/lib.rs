@@ -59,6 +59,7 @@ mod withdraw;
 pub use allocation::{AllocationQuery, Extent};
 pub use apply::{apply, Applied};
 pub use bitmap::OutOfSync;
+pub use cascade::MAX_CASCADE_DEPTH;
 pub use changes::{BitmapKind, DetailChanges, BITMAP_BLOCK_TRACKS};
 pub use command::{
     Command, EstablishOptions, HostWrite, MirrorBatch, MirrorTarget, MirroredWrite, Pair, SecondaryMark, WriteData,

@@ -3,6 +3,7 @@
 
 use crate::command::Pair;
 use crate::error::CommandError;
+use crate::establish::target_frozen;
 use crate::event::Event;
 use crate::pairs::find_existing;
 use crate::revertible::{held_image, refuse_revertible, revertible_source};
@@ -18,6 +19,9 @@ pub(crate) fn resyncflash<R: TrackReader>(
 ) -> Result<(), Failure<R::Error>> {
     let targets = find_existing(tx.state(), pairs)?;
     refuse_revertible(tx.state(), pairs, &targets)?;
+    if let Some(error) = crate::cascade::chained(pairs, &crate::cascade::ends(tx.state(), &targets)) {
+        return Err(error.into());
+    }
     for (pair, target) in pairs.iter().zip(&targets) {
         let rel = tx.state().incoming(*target).expect("found");
         if !rel.recording {
@@ -26,7 +30,8 @@ pub(crate) fn resyncflash<R: TrackReader>(
         if rel.completing {
             return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());
         }
-        if let Some(error) = held_image(tx.state(), *target)
+        if let Some(error) = target_frozen(tx.state(), pair, *target)
+            .or_else(|| held_image(tx.state(), *target))
             .or_else(|| revertible_source(tx.state(), rel.source))
             .or_else(|| crate::cascade::dependents_copying(tx.state(), pair, *target))
         {
@@ -52,6 +57,7 @@ pub(crate) fn resyncflash<R: TrackReader>(
             // A target that is a mirror primary: what the refresh changes goes to its secondary.
             crate::pprc::target_changed(tx, target, &changed);
         }
+        crate::cascade::image_changed(tx, target, &changed);
         tx.push_event(Event::Resynced {
             source: pair.source.clone(),
             target: pair.target.clone(),

@@ -7,7 +7,7 @@ use crate::command::{MirrorTarget, Pair};
 use crate::error::CommandError;
 use crate::event::Event;
 use crate::pairs::find_existing;
-use crate::relationship::Relationship;
+use crate::relationship::{Relationship, MAX_TARGETS_PER_SOURCE};
 use crate::revertible::{held_image, refuse_revertible};
 use crate::track::TrackReader;
 use crate::tx::{Failure, Tx};
@@ -21,6 +21,9 @@ pub(crate) fn reverseflash<R: TrackReader>(
 ) -> Result<(), Failure<R::Error>> {
     let targets = find_existing(tx.state(), pairs)?;
     refuse_revertible(tx.state(), pairs, &targets)?;
+    if let Some(error) = crate::cascade::chained(pairs, &crate::cascade::ends(tx.state(), &targets)) {
+        return Err(error.into());
+    }
     for (pair, target) in pairs.iter().zip(&targets) {
         let rel = tx.state().incoming(*target).expect("found");
         if rel.completing {
@@ -72,6 +75,15 @@ pub(crate) fn reverseflash<R: TrackReader>(
             .or_else(|| crate::cascade::dependents_copying(tx.state(), pair, *target))
         {
             return Err(error.into());
+        }
+        let old_targets = tx.state().record(*target).expect("found").volume.targets.len();
+        if old_targets >= MAX_TARGETS_PER_SOURCE {
+            return Err(CommandError::TooManyTargets {
+                source_name: pair.target.clone(),
+                existing: old_targets,
+                max: MAX_TARGETS_PER_SOURCE,
+            }
+            .into());
         }
         if let Some(other) = source.volume.targets.iter().find(|t| *t != target) {
             return Err(CommandError::CascadeNotAllowed {
@@ -134,6 +146,9 @@ pub(crate) fn reverseflash<R: TrackReader>(
         if fast {
             // Its tracks that were never copied hold stale data: not a valid image any more.
             new_source.volume.incomplete = true;
+            if !old.out_of_sync.is_empty() {
+                crate::cascade::image_changed(tx, old_target, &old.out_of_sync.to_set());
+            }
         }
         tx.push_event(Event::Reversed {
             source: pair.target.clone(),

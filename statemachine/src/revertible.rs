@@ -26,6 +26,9 @@ pub(crate) fn set_revertible<R: TrackReader>(
     seqnum: Option<u32>,
 ) -> Result<(), Failure<R::Error>> {
     let targets = find_existing(tx.state(), pairs)?;
+    if let Some(error) = crate::cascade::chained(pairs, &crate::cascade::ends(tx.state(), &targets)) {
+        return Err(error.into());
+    }
     for (pair, target) in pairs.iter().zip(&targets) {
         let rel = tx.state().incoming(*target).expect("found");
         if let Some(error) = cannot_take_increment(tx.state(), pair, rel) {
@@ -50,6 +53,7 @@ pub(crate) fn set_revertible<R: TrackReader>(
         let seqnum = rel.seqnum;
         // A target that is a mirror primary: its image changed on these tracks.
         crate::pprc::target_changed(tx, target, &changed);
+        crate::cascade::image_changed(tx, target, &changed);
         tx.push_event(Event::IncrementTaken {
             source: pair.source.clone(),
             target: pair.target.clone(),
@@ -88,7 +92,8 @@ fn cannot_take_increment(state: &State, pair: &Pair, rel: &Relationship) -> Opti
         })
     } else {
         // The increment changes what the target reads; so would a revert.
-        held_image(state, rel.target)
+        crate::establish::target_frozen(state, pair, rel.target)
+            .or_else(|| held_image(state, rel.target))
             .or_else(|| revertible_source(state, rel.source))
             .or_else(|| crate::cascade::dependents_copying(state, pair, rel.target))
     }
@@ -136,6 +141,7 @@ pub(crate) fn revert<R: TrackReader>(
         let seqnum = rel.seqnum;
         // A target that is a mirror primary: its image changed back on these tracks.
         crate::pprc::target_changed(tx, target, &increment);
+        crate::cascade::image_changed(tx, target, &increment);
         tx.push_event(Event::IncrementReverted {
             source: pair.source.clone(),
             target: pair.target.clone(),

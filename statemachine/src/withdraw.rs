@@ -53,9 +53,14 @@ pub(crate) fn withdraw<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeId, aut
         record.volume.incomplete = true;
     }
     tx.record_mut(rel.source).volume.targets.remove(&target);
-    if incomplete && !rel.remote_pair {
-        // Its uncopied tracks no longer read the source's: a mirror secondary must get them.
-        crate::pprc::target_changed(tx, target, &rel.out_of_sync.to_set());
+    if incomplete {
+        // Its uncopied tracks no longer read the source's: a mirror secondary must get them,
+        // and its own recording targets count them as changed.
+        let stale = rel.out_of_sync.to_set();
+        if !rel.remote_pair {
+            crate::pprc::target_changed(tx, target, &stale);
+        }
+        crate::cascade::image_changed(tx, target, &stale);
     }
     tx.push_event(Event::Withdrawn {
         source: tx.name(rel.source),

@@ -157,3 +157,123 @@ fn block_status_reports_what_each_volume_of_a_cascade_reads() {
         .collect();
     assert_eq!(allocated, [1, 2, 3, 10, 20, 30, 40]);
 }
+
+/// y→a→b, both recording and copied.
+fn recorded_cascade() -> Harness {
+    let mut h = Harness::with_volumes(TS, &["y", "a", "b", "x"], 4);
+    h.fill_tracks("y", 0..4, 1);
+    h.ok(mkflash("y:a", persist_record()));
+    h.copy_all("y", "a");
+    h.ok(mkflash("a:b", persist_record()));
+    h.copy_all("a", "b");
+    h
+}
+
+#[test]
+fn a_change_to_a_middle_volumes_image_is_recorded_for_its_own_refresh() {
+    let mut h = recorded_cascade();
+    h.fill("y", 0, 2);
+    h.ok(resync("y:a"));
+    assert_eq!(image(&h, "a", 4), [2, 1, 1, 1]);
+    // a's refresh changed its track 0: b's refresh copies it.
+    assert!(h.ok(resync("a:b")).contains(&Event::Resynced {
+        source: "a".into(),
+        target: "b".into(),
+        tracks_to_copy: 1
+    }));
+    assert_eq!(image(&h, "b", 4), [2, 1, 1, 1]);
+
+    // So does an increment, committed; a reverted one changes a back.
+    h.copy_all("a", "b");
+    h.fill("y", 1, 3);
+    let set = Command::SetFlashRevertible {
+        pairs: pairs("y:a"),
+        seqnum: None,
+    };
+    h.ok(set.clone());
+    h.ok(Command::RevertFlash {
+        pairs: pairs("y:a"),
+        seqnum: None,
+    });
+    h.ok(set);
+    h.ok(Command::CommitFlash {
+        pairs: pairs("y:a"),
+        seqnum: None,
+    });
+    h.copy_all("y", "a");
+    h.ok(resync("a:b"));
+    assert_eq!(image(&h, "b", 4), [2, 3, 1, 1]);
+    // A whole new image cannot be recorded as changes: establishing onto a is refused.
+    h.copy_all("a", "b");
+    h.ok(rmflash("y:a"));
+    let e = h.refused(mkflash("x:a", Default::default()));
+    assert_eq!(e.code(), "cascade-not-allowed");
+    assert!(e.to_string().contains("a:b"), "{e}");
+}
+
+#[test]
+fn pairs_of_one_command_never_chain() {
+    let mut h = recorded_cascade();
+    for command in [
+        Command::SetFlashRevertible {
+            pairs: pairs("y:a a:b"),
+            seqnum: None,
+        },
+        Command::SetFlashRevertible {
+            pairs: pairs("a:b y:a"),
+            seqnum: None,
+        },
+        Command::ResyncFlash {
+            pairs: pairs("a:b y:a"),
+            nocp: false,
+            tgtinhibit: false,
+            seqnum: None,
+        },
+        Command::ReverseFlash {
+            pairs: pairs("y:a a:b"),
+            fast: true,
+            seqnum: None,
+        },
+    ] {
+        let summary = command.summary();
+        assert_eq!(h.refused(command).code(), "cascade-not-allowed", "{summary}");
+    }
+}
+
+#[test]
+fn a_frozen_middle_volume_takes_no_new_point_in_time_and_a_cascade_has_a_depth() {
+    let mut h = recorded_cascade();
+    h.ok(rmflash("a:b"));
+    h.ok(mkflash("a:b", options("--persist --record --freeze")));
+    assert_eq!(h.refused(resync("y:a")).code(), "target-frozen");
+    let set = Command::SetFlashRevertible {
+        pairs: pairs("y:a"),
+        seqnum: None,
+    };
+    assert_eq!(h.refused(set).code(), "target-frozen");
+    h.ok(unfreeze("a"));
+
+    // Sixteen relationships in a row, not seventeen.
+    let names: Vec<String> = (0..18).map(|i| format!("c{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    h.mkvols(&refs, 4);
+    for i in 0..MAX_CASCADE_DEPTH {
+        h.ok(mkflash(&format!("c{i}:c{}", i + 1), options("--nocp")));
+    }
+    let e = h.refused(mkflash("c16:c17", options("--nocp")));
+    assert_eq!(e.code(), "cascade-not-allowed");
+    assert!(e.to_string().contains("17 relationships deep"), "{e}");
+}
+
+#[test]
+fn a_reverse_gives_no_volume_more_than_twelve_targets() {
+    let mut h = Harness::with_volumes(TS, &["s", "t"], 1);
+    h.ok(mkflash("s:t", persist_record()));
+    h.copy_all("s", "t");
+    for i in 0..12 {
+        h.mkvol(&format!("u{i}"), 1);
+        h.ok(mkflash(&format!("t:u{i}"), options("--persist")));
+        h.copy_all("t", &format!("u{i}"));
+    }
+    assert_eq!(h.refused(reverse("s:t", false)).code(), "too-many-targets");
+}

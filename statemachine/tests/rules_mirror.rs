@@ -558,3 +558,65 @@ fn the_pairs_of_one_request_land_together_in_the_primarys_order_or_not_at_all() 
     assert_eq!(s.b.read("s", 0, 7), b"p-first".to_vec());
     assert_eq!(s.b.read("r", 0, 8), b"q-second".to_vec());
 }
+
+#[test]
+fn a_revertible_increment_never_meets_mirror_writes() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    let record = EstablishOptions {
+        persist: true,
+        record: true,
+        ..Default::default()
+    };
+    // At the secondary's site: its FlashCopy may be taken, never revertibly (the mirror writes it).
+    s.b.mkvol("t", 4);
+    s.b.ok(Command::MkFlash {
+        pairs: vec![Pair::new("s", "t")],
+        options: record.clone(),
+    });
+    let set = |pair: &str| Command::SetFlashRevertible {
+        pairs: vec![pair.parse().unwrap()],
+        seqnum: None,
+    };
+    let e = s.b.refused(set("s:t"));
+    assert_eq!(e.code(), "revertible-not-possible");
+    assert!(e.to_string().contains("Metro Mirror secondary"), "{e}");
+    // At the primary's site: a revertible source does not become a secondary by a failback.
+    s.a.mkvol("x", 4);
+    s.a.ok(Command::MkFlash {
+        pairs: vec![Pair::new("p", "x")],
+        options: record,
+    });
+    s.a.ok(set("p:x"));
+    s.b.ok(Command::FailoverPprc { volume: "s".into() });
+    let back = Command::BecomeSecondary {
+        volume: "p".into(),
+        generation: GEN + 1,
+    };
+    assert_eq!(s.a.refused(back.clone()).code(), "relationship-revertible");
+    s.a.ok(Command::CommitFlash {
+        pairs: vec![Pair::new("p", "x")],
+        seqnum: None,
+    });
+    s.a.ok(back);
+}
+
+#[test]
+fn a_tgtpprc_flashcopy_from_a_cascade_sends_what_its_source_reads() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    s.a.mkvol("a0", 4);
+    s.a.mkvol("a1", 4);
+    s.a.fill("a0", 1, 7);
+    s.a.ok(mkflash("a0:a1", options("--nocp")));
+    // a1 stores nothing; it reads a0's track 1, which p's secondary must get.
+    s.a.ok(Command::MkFlash {
+        pairs: vec![Pair::new("a1", "p")],
+        options: EstablishOptions {
+            mirror: MirrorTarget::Copy,
+            ..Default::default()
+        },
+    });
+    let pair = Sites::pair(&s.a, "p");
+    assert_eq!((pair.state.as_str(), pair.out_of_sync_tracks), ("copy-pending", 3));
+}
