@@ -112,6 +112,53 @@ pub(crate) fn chained(pairs: &[Pair], ends: &[(VolumeId, VolumeId)]) -> Option<C
         })
 }
 
+/// Refuses new relationships of one command that link through the cascade: a pair whose source
+/// is its other pair's target or below it. Each pair's cycle and depth were checked against the
+/// state before the command, which cannot see a chain through two new relationships.
+pub(crate) fn linked(state: &State, pairs: &[Pair], ends: &[(VolumeId, VolumeId)]) -> Option<CommandError> {
+    if ends.len() < 2 {
+        return None;
+    }
+    for (i, &(_, target)) in ends.iter().enumerate() {
+        let below = below(state, target);
+        if let Some((pair, _)) = pairs
+            .iter()
+            .zip(ends)
+            .enumerate()
+            .find(|(j, (_, (source, _)))| *j != i && below.contains(source))
+            .map(|(_, p)| p)
+        {
+            return Some(CommandError::CascadeNotAllowed {
+                pair: pair.to_string(),
+                reason: format!(
+                    "its source is \"{}\" or below it, the target of another pair of this command; establish them one at a time",
+                    pairs[i].target
+                ),
+            });
+        }
+    }
+    None
+}
+
+/// The volume and every volume below it in the cascade.
+fn below(state: &State, volume: VolumeId) -> std::collections::BTreeSet<VolumeId> {
+    let mut found = std::collections::BTreeSet::from([volume]);
+    let mut todo = vec![volume];
+    while let Some(v) = todo.pop() {
+        for t in state
+            .record(v)
+            .map(|r| r.volume.targets.iter().copied())
+            .into_iter()
+            .flatten()
+        {
+            if found.insert(t) {
+                todo.push(t);
+            }
+        }
+    }
+    found
+}
+
 /// The (source, target) of each existing relationship, by target.
 pub(crate) fn ends(state: &State, targets: &[VolumeId]) -> Vec<(VolumeId, VolumeId)> {
     targets

@@ -37,7 +37,7 @@ pub(crate) fn mkflash<R: TrackReader>(
         .into());
     }
     let resolved = resolve_pairs(tx.state(), pairs)?;
-    if let Some(error) = crate::cascade::chained(pairs, &resolved) {
+    if let Some(error) = crate::cascade::linked(tx.state(), pairs, &resolved) {
         return Err(error.into());
     }
     for (i, pair) in pairs.iter().enumerate() {

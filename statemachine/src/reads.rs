@@ -11,9 +11,13 @@ impl State {
     /// the volume itself, or, while the track is out of sync, what its source reads there (in a
     /// cascade A→B→C, C's uncopied track is B's, or A's when B has not copied it either).
     pub fn resolve_read(&self, volume: VolumeId, track: u32) -> VolumeId {
+        // Bounded, though establish refuses a cycle and a cascade deeper than this.
         let mut at = volume;
-        while let Some(rel) = self.incoming(at).filter(|r| r.out_of_sync.contains(track)) {
-            at = rel.source;
+        for _ in 0..=crate::cascade::MAX_CASCADE_DEPTH {
+            match self.incoming(at).filter(|r| r.out_of_sync.contains(track)) {
+                Some(rel) => at = rel.source,
+                None => break,
+            }
         }
         at
     }
@@ -22,6 +26,7 @@ impl State {
     /// a read of it may resolve to. Never a cycle: establish refuses one.
     pub fn upstream(&self, volume: VolumeId) -> impl Iterator<Item = VolumeId> + '_ {
         std::iter::successors(Some(volume), |v| self.incoming(*v).map(|r| r.source))
+            .take(crate::cascade::MAX_CASCADE_DEPTH + 1)
     }
 
     /// Reads `length` bytes at `offset` of a volume as a host sees them. The caller checks the

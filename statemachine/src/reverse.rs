@@ -51,7 +51,8 @@ pub(crate) fn reverseflash<R: TrackReader>(
             return Err(error.into());
         }
         let source = tx.state().record(rel.source).expect("sources exist");
-        if source.volume.frozen_until.is_some() {
+        // Writes a freeze held would land on top of the restored image.
+        if source.volume.frozen_until.is_some() || !source.held_writes.is_empty() {
             return Err(CommandError::SourceFrozen {
                 source_name: pair.source.clone(),
             }
@@ -147,7 +148,13 @@ pub(crate) fn reverseflash<R: TrackReader>(
             // Its tracks that were never copied hold stale data: not a valid image any more.
             new_source.volume.incomplete = true;
             if !old.out_of_sync.is_empty() {
-                crate::cascade::image_changed(tx, old_target, &old.out_of_sync.to_set());
+                // As a withdrawal leaving it incomplete: its mirror secondary gets those
+                // tracks, and its recording targets count them as changed.
+                let stale = old.out_of_sync.to_set();
+                if !old.remote_pair {
+                    crate::pprc::target_changed(tx, old_target, &stale);
+                }
+                crate::cascade::image_changed(tx, old_target, &stale);
             }
         }
         tx.push_event(Event::Reversed {

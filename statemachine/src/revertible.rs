@@ -81,10 +81,13 @@ fn cannot_take_increment(state: &State, pair: &Pair, rel: &Relationship) -> Opti
         Some(not_possible(
             "it is a Remote Pair FlashCopy (--pmir), whose increments could not be kept the same at both sites".into(),
         ))
-    } else if state.is_mirror_secondary(rel.source) {
+    } else if let Some(volume) = [(rel.source, &pair.source), (rel.target, &pair.target)]
+        .into_iter()
+        .find(|(id, _)| state.is_mirror_secondary(*id))
+        .map(|(_, name)| name)
+    {
         Some(not_possible(format!(
-            "its source \"{}\" is a Metro Mirror secondary, which the mirror writes",
-            pair.source
+            "\"{volume}\" is a Metro Mirror secondary, which the mirror writes"
         )))
     } else if source.volume.frozen_until.is_some() || !source.held_writes.is_empty() {
         Some(CommandError::SourceFrozen {

@@ -20,7 +20,10 @@ pub(crate) fn rmflash<R: TrackReader>(
         // Withdrawn now, a target with tracks still to copy is incomplete: nothing may read it.
         let incomplete = !tx.state().incoming(*target).expect("found").out_of_sync.is_empty();
         if let Some(error) = (incomplete && !cp)
-            .then(|| crate::cascade::dependents_copying(tx.state(), pair, *target))
+            .then(|| {
+                crate::revertible::held_image(tx.state(), *target)
+                    .or_else(|| crate::cascade::dependents_copying(tx.state(), pair, *target))
+            })
             .flatten()
         {
             return Err(error.into());

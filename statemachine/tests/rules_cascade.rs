@@ -238,6 +238,46 @@ fn pairs_of_one_command_never_chain() {
         let summary = command.summary();
         assert_eq!(h.refused(command).code(), "cascade-not-allowed", "{summary}");
     }
+    // New relationships that link through existing ones: a cycle b→c→d→a→b, seen only together.
+    let mut h = Harness::with_volumes(TS, &["a", "b", "c", "d"], 4);
+    h.ok(mkflash("a:b", options("--persist")));
+    h.ok(mkflash("c:d", options("--persist")));
+    h.copy_all("a", "b");
+    h.copy_all("c", "d");
+    let e = h.refused(mkflash("b:c d:a", Default::default()));
+    assert_eq!(e.code(), "cascade-not-allowed", "{e}");
+    h.ok(mkflash("b:c", Default::default()));
+    assert_eq!(
+        h.refused(mkflash("d:a", Default::default())).code(),
+        "cascade-not-allowed"
+    );
+}
+
+#[test]
+fn a_middle_volume_left_incomplete_is_recorded_as_changed_unless_its_increment_is_revertible() {
+    let mut h = Harness::with_volumes(TS, &["y", "a", "b"], 4);
+    h.fill_tracks("y", 0..4, 1);
+    h.ok(mkflash("y:a", options("--nocp")));
+    h.ok(mkflash("a:b", persist_record()));
+    h.copy_all("a", "b");
+    // An empty increment holds a's image: the withdrawal that would change it waits.
+    let set = Command::SetFlashRevertible {
+        pairs: pairs("a:b"),
+        seqnum: None,
+    };
+    h.ok(set);
+    assert_eq!(h.refused(rmflash("y:a")).code(), "relationship-revertible");
+    h.ok(Command::RevertFlash {
+        pairs: pairs("a:b"),
+        seqnum: None,
+    });
+    // a is left incomplete on all four tracks: b's refresh takes them again.
+    h.ok(rmflash("y:a"));
+    assert!(h.ok(resync("a:b")).contains(&Event::Resynced {
+        source: "a".into(),
+        target: "b".into(),
+        tracks_to_copy: 4
+    }));
 }
 
 #[test]
@@ -245,6 +285,7 @@ fn a_frozen_middle_volume_takes_no_new_point_in_time_and_a_cascade_has_a_depth()
     let mut h = recorded_cascade();
     h.ok(rmflash("a:b"));
     h.ok(mkflash("a:b", options("--persist --record --freeze")));
+    h.copy_all("a", "b"); // nothing reads a's image any more: only the freeze refuses
     assert_eq!(h.refused(resync("y:a")).code(), "target-frozen");
     let set = Command::SetFlashRevertible {
         pairs: pairs("y:a"),

@@ -148,6 +148,10 @@ struct Failed {
     value: u64,
 }
 
+/// A volume's image kept aside (see [`Model::image`]).
+#[derive(Clone)]
+pub struct Image(Runs);
+
 #[derive(Default)]
 pub struct Model {
     volumes: BTreeMap<String, Runs>,
@@ -224,6 +228,20 @@ impl Model {
             }
         }
         self.volumes.insert(target.to_string(), image);
+    }
+
+    /// The volume's image as the model holds it now, for [`Model::restore`].
+    pub fn image(&self, volume: &str) -> Image {
+        Image(self.volumes[volume].clone())
+    }
+
+    /// The volume reads as it did when `image` was taken (a revertible increment thrown away).
+    /// Failed writes that may land there stay possible.
+    pub fn restore(&mut self, volume: &str, image: Image) {
+        if self.tainted.contains(volume) {
+            return;
+        }
+        self.volumes.insert(volume.to_string(), image.0);
     }
 
     /// The target's content is no longer known (byte by byte, writes settle it again).

@@ -5,7 +5,7 @@
 //! says, and a write that succeeds.
 
 use crate::cluster::{host, NBD_PORT};
-use crate::model::bytes_of;
+use crate::model::{bytes_of, Image};
 use crate::nbd_client::{NbdClient, Outcome};
 use crate::plan::Plan;
 use crate::world::{Phase, World};
@@ -49,6 +49,8 @@ pub struct Workload {
     hosts: std::collections::BTreeSet<&'static str>,
     /// Sources frozen by a `mkflash --freeze` that applied, and when.
     frozen: std::collections::BTreeMap<&'static str, tokio::time::Instant>,
+    /// The target's image before the revertible increment that applied last, for a revert.
+    increment: Option<Image>,
 }
 
 struct PendingWrite {
@@ -79,6 +81,7 @@ impl Workload {
             pending: Vec::new(),
             frozen: Default::default(),
             hosts: Default::default(),
+            increment: None,
         }
     }
 
@@ -117,7 +120,8 @@ impl Workload {
                 0..=43 => self.write().await?,
                 44..=77 => self.read().await?,
                 78..=79 => self.host_command().await,
-                80..=87 => self.mkflash().await,
+                80..=84 => self.mkflash().await,
+                85..=87 => self.increment().await,
                 88..=90 => self.resyncflash().await,
                 91..=92 => self.reverseflash().await,
                 93..=94 => self.compact().await,
@@ -244,7 +248,7 @@ impl Workload {
         let options = EstablishOptions {
             nocp: self.rng.gen_bool(0.5),
             persist,
-            record: persist && self.rng.gen_bool(0.6),
+            record: persist && self.rng.gen_bool(0.8),
             tgtinhibit: self.rng.gen_bool(0.2),
             freeze: self.rng.gen_bool(0.4),
             copy_rate: self.copy_rate(),
@@ -282,6 +286,46 @@ impl Workload {
         let outcome = self.admin(command).await;
         let (source, target) = self.direction;
         self.settle(outcome, |w| w.established(source, target), &[target]);
+    }
+
+    /// A revertible increment taken, committed or reverted (refused unless the relationship
+    /// records changes, or has one). While one is revertible, writes to both volumes are
+    /// refused (EPERM), which the model allows for as it does any refused write.
+    async fn increment(&mut self) {
+        self.settle_writes().await;
+        let pairs = self.pair();
+        let (source, target) = self.direction;
+        // Taken, then (mostly) ended; an end with none taken is refused.
+        let what = match self.increment {
+            None if self.rng.gen_bool(0.8) => 0,
+            _ => self.rng.gen_range(1..3),
+        };
+        match what {
+            0 => {
+                let before = self.world.borrow().model.image(target);
+                let outcome = self.admin(Command::SetFlashRevertible { pairs, seqnum: None }).await;
+                let taken = move |w: &mut Self| {
+                    w.increment = Some(before);
+                    w.established(source, target);
+                };
+                self.settle(outcome, taken, &[target]);
+            }
+            1 => {
+                // Kept or not, the target reads as it does now; a revert later needs the image.
+                if let Admin::Applied(Ok(())) = self.admin(Command::CommitFlash { pairs, seqnum: None }).await {
+                    self.increment = None;
+                }
+            }
+            _ => {
+                let outcome = self.admin(Command::RevertFlash { pairs, seqnum: None }).await;
+                let reverted = move |w: &mut Self| match w.increment.take() {
+                    Some(before) => w.world.borrow_mut().model.restore(target, before),
+                    // Taken by a command of unknown outcome: the target is tainted already.
+                    None => w.world.borrow_mut().model.taint(target),
+                };
+                self.settle(outcome, reverted, &[target]);
+            }
+        }
     }
 
     /// The restore: the source becomes a point-in-time copy of the target, and the relationship
@@ -628,6 +672,27 @@ impl Workload {
             }
         }
         self.frozen.clear();
+        // Every revertible increment ends, committed (the target reads as it does now): its
+        // background copy waits until then.
+        for (source, target) in [("a", "b"), ("b", "a")] {
+            loop {
+                let commit = Command::CommitFlash {
+                    pairs: vec![Pair {
+                        source: source.into(),
+                        target: target.into(),
+                    }],
+                    seqnum: None,
+                };
+                // Refused (none, or no relationship) or applied: either way none is left.
+                if let Admin::Applied(_) = self.admin(commit).await {
+                    break;
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(unmet(format!("commitflash {source}:{target} not run")));
+                }
+            }
+        }
+        self.increment = None;
         while !self.pending.is_empty() {
             if tokio::time::Instant::now() >= deadline {
                 return Err(unmet(format!(
