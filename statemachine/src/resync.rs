@@ -30,6 +30,14 @@ pub(crate) fn resyncflash<R: TrackReader>(
         if rel.completing {
             return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());
         }
+        if !rel.remote_pair && tx.state().is_mirror_secondary(*target) {
+            // A target that became a mirror secondary (a failback): only the mirror writes it.
+            return Err(CommandError::TargetIsMirrorSecondary {
+                volume: pair.target.clone(),
+                pair: pair.to_string(),
+            }
+            .into());
+        }
         if let Some(error) = target_frozen(tx.state(), pair, *target)
             .or_else(|| held_image(tx.state(), *target))
             .or_else(|| revertible_source(tx.state(), rel.source))

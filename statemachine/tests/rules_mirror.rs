@@ -620,3 +620,25 @@ fn a_tgtpprc_flashcopy_from_a_cascade_sends_what_its_source_reads() {
     let pair = Sites::pair(&s.a, "p");
     assert_eq!((pair.state.as_str(), pair.out_of_sync_tracks), ("copy-pending", 3));
 }
+
+#[test]
+fn a_target_that_became_a_secondary_by_failback_is_not_refreshed() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    s.a.mkvol("x", 4);
+    s.a.ok(Command::MkFlash {
+        pairs: vec![Pair::new("x", "p")],
+        options: EstablishOptions {
+            persist: true,
+            record: true,
+            mirror: MirrorTarget::Copy,
+            ..Default::default()
+        },
+    });
+    s.b.ok(Command::FailoverPprc { volume: "s".into() });
+    s.a.ok(Command::BecomeSecondary {
+        volume: "p".into(),
+        generation: GEN + 1,
+    });
+    assert_eq!(s.a.refused(resync("x:p")).code(), "target-is-mirror-secondary");
+}
