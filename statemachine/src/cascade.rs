@@ -168,12 +168,21 @@ pub(crate) fn ends(state: &State, targets: &[VolumeId]) -> Vec<(VolumeId, Volume
 }
 
 /// What `volume` reads as changed on `tracks` by a command, not a host write (a refresh, an
-/// increment or its revert, a withdrawal or fast reverse that leaves it incomplete): each
-/// recording relationship it is the source of notes them as changed on its source, so its next
-/// refresh or restore copies them. None of its targets shares them (`dependents_copying`).
-pub(crate) fn image_changed<R: TrackReader>(tx: &mut Tx<'_, R>, volume: VolumeId, tracks: &RoaringBitmap) {
+/// increment or its revert, a withdrawal or fast reverse that leaves it incomplete): a mirror
+/// secondary gets them (unless `remote_pair`: the secondaries' site runs the same command), and
+/// each recording relationship it is the source of notes them as changed on its source, so its
+/// next refresh or restore copies them. None of its targets shares them (`dependents_copying`).
+pub(crate) fn image_changed<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    volume: VolumeId,
+    tracks: &RoaringBitmap,
+    remote_pair: bool,
+) {
     if tracks.is_empty() {
         return;
+    }
+    if !remote_pair {
+        crate::pprc::target_changed(tx, volume, tracks);
     }
     let targets: Vec<VolumeId> = tx
         .state()

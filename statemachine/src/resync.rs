@@ -6,7 +6,9 @@ use crate::error::CommandError;
 use crate::establish::target_frozen;
 use crate::event::Event;
 use crate::pairs::find_existing;
+use crate::relationship::Relationship;
 use crate::revertible::{held_image, refuse_revertible, revertible_source};
+use crate::state::State;
 use crate::track::TrackReader;
 use crate::tx::{Failure, Tx};
 
@@ -30,19 +32,7 @@ pub(crate) fn resyncflash<R: TrackReader>(
         if rel.completing {
             return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());
         }
-        if !rel.remote_pair && tx.state().is_mirror_secondary(*target) {
-            // A target that became a mirror secondary (a failback): only the mirror writes it.
-            return Err(CommandError::TargetIsMirrorSecondary {
-                volume: pair.target.clone(),
-                pair: pair.to_string(),
-            }
-            .into());
-        }
-        if let Some(error) = target_frozen(tx.state(), pair, *target)
-            .or_else(|| held_image(tx.state(), *target))
-            .or_else(|| revertible_source(tx.state(), rel.source))
-            .or_else(|| crate::cascade::dependents_copying(tx.state(), pair, *target))
-        {
+        if let Some(error) = refresh_refusal(tx.state(), pair, rel) {
             return Err(error.into());
         }
     }
@@ -61,11 +51,7 @@ pub(crate) fn resyncflash<R: TrackReader>(
         }
         rel.synced_at = now;
         let tracks_to_copy = rel.out_of_sync.len();
-        if !remote_pair {
-            // A target that is a mirror primary: what the refresh changes goes to its secondary.
-            crate::pprc::target_changed(tx, target, &changed);
-        }
-        crate::cascade::image_changed(tx, target, &changed);
+        crate::cascade::image_changed(tx, target, &changed, remote_pair);
         tx.push_event(Event::Resynced {
             source: pair.source.clone(),
             target: pair.target.clone(),
@@ -73,4 +59,21 @@ pub(crate) fn resyncflash<R: TrackReader>(
         });
     }
     Ok(())
+}
+
+/// Why the target of an existing relationship may not take a new point in time of its source
+/// now (a refresh or a revertible increment): it became a mirror secondary, it is frozen, its
+/// image is held by an increment or still read by a copy, or the source is an increment's target.
+pub(crate) fn refresh_refusal(state: &State, pair: &Pair, rel: &Relationship) -> Option<CommandError> {
+    if !rel.remote_pair && state.is_mirror_secondary(rel.target) {
+        // A target that became a mirror secondary (a failback): only the mirror writes it.
+        return Some(CommandError::TargetIsMirrorSecondary {
+            volume: pair.target.clone(),
+            pair: pair.to_string(),
+        });
+    }
+    target_frozen(state, pair, rel.target)
+        .or_else(|| held_image(state, rel.target))
+        .or_else(|| revertible_source(state, rel.source))
+        .or_else(|| crate::cascade::dependents_copying(state, pair, rel.target))
 }

@@ -21,9 +21,6 @@ pub(crate) fn reverseflash<R: TrackReader>(
 ) -> Result<(), Failure<R::Error>> {
     let targets = find_existing(tx.state(), pairs)?;
     refuse_revertible(tx.state(), pairs, &targets)?;
-    if let Some(error) = crate::cascade::chained(pairs, &crate::cascade::ends(tx.state(), &targets)) {
-        return Err(error.into());
-    }
     for (pair, target) in pairs.iter().zip(&targets) {
         let rel = tx.state().incoming(*target).expect("found");
         if rel.completing {
@@ -150,11 +147,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
             if !old.out_of_sync.is_empty() {
                 // As a withdrawal leaving it incomplete: its mirror secondary gets those
                 // tracks, and its recording targets count them as changed.
-                let stale = old.out_of_sync.to_set();
-                if !old.remote_pair {
-                    crate::pprc::target_changed(tx, old_target, &stale);
-                }
-                crate::cascade::image_changed(tx, old_target, &stale);
+                crate::cascade::image_changed(tx, old_target, &old.out_of_sync.to_set(), old.remote_pair);
             }
         }
         tx.push_event(Event::Reversed {

@@ -51,9 +51,7 @@ pub(crate) fn set_revertible<R: TrackReader>(
         rel.synced_at = now;
         rel.revertible = Some(previous);
         let seqnum = rel.seqnum;
-        // A target that is a mirror primary: its image changed on these tracks.
-        crate::pprc::target_changed(tx, target, &changed);
-        crate::cascade::image_changed(tx, target, &changed);
+        crate::cascade::image_changed(tx, target, &changed, false);
         tx.push_event(Event::IncrementTaken {
             source: pair.source.clone(),
             target: pair.target.clone(),
@@ -94,11 +92,8 @@ fn cannot_take_increment(state: &State, pair: &Pair, rel: &Relationship) -> Opti
             source_name: pair.source.clone(),
         })
     } else {
-        // The increment changes what the target reads; so would a revert.
-        crate::establish::target_frozen(state, pair, rel.target)
-            .or_else(|| held_image(state, rel.target))
-            .or_else(|| revertible_source(state, rel.source))
-            .or_else(|| crate::cascade::dependents_copying(state, pair, rel.target))
+        // The increment changes what the target reads, as a refresh does; so would a revert.
+        crate::resync::refresh_refusal(state, pair, rel)
     }
 }
 
@@ -142,9 +137,7 @@ pub(crate) fn revert<R: TrackReader>(
         rel.source_changes = previous.source_changes;
         rel.target_changes = previous.target_changes;
         let seqnum = rel.seqnum;
-        // A target that is a mirror primary: its image changed back on these tracks.
-        crate::pprc::target_changed(tx, target, &increment);
-        crate::cascade::image_changed(tx, target, &increment);
+        crate::cascade::image_changed(tx, target, &increment, false);
         tx.push_event(Event::IncrementReverted {
             source: pair.source.clone(),
             target: pair.target.clone(),

@@ -59,11 +59,7 @@ pub(crate) fn withdraw<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeId, aut
     if incomplete {
         // Its uncopied tracks no longer read the source's: a mirror secondary must get them,
         // and its own recording targets count them as changed.
-        let stale = rel.out_of_sync.to_set();
-        if !rel.remote_pair {
-            crate::pprc::target_changed(tx, target, &stale);
-        }
-        crate::cascade::image_changed(tx, target, &stale);
+        crate::cascade::image_changed(tx, target, &rel.out_of_sync.to_set(), rel.remote_pair);
     }
     tx.push_event(Event::Withdrawn {
         source: tx.name(rel.source),
