@@ -11,6 +11,7 @@ use crate::event::Event;
 use crate::state::State;
 use crate::track::{TrackReader, VolumeId};
 use crate::tx::{Failure, Tx};
+use bytes::Bytes;
 use std::ops::Range;
 
 /// The most bytes one write command may carry, and zero on a volume that is a source (whose
@@ -202,7 +203,7 @@ fn write_range<R: TrackReader>(
         // The new bytes of this piece; `None` for a journal replay's `Summary` (bytes unknown,
         // only that the track is stored).
         let bytes = match &write.data {
-            WriteData::Bytes(bytes) => Some(&bytes[from..from + take]),
+            WriteData::Bytes(bytes) => Some(bytes.slice(from..from + take)),
             WriteData::Zeroes(_) | WriteData::Summary { .. } => None,
         };
         let zeroes = matches!(write.data, WriteData::Zeroes(_));
@@ -211,7 +212,8 @@ fn write_range<R: TrackReader>(
             if zeroes {
                 tx.zero(id, track)?;
             } else {
-                let data = bytes.map_or_else(|| vec![0; take], <[u8]>::to_vec);
+                // The request's bytes themselves, not a copy; a replay's summary stores zeros.
+                let data = bytes.unwrap_or_else(|| Bytes::from(vec![0; take]));
                 tx.store_track(id, track, data)?;
             }
         } else if base != id {
@@ -223,8 +225,8 @@ fn write_range<R: TrackReader>(
                     if stored.is_some() {
                         tx.read_into(base, track, 0, &mut data)?;
                     }
-                    put(&mut data[within..within + take], bytes);
-                    tx.store_track(id, track, data)?;
+                    put(&mut data[within..within + take], bytes.as_deref());
+                    tx.store_track(id, track, data.into())?;
                 }
             }
         } else if !zeroes || tx.stored_sums(id, track)?.is_some() {
@@ -245,8 +247,8 @@ fn write_range<R: TrackReader>(
                 tx.read_into(id, track, (end_block - 1) * bs, &mut data[last..])?;
             }
             let start = within - first * bs;
-            put(&mut data[start..start + take], bytes);
-            tx.store_blocks(id, track, first as u32, data)?;
+            put(&mut data[start..start + take], bytes.as_deref());
+            tx.store_blocks(id, track, first as u32, data.into())?;
         }
         pos += take as u64;
     }

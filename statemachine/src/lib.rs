@@ -84,6 +84,9 @@ pub use replay::{Replay, Replayed};
 pub use scheduling::CopyWork;
 pub use state::State;
 pub use timestamp::{BadTime, Stamp, Timestamp};
-pub use track::{block_size, BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK, TRACK_SIZE};
+pub use track::{
+    block_size, execute as execute_track_ops, BlockSums, TrackOp, TrackReader, TrackSink, VolumeId, BLOCKS_PER_TRACK,
+    TRACK_SIZE,
+};
 pub use tx::Mirrored;
 pub use volume::{Volume, VolumeState, MAX_VOLUME_SIZE};

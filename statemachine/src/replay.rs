@@ -51,7 +51,7 @@ impl Replay {
             Ok(applied) => applied,
             Err(never) => match never {},
         };
-        self.tracks.execute(&applied.ops);
+        crate::track::execute(&applied.ops, self.state.track_size(), &mut self.tracks);
         Replayed {
             result: applied.result,
             events: applied.events,

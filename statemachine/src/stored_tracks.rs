@@ -1,6 +1,7 @@
 //! The presence-only track store of a journal replay: which tracks are stored, not their bytes.
 
-use crate::track::{BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK};
+use crate::track::{BlockSums, TrackReader, TrackSink, VolumeId, BLOCKS_PER_TRACK};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 
 /// Which tracks are stored, without their bytes: the track store of a journal replay (see
@@ -10,23 +11,21 @@ pub(crate) struct StoredTracks {
     stored: BTreeMap<VolumeId, roaring::RoaringBitmap>,
 }
 
-impl StoredTracks {
-    pub(crate) fn execute(&mut self, ops: &[TrackOp]) {
-        for op in ops {
-            match op {
-                TrackOp::Write { volume, track, .. } => {
-                    self.stored.entry(*volume).or_default().insert(*track);
-                }
-                TrackOp::Zero { volume, track } => {
-                    if let Some(bits) = self.stored.get_mut(volume) {
-                        bits.remove(*track);
-                    }
-                }
-                TrackOp::DropVolume { volume } => {
-                    self.stored.remove(volume);
-                }
-            }
+impl TrackSink for StoredTracks {
+    fn put_sums(&mut self, volume: VolumeId, track: u32, _: &BlockSums) {
+        self.stored.entry(volume).or_default().insert(track);
+    }
+
+    fn put_block(&mut self, _: VolumeId, _: u32, _: u32, _: Option<Bytes>) {}
+
+    fn remove_track(&mut self, volume: VolumeId, track: u32) {
+        if let Some(bits) = self.stored.get_mut(&volume) {
+            bits.remove(track);
         }
+    }
+
+    fn remove_volume(&mut self, volume: VolumeId) {
+        self.stored.remove(&volume);
     }
 }
 

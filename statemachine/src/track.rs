@@ -5,6 +5,7 @@
 //! write stores only the blocks it touches, and each stored track keeps one hash per block
 //! (its [`BlockSums`]) so the state digest follows a write without reading the old data.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// The FlashCopy track size: 64 KiB.
@@ -46,13 +47,56 @@ pub enum TrackOp {
         volume: VolumeId,
         track: u32,
         within: u32,
-        data: Vec<u8>,
+        /// Shared, not copied: a host write's piece of the NBD request, or a copied track.
+        data: Bytes,
         sums: BlockSums,
     },
     /// The track reads as zeros from now on: drop what is stored.
     Zero { volume: VolumeId, track: u32 },
     /// The volume is gone: drop every stored track of it.
     DropVolume { volume: VolumeId },
+}
+
+/// Where track ops land: the few things a track store does. [`execute`] is the one reading of
+/// [`TrackOp`]; every store (RocksDB, memory, a replay's presence-only one, an apply's overlay)
+/// is a sink, so what an op means is decided once.
+pub trait TrackSink {
+    /// The track is stored, with these block hashes (before its blocks are put).
+    fn put_sums(&mut self, volume: VolumeId, track: u32, sums: &BlockSums);
+    /// Block `block` of a stored track holds `data` (one whole block), or reads as zeros
+    /// (`None`: nothing is kept for it).
+    fn put_block(&mut self, volume: VolumeId, track: u32, block: u32, data: Option<Bytes>);
+    /// Nothing of the track is stored: it reads as zeros.
+    fn remove_track(&mut self, volume: VolumeId, track: u32);
+    /// Nothing of the volume is stored.
+    fn remove_volume(&mut self, volume: VolumeId);
+}
+
+/// Executes `ops` against a sink, in order. A written block whose hash is 0 (all zeros) keeps no
+/// bytes; the track's hashes still say it is stored.
+pub fn execute(ops: &[TrackOp], track_size: u32, sink: &mut impl TrackSink) {
+    let bs = block_size(track_size) as usize;
+    for op in ops {
+        match op {
+            TrackOp::Write {
+                volume,
+                track,
+                within,
+                data,
+                sums,
+            } => {
+                sink.put_sums(*volume, *track, sums);
+                let first = *within as usize / bs;
+                for i in 0..data.len() / bs {
+                    let block = first + i;
+                    let bytes = (sums[block] != 0).then(|| data.slice(i * bs..(i + 1) * bs));
+                    sink.put_block(*volume, *track, block as u32, bytes);
+                }
+            }
+            TrackOp::Zero { volume, track } => sink.remove_track(*volume, *track),
+            TrackOp::DropVolume { volume } => sink.remove_volume(*volume),
+        }
+    }
 }
 
 /// Read access to the stored tracks as of the last applied entry.

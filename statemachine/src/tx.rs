@@ -13,6 +13,7 @@ use crate::state::State;
 use crate::timestamp::Timestamp;
 use crate::track::{block_size, BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK};
 use crate::track_view::TrackView;
+use bytes::Bytes;
 use std::collections::BTreeSet;
 
 /// What one apply produced. Storage must make `ops`, the `touched` records and the applied
@@ -229,7 +230,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     /// from now on whatever its bytes: which tracks are stored depends only on the commands,
     /// never on data, so a replay of the journal (which keeps no write payloads) rebuilds it
     /// exactly. Proposers send all-zero writes as `WriteData::Zeroes`.
-    pub(crate) fn store_track(&mut self, volume: VolumeId, track: u32, data: Vec<u8>) -> Result<(), Failure<R::Error>> {
+    pub(crate) fn store_track(&mut self, volume: VolumeId, track: u32, data: Bytes) -> Result<(), Failure<R::Error>> {
         let mut sums = [0; BLOCKS_PER_TRACK];
         digest::hash_blocks(track, 0, &data, self.block_size(), &mut sums);
         self.set_sums(volume, track, sums)?;
@@ -245,7 +246,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         volume: VolumeId,
         track: u32,
         first_block: u32,
-        data: Vec<u8>,
+        data: Bytes,
     ) -> Result<(), Failure<R::Error>> {
         let mut sums = self.stored_sums(volume, track)?.unwrap_or([0; BLOCKS_PER_TRACK]);
         digest::hash_blocks(track, first_block, &data, self.block_size(), &mut sums);
@@ -320,7 +321,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
                 let mut data = vec![0; self.state.track_size() as usize];
                 self.read_into(from, track, 0, &mut data)?;
                 self.set_sums(target, track, sums)?;
-                self.tracks.store_track(target, track, data, sums);
+                self.tracks.store_track(target, track, data.into(), sums);
             }
             None => self.zero(target, track)?,
         }

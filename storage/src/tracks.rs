@@ -2,13 +2,15 @@
 //! in blocks. Also how a track op becomes writes in a batch.
 
 use crate::db::{block_key, track_key, volume_track_range, CF_BLOCKS, CF_SUMS};
+use bytes::Bytes;
 use rocksdb::{Direction, IteratorMode, ReadOptions, Snapshot, WriteBatch, DB};
-use statemachine::{BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK};
+use statemachine::{BlockSums, TrackOp, TrackReader, TrackSink, VolumeId, BLOCKS_PER_TRACK};
 
 pub(crate) struct DbTracks<'a> {
     db: &'a DB,
     /// Read as of this snapshot, or the latest data if none.
     snapshot: Option<&'a Snapshot<'a>>,
+    track_size: u32,
     block_size: usize,
 }
 
@@ -17,6 +19,7 @@ impl<'a> DbTracks<'a> {
         DbTracks {
             db,
             snapshot: None,
+            track_size,
             block_size: statemachine::block_size(track_size) as usize,
         }
     }
@@ -44,52 +47,49 @@ impl<'a> DbTracks<'a> {
     /// Adds the writes of `ops` to `batch`. Blocks of zeros are not stored (absent reads as
     /// zeros); the sums say the track is stored all the same.
     pub(crate) fn stage(&self, batch: &mut WriteBatch, ops: &[TrackOp]) {
-        let (sums_cf, blocks_cf) = (self.cf(CF_SUMS), self.cf(CF_BLOCKS));
-        for op in ops {
-            match op {
-                TrackOp::Write {
-                    volume,
-                    track,
-                    within,
-                    data,
-                    sums,
-                } => self.stage_blocks(batch, *volume, *track, *within as usize / self.block_size, data, sums),
-                TrackOp::Zero { volume, track } => {
-                    batch.delete_cf(sums_cf, track_key(*volume, *track));
-                    batch.delete_range_cf(
-                        blocks_cf,
-                        block_key(*volume, *track, 0),
-                        block_key(*volume, *track, BLOCKS_PER_TRACK as u32),
-                    );
-                }
-                TrackOp::DropVolume { volume } => {
-                    let (from, to) = volume_track_range(*volume);
-                    batch.delete_range_cf(sums_cf, from, to);
-                    batch.delete_range_cf(blocks_cf, from, to);
-                }
-            }
+        let mut staging = Staging {
+            batch,
+            sums: self.cf(CF_SUMS),
+            blocks: self.cf(CF_BLOCKS),
+        };
+        statemachine::execute_track_ops(ops, self.track_size, &mut staging);
+    }
+}
+
+/// Track ops as the writes of one batch.
+struct Staging<'a> {
+    batch: &'a mut WriteBatch,
+    sums: &'a rocksdb::ColumnFamily,
+    blocks: &'a rocksdb::ColumnFamily,
+}
+
+impl TrackSink for Staging<'_> {
+    fn put_sums(&mut self, volume: VolumeId, track: u32, sums: &BlockSums) {
+        self.batch
+            .put_cf(self.sums, track_key(volume, track), encode_sums(sums));
+    }
+
+    fn put_block(&mut self, volume: VolumeId, track: u32, block: u32, data: Option<Bytes>) {
+        let key = block_key(volume, track, block);
+        match data {
+            Some(data) => self.batch.put_cf(self.blocks, key, data),
+            None => self.batch.delete_cf(self.blocks, key),
         }
     }
 
-    fn stage_blocks(
-        &self,
-        batch: &mut WriteBatch,
-        volume: VolumeId,
-        track: u32,
-        first_block: usize,
-        data: &[u8],
-        sums: &BlockSums,
-    ) {
-        let blocks_cf = self.cf(CF_BLOCKS);
-        for (i, block) in data.chunks(self.block_size).enumerate() {
-            let key = block_key(volume, track, (first_block + i) as u32);
-            if sums[first_block + i] == 0 {
-                batch.delete_cf(blocks_cf, key);
-            } else {
-                batch.put_cf(blocks_cf, key, block);
-            }
-        }
-        batch.put_cf(self.cf(CF_SUMS), track_key(volume, track), encode_sums(sums));
+    fn remove_track(&mut self, volume: VolumeId, track: u32) {
+        self.batch.delete_cf(self.sums, track_key(volume, track));
+        self.batch.delete_range_cf(
+            self.blocks,
+            block_key(volume, track, 0),
+            block_key(volume, track, BLOCKS_PER_TRACK as u32),
+        );
+    }
+
+    fn remove_volume(&mut self, volume: VolumeId) {
+        let (from, to) = volume_track_range(volume);
+        self.batch.delete_range_cf(self.sums, from, to);
+        self.batch.delete_range_cf(self.blocks, from, to);
     }
 }
 

@@ -252,7 +252,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         let (log, mut store) = storage::open(dir.path()).unwrap();
         let model = model.get_or_insert_with(|| Model {
             state: store.view().query(|s| s.clone()),
-            tracks: MemTracks::default(),
+            tracks: MemTracks::new(store.view().query(|s| s.track_size())),
         });
         prop_assert_eq!(&store.view().query(|s| s.clone()), &model.state, "reopened mid-way");
         for i in range {

@@ -19,7 +19,7 @@ impl Harness {
     pub fn new(track_size: u32) -> Self {
         Harness {
             state: State::with_track_size(track_size),
-            tracks: MemTracks::default(),
+            tracks: MemTracks::new(track_size),
             now: 1_795_000_000_000,
             term: 1,
             next_tag: 1,
