@@ -17,7 +17,9 @@ use serde::{de::DeserializeOwned, Serialize};
 ///     log could decide differently).
 /// 11: revertible increments (`setflashrevertible`): relationships keep the previous point in
 ///     time's sequence number, time and change bitmaps.
-pub(crate) const FORMAT_VERSION: u8 = 11;
+/// 12: a track written whole is one value (blocks written later in part on top of it; a block
+///     of zeros is an empty value where it must hide one).
+pub(crate) const FORMAT_VERSION: u8 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -34,9 +36,19 @@ pub enum CodecError {
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = vec![FORMAT_VERSION];
-    out.extend(bincode::serde::encode_to_vec(value, bincode::config::standard())?);
+    let mut out = Vec::with_capacity(1 + encoded_len(value)?);
+    out.push(FORMAT_VERSION);
+    bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard())?;
     Ok(out)
+}
+
+/// The length of `value` encoded. Large values (a log entry holds up to 8 MiB of host data) are
+/// sized first and written once into a buffer of that size: grown by doubling, and then copied
+/// behind the version byte, a payload was copied about three times.
+pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize, CodecError> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, bincode::config::standard())?;
+    Ok(size.bytes_written)
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {

@@ -184,6 +184,9 @@ impl StateMachineStore {
                     };
                     let applied = statemachine::apply(&mut inner.state, &tracks, &request.command, stamp)
                         .map_err(|e| io_error!(read_state_machine, &e))?;
+                    // Sized for the track bytes up front: grown by doubling, the batch would copy
+                    // a large write's bytes again at each step.
+                    batch = WriteBatch::with_capacity_bytes(crate::tracks::staged_len(&applied.ops) + 4096);
                     tracks.stage(&mut batch, &applied.ops);
                     self.note_dropped(&applied.ops);
                     #[cfg(feature = "sabotage")]

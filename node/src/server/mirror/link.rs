@@ -122,7 +122,7 @@ impl Links {
         batches: &[MirrorBatch],
         timeout: Duration,
     ) -> Result<BTreeMap<String, u64>, LinkError> {
-        let body = bincode::serde::encode_to_vec(batches, bincode::config::standard()).expect("encodes");
+        let body = crate::server::transport::wire::encode_exact(&batches).expect("encodes");
         let reply = self
             .send(path, reqwest::Method::POST, "/pprc/apply", Some(body), timeout)
             .await?;

@@ -80,11 +80,27 @@ pub enum Reply {
 }
 
 pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(out: &mut W, value: &T) -> io::Result<()> {
-    let bytes = bincode::serde::encode_to_vec(value, bincode::config::standard()).map_err(io::Error::other)?;
-    let len = u32::try_from(bytes.len()).map_err(|_| io::Error::other("frame over 4 GiB"))?;
-    out.write_all(&len.to_le_bytes()).await?;
-    out.write_all(&bytes).await?;
+    let len = encoded_len(value)?;
+    let len32 = u32::try_from(len).map_err(|_| io::Error::other("frame over 4 GiB"))?;
+    let mut frame = Vec::with_capacity(4 + len);
+    frame.extend_from_slice(&len32.to_le_bytes());
+    bincode::serde::encode_into_std_write(value, &mut frame, bincode::config::standard()).map_err(io::Error::other)?;
+    out.write_all(&frame).await?;
     out.flush().await
+}
+
+/// `value` encoded into a buffer of exactly its size: an append request carries up to several
+/// MiB of host data, which a buffer grown by doubling would copy again and again.
+pub fn encode_exact<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(encoded_len(value)?);
+    bincode::serde::encode_into_std_write(value, &mut out, bincode::config::standard()).map_err(io::Error::other)?;
+    Ok(out)
+}
+
+fn encoded_len<T: Serialize>(value: &T) -> io::Result<usize> {
+    let mut size = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut size, bincode::config::standard()).map_err(io::Error::other)?;
+    Ok(size.bytes_written)
 }
 
 /// Reads one frame of at most `max` bytes (the length is checked before anything is allocated).
