@@ -11,6 +11,7 @@ build
 
 workloads=(
   "seq-write-1M-QD8 write 1M 8"
+  "seq-write-64K-QD16 write 64k 16"
   "rand-write-4K-QD16 randwrite 4k 16"
   "rand-write-4K-QD1 randwrite 4k 1"
   "rand-read-4K-QD16 randread 4k 16"
