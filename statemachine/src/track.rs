@@ -50,10 +50,6 @@ pub enum TrackOp {
         /// Shared, not copied: a host write's piece of the NBD request, or a copied track.
         data: Bytes,
         sums: BlockSums,
-        /// The track was stored before this op. A store that keeps a track written whole as
-        /// one value must then drop what else it kept of it; for a track that was not stored
-        /// there is nothing to drop.
-        replaces: bool,
     },
     /// The track reads as zeros from now on: drop what is stored.
     Zero { volume: VolumeId, track: u32 },
@@ -70,15 +66,6 @@ pub trait TrackSink {
     /// Block `block` of a stored track holds `data` (one whole block), or reads as zeros
     /// (`None`: nothing is kept for it).
     fn put_block(&mut self, volume: VolumeId, track: u32, block: u32, data: Option<Bytes>);
-    /// Every block of a stored track at once (`data` is the whole track; a block whose hash is
-    /// 0 is zeros; `replaces`: the track was stored before): a sink may keep it as one value,
-    /// so reading the track or copying it takes one value, not one per block. By default, block
-    /// by block.
-    fn put_track(&mut self, volume: VolumeId, track: u32, data: &Bytes, sums: &BlockSums, replaces: bool) {
-        let _ = replaces;
-        let track_size = u32::try_from(data.len()).expect("a track is at most 64 KiB");
-        put_blocks(self, (volume, track), 0, block_size(track_size) as usize, data, sums);
-    }
     /// Nothing of the track is stored: it reads as zeros.
     fn remove_track(&mut self, volume: VolumeId, track: u32);
     /// Nothing of the volume is stored.
@@ -97,35 +84,18 @@ pub fn execute(ops: &[TrackOp], track_size: u32, sink: &mut impl TrackSink) {
                 within,
                 data,
                 sums,
-                replaces,
             } => {
                 sink.put_sums(*volume, *track, sums);
-                if *within == 0 && data.len() == track_size as usize {
-                    sink.put_track(*volume, *track, data, sums, *replaces);
-                } else {
-                    put_blocks(sink, (*volume, *track), *within as usize / bs, bs, data, sums);
+                let first = *within as usize / bs;
+                for i in 0..data.len() / bs {
+                    let block = first + i;
+                    let bytes = (sums[block] != 0).then(|| data.slice(i * bs..(i + 1) * bs));
+                    sink.put_block(*volume, *track, block as u32, bytes);
                 }
             }
             TrackOp::Zero { volume, track } => sink.remove_track(*volume, *track),
             TrackOp::DropVolume { volume } => sink.remove_volume(*volume),
         }
-    }
-}
-
-/// Puts whole blocks of `block_size` bytes from block `first` on, each as its bytes or, for a
-/// block whose hash is 0, as zeros.
-fn put_blocks<S: TrackSink + ?Sized>(
-    sink: &mut S,
-    (volume, track): (VolumeId, u32),
-    first: usize,
-    block_size: usize,
-    data: &Bytes,
-    sums: &BlockSums,
-) {
-    for i in 0..data.len() / block_size {
-        let block = first + i;
-        let bytes = (sums[block] != 0).then(|| data.slice(i * block_size..(i + 1) * block_size));
-        sink.put_block(volume, track, block as u32, bytes);
     }
 }
 

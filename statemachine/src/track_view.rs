@@ -153,14 +153,13 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
     }
 
     /// Stores whole blocks from `first_block` on; the track's other blocks keep what they had.
-    /// `replaces`: the track was stored before.
     pub(crate) fn write_blocks(
         &mut self,
-        (volume, track): (VolumeId, u32),
+        volume: VolumeId,
+        track: u32,
         first_block: u32,
         data: Bytes,
         sums: BlockSums,
-        replaces: bool,
     ) {
         let within = first_block * block_size(self.track_size);
         self.push(TrackOp::Write {
@@ -169,14 +168,13 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
             within,
             data,
             sums,
-            replaces,
         });
     }
 
     /// Stores a whole track: every block is given, so nothing of what was there shows through.
-    pub(crate) fn store_track(&mut self, volume: VolumeId, track: u32, data: Bytes, sums: BlockSums, replaces: bool) {
+    pub(crate) fn store_track(&mut self, volume: VolumeId, track: u32, data: Bytes, sums: BlockSums) {
         debug_assert_eq!(data.len(), self.track_size as usize);
-        self.write_blocks((volume, track), 0, data, sums, replaces);
+        self.write_blocks(volume, track, 0, data, sums);
     }
 
     pub(crate) fn drop_volume(&mut self, volume: VolumeId) {
@@ -223,12 +221,11 @@ mod tests {
             within: 0,
             data: ones,
             sums: [7; 16],
-            replaces: false,
         }]);
         let mut view = TrackView::new(&stored, TS);
         let mut sums = [7; 16];
         sums[1] = 0;
-        view.write_blocks((v, 0), 1, Bytes::from(vec![0u8; 2]), sums, true);
+        view.write_blocks(v, 0, 1, Bytes::from(vec![0u8; 2]), sums);
         assert_eq!(read(&view, v), [1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
         let mut after = stored.clone();
         after.execute(&view.ops);
@@ -237,7 +234,7 @@ mod tests {
         view.zero(v, 0);
         let mut sums = [0; 16];
         sums[2] = 9;
-        view.write_blocks((v, 0), 2, Bytes::from_static(&[5, 5]), sums, false);
+        view.write_blocks(v, 0, 2, Bytes::from_static(&[5, 5]), sums);
         assert_eq!(read(&view, v), [0, 0, 0, 0, 5, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         let mut after = stored.clone();
         after.execute(&view.ops);

@@ -233,8 +233,8 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     pub(crate) fn store_track(&mut self, volume: VolumeId, track: u32, data: Bytes) -> Result<(), Failure<R::Error>> {
         let mut sums = [0; BLOCKS_PER_TRACK];
         digest::hash_blocks(track, 0, &data, self.block_size(), &mut sums);
-        let replaces = self.set_sums(volume, track, sums)?;
-        self.tracks.store_track(volume, track, data, sums, replaces);
+        self.set_sums(volume, track, sums)?;
+        self.tracks.store_track(volume, track, data, sums);
         Ok(())
     }
 
@@ -250,23 +250,21 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     ) -> Result<(), Failure<R::Error>> {
         let mut sums = self.stored_sums(volume, track)?.unwrap_or([0; BLOCKS_PER_TRACK]);
         digest::hash_blocks(track, first_block, &data, self.block_size(), &mut sums);
-        let replaces = self.set_sums(volume, track, sums)?;
-        self.tracks
-            .write_blocks((volume, track), first_block, data, sums, replaces);
+        self.set_sums(volume, track, sums)?;
+        self.tracks.write_blocks(volume, track, first_block, data, sums);
         Ok(())
     }
 
     /// Moves the content digest from the track's stored sums to `sums`; a track not stored
-    /// before counts as stored from now on. Whether it was stored before.
-    fn set_sums(&mut self, volume: VolumeId, track: u32, sums: BlockSums) -> Result<bool, Failure<R::Error>> {
+    /// before counts as stored from now on.
+    fn set_sums(&mut self, volume: VolumeId, track: u32, sums: BlockSums) -> Result<(), Failure<R::Error>> {
         let old = self.stored_sums(volume, track)?;
         if old.is_none() {
             self.record_mut(volume).stored_tracks += 1;
         }
-        let was_stored = old.is_some();
         let old = old.map_or(0, |old| digest::track_hash(volume, track, &old));
         self.shift_content_digest(volume, old, digest::track_hash(volume, track, &sums));
-        Ok(was_stored)
+        Ok(())
     }
 
     /// The track reads as zeros and is not stored any more (nothing to do if it was not).
@@ -322,8 +320,8 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             Some(sums) => {
                 let mut data = vec![0; self.state.track_size() as usize];
                 self.read_into(from, track, 0, &mut data)?;
-                let replaces = self.set_sums(target, track, sums)?;
-                self.tracks.store_track(target, track, data.into(), sums, replaces);
+                self.set_sums(target, track, sums)?;
+                self.tracks.store_track(target, track, data.into(), sums);
             }
             None => self.zero(target, track)?,
         }

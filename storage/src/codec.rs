@@ -17,9 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 ///     log could decide differently).
 /// 11: revertible increments (`setflashrevertible`): relationships keep the previous point in
 ///     time's sequence number, time and change bitmaps.
-/// 12: a track written whole is one value (blocks written later in part on top of it; a block
-///     of zeros is an empty value where it must hide one).
-pub(crate) const FORMAT_VERSION: u8 = 12;
+pub(crate) const FORMAT_VERSION: u8 = 11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

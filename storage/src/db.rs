@@ -138,13 +138,6 @@ pub(crate) fn open_db(path: &Path) -> Result<DB, OpenError> {
         source,
     };
     let mut options = db_options();
-    // Flushes and compactions write past the page cache where the filesystem allows it: the
-    // track bytes a flush writes to blob files are otherwise copied into the page cache once
-    // more (the log already was), and that copy was the largest cost of sequential writes
-    // (docs/PERFORMANCE.md). Reads still go through the page cache.
-    if direct_io_works(path) {
-        options.set_use_direct_io_for_flush_and_compaction(true);
-    }
     // A simulated node never stops cleanly: it crashes, and what was not flushed is gone (the
     // log brings it back). Production flushes at close, which only shortens the next start.
     if crate::runtime::simulating() {
@@ -153,25 +146,6 @@ pub(crate) fn open_db(path: &Path) -> Result<DB, OpenError> {
             .map_err(failed)?;
     }
     DB::open_cf_descriptors(&options, path, descriptors()).map_err(failed)
-}
-
-/// Whether files in `dir` can be opened for direct I/O (not on tmpfs, say; RocksDB would fail
-/// there). Creates `dir` if needed.
-fn direct_io_works(dir: &Path) -> bool {
-    use std::os::unix::fs::OpenOptionsExt;
-    if std::fs::create_dir_all(dir).is_err() {
-        return false;
-    }
-    let probe = dir.join("direct-io-probe");
-    let works = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&probe)
-        .is_ok();
-    let _ = std::fs::remove_file(&probe);
-    works
 }
 
 /// Opens a database read-only (an offline audit, a snapshot's checkpoint).

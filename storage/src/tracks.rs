@@ -1,12 +1,5 @@
 //! Stored tracks as the state machine sees them: block hashes in the sums column family, bytes
-//! in the blocks column family. Also how a track op becomes writes in a batch.
-//!
-//! A track written whole (a whole-track host write, a copy) is one value under the track's
-//! `WHOLE` key, after its blocks' keys; a later write of part of it puts those blocks under their
-//! own keys, which read before the whole value. So a large write or a copy puts one value, and
-//! reading the track back or copying it gets one, while a small write still stores only its
-//! blocks and never reads. A block of zeros under its own key is an empty value (it must hide a
-//! whole value beneath); a track with no whole value may also just lack the key.
+//! in blocks. Also how a track op becomes writes in a batch.
 
 use crate::db::{block_key, track_key, volume_track_range, CF_BLOCKS, CF_SUMS};
 use bytes::Bytes;
@@ -51,11 +44,11 @@ impl<'a> DbTracks<'a> {
         self.db.cf_handle(name).expect("column families are created at open")
     }
 
-    /// Adds the writes of `ops` to `batch` (see the module's comment for the layout).
+    /// Adds the writes of `ops` to `batch`. Blocks of zeros are not stored (absent reads as
+    /// zeros); the sums say the track is stored all the same.
     pub(crate) fn stage(&self, batch: &mut WriteBatch, ops: &[TrackOp]) {
         let mut staging = Staging {
             batch,
-            blocks_per_track: self.track_size / self.block_size as u32,
             sums: self.cf(CF_SUMS),
             blocks: self.cf(CF_BLOCKS),
         };
@@ -68,28 +61,14 @@ pub(crate) fn staged_len(ops: &[TrackOp]) -> usize {
     ops.iter()
         .map(|op| match op {
             TrackOp::Write { data, .. } => data.len() + 64 + 16 * 32,
-            TrackOp::Zero { .. } | TrackOp::DropVolume { .. } => 17 * 32,
+            TrackOp::Zero { .. } | TrackOp::DropVolume { .. } => 64,
         })
         .sum()
-}
-
-/// The block number of a track's whole value: after its blocks' keys.
-const WHOLE: u32 = BLOCKS_PER_TRACK as u32;
-
-impl Staging<'_> {
-    /// Removes the values a track's blocks were written under since it was last written whole.
-    /// Point deletes: a range tombstone per track written would slow every read and flush after.
-    fn remove_blocks(&mut self, volume: VolumeId, track: u32) {
-        for block in 0..self.blocks_per_track {
-            self.batch.delete_cf(self.blocks, block_key(volume, track, block));
-        }
-    }
 }
 
 /// Track ops as the writes of one batch.
 struct Staging<'a> {
     batch: &'a mut WriteBatch,
-    blocks_per_track: u32,
     sums: &'a rocksdb::ColumnFamily,
     blocks: &'a rocksdb::ColumnFamily,
 }
@@ -104,27 +83,17 @@ impl TrackSink for Staging<'_> {
         let key = block_key(volume, track, block);
         match data {
             Some(data) => self.batch.put_cf(self.blocks, key, data),
-            None => self.batch.put_cf(self.blocks, key, b""),
-        }
-    }
-
-    fn put_track(&mut self, volume: VolumeId, track: u32, data: &Bytes, sums: &BlockSums, replaces: bool) {
-        // Blocks written in part since the track was last written whole would read before
-        // the new value; a track that was not stored has none.
-        if replaces {
-            self.remove_blocks(volume, track);
-        }
-        if sums.iter().any(|s| *s != 0) {
-            self.batch.put_cf(self.blocks, block_key(volume, track, WHOLE), data);
-        } else if replaces {
-            self.batch.delete_cf(self.blocks, block_key(volume, track, WHOLE));
+            None => self.batch.delete_cf(self.blocks, key),
         }
     }
 
     fn remove_track(&mut self, volume: VolumeId, track: u32) {
         self.batch.delete_cf(self.sums, track_key(volume, track));
-        self.remove_blocks(volume, track);
-        self.batch.delete_cf(self.blocks, block_key(volume, track, WHOLE));
+        self.batch.delete_range_cf(
+            self.blocks,
+            block_key(volume, track, 0),
+            block_key(volume, track, BLOCKS_PER_TRACK as u32),
+        );
     }
 
     fn remove_volume(&mut self, volume: VolumeId) {
@@ -160,8 +129,6 @@ pub enum TrackError {
     Db(#[from] rocksdb::Error),
     #[error("the block hashes of track {track} of volume #{volume} are damaged")]
     CorruptSums { volume: u64, track: u32 },
-    #[error("the stored bytes of track {track} of volume #{volume} are damaged (wrong length)")]
-    CorruptWhole { volume: u64, track: u32 },
 }
 
 impl TrackReader for DbTracks<'_> {
@@ -189,59 +156,30 @@ impl TrackReader for DbTracks<'_> {
             let (from, to) = (start.max(within), (start + bs).min(end));
             out[from - within..to - within].copy_from_slice(&bytes[from - start..to - start]);
         };
-        out.fill(0);
-        // The blocks read so far under their own keys (an empty value is a block of zeros).
-        let mut found = 0u32;
         if first == last {
             // One block: a point lookup.
-            let key = block_key(volume, track, first);
-            if let Some(bytes) = self
-                .db
-                .get_pinned_cf_opt(self.cf(CF_BLOCKS), key, &self.read_options())?
-            {
-                if !bytes.is_empty() {
-                    copy(out, first, &bytes);
-                }
-                return Ok(());
-            }
-        } else {
-            let mut options = self.read_options();
-            options.set_iterate_upper_bound(block_key(volume, track, last + 1).to_vec());
-            let from = block_key(volume, track, first);
-            let iter = self.db.iterator_cf_opt(
+            match self.db.get_pinned_cf_opt(
                 self.cf(CF_BLOCKS),
-                options,
-                IteratorMode::From(&from, Direction::Forward),
-            );
-            for item in iter {
-                let (key, bytes) = item?;
-                let block = u32::from(key[12]);
-                found |= 1 << block;
-                if !bytes.is_empty() {
-                    copy(out, block, &bytes);
-                }
+                block_key(volume, track, first),
+                &self.read_options(),
+            )? {
+                Some(bytes) => copy(out, first, &bytes),
+                None => out.fill(0),
             }
-        }
-        let wanted = (first..=last).fold(0u32, |bits, b| bits | 1 << b);
-        if found == wanted {
             return Ok(());
         }
-        // The rest is the track's whole value, if it has one.
-        let key = block_key(volume, track, WHOLE);
-        if let Some(whole) = self
-            .db
-            .get_pinned_cf_opt(self.cf(CF_BLOCKS), key, &self.read_options())?
-        {
-            if whole.len() != self.track_size as usize {
-                return Err(TrackError::CorruptWhole {
-                    volume: volume.0,
-                    track,
-                });
-            }
-            for block in (first..=last).filter(|b| found & (1 << b) == 0) {
-                let start = block as usize * bs;
-                copy(out, block, &whole[start..start + bs]);
-            }
+        out.fill(0);
+        let mut options = self.read_options();
+        options.set_iterate_upper_bound(block_key(volume, track, last + 1).to_vec());
+        let from = block_key(volume, track, first);
+        let iter = self.db.iterator_cf_opt(
+            self.cf(CF_BLOCKS),
+            options,
+            IteratorMode::From(&from, Direction::Forward),
+        );
+        for item in iter {
+            let (key, bytes) = item?;
+            copy(out, u32::from(key[12]), &bytes);
         }
         Ok(())
     }
@@ -314,13 +252,12 @@ mod tests {
             within,
             data: Bytes::from(data),
             sums,
-            replaces: stored.is_some(),
         }
     }
 
     proptest! {
-        /// Whole values, blocks written in part over them and blocks of zeros read back as the
-        /// reference store has them, through every window of the track.
+        /// Whole tracks, blocks written over them and blocks of zeros read back as the reference
+        /// store has them, through every window of the track.
         #[test]
         fn stored_tracks_read_back_as_the_reference_store_holds_them(changes in prop::collection::vec(change(), 1..8)) {
             let dir = tempfile::tempdir().unwrap();
