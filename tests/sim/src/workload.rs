@@ -485,29 +485,16 @@ impl Workload {
             return Ok(());
         }
         let size = self.world.borrow().model.size(VOLUMES[v]);
-        // Any bytes: within a block, across blocks and tracks, up to a few blocks long, or a
-        // whole track (stored as one value, which later writes of part of it cover in part).
-        const TRACK: u64 = 65_536;
-        let length = match self.rng.gen_range(0..4) {
+        // Any bytes: within a block, across blocks and tracks, up to a few blocks long.
+        let length = match self.rng.gen_range(0..3) {
             0 => self.rng.gen_range(1..=512u64),
             1 => 4096,
-            2 => self.rng.gen_range(1..=20_000u64),
-            _ if frozen => 4096,
-            _ => TRACK,
+            _ => self.rng.gen_range(1..=20_000u64),
         };
         // Writes held together overlap, so their order shows; otherwise mostly near the start,
         // so writes overlap one another.
-        let span = if length == TRACK {
-            size
-        } else if frozen || self.rng.gen_bool(0.5) {
-            24_576
-        } else {
-            size
-        };
-        let mut offset = self.rng.gen_range(0..=span - length);
-        if length == TRACK {
-            offset -= offset % TRACK;
-        }
+        let span = if frozen || self.rng.gen_bool(0.5) { 24_576 } else { size };
+        let offset = self.rng.gen_range(0..=span - length);
         let value = self.next_value;
         self.next_value += 1;
         let data = bytes_of(value, offset, length);
