@@ -24,6 +24,7 @@ macro_rules! io_error {
     };
 }
 
+mod aligned;
 mod applied_state;
 mod audit;
 mod codec;
