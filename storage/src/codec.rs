@@ -17,9 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 ///     log could decide differently).
 /// 11: revertible increments (`setflashrevertible`): relationships keep the previous point in
 ///     time's sequence number, time and change bitmaps.
-/// 12: the Raft log's appends start at 4 KiB boundaries and end in zeros (`log_files.rs`); a
-///     version-11 build would take the zeros for a torn record and cut the log there.
-pub(crate) const FORMAT_VERSION: u8 = 12;
+pub(crate) const FORMAT_VERSION: u8 = 11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -49,21 +47,6 @@ pub fn encoded_len<T: Serialize>(value: &T) -> Result<usize, CodecError> {
     let mut size = bincode::enc::write::SizeWriter::default();
     bincode::serde::encode_into_writer(value, &mut size, bincode::config::standard())?;
     Ok(size.bytes_written)
-}
-
-/// Encodes `value` into `out`, which must be exactly [`encoded_len`] + 1 (the version byte) long:
-/// for a value written straight into a buffer of something larger (a log append).
-pub fn encode_into<T: Serialize>(value: &T, out: &mut [u8]) -> Result<(), CodecError> {
-    let (version, rest) = out.split_first_mut().ok_or(CodecError::Empty)?;
-    *version = FORMAT_VERSION;
-    let written = bincode::serde::encode_into_slice(value, rest, bincode::config::standard())?;
-    if written != rest.len() {
-        return Err(CodecError::Corrupt(format!(
-            "value encoded to {written} bytes where {} were set aside",
-            rest.len()
-        )));
-    }
-    Ok(())
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {

@@ -24,7 +24,6 @@ macro_rules! io_error {
     };
 }
 
-mod aligned;
 mod applied_state;
 mod audit;
 mod codec;

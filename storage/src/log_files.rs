@@ -3,15 +3,10 @@
 //!
 //! A segment is `{first index:020}.log`. Each record is a header — payload length (u32),
 //! index (u64), xxh3 of the payload (u64), all little-endian — then the payload (the encoded
-//! entry). An append starts at a 4 KiB boundary and ends with zeros up to the next one (at
-//! least four of them, so a zero length marks them), because it is written around the page
-//! cache: the log is read back only at a restart or for a follower far behind, and copying every
-//! host byte into the page cache cost a fifth of a node's CPU under large writes
-//! (docs/PERFORMANCE.md). At open every segment's headers are read to rebuild the index; a
-//! record cut short or failing its checksum at the end of the last segment is a write the crash
-//! interrupted (never acknowledged): it is cut off. Anywhere else it is damage, and opening fails.
+//! entry). At open every segment's headers are read to rebuild the index; a record cut short or
+//! failing its checksum at the end of the last segment is a write the crash interrupted (never
+//! acknowledged): it is cut off. Anywhere else it is damage, and opening fails.
 
-use crate::aligned::{align_up, AlignedBuf, ALIGN};
 use crate::log_disk::{LogDisk, LogFile};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,54 +16,15 @@ use xxhash_rust::xxh3::xxh3_64;
 const HEADER: usize = 4 + 8 + 8;
 /// A new segment is started once the current one holds this much.
 const SEGMENT_BYTES: u64 = 64 << 20;
-/// An append's buffer: a larger batch is written in pieces of about this size.
-const BUFFER_BYTES: usize = 4 << 20;
-/// A buffer grown for a larger entry (an entry may hold 8 MiB of host data) is kept up to this
-/// size, and given back beyond it.
-const BUFFER_KEPT: usize = 16 << 20;
-
-/// One entry to append: its index, and its payload written straight into the log's buffer
-/// (encoding an entry there saves copying its bytes again).
-pub(crate) trait Payload {
-    fn index(&self) -> u64;
-    fn len(&self) -> usize;
-    /// Writes the payload into `out`, exactly `len()` bytes.
-    fn write_to(&self, out: &mut [u8]) -> io::Result<()>;
-}
-
-impl Payload for (u64, Vec<u8>) {
-    fn index(&self) -> u64 {
-        self.0
-    }
-
-    fn len(&self) -> usize {
-        self.1.len()
-    }
-
-    fn write_to(&self, out: &mut [u8]) -> io::Result<()> {
-        out.copy_from_slice(&self.1);
-        Ok(())
-    }
-}
-
-/// Zeros written after an append that ends at `end`, up to a 4 KiB boundary: none at one, and
-/// never fewer than four (a reader takes a zero length for padding, and must read all four
-/// bytes of it before the boundary).
-fn padding(end: u64) -> u64 {
-    match align_up(end) - end {
-        gap @ (0 | 4..) => gap,
-        gap => gap + ALIGN as u64,
-    }
-}
 
 struct Segment {
     /// Index of the first entry in this segment.
     first: u64,
     name: String,
     file: Arc<dyn LogFile>,
-    /// Where each entry's record starts and how long it is (entry `first + i` at `offsets[i]`).
-    offsets: Vec<(u64, u64)>,
-    /// Bytes in the file (the last append's padding included).
+    /// Byte offset of each entry's record (entry `first + i` at `offsets[i]`).
+    offsets: Vec<u64>,
+    /// Bytes in the file.
     len: u64,
 }
 
@@ -79,7 +35,10 @@ impl Segment {
 
     /// Where the record of `index` starts and how long it is.
     fn extent(&self, index: u64) -> (u64, u64) {
-        self.offsets[(index - self.first) as usize]
+        let i = (index - self.first) as usize;
+        let start = self.offsets[i];
+        let end = self.offsets.get(i + 1).copied().unwrap_or(self.len);
+        (start, end - start)
     }
 }
 
@@ -89,8 +48,6 @@ pub(crate) struct LogFiles {
     segments: Mutex<Vec<Segment>>,
     /// Entries below this index are purged: never read, though their segment may remain.
     first_kept: AtomicU64,
-    /// Where appends are put together: aligned, reused.
-    buffer: Mutex<AlignedBuf>,
 }
 
 fn corrupt(disk: &dyn LogDisk, name: &str, why: impl std::fmt::Display) -> io::Error {
@@ -126,7 +83,6 @@ impl LogFiles {
             disk,
             segments: Mutex::new(segments),
             first_kept: AtomicU64::new(0),
-            buffer: Mutex::new(AlignedBuf::with_capacity(BUFFER_BYTES)),
         })
     }
 
@@ -144,9 +100,9 @@ impl LogFiles {
         (first <= last).then_some((first, last))
     }
 
-    /// Appends entries (consecutive, following the last one) and syncs them.
-    pub(crate) fn append<P: Payload>(&self, entries: &[P]) -> io::Result<()> {
-        let Some(first_index) = entries.first().map(Payload::index) else {
+    /// Appends entries `(index, payload)` (consecutive, following the last one) and syncs them.
+    pub(crate) fn append(&self, entries: &[(u64, Vec<u8>)]) -> io::Result<()> {
+        let Some(&(first_index, _)) = entries.first() else {
             return Ok(());
         };
         let file = {
@@ -171,14 +127,23 @@ impl LogFiles {
                 segments.push(self.create_segment(first_index)?);
             }
             let segment = segments.last_mut().expect("a segment exists");
-            let mut buffer = self.buffer.lock().expect("not poisoned");
-            let written = write_records(&*segment.file, &mut buffer, segment.len, entries);
-            if buffer.capacity() > BUFFER_KEPT {
-                *buffer = AlignedBuf::with_capacity(BUFFER_BYTES);
+            let mut offset = segment.len;
+            let mut offsets = Vec::with_capacity(entries.len());
+            // Header and payload written in place, each with its own write: the payload (up to
+            // 8 MiB of host data) is not copied into a buffer first.
+            for (index, payload) in entries {
+                offsets.push(offset);
+                let length = u32::try_from(payload.len()).map_err(|_| io::Error::other("log entry over 4 GiB"))?;
+                let mut header = [0u8; HEADER];
+                header[0..4].copy_from_slice(&length.to_le_bytes());
+                header[4..12].copy_from_slice(&index.to_le_bytes());
+                header[12..20].copy_from_slice(&xxh3_64(payload).to_le_bytes());
+                segment.file.write_all_at(&header, offset)?;
+                segment.file.write_all_at(payload, offset + HEADER as u64)?;
+                offset += (HEADER + payload.len()) as u64;
             }
-            let (offsets, end) = written?;
             segment.offsets.extend(offsets);
-            segment.len = end;
+            segment.len = offset;
             segment.file.clone()
         };
         // Synced outside the lock: readers (replication) go on meanwhile. openraft awaits this
@@ -248,7 +213,7 @@ impl LogFiles {
         if let Some(last) = segments.last_mut() {
             if index < last.next_index() {
                 let keep = index.saturating_sub(last.first) as usize;
-                let len = last.offsets.get(keep).map_or(last.len, |&(offset, _)| offset);
+                let len = last.offsets.get(keep).copied().unwrap_or(last.len);
                 last.file.set_len(len)?;
                 last.file.sync()?;
                 last.offsets.truncate(keep);
@@ -323,47 +288,11 @@ impl LogFiles {
                 } else if first_kept >= s.next_index() {
                     0
                 } else {
-                    s.len - s.offsets[(first_kept - s.first) as usize].0
+                    s.len - s.offsets[(first_kept - s.first) as usize]
                 }
             })
             .sum()
     }
-}
-
-/// Writes `entries` as records from the first 4 KiB boundary at or after `len` (with room for
-/// padding before it), through `buffer`, in whole 4 KiB blocks. Returns where each record is and
-/// where the padded append ends.
-fn write_records<P: Payload>(
-    file: &dyn LogFile,
-    buffer: &mut AlignedBuf,
-    len: u64,
-    entries: &[P],
-) -> io::Result<(Vec<(u64, u64)>, u64)> {
-    buffer.clear();
-    // The file offset of the buffer's first byte.
-    let mut at = len + padding(len);
-    let mut offsets = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let length = u32::try_from(entry.len()).map_err(|_| io::Error::other("log entry over 4 GiB"))?;
-        let size = HEADER + entry.len();
-        if buffer.len() + size > buffer.capacity() && buffer.len() >= ALIGN {
-            // Full: out with the whole blocks so far; the last, partial one moves to the front.
-            let whole = buffer.len() / ALIGN * ALIGN;
-            file.write_aligned_at(&buffer.as_slice()[..whole], at)?;
-            buffer.consume(whole);
-            at += whole as u64;
-        }
-        offsets.push((at + buffer.len() as u64, size as u64));
-        let record = buffer.extend(size);
-        let (header, payload) = record.split_at_mut(HEADER);
-        entry.write_to(payload)?;
-        header[0..4].copy_from_slice(&length.to_le_bytes());
-        header[4..12].copy_from_slice(&entry.index().to_le_bytes());
-        header[12..20].copy_from_slice(&xxh3_64(payload).to_le_bytes());
-    }
-    buffer.zeros(padding(at + buffer.len() as u64) as usize);
-    file.write_aligned_at(buffer.as_slice(), at)?;
-    Ok((offsets, at + buffer.len() as u64))
 }
 
 /// Checks a whole record read back for `index`.
@@ -407,19 +336,6 @@ fn load_segment(disk: &dyn LogDisk, first: u64, last: bool) -> io::Result<Segmen
         if offset == size {
             break None;
         }
-        if offset % ALIGN as u64 != 0 && offset + 4 <= size {
-            let mut length = [0u8; 4];
-            file.read_exact_at(&mut length, offset)?;
-            if length == [0; 4] {
-                // An append's padding, or the gap a truncation left before the next append.
-                let next = offset + padding(offset);
-                if next > size {
-                    break Some("an append's padding is cut short".to_string());
-                }
-                offset = next;
-                continue;
-            }
-        }
         if offset + HEADER as u64 > size {
             break Some("a record header is cut short".to_string());
         }
@@ -440,7 +356,7 @@ fn load_segment(disk: &dyn LogDisk, first: u64, last: bool) -> io::Result<Segmen
                 break Some(format!("entry {expected} fails its checksum"));
             }
         }
-        offsets.push((offset, end - offset));
+        offsets.push(offset);
         offset = end;
     };
     if let Some(why) = damaged {
@@ -535,75 +451,6 @@ mod tests {
         assert_eq!(log.bounds(), Some((11, 11)));
     }
 
-    /// Appends start at 4 KiB boundaries (they are written around the page cache) and end with
-    /// zeros up to the next one, never fewer than four; a truncation leaves a gap of zeros. Each
-    /// is skipped at open, where a full block of zeros at a record's place is still damage.
-    #[test]
-    fn appends_are_padded_to_4k_and_the_padding_is_skipped() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(format!("{:020}.log", 1));
-        let size = || std::fs::metadata(&path).unwrap().len();
-        let log = open_dir(dir.path());
-        // Record 1 ends two bytes before a boundary: too little room for padding's zero length,
-        // so the padding runs to the boundary after.
-        let two_short = ALIGN - 2 - HEADER;
-        log.append(&entries(1..2, two_short)).unwrap();
-        assert_eq!(size(), 2 * ALIGN as u64);
-        log.append(&entries(2..4, 10)).unwrap();
-        assert_eq!(size(), 3 * ALIGN as u64);
-        // Cut back before entry 3's record: the next append starts at the boundary after it.
-        log.truncate(3).unwrap();
-        log.append(&entries(3..5, 100)).unwrap();
-        drop(log);
-        let log = open_dir(dir.path());
-        let mut expected = entries(1..2, two_short);
-        expected.extend(entries(2..3, 10));
-        expected.extend(entries(3..5, 100));
-        assert_eq!(log.read(1, |_| true, usize::MAX).unwrap(), expected);
-        // Cut where a record starts two bytes before a boundary: the gap runs a block further.
-        log.append(&[(5, vec![5; two_short]), (6, vec![6; 10])]).unwrap();
-        log.truncate(6).unwrap();
-        log.append(&entries(6..7, 1)).unwrap();
-        drop(log);
-        let log = open_dir(dir.path());
-        expected.extend([(5, vec![5; two_short])]);
-        expected.extend(entries(6..7, 1));
-        assert_eq!(log.read(1, |_| true, usize::MAX).unwrap(), expected);
-        drop(log);
-        // A whole block of zeros where a record should start is not padding.
-        let mut bytes = std::fs::read(&path).unwrap();
-        let last_block = bytes.len() - ALIGN;
-        bytes[last_block..].fill(0);
-        bytes.extend(std::iter::repeat_n(7u8, ALIGN));
-        std::fs::write(&path, &bytes).unwrap();
-        let log = open_dir(dir.path());
-        assert_eq!(log.bounds(), Some((1, 5)), "the last append is cut off as torn");
-    }
-
-    /// A batch larger than the append buffer is written in pieces, records across them.
-    #[test]
-    fn a_batch_larger_than_the_buffer_reads_back_whole() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = open_dir(dir.path());
-        let batch: Vec<_> = (1..=9)
-            .map(|i| {
-                (
-                    i,
-                    (0..1_000_003)
-                        .map(|b| (b * i as usize % 251) as u8)
-                        .collect::<Vec<u8>>(),
-                )
-            })
-            .collect();
-        log.append(&batch).unwrap();
-        log.append(&entries(10..11, 3)).unwrap();
-        assert_eq!(log.read(1, |i| i < 10, usize::MAX).unwrap(), batch);
-        drop(log);
-        let log = open_dir(dir.path());
-        assert_eq!(log.bounds(), Some((1, 10)));
-        assert_eq!(log.read(1, |i| i < 10, usize::MAX).unwrap(), batch);
-    }
-
     #[test]
     fn a_torn_last_record_is_cut_off_and_damage_elsewhere_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -611,13 +458,13 @@ mod tests {
         log.append(&entries(1..4, 1000)).unwrap();
         drop(log);
         let path = dir.path().join(format!("{:020}.log", 1));
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), ALIGN as u64, "padded to 4 KiB");
         // Half of the last record reached the disk.
+        let len = std::fs::metadata(&path).unwrap().len();
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
             .unwrap()
-            .set_len(2 * (HEADER as u64 + 1000) + 500)
+            .set_len(len - 500)
             .unwrap();
         let log = open_dir(dir.path());
         assert_eq!(log.bounds(), Some((1, 2)));

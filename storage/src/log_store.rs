@@ -7,7 +7,7 @@
 
 use crate::codec;
 use crate::db::{CF_RAFT, KEY_COMMITTED};
-use crate::log_files::{LogFiles, Payload};
+use crate::log_files::LogFiles;
 use crate::types::TypeConfig;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
@@ -37,26 +37,6 @@ pub struct LogStore {
     /// The entries appended last, as they were appended: apply and replication read them here
     /// instead of reading the file back and decoding it.
     recent: Arc<Mutex<Recent>>,
-}
-
-/// An entry on its way into the log, encoded there (see [`Payload`]); `len` is its encoded size.
-struct Encoding {
-    entry: Entry<TypeConfig>,
-    len: usize,
-}
-
-impl Payload for Encoding {
-    fn index(&self) -> u64 {
-        self.entry.log_id.index
-    }
-
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn write_to(&self, out: &mut [u8]) -> std::io::Result<()> {
-        codec::encode_into(&self.entry, out).map_err(std::io::Error::other)
-    }
 }
 
 /// Encoded bytes of the entries [`Recent`] keeps, at most (their payloads are shared with
@@ -312,11 +292,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: OptionalSend,
     {
         let mut records = Vec::new();
+        let mut appended = Vec::new();
         let mut last = None;
         for entry in entries {
-            let len = 1 + codec::encoded_len(&entry).map_err(|e| io_error!(write_logs, &e))?;
+            let bytes = codec::encode(&entry).map_err(|e| io_error!(write_logs, &e))?;
+            records.push((entry.log_id.index, bytes));
             last = Some(entry.log_id);
-            records.push(Encoding { entry, len });
+            appended.push(entry);
         }
         // One synced write for the whole batch of entries: group commit.
         let files = self.files.clone();
@@ -328,7 +310,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 if last.is_some() {
                     *self.last.lock().expect("not poisoned") = last;
                 }
-                let sized = records.into_iter().map(|r| (r.entry, r.len));
+                let sized = appended.into_iter().zip(records).map(|(e, (_, b))| (e, b.len()));
                 self.recent.lock().expect("not poisoned").push(sized.collect());
                 callback.log_io_completed(Ok(()));
                 Ok(())
