@@ -33,8 +33,10 @@ pub fn open_with_log(dir: &Path, log: Arc<dyn LogDisk>) -> Result<(LogStore, Sta
         path: log.show(""),
         source,
     };
-    let files = LogFiles::open(log.clone()).map_err(log_io)?;
+    // The state first: a directory of another format is refused before the log is touched
+    // (opening the log may cut off what it takes for a torn last record).
     let state = StateMachineStore::open(db.clone(), dir.join("snapshots"))?;
+    let files = LogFiles::open(log.clone()).map_err(log_io)?;
     Ok((LogStore::new(db, files).map_err(log_io)?, state))
 }
 
