@@ -10,8 +10,9 @@
 //!   `WriteBatch`. A snapshot is a RocksDB checkpoint; its stream is written only when a follower
 //!   needs it.
 //! - [`Space`]: what the state uses of the disk, and giving back what dropped tracks held.
-//! - [`StateView`] is the read side the node queries (lsvol, lsflash, volume data, audit), also
-//!   opened read-only on a stopped node's directory ([`open_read_only`]) for offline audits.
+//! - [`StateRead`] is the read side the node's parts query (lsvol, lsflash, volume data, audit);
+//!   [`StateView`] implements it over RocksDB, and is also opened read-only on a stopped node's
+//!   directory ([`open_read_only`]) for offline audits.
 //! - The audit history is a journal that replays: `StateView::state_at` and `StateView::verify`.
 
 // openraft's traits return its `StorageError` (over 200 bytes); helpers return it too.
@@ -39,6 +40,7 @@ mod snapshot_data;
 mod snapshots;
 mod space;
 mod state_machine;
+mod state_read;
 mod tracks;
 mod types;
 mod view;
@@ -51,5 +53,6 @@ pub use open::{open, open_read_only, open_with_log};
 pub use snapshot_data::SnapshotData;
 pub use space::{free_bytes, total_bytes, Reclaimed, Space, Usage};
 pub use state_machine::{ApplyObserver, MirrorTap, StateMachineStore};
+pub use state_read::{FlushError, SharedState, StateQuery, StateRead};
 pub use types::{NodeInfo, Request, Response, TypeConfig};
 pub use view::{AppliedNotice, ReadError, StateView};

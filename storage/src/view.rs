@@ -4,6 +4,7 @@
 use crate::applied_state::{corrupt, install_interrupted, load, AppliedState};
 use crate::audit::{AuditFilter, AuditRecord, Journal, JournalError, Rebuilt, Until, Verification};
 use crate::db::OpenError;
+use crate::state_read::{FlushError, StateRead};
 use crate::tracks::{DbTracks, TrackError};
 use crate::types::NodeInfo;
 use openraft::StoredMembership;
@@ -53,18 +54,26 @@ impl StateView {
         })
     }
 
-    /// Runs a query against the state as of the last applied entry.
-    pub fn query<T>(&self, f: impl FnOnce(&State) -> T) -> T {
+    /// The journal as of the last applied entry. Its snapshot is taken under the state lock, so
+    /// it never sees a snapshot install half done.
+    fn journal(&self) -> Journal<'_> {
+        let _applied = self.inner.read().expect("state lock is not poisoned");
+        Journal::new(&self.db)
+    }
+}
+
+impl StateRead for StateView {
+    fn inspect(&self, f: &mut dyn FnMut(&State)) {
         f(&self.inner.read().expect("state lock is not poisoned").state)
     }
 
     /// The last applied log index and the state digest at that index, read together.
-    pub fn applied(&self) -> (u64, u64) {
+    fn applied(&self) -> (u64, u64) {
         let inner = self.inner.read().expect("state lock is not poisoned");
         (inner.last_applied.map_or(0, |l| l.index), inner.state.digest())
     }
 
-    pub fn membership(&self) -> StoredMembership<u64, NodeInfo> {
+    fn membership(&self) -> StoredMembership<u64, NodeInfo> {
         self.inner
             .read()
             .expect("state lock is not poisoned")
@@ -74,7 +83,7 @@ impl StateView {
 
     /// Reads volume data as a host sees it, consistent with one applied index. `opened`: the
     /// volume the reader opened, if it did (then a new volume of the same name is refused).
-    pub fn read(
+    fn read(
         &self,
         volume: &str,
         opened: Option<VolumeId>,
@@ -97,7 +106,7 @@ impl StateView {
 
     /// Which parts of a range are allocated (see [`State::allocation`]), from the sums column
     /// family alone: no track data is read.
-    pub fn allocation(
+    fn allocation(
         &self,
         volume: &str,
         opened: Option<VolumeId>,
@@ -119,7 +128,7 @@ impl StateView {
     }
 
     /// Audit records after index `after` that pass `filter`, at most `limit`.
-    pub fn audit(
+    fn audit(
         &self,
         filter: &AuditFilter,
         after: u64,
@@ -128,22 +137,15 @@ impl StateView {
         self.journal().list(filter, after, limit)
     }
 
-    /// The journal as of the last applied entry. Its snapshot is taken under the state lock, so
-    /// it never sees a snapshot install half done.
-    fn journal(&self) -> Journal<'_> {
-        let _applied = self.inner.read().expect("state lock is not poisoned");
-        Journal::new(&self.db)
-    }
-
     /// The metadata (volumes, relationships, bitmaps) as it was at a point of the history,
     /// rebuilt by replaying the journal.
-    pub fn state_at(&self, until: Until) -> std::result::Result<Rebuilt, JournalError> {
+    fn state_at(&self, until: Until) -> std::result::Result<Rebuilt, JournalError> {
         self.journal().state_at(until)
     }
 
     /// Replays the whole journal and compares it with the live state at this node's applied
     /// index (see [`Verification`]).
-    pub fn verify(&self) -> std::result::Result<Verification, JournalError> {
+    fn verify(&self) -> std::result::Result<Verification, JournalError> {
         let (journal, index, live, names) = {
             // The journal snapshot (which also holds the stored tracks) and the live metadata
             // come from one applied index.
@@ -162,16 +164,18 @@ impl StateView {
 
     /// Puts the applied state on disk (it is written without a WAL and otherwise reaches the
     /// disk when memtables fill): for a clean stop.
-    pub fn flush(&self) -> std::result::Result<(), rocksdb::Error> {
+    fn flush(&self) -> std::result::Result<(), FlushError> {
         let _applied = self.inner.read().expect("state lock is not poisoned");
         let cfs: Vec<_> = crate::db::SNAPSHOT_CFS
             .iter()
             .map(|name| self.db.cf_handle(name).expect("column families are created at open"))
             .collect();
-        self.db.flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())
+            .map_err(|e| FlushError(e.to_string()))
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<AppliedNotice> {
+    fn subscribe(&self) -> broadcast::Receiver<AppliedNotice> {
         self.notices.subscribe()
     }
 }

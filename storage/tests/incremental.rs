@@ -9,7 +9,7 @@ use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use proptest::prelude::*;
 use statemachine::{Command, EstablishOptions, HostWrite, MemTracks, Pair, Stamp, State, Timestamp, WriteData};
 use std::collections::BTreeSet;
-use storage::{Request, StateView, TypeConfig};
+use storage::{Request, StateQuery, StateRead, StateView, TypeConfig};
 
 /// 2^17 + 5 tracks: three bitmap blocks, thin, 8 GiB.
 const BIG: u64 = ((1 << 17) + 5) << 16;

@@ -4,7 +4,7 @@
 use openraft::storage::{RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
 use statemachine::{Command, EstablishOptions, HostWrite, Pair, Timestamp, WriteData};
-use storage::{AuditFilter, Request, StateMachineStore, TypeConfig, Until};
+use storage::{AuditFilter, Request, StateMachineStore, StateQuery, StateRead, TypeConfig, Until};
 
 fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
     Entry {

@@ -9,7 +9,7 @@ use super::{api, print_json};
 use crate::protocol::{AuditAt, AuditEntry};
 use statemachine::Timestamp;
 use std::path::PathBuf;
-use storage::Verification;
+use storage::{StateRead, Verification};
 
 /// `audit`: the history, paged through the API, printed as a table (or JSON) at the end.
 pub async fn list(

@@ -12,7 +12,7 @@ use statemachine::{Command, Event, Timestamp, TRACK_SIZE};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use storage::StateView;
+use storage::{SharedState, StateQuery};
 use tokio::time::Instant;
 
 /// Tracks per copy step: 4 MiB, so one apply stays short.
@@ -33,7 +33,7 @@ const FAILED_STEP_PAUSE: Duration = Duration::from_millis(100);
 /// yields to waiting host writes.
 pub struct CopyScheduler<P> {
     pub proposer: Arc<P>,
-    pub state: StateView,
+    pub state: SharedState,
     pub host_writes: WritesWaiting,
     /// Copies take space: they wait while the disk is under its reserve.
     pub disk: DiskGuard,

@@ -33,7 +33,7 @@ use openraft::{Config, Raft, SnapshotPolicy};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use storage::{NodeInfo, StateView};
+use storage::{NodeInfo, SharedState};
 use token::ClusterToken;
 use tokio::net::TcpListener;
 
@@ -55,7 +55,7 @@ pub enum ServeError {
 pub struct Running {
     pub consensus: Arc<Consensus>,
     /// The applied state, flushed to disk at a clean stop.
-    pub state: StateView,
+    pub state: SharedState,
     /// The admin API's URL (the real port when 0 was asked for).
     pub api_url: String,
     /// The NBD address as bound (the real port when 0 was asked for).
@@ -153,7 +153,7 @@ pub struct Core {
     pub info: NodeInfo,
     pub raft: Raft<storage::TypeConfig>,
     pub consensus: Arc<Consensus>,
-    pub state: StateView,
+    pub state: SharedState,
     pub host_io: Arc<HostIo>,
     pub mirror: Arc<Mirror>,
     pub token: ClusterToken,
@@ -176,7 +176,7 @@ pub async fn start_core(config: &ServeConfig, info: NodeInfo, env: Environment) 
         let metrics = metrics.clone();
         Arc::new(move |entries, elapsed| metrics.record_apply(entries, elapsed))
     });
-    let state = state_store.view();
+    let state: SharedState = Arc::new(state_store.view());
     let space = state_store.space();
     let mirror = Mirror::new(state.clone(), config.mirror_timeout, metrics.clone());
     let state_store = state_store.with_mirror_tap(mirror.tap_fn());

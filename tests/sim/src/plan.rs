@@ -33,6 +33,8 @@ pub struct Plan {
     pub volume_size: u64,
     /// Faults at fixed times, besides the random ones (a scenario's).
     pub script: Vec<(Duration, Scripted)>,
+    /// Workload steps run in order before the random operations (a scenario's).
+    pub steps: Vec<Step>,
 }
 
 /// A fault a scenario places at a fixed time.
@@ -40,6 +42,21 @@ pub struct Plan {
 pub enum Scripted {
     /// Cut a node that does not lead off from the others for this long.
     CutFollower(Duration),
+}
+
+/// A workload step a scenario places before the random operations.
+#[derive(Clone, Copy, Debug)]
+pub enum Step {
+    /// `mkflash a:b` without a background copy (so the bitmap stays partly copied), perhaps
+    /// with `--freeze`.
+    MkFlash { freeze: bool },
+    /// A host write to volume `a`'s bytes `offset..offset + length`, through the leader, issued
+    /// once the volume's write before it ended or is held; left running if it is held.
+    Write { offset: u64, length: u64 },
+    /// `unfreezeflash a`.
+    Thaw,
+    /// Nothing, for this long.
+    Wait(Duration),
 }
 
 impl Plan {
@@ -71,6 +88,7 @@ impl Plan {
             safety_time: Duration::ZERO,
             volume_size: 1 << 20,
             script: Vec::new(),
+            steps: Vec::new(),
         }
     }
 

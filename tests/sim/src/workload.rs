@@ -7,7 +7,7 @@
 use crate::cluster::{host, NBD_PORT};
 use crate::model::{bytes_of, Image};
 use crate::nbd_client::{NbdClient, Outcome};
-use crate::plan::Plan;
+use crate::plan::{Plan, Step};
 use crate::world::{Phase, World};
 use node::server::consensus::ProposeError;
 use rand::rngs::StdRng;
@@ -16,6 +16,7 @@ use statemachine::{Command, EstablishOptions, Pair};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
+use storage::StateQuery;
 
 pub const VOLUMES: [&str; 2] = ["a", "b"];
 const HOSTS: [&str; 2] = ["h1", "h2"];
@@ -108,6 +109,9 @@ impl Workload {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
             self.world.borrow_mut().model.create(volume, size);
+        }
+        for step in self.plan.steps.clone() {
+            self.step(step).await?;
         }
         let started = tokio::time::Instant::now();
         let mut done = 0;
@@ -240,6 +244,43 @@ impl Workload {
         }
     }
 
+    /// A scenario's step.
+    async fn step(&mut self, step: Step) -> Result<(), Failed> {
+        self.note(format!("step: {step:?}"));
+        match step {
+            Step::MkFlash { freeze } => {
+                self.settle_writes().await;
+                let options = EstablishOptions {
+                    nocp: true,
+                    freeze,
+                    ..Default::default()
+                };
+                self.mkflash_with(options).await;
+            }
+            Step::Write { offset, length } => {
+                // As a random write would: only once the volume's last write ended or is held.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    self.settle_writes().await;
+                    if self.may_write(0) {
+                        break;
+                    }
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err("a scripted write waited 30 s for the one before it".into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                let leader = self.world.borrow().leader().map(|c| c.id());
+                let node = leader.unwrap_or(1);
+                // Not read back: a read may go through a node that is cut off.
+                self.issue_write(0, offset, length, node, false).await?;
+            }
+            Step::Thaw => self.unfreezeflash().await,
+            Step::Wait(length) => tokio::time::sleep(length).await,
+        }
+        Ok(())
+    }
+
     async fn mkflash(&mut self) {
         // Writes that ended before the command are settled first: only those still running
         // meanwhile are across its point in time.
@@ -254,6 +295,10 @@ impl Workload {
             copy_rate: self.copy_rate(),
             ..Default::default()
         };
+        self.mkflash_with(options).await;
+    }
+
+    async fn mkflash_with(&mut self, options: EstablishOptions) {
         let freeze = options.freeze;
         // A new relationship goes a to b (a refused one changes nothing).
         let outcome = self
@@ -471,19 +516,10 @@ impl Workload {
     async fn write(&mut self) -> Result<(), Failed> {
         self.settle_writes().await;
         let v = self.rng.gen_range(0..VOLUMES.len());
-        let frozen = self.believed_frozen(VOLUMES[v]);
-        let held_now = self.held(VOLUMES[v]);
-        // A second write goes only once the first is seen held by a freeze: arrival order at
-        // the leader is then issue order. (Still in flight, it could arrive after the second.)
-        let waiting: Vec<&PendingWrite> = self.pending.iter().filter(|p| p.volume == v).collect();
-        let first_held = match waiting.as_slice() {
-            [] => true,
-            [only] => frozen && matches!((only.held_before, held_now), (Some(before), Some(now)) if now > before),
-            _ => false,
-        };
-        if !first_held {
+        if !self.may_write(v) {
             return Ok(());
         }
+        let frozen = self.believed_frozen(VOLUMES[v]);
         let size = self.world.borrow().model.size(VOLUMES[v]);
         // Any bytes: within a block, across blocks and tracks, up to a few blocks long.
         let length = match self.rng.gen_range(0..3) {
@@ -495,10 +531,39 @@ impl Workload {
         // so writes overlap one another.
         let span = if frozen || self.rng.gen_bool(0.5) { 24_576 } else { size };
         let offset = self.rng.gen_range(0..=span - length);
+        let node = self.rng.gen_range(1..=self.plan.nodes);
+        self.issue_write(v, offset, length, node, true).await
+    }
+
+    /// Whether volume `v` may get a new write now: its last one ended, or it is frozen and its
+    /// one write running is seen held. (Arrival order at the leader is then issue order; still
+    /// in flight, the first could arrive after the second.)
+    fn may_write(&self, v: usize) -> bool {
+        let frozen = self.believed_frozen(VOLUMES[v]);
+        let held_now = self.held(VOLUMES[v]);
+        let waiting: Vec<&PendingWrite> = self.pending.iter().filter(|p| p.volume == v).collect();
+        match waiting.as_slice() {
+            [] => true,
+            [only] => frozen && matches!((only.held_before, held_now), (Some(before), Some(now)) if now > before),
+            _ => false,
+        }
+    }
+
+    /// Writes the next value to volume `v`'s bytes through `node`, waits for it a while and,
+    /// if `read_back`, perhaps reads it back.
+    async fn issue_write(
+        &mut self,
+        v: usize,
+        offset: u64,
+        length: u64,
+        node: u64,
+        read_back: bool,
+    ) -> Result<(), Failed> {
+        let held_now = self.held(VOLUMES[v]);
         let value = self.next_value;
         self.next_value += 1;
         let data = bytes_of(value, offset, length);
-        let addr = format!("{}:{NBD_PORT}", host(self.rng.gen_range(1..=self.plan.nodes)));
+        let addr = format!("{}:{NBD_PORT}", host(node));
         let volume = VOLUMES[v];
         // From now on it may land at any moment (a point in time taken meanwhile may hold it).
         self.world
@@ -523,14 +588,14 @@ impl Workload {
         while self.pending.last().is_some_and(|p| !p.task.is_finished()) && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let read_back = self
+        let landed = self
             .pending
             .last()
             .filter(|p| p.task.is_finished())
             .map(|p| (p.volume, p.offset, p.length));
         let acknowledged = self.settle_writes().await;
         // A host reading back what it just wrote: an acknowledged write is visible at once.
-        if let Some((v, offset, length)) = read_back {
+        if let Some((v, offset, length)) = landed.filter(|_| read_back) {
             if acknowledged.contains(&(v, offset)) && self.rng.gen_bool(0.3) {
                 self.read_and_check(v, offset, length).await?;
             }

@@ -7,12 +7,12 @@ use crate::trace::Trace;
 use node::server::consensus::Consensus;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use storage::StateView;
+use storage::SharedState;
 
 /// A running node's handles, dropped when it crashes (so its RocksDB closes with it).
 pub struct Handles {
     pub consensus: Arc<Consensus>,
-    pub state: StateView,
+    pub state: SharedState,
     pub raft: openraft::Raft<storage::TypeConfig>,
 }
 

@@ -10,7 +10,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use storage::{AuditFilter, JournalError, StateView, Until, Verification};
+use storage::{AuditFilter, JournalError, StateRead, Until, Verification};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,10 +40,10 @@ fn journal_error(e: JournalError) -> ApiError {
 /// Runs a journal read or replay off the async workers (a replay reads the whole history).
 async fn with_journal<T: Send + 'static>(
     a: &AdminApi,
-    f: impl FnOnce(&StateView) -> Result<T, JournalError> + Send + 'static,
+    f: impl FnOnce(&dyn StateRead) -> Result<T, JournalError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let view = a.state.clone();
-    storage::runtime::offload(move || f(&view))
+    storage::runtime::offload(move || f(view.as_ref()))
         .await
         .map_err(|e| {
             internal(

@@ -10,7 +10,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use storage::NodeInfo;
+use storage::{NodeInfo, StateQuery};
 
 fn local_status(a: &AdminApi) -> NodeStatus {
     let (applied_index, digest) = a.state.applied();

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use statemachine::{Command, HostIdentity};
+use storage::StateQuery;
 
 pub(super) async fn list(State(a): Api) -> Result<impl IntoResponse, ApiError> {
     a.consensus.linearizable().await?;

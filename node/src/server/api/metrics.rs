@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use statemachine::RelationshipInfo;
+use storage::StateQuery;
 
 pub(super) async fn render(State(a): Api) -> impl IntoResponse {
     use std::fmt::Write as _;

@@ -19,6 +19,7 @@ use statemachine::{
     Command, CommandError, Event, MirrorBatch, MirrorTarget, Pair, PairRole, PairState, PprcPath, SuspendReason,
     VolumeId, WriteData,
 };
+use storage::StateQuery;
 
 impl From<LinkError> for ApiError {
     fn from(e: LinkError) -> Self {

@@ -33,13 +33,13 @@ use axum::{Json, Router};
 use error::{body_error, cut, ApiError};
 use statemachine::Command;
 use std::sync::Arc;
-use storage::{LogStore, Space, StateView};
+use storage::{LogStore, SharedState, Space};
 
 /// What the admin API works with: consensus (propose, linearizable reads, membership), the
 /// replicated state it reads, host I/O (the data route), the cluster secret, a client for peers.
 pub struct AdminApi {
     pub consensus: Arc<Consensus>,
-    pub state: StateView,
+    pub state: SharedState,
     pub host_io: Arc<HostIo>,
     pub token: ClusterToken,
     pub peers: reqwest::Client,

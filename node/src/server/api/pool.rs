@@ -7,6 +7,7 @@ use super::Api;
 use crate::protocol::{Pool, PoolNode};
 use axum::extract::State;
 use axum::Json;
+use storage::StateQuery;
 
 pub(super) async fn show(State(a): Api) -> Result<Json<Pool>, ApiError> {
     a.consensus.linearizable().await?;

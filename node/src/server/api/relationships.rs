@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use statemachine::{Command, EstablishOptions, MirrorTarget, Pair};
+use storage::StateQuery;
 
 pub(super) fn pair(raw: &str) -> Result<Pair, ApiError> {
     raw.parse::<Pair>()

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use statemachine::{Command, WriteData};
+use storage::StateQuery;
 
 pub(super) async fn list(State(a): Api) -> Result<impl IntoResponse, ApiError> {
     a.consensus.linearizable().await?;

@@ -16,7 +16,7 @@ use crate::server::consensus::Consensus;
 use crate::server::mirror::Mirror;
 use statemachine::{Access, CommandError, Extent, HostIdentity, VolumeId, WriteData};
 use std::sync::Arc;
-use storage::StateView;
+use storage::{SharedState, StateQuery};
 
 /// Who opened a volume: a host over NBD (with the TLS identity it proved, if any), or the
 /// administrator through the admin API's data route (authenticated by the cluster token).
@@ -49,7 +49,7 @@ pub const ALLOCATION_BUDGET: u32 = 16 * 1024;
 /// Volumes as this node's replica of the cluster holds them.
 pub struct HostIo {
     consensus: Arc<Consensus>,
-    state: StateView,
+    state: SharedState,
     writes: HostWrites,
     /// A write to a full-duplex mirror primary is acknowledged once its secondary has it.
     mirror: Arc<Mirror>,
@@ -57,7 +57,7 @@ pub struct HostIo {
 }
 
 impl HostIo {
-    pub fn new(consensus: Arc<Consensus>, state: StateView, writes: HostWrites, mirror: Arc<Mirror>) -> Self {
+    pub fn new(consensus: Arc<Consensus>, state: SharedState, writes: HostWrites, mirror: Arc<Mirror>) -> Self {
         HostIo {
             consensus,
             state,

@@ -9,18 +9,18 @@ use crate::server::write_batcher::{Outcome, WriteQueue};
 use statemachine::{CommandError, Event, HostWrite, VolumeId, WriteData, MAX_WRITE_BYTES};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use storage::{AuditFilter, StateView};
+use storage::{AuditFilter, SharedState, StateQuery};
 
 pub struct HostWrites {
     queue: WriteQueue,
-    view: StateView,
+    view: SharedState,
     disk: DiskGuard,
     next_tag: AtomicU64,
 }
 
 impl HostWrites {
     /// `node_id` and `started_millis` make write tags unique across nodes and restarts.
-    pub fn new(queue: WriteQueue, view: StateView, disk: DiskGuard, node_id: u64, started_millis: u64) -> Self {
+    pub fn new(queue: WriteQueue, view: SharedState, disk: DiskGuard, node_id: u64, started_millis: u64) -> Self {
         HostWrites {
             queue,
             view,

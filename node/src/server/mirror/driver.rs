@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
+use storage::StateQuery;
 use tokio::time::Instant;
 
 pub async fn run(mirror: Arc<Mirror>, consensus: Arc<Consensus>) {

@@ -17,14 +17,14 @@ use statemachine::{PairState, VolumeId};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use storage::{MirrorTap, StateView};
+use storage::{MirrorTap, SharedState, StateQuery};
 use tap::Tap;
 use tokio::sync::watch;
 
 pub struct Mirror {
     tap: Tap,
     pub links: Links,
-    state: StateView,
+    state: SharedState,
     /// Per volume: (generation, highest sequence number the secondary confirmed to this node).
     confirmed: Mutex<BTreeMap<VolumeId, (u64, u64)>>,
     /// Bumped whenever something confirms: waiting host writes look again.
@@ -35,7 +35,7 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    pub fn new(state: StateView, timeout: Duration, metrics: Arc<Metrics>) -> Arc<Mirror> {
+    pub fn new(state: SharedState, timeout: Duration, metrics: Arc<Metrics>) -> Arc<Mirror> {
         Arc::new(Mirror {
             tap: Tap::default(),
             links: Links::default(),

@@ -18,6 +18,7 @@ use statemachine::{Command, MirrorBatch, MirroredWrite, PairState, SecondaryMark
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use storage::StateQuery;
 use tokio::time::Instant;
 
 /// Bytes of tapped writes one request carries at most (a write larger than it goes alone).
