@@ -272,6 +272,36 @@ fn withdraw_refresh_reverse_with_data() {
     assert_eq!(n.json(&["lsvol", "--json"])[1]["state"], "incomplete");
 }
 
+/// `--wait` follows the background copy; turned off meanwhile (`chflash --copy-rate 0`), the
+/// copy would never end: the wait ends with an error that says how to start it again, instead
+/// of hanging.
+#[test]
+fn wait_ends_with_an_error_when_the_copy_is_turned_off() {
+    let (dir, n) = single_node(&[]);
+    n.ok(&["mkvol", "a", "--size", "8M"]);
+    n.ok(&["mkvol", "b", "--size", "8M"]);
+    n.write("a", 0, pattern(3, 8 << 20));
+    n.fails(&["mkflash", "a:b", "--copy-rate", "0", "--wait"], 2, "usage");
+    // 8 MiB at 1 MiB/s: the copy takes about eight seconds.
+    let errors = dir.path().join("wait.err");
+    let mut child = Guarded::spawn(
+        std::process::Command::new(bin())
+            .args(["mkflash", "a:b", "--copy-rate", "1", "--wait", "--api", &n.api])
+            .stderr(std::fs::File::create(&errors).unwrap()),
+    );
+    eventually("the relationship", 30, || {
+        n.json(&["lsflash", "--json"]).as_array().is_some_and(|r| !r.is_empty())
+    });
+    n.ok(&["chflash", "a:b", "--copy-rate", "0"]);
+    eventually("the wait to end", 30, || child.try_wait().unwrap().is_some());
+    let status = child.wait().unwrap();
+    let stderr = String::from_utf8_lossy(&std::fs::read(&errors).unwrap()).into_owned();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error: copy-off: "), "{stderr}");
+    assert!(stderr.contains("chflash a:b --copy-rate"), "{stderr}");
+    assert_eq!(n.json(&["lsflash", "--json"])[0]["background_copy"], false);
+}
+
 #[test]
 fn freeze_holds_writes_until_unfreeze() {
     let (_dir, n) = single_node_with_token(&[]);

@@ -48,6 +48,11 @@ pub fn set(variant: Option<Sabotage>) {
     ACTIVE.set(variant);
 }
 
+/// The broken behaviour on this thread, if any.
+pub fn current() -> Option<Sabotage> {
+    ACTIVE.get()
+}
+
 pub fn active(variant: Sabotage) -> bool {
     ACTIVE.get() == Some(variant)
 }

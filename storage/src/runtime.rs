@@ -1,12 +1,14 @@
 //! Where the node's asynchronous work runs, as one seam a deterministic simulation can take
 //! over: openraft's runtime (tokio, with the election-timeout randomness drawn from a seed when
-//! one is set) and [`offload`] for blocking work (RocksDB, files).
+//! one is set), [`offload`] for blocking work (RocksDB, files), and the node's other
+//! randomness (where snapshot ids start, a new cluster's id).
 //!
 //! A simulation runs every simulated node on one thread, with virtual time: a thread of tokio's
 //! blocking pool would finish at a moment no seed decides, and an election timeout drawn from
 //! the operating system's entropy would differ from run to run. So, on a thread that asked for
-//! it ([`simulate_on_this_thread`]), blocking work runs inline and election timeouts come from
-//! a seeded generator. Production never asks: it keeps tokio's blocking pool and real entropy.
+//! it ([`simulate_on_this_thread`]), blocking work runs inline, and election timeouts, the
+//! start of snapshot ids and every other random number ([`random_u64`]) come from a seeded
+//! generator. Production never asks: it keeps tokio's blocking pool and real entropy.
 
 use openraft::{AsyncRuntime, OptionalSend, TokioRuntime};
 use rand::{RngCore, SeedableRng};
@@ -49,6 +51,24 @@ where
         return Ok(f());
     }
     tokio::task::spawn_blocking(f).await
+}
+
+/// Where a node's sequence of snapshot ids starts, so no id repeats across restarts: the
+/// wall clock in microseconds, or while this thread simulates, a number drawn from its seed
+/// (the wall clock is not the simulation's).
+pub(crate) fn sequence_start() -> u64 {
+    if simulating() {
+        return random_u64() >> 16;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A random number for the node's own use (a new cluster's id): from the operating system's
+/// entropy, or while this thread simulates, from its seed.
+pub fn random_u64() -> u64 {
+    Runtime::thread_rng().next_u64()
 }
 
 /// A file read and written from async code (snapshot streams): tokio's, whose every call goes
@@ -232,5 +252,18 @@ mod tests {
             three[0] != three[1] || three[1] != three[2],
             "each draw moves on: {three:?}"
         );
+    }
+
+    #[test]
+    fn a_simulating_thread_starts_snapshot_ids_from_its_seed() {
+        let starts = |seed| {
+            simulate_on_this_thread(seed);
+            let s = (sequence_start(), sequence_start());
+            stop_simulating_on_this_thread();
+            s
+        };
+        assert_eq!(starts(7), starts(7));
+        assert_ne!(starts(7).0, starts(7).1, "a restart starts elsewhere");
+        assert_ne!(starts(7), starts(8));
     }
 }

@@ -87,10 +87,8 @@ impl StateMachineStore {
         }
         remove_leftovers(&snapshots);
         let inner = load(&db)?;
-        // Snapshot ids must not repeat across restarts: start the sequence at the start time.
-        let start = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
+        // Snapshot ids must not repeat across restarts.
+        let start = crate::runtime::sequence_start();
         Ok(StateMachineStore {
             db,
             inner: Arc::new(RwLock::new(inner)),

@@ -20,6 +20,12 @@ pub async fn mkflash(
     wait: bool,
 ) -> Result<(), CliError> {
     let parsed = parse_pairs(&pairs)?;
+    if wait && o.copy_rate == Some(0) {
+        return Err(CliError::usage(
+            "usage",
+            "--wait waits for the background copy, which --copy-rate 0 turns off",
+        ));
+    }
     check_wait(wait, o.nocp)?;
     if o.record && !o.persist {
         return Err(CliError::usage("invalid-option", "--record needs --persist"));
@@ -30,7 +36,6 @@ pub async fn mkflash(
             "a background copy rate needs a background copy: drop --nocp",
         ));
     }
-    check_wait(wait, o.copy_rate == Some(0))?;
     let body = MkFlash {
         pairs,
         nocp: o.nocp,

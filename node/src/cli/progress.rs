@@ -7,7 +7,8 @@ use statemachine::{RelationshipInfo, RelationshipState};
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-/// Waits until every pair's relationship is copied or gone (withdrawn when its copy completed).
+/// Waits until every pair's relationship is copied or gone (withdrawn when its copy completed);
+/// refuses to wait on one whose background copy is off.
 pub async fn wait_for_copy(client: &ApiClient, pairs: &[(String, String)]) -> Result<(), CliError> {
     let tty = std::io::stderr().is_terminal();
     let mut last_reported: Option<u64> = None;
@@ -18,6 +19,21 @@ pub async fn wait_for_copy(client: &ApiClient, pairs: &[(String, String)]) -> Re
         let (mut total, mut left) = (0u64, 0u64);
         for (source, target) in pairs {
             if let Some(r) = rels.iter().find(|r| &r.source == source && &r.target == target) {
+                if r.state != RelationshipState::Copied && r.out_of_sync_tracks > 0 && !r.background_copy {
+                    // Turned off meanwhile (chflash --copy-rate 0): nothing would ever finish.
+                    if tty {
+                        eprintln!();
+                    }
+                    return Err(CliError::refused(
+                        "copy-off",
+                        format!(
+                            "the background copy of {source}:{target} is off (copy rate 0), so --wait would never \
+                             end ({} tracks to go; the command itself was applied): start the copy with \
+                             `flashcopy chflash {source}:{target} --copy-rate unlimited` (or a rate in MiB/s)",
+                            r.out_of_sync_tracks
+                        ),
+                    ));
+                }
                 if r.state != RelationshipState::Copied {
                     total += u64::from(r.total_tracks);
                     left += r.out_of_sync_tracks;

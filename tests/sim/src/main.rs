@@ -8,7 +8,9 @@ use std::process::Command;
 use std::time::Instant;
 
 fn usage() -> ! {
-    eprintln!("usage: sim --seed N | sim --seeds COUNT [--from FIRST]   (built with --features sabotage: [--sabotage VARIANT])");
+    eprintln!(
+        "usage: sim --seed N | sim --seeds COUNT [--from FIRST]   [--quiet: no random faults]   (built with --features sabotage: [--sabotage VARIANT])"
+    );
     std::process::exit(2);
 }
 
@@ -22,15 +24,16 @@ fn main() {
         .iter()
         .position(|a| a == "--sabotage")
         .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| usage()));
+    let quiet = args.iter().any(|a| a == "--quiet");
     match (value("--seed"), value("--seeds")) {
-        (Some(seed), None) => one(seed, sabotage.as_deref()),
-        (None, Some(count)) => many(value("--from").unwrap_or(1), count, sabotage.as_deref()),
+        (Some(seed), None) => one(seed, sabotage.as_deref(), quiet),
+        (None, Some(count)) => many(value("--from").unwrap_or(1), count, sabotage.as_deref(), quiet),
         _ => usage(),
     }
 }
 
 /// Runs one seed here; the last line of its output says what it checked, for `many`.
-fn one(seed: u64, sabotage: Option<&str>) {
+fn one(seed: u64, sabotage: Option<&str>, quiet: bool) {
     #[cfg(feature = "sabotage")]
     if let Some(name) = sabotage {
         let variant = statemachine::sabotage::Sabotage::ALL
@@ -43,11 +46,19 @@ fn one(seed: u64, sabotage: Option<&str>) {
     if sabotage.is_some() {
         usage();
     }
-    match sim::run(seed) {
+    let write_trace = |trace: &[String]| {
+        if let Ok(path) = std::env::var("SIM_TRACE") {
+            std::fs::write(&path, trace.join("\n") + "\n").expect("the trace file is writable");
+        }
+    };
+    let result = if quiet {
+        sim::run_with(seed, |plan| plan.quiet())
+    } else {
+        sim::run(seed)
+    };
+    match result {
         Ok(report) => {
-            if let Ok(path) = std::env::var("SIM_TRACE") {
-                std::fs::write(&path, report.trace.join("\n") + "\n").expect("the trace file is writable");
-            }
+            write_trace(&report.trace);
             let faults: Vec<String> = report.faults.iter().map(|(k, n)| format!("{k}={n}")).collect();
             println!(
                 "{:#?}",
@@ -59,6 +70,7 @@ fn one(seed: u64, sabotage: Option<&str>) {
             println!("checked {} {}", report.checks, faults.join(" "));
         }
         Err(failure) => {
+            write_trace(&failure.trace);
             eprintln!("{failure}");
             std::process::exit(1);
         }
@@ -66,7 +78,7 @@ fn one(seed: u64, sabotage: Option<&str>) {
 }
 
 /// Runs seeds one process each and prints where it is now and then, and a summary.
-fn many(from: u64, count: u64, sabotage: Option<&str>) {
+fn many(from: u64, count: u64, sabotage: Option<&str>, quiet: bool) {
     let me = std::env::current_exe().expect("the running program's path");
     let started = Instant::now();
     let (mut ran, mut checks, mut failed) = (0u64, 0u64, Vec::new());
@@ -76,6 +88,9 @@ fn many(from: u64, count: u64, sabotage: Option<&str>) {
         command.args(["--seed", &seed.to_string()]);
         if let Some(variant) = sabotage {
             command.args(["--sabotage", variant]);
+        }
+        if quiet {
+            command.arg("--quiet");
         }
         let out = command.output().expect("the simulation runs");
         ran += 1;

@@ -35,6 +35,8 @@ pub struct Plan {
     pub script: Vec<(Duration, Scripted)>,
     /// Workload steps run in order before the random operations (a scenario's).
     pub steps: Vec<Step>,
+    /// No random faults (`quiet`).
+    pub quiet: bool,
 }
 
 /// A fault a scenario places at a fixed time.
@@ -89,6 +91,7 @@ impl Plan {
             volume_size: 1 << 20,
             script: Vec::new(),
             steps: Vec::new(),
+            quiet: false,
         }
     }
 
@@ -97,6 +100,34 @@ impl Plan {
         (self.crash_rate, self.partition_rate, self.oneway_rate, self.hold_rate) = (0.0, 0.0, 0.0, 0.0);
         self.full_rate = 0.0;
         self.fail_rate = 0.0;
+        self.quiet = true;
         self
     }
+
+    /// The command line that runs this plan again for `seed`, if one does (a scenario's script
+    /// or steps are its test's to run).
+    pub fn replay(&self, seed: u64) -> Option<String> {
+        if !self.script.is_empty() || !self.steps.is_empty() {
+            return None;
+        }
+        let (features, sabotage) = match sabotage_variant() {
+            Some(variant) => (" --features sabotage", format!(" --sabotage {variant}")),
+            None => ("", String::new()),
+        };
+        let quiet = if self.quiet { " --quiet" } else { "" };
+        Some(format!(
+            "cargo run -p sim{features} --bin sim -- --seed {seed}{sabotage}{quiet}"
+        ))
+    }
+}
+
+/// The broken variant this thread runs, by name.
+#[cfg(feature = "sabotage")]
+fn sabotage_variant() -> Option<String> {
+    statemachine::sabotage::current().map(|v| format!("{v:?}"))
+}
+
+#[cfg(not(feature = "sabotage"))]
+fn sabotage_variant() -> Option<String> {
+    None
 }

@@ -41,18 +41,45 @@ pub struct Failure {
     pub seed: u64,
     pub what: String,
     pub plan: String,
-    pub trace_tail: Vec<String>,
+    /// The whole trace (`SIM_TRACE=FILE` writes it).
+    pub trace: Vec<String>,
+    /// The command that runs it again, if one does.
+    pub replay: Option<String>,
+}
+
+/// Fault lines a failure prints, at most (the rest are in the whole trace).
+const FAULTS_SHOWN: usize = 60;
+/// The trace's last lines a failure prints.
+const TAIL: usize = 40;
+
+impl Failure {
+    /// Every fault injected, in order, with its time.
+    pub fn faults(&self) -> Vec<&String> {
+        self.trace.iter().filter(|line| line.contains(" fault: ")).collect()
+    }
 }
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         writeln!(f, "seed {} failed: {}", self.seed, self.what)?;
         writeln!(f, "plan: {}", self.plan)?;
-        writeln!(f, "the run's last events:")?;
-        for line in &self.trace_tail {
+        let faults = self.faults();
+        writeln!(f, "the faults injected ({}):", faults.len())?;
+        for line in faults.iter().take(FAULTS_SHOWN) {
             writeln!(f, "  {line}")?;
         }
-        write!(f, "replay it: cargo run -p sim --bin sim -- --seed {}", self.seed)
+        if faults.len() > FAULTS_SHOWN {
+            let more = faults.len() - FAULTS_SHOWN;
+            writeln!(f, "  ... {more} more (SIM_TRACE=FILE writes the whole trace)")?;
+        }
+        writeln!(f, "the run's last events:")?;
+        for line in &self.trace[self.trace.len().saturating_sub(TAIL)..] {
+            writeln!(f, "  {line}")?;
+        }
+        match &self.replay {
+            Some(command) => write!(f, "replay it: {command}"),
+            None => write!(f, "a scenario: its test runs it again"),
+        }
     }
 }
 
@@ -105,7 +132,8 @@ fn run_seeded(seed: u64, change: impl FnOnce(Plan) -> Plan) -> Result<Report, Fa
         seed,
         what,
         plan: format!("{plan:?}"),
-        trace_tail: world.trace.tail(40).to_vec(),
+        trace: world.trace.lines().to_vec(),
+        replay: plan.replay(seed),
     };
     let mut faults = Faults::new(plan.clone());
     let mut leaders = Leaders::default();
@@ -157,6 +185,19 @@ fn run_seeded(seed: u64, change: impl FnOnce(Plan) -> Plan) -> Result<Report, Fa
     let mut w = world.borrow_mut();
     if let Err(what) = journals_replay(&mut w).and_then(|()| journals_agree(&mut w)) {
         return Err(fail(&w, what));
+    }
+    // Where every node ended, in the trace: the same seed must end in the same state too.
+    let now = sim.elapsed();
+    let ends: Vec<String> = w
+        .live
+        .iter()
+        .map(|(id, h)| {
+            let (index, digest) = h.state.applied();
+            format!("n{id} ends: applied {index}, digest {digest:016x}")
+        })
+        .collect();
+    for end in ends {
+        w.trace.note(now, end);
     }
     let report = Report {
         seed,

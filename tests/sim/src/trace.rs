@@ -1,6 +1,6 @@
 //! The run's history: every operation, outcome and fault, in order, with the simulated time.
 //! Its hash is the run's fingerprint (the same seed must give the same one); a failure prints
-//! its last lines.
+//! its faults and its last lines.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -33,10 +33,5 @@ impl Trace {
 
     pub fn lines(&self) -> &[String] {
         &self.lines
-    }
-
-    /// The last `n` lines.
-    pub fn tail(&self, n: usize) -> &[String] {
-        &self.lines[self.lines.len().saturating_sub(n)..]
     }
 }

@@ -11,7 +11,7 @@ use crate::plan::{Plan, Step};
 use crate::world::{Phase, World};
 use node::server::consensus::ProposeError;
 use rand::rngs::StdRng;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
 use statemachine::{Command, EstablishOptions, Pair};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -37,6 +37,9 @@ enum Admin {
 pub struct Workload {
     world: Rc<RefCell<World>>,
     rng: StdRng,
+    /// Draws the options added after the workload's first form (sequence numbers), from a
+    /// stream of their own: the main stream, and so what earlier seeds ran, stays as it was.
+    options: StdRng,
     plan: Plan,
     connections: [Option<NbdClient>; 2],
     next_value: u64,
@@ -71,9 +74,11 @@ type Failed = Box<dyn std::error::Error>;
 
 impl Workload {
     pub fn new(world: Rc<RefCell<World>>, rng: StdRng, plan: Plan) -> Workload {
+        let options = StdRng::seed_from_u64(rng.clone().gen::<u64>() ^ 0x5e9_u32 as u64);
         Workload {
             world,
             rng,
+            options,
             plan,
             connections: [None, None],
             next_value: 1,
@@ -161,6 +166,12 @@ impl Workload {
         };
         self.note(format!("{summary}: {outcome:?}"));
         outcome
+    }
+
+    /// A `--seqnum` or none: commands that set one set it, commands that check one are refused
+    /// when it is not the relationship's (a refused command changes nothing).
+    fn seqnum(&mut self) -> Option<u32> {
+        self.options.gen_bool(0.4).then(|| self.options.gen_range(1..=3))
     }
 
     fn pair(&self) -> Vec<Pair> {
@@ -295,6 +306,10 @@ impl Workload {
             copy_rate: self.copy_rate(),
             ..Default::default()
         };
+        let options = EstablishOptions {
+            seqnum: self.seqnum().unwrap_or(0),
+            ..options
+        };
         self.mkflash_with(options).await;
     }
 
@@ -326,7 +341,7 @@ impl Workload {
             pairs: self.pair(),
             nocp: self.rng.gen_bool(0.5),
             tgtinhibit: self.rng.gen_bool(0.2),
-            seqnum: None,
+            seqnum: self.seqnum(),
         };
         let outcome = self.admin(command).await;
         let (source, target) = self.direction;
@@ -348,7 +363,8 @@ impl Workload {
         match what {
             0 => {
                 let before = self.world.borrow().model.image(target);
-                let outcome = self.admin(Command::SetFlashRevertible { pairs, seqnum: None }).await;
+                let seqnum = self.seqnum();
+                let outcome = self.admin(Command::SetFlashRevertible { pairs, seqnum }).await;
                 let taken = move |w: &mut Self| {
                     w.increment = Some(before);
                     w.established(source, target);
@@ -357,12 +373,14 @@ impl Workload {
             }
             1 => {
                 // Kept or not, the target reads as it does now; a revert later needs the image.
-                if let Admin::Applied(Ok(())) = self.admin(Command::CommitFlash { pairs, seqnum: None }).await {
+                let seqnum = self.seqnum();
+                if let Admin::Applied(Ok(())) = self.admin(Command::CommitFlash { pairs, seqnum }).await {
                     self.increment = None;
                 }
             }
             _ => {
-                let outcome = self.admin(Command::RevertFlash { pairs, seqnum: None }).await;
+                let seqnum = self.seqnum();
+                let outcome = self.admin(Command::RevertFlash { pairs, seqnum }).await;
                 let reverted = move |w: &mut Self| match w.increment.take() {
                     Some(before) => w.world.borrow_mut().model.restore(target, before),
                     // Taken by a command of unknown outcome: the target is tainted already.
@@ -383,7 +401,7 @@ impl Workload {
         let command = Command::ReverseFlash {
             pairs: self.pair(),
             fast,
-            seqnum: None,
+            seqnum: self.seqnum(),
         };
         let outcome = self.admin(command).await;
         let (source, target) = self.direction;
@@ -479,7 +497,7 @@ impl Workload {
         let command = Command::RmFlash {
             pairs: self.pair(),
             cp,
-            seqnum: None,
+            seqnum: self.seqnum(),
         };
         let outcome = self.admin(command).await;
         // Withdrawn, perhaps before its copy finished: the target is `incomplete`.

@@ -10,15 +10,22 @@ use std::time::Duration;
 /// Seeds tried per variant, at most.
 const BOUND: u64 = 12;
 
-/// The first seed whose run fails with `variant` active, and how. Even seeds run without
-/// random faults (a freeze's held writes then mostly end acknowledged, so their order shows),
-/// odd seeds with them.
+/// The first seed whose run fails with `variant` active and passes without it (so the variant
+/// is what failed it), and how. Even seeds run without random faults (a freeze's held writes
+/// then mostly end acknowledged, so their order shows), odd seeds with them.
 fn caught(variant: Sabotage) -> Option<(u64, String)> {
+    let plan = |seed: u64| move |plan: Plan| if seed.is_multiple_of(2) { plan.quiet() } else { plan };
     (1..=BOUND).find_map(|seed| {
         sabotage::set(Some(variant));
-        let result = sim::run_with(seed, |plan| if seed % 2 == 0 { plan.quiet() } else { plan });
+        let broken = sim::run_with(seed, plan(seed));
         sabotage::set(None);
-        result.err().map(|failure| (seed, failure.what))
+        let failure = broken.err()?;
+        let intact = sim::run_with(seed, plan(seed));
+        assert!(intact.is_ok(), "seed {seed} fails intact too: {}", intact.unwrap_err());
+        Some((
+            seed,
+            format!("{} ({})", failure.what, failure.replay.unwrap_or_default()),
+        ))
     })
 }
 

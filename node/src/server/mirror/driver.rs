@@ -11,7 +11,6 @@ use statemachine::{
     MIRROR_COPY_TRACKS,
 };
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 use storage::StateQuery;
@@ -366,15 +365,7 @@ pub(super) async fn refused(consensus: &Consensus, volume: &str, generation: u64
     propose(consensus, command).await;
 }
 
-/// A new cluster's id: `fc-` and 12 random hex digits.
+/// A new cluster's id: `fc-` and 12 random hex digits (from the seed in a simulation).
 fn new_cluster_id() -> String {
-    let mut bytes = [0u8; 6];
-    let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
-    if random.is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        bytes.copy_from_slice(&nanos.to_le_bytes()[..6]);
-    }
-    format!("fc-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("fc-{:012x}", storage::runtime::random_u64() >> 16)
 }
