@@ -1,7 +1,8 @@
 //! The fault schedule: between simulation steps, with the seed's rates, a node crashes or loses
 //! power (and restarts after a downtime), is cut off from the others both ways or one way, has
-//! its links held (messages delayed, then delivered at once), or has its disk fill up; each
-//! fault is repaired after a while. Every fault is noted in the trace and counted by kind.
+//! its links held (messages delayed, then delivered at once), or has its disk fill up; the
+//! leader crashes right after a command started work a new leader must carry on (a copy, a
+//! refresh, a reverse, a freeze); each fault is repaired after a while. Every fault is noted in the trace and counted by kind.
 
 use crate::cluster::host;
 use crate::plan::{Plan, Scripted};
@@ -59,6 +60,15 @@ impl Faults {
                 let lost = world.disks[&node].power_loss(rng);
                 let what = format!("power lost mid-write on n{node}, down for {downtime:?}: the log lost {lost:?}");
                 self.strike("power-loss", world, now, what);
+            }
+        }
+        // A leader change in the middle of work the new leader must carry on.
+        if let Some(under_way) = world.under_way.take() {
+            let leader = world.leader().map(|c| c.id());
+            if let Some(leader) = leader.filter(|_| rng.gen_bool(self.plan.mid_crash)) {
+                let downtime = self.crash(sim, world, rng, leader);
+                let what = format!("crash leader n{leader} ({}) for {downtime:?}", under_way.kind());
+                self.strike(under_way.kind(), world, now, what);
             }
         }
         let nodes = self.plan.nodes;

@@ -21,6 +21,9 @@ pub struct Plan {
     pub hold_rate: f64,
     /// A node's disk fills up (host writes refused) for a while.
     pub full_rate: f64,
+    /// Chance that the leader crashes right after a command started a background copy, a
+    /// refresh, a reverse or a freeze.
+    pub mid_crash: f64,
     /// turmoil's link failures: per message, the chance a link goes down (dropping what is in
     /// flight on it), and per message sent on a downed link, the chance it comes back.
     pub fail_rate: f64,
@@ -92,6 +95,8 @@ impl Plan {
             script: Vec::new(),
             steps: Vec::new(),
             quiet: false,
+            // Drawn last: the draws before it are as they were.
+            mid_crash: rng.gen_range(0.0..0.5),
         }
     }
 
@@ -100,6 +105,7 @@ impl Plan {
         (self.crash_rate, self.partition_rate, self.oneway_rate, self.hold_rate) = (0.0, 0.0, 0.0, 0.0);
         self.full_rate = 0.0;
         self.fail_rate = 0.0;
+        self.mid_crash = 0.0;
         self.quiet = true;
         self
     }

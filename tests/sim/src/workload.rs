@@ -8,7 +8,7 @@ use crate::cluster::{host, NBD_PORT};
 use crate::model::{bytes_of, Image};
 use crate::nbd_client::{NbdClient, Outcome};
 use crate::plan::{Plan, Step};
-use crate::world::{Phase, World};
+use crate::world::{Phase, UnderWay, World};
 use node::server::consensus::ProposeError;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -245,6 +245,11 @@ impl Workload {
         }
     }
 
+    /// A command started work a new leader must carry on: the leader may crash now.
+    fn under_way(&self, what: UnderWay) {
+        self.world.borrow_mut().under_way = Some(what);
+    }
+
     /// A new point in time on `target`; its writes still in flight may land after it.
     fn established(&mut self, source: &str, target: &str) {
         let mut world = self.world.borrow_mut();
@@ -315,6 +320,7 @@ impl Workload {
 
     async fn mkflash_with(&mut self, options: EstablishOptions) {
         let freeze = options.freeze;
+        let copying = !options.nocp && options.copy_rate != Some(0);
         // A new relationship goes a to b (a refused one changes nothing).
         let outcome = self
             .admin(Command::MkFlash {
@@ -330,6 +336,9 @@ impl Workload {
             w.established("a", "b");
             if freeze {
                 w.frozen.insert("a", tokio::time::Instant::now());
+                w.under_way(UnderWay::Freeze);
+            } else if copying {
+                w.under_way(UnderWay::Copy);
             }
         };
         self.settle(outcome, established, &["b"]);
@@ -345,7 +354,11 @@ impl Workload {
         };
         let outcome = self.admin(command).await;
         let (source, target) = self.direction;
-        self.settle(outcome, |w| w.established(source, target), &[target]);
+        let refreshed = move |w: &mut Self| {
+            w.established(source, target);
+            w.under_way(UnderWay::Refresh);
+        };
+        self.settle(outcome, refreshed, &[target]);
     }
 
     /// A revertible increment taken, committed or reverted (refused unless the relationship
@@ -408,6 +421,7 @@ impl Workload {
         let reversed = move |w: &mut Self| {
             w.direction = (target, source);
             w.established(target, source);
+            w.under_way(UnderWay::Reverse);
             if fast {
                 w.world.borrow_mut().model.unknown(target);
             }

@@ -37,6 +37,30 @@ pub struct World {
     pub operations: u64,
     /// Each term's leader, as first seen: (when, term, leader).
     pub terms: Vec<(std::time::Duration, u64, u64)>,
+    /// Work a new leader must carry on (a background copy, a refresh, a reverse, a freeze's
+    /// held writes) that a command just started: the fault schedule may crash the leader now.
+    pub under_way: Option<UnderWay>,
+}
+
+/// What a command just started, for a leader crash in the middle of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnderWay {
+    Copy,
+    Refresh,
+    Reverse,
+    Freeze,
+}
+
+impl UnderWay {
+    /// The fault's kind, as counted.
+    pub fn kind(self) -> &'static str {
+        match self {
+            UnderWay::Copy => "leader-crash-mid-copy",
+            UnderWay::Refresh => "leader-crash-mid-refresh",
+            UnderWay::Reverse => "leader-crash-mid-reverse",
+            UnderWay::Freeze => "leader-crash-mid-freeze",
+        }
+    }
 }
 
 impl World {
@@ -50,6 +74,7 @@ impl World {
             checks: 0,
             operations: 0,
             terms: Vec::new(),
+            under_way: None,
         }
     }
 
