@@ -439,3 +439,34 @@ fn malformed_input_is_a_bad_request_and_comes_back_cut_and_escaped() {
     assert_eq!(n.json(&["lsvol", "--json"]).as_array().unwrap().len(), 1);
     assert_eq!(n.read("a", 1_048_574, 2), vec![0, 0]);
 }
+
+/// A probe's find: a refused volume name megabytes long went into the log and the journal
+/// (kept for good, on every node), and then `audit` panicked drawing it. What no state would
+/// accept is refused before it is proposed: the journal does not grow.
+#[test]
+fn a_refused_long_name_stays_out_of_the_journal() {
+    use serde_json::json;
+    let (_dir, n) = single_node_with_token(&[]);
+    n.ok(&["mkvol", "a", "--size", "1M"]);
+    let before = n.json(&["audit", "--json"]).as_array().unwrap().len();
+    let api = n.api.clone();
+    let long = "x".repeat(1 << 20);
+    block(async move {
+        for (path, body) in [
+            ("/volumes", json!({"name": long, "size": 1 << 20})),
+            ("/mkflash", json!({"pairs": [format!("a:{long}")]})),
+            ("/unfreezeflash", json!({"sources": [long]})),
+        ] {
+            let response = http().post(format!("{api}/v1{path}")).json(&body).send().await.unwrap();
+            let (status, code, message) = status_code_message(response).await;
+            assert_eq!(status, 400, "{path}: {code}: {message}");
+            assert!(
+                message.len() < 1000,
+                "{path}: the error is readable: {} bytes",
+                message.len()
+            );
+        }
+    });
+    assert_eq!(n.json(&["audit", "--json"]).as_array().unwrap().len(), before);
+    assert!(n.ok(&["audit"]).contains("mkvol a"));
+}

@@ -549,6 +549,28 @@ impl Command {
         }
     }
 
+    /// Refuses what the state machine would refuse whatever the state holds: a volume or host
+    /// name it creates that is not a valid name, or any name longer than a valid one (it names
+    /// nothing). Checked before proposing, so such input never reaches the log and the journal
+    /// (which keeps every command for good).
+    pub fn precheck(&self) -> Result<(), CommandError> {
+        match self {
+            Command::CreateVolume { name, .. } => crate::volume::validate_name(name)?,
+            Command::CreateHost { name, .. } => {
+                crate::volume::validate_name(name).map_err(|_| CommandError::InvalidHostName { name: name.clone() })?
+            }
+            _ => {}
+        }
+        match self
+            .volumes()
+            .into_iter()
+            .find(|name| name.len() > crate::volume::MAX_NAME)
+        {
+            Some(name) => Err(CommandError::InvalidVolumeName { name: name.to_string() }),
+            None => Ok(()),
+        }
+    }
+
     /// Volume names this command is about (for `audit --volume`).
     pub fn volumes(&self) -> Vec<&str> {
         match self {

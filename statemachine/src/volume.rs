@@ -44,9 +44,12 @@ impl Volume {
     }
 }
 
+/// The longest volume (or host) name, in bytes.
+pub(crate) const MAX_NAME: usize = 64;
+
 pub(crate) fn validate_name(name: &str) -> Result<(), CommandError> {
     // `.` and `..` read as paths, and a leading `-` as an option on every command line.
-    let valid = (1..=64).contains(&name.len())
+    let valid = (1..=MAX_NAME).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         && !name.starts_with('-')
         && name != "."

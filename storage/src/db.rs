@@ -78,8 +78,12 @@ pub enum OpenError {
 }
 
 /// Memtables of all column families together, at most. With the state written without a WAL
-/// (see `state_machine.rs`), this is also about how much a restart re-applies from the log.
+/// (see `state_machine.rs`), this is also about how much a restart re-applies from the log,
+/// and what a flush may write to the disk at any moment (`UNFLUSHED_MAX`).
 const WRITE_BUFFERS: usize = 128 << 20;
+/// The most the state holds in memory that its next flush writes to the disk: a disk guard
+/// keeps this free on top of its reserve.
+pub const UNFLUSHED_MAX: u64 = WRITE_BUFFERS as u64;
 /// One block cache for every column family.
 const BLOCK_CACHE: usize = 32 << 20;
 

@@ -46,7 +46,7 @@ mod types;
 mod view;
 
 pub use audit::{AuditFilter, AuditRecord, JournalError, Rebuilt, Until, Verification};
-pub use db::OpenError;
+pub use db::{OpenError, UNFLUSHED_MAX};
 pub use log_disk::{DirLogDisk, LogDisk, LogFile};
 pub use log_store::{LogStore, REPLICATION_BYTES};
 pub use open::{open, open_read_only, open_with_log};

@@ -217,21 +217,38 @@ pub fn paths_table(paths: &[crate::protocol::PathRow]) -> String {
     )
 }
 
+/// A cell is cut to this many characters: a journal keeps what was asked, and a refused
+/// command may carry an argument far wider than a screen.
+const MAX_CELL: usize = 100;
+
+/// The cell as shown: cut with `…` past [`MAX_CELL`] characters.
+fn cell(text: &str) -> String {
+    if text.chars().count() <= MAX_CELL {
+        return text.to_string();
+    }
+    text.chars().take(MAX_CELL - 1).chain(['…']).collect()
+}
+
 /// Left-aligned columns separated by two spaces.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-    for row in rows {
+    let rows: Vec<Vec<String>> = rows.iter().map(|row| row.iter().map(|c| cell(c)).collect()).collect();
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     let mut out = String::new();
     let mut line = |cells: Vec<&str>| {
-        let text: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c}{}", " ".repeat(w - c.chars().count())))
+            .collect();
         let _ = writeln!(out, "{}", text.join("  ").trim_end());
     };
     line(headers.to_vec());
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
     out
@@ -459,4 +476,20 @@ pub fn audit_table(entries: &[AuditEntry]) -> String {
         }
     }
     table(&["INDEX", "TIME", "COMMAND", "OUTCOME"], &rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe's find: a cell wider than a format width may be (65,535) panicked the table.
+    #[test]
+    fn a_table_cuts_cells_wider_than_a_screen() {
+        let wide = "x".repeat(70_000);
+        let text = table(&["A", "B"], &[vec![wide, "é".into()], vec!["short".into(), "b".into()]]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1].chars().count(), MAX_CELL + 2 + 1, "{}", lines[1]);
+        assert!(lines[1].contains("x…  é"), "{}", lines[1]);
+        assert_eq!(lines[2], format!("short{}  b", " ".repeat(MAX_CELL - 5)));
+    }
 }

@@ -1,7 +1,11 @@
-//! This node's disk: capacity, free space, the reserve and the warning threshold, sampled twice
-//! a second. Host data writes are refused (ENOSPC) while free space is under the reserve, so
-//! the disk never fills under RocksDB — reads, admin commands, deletes and zeroing go on, and
-//! writes come back by themselves once space returns. Past the warning threshold (a share of
+//! This node's disk: capacity, free space, the reserve and the warning threshold, sampled ten
+//! times a second. Host data writes are refused (ENOSPC) while free space is under the reserve,
+//! so the disk never fills under RocksDB — reads, admin commands, deletes and zeroing go on, and
+//! writes come back by themselves once space returns. What is about to take space counts as
+//! taken: the memtables a flush may write at any moment (`storage::UNFLUSHED_MAX`), and twice
+//! the host bytes admitted since the last sample (the log and the state each take them); a
+//! fast disk otherwise took more than the reserve between two samples, and RocksDB hit a full
+//! disk (`tests/disk.rs::a_large_write_onto_a_filling_disk_is_refused_before_the_disk_is_full`). Past the warning threshold (a share of
 //! the filesystem used) the node says so first: a log line, a metric, `cluster status`.
 
 use crate::server::config::Reserve;
@@ -26,6 +30,9 @@ impl Filesystem for Statvfs {
     }
 }
 
+/// How often free space is sampled (a `statvfs`).
+const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
 #[derive(Clone)]
 pub struct DiskGuard {
     inner: Arc<Inner>,
@@ -37,8 +44,19 @@ struct Inner {
     warning_percent: u8,
     capacity: AtomicU64,
     free: AtomicU64,
+    /// Host data bytes admitted since the last sample.
+    admitted: AtomicU64,
     low: AtomicBool,
     warning: AtomicBool,
+}
+
+/// Why a write was not admitted: the disk's free bytes, less what is about to be written
+/// (`pending`), would be under the reserve.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Short {
+    pub free: u64,
+    pub pending: u64,
+    pub reserve: u64,
 }
 
 /// How full the disk is, as `cluster status` and `lspool` say it.
@@ -71,6 +89,7 @@ impl DiskGuard {
                 warning_percent,
                 capacity: AtomicU64::new(0),
                 free: AtomicU64::new(u64::MAX),
+                admitted: AtomicU64::new(0),
                 low: AtomicBool::new(false),
                 warning: AtomicBool::new(false),
             }),
@@ -79,7 +98,7 @@ impl DiskGuard {
         let sampler = guard.clone();
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(SAMPLE_EVERY).await;
                 sampler.sample(&dir);
             }
         });
@@ -96,22 +115,26 @@ impl DiskGuard {
         };
         self.inner.capacity.store(capacity, Ordering::Relaxed);
         self.inner.free.store(free, Ordering::Relaxed);
+        self.inner.admitted.store(0, Ordering::Relaxed);
         let reserve = self.reserve();
+        // What a flush may still write counts as taken.
+        let room = free.saturating_sub(storage::UNFLUSHED_MAX);
         // Refused under the reserve, accepted again only a margin above it, so writes do not
         // flip on and off (and the log with them) at the edge.
         let was_low = self.inner.low.load(Ordering::Relaxed);
         let margin = reserve / 8;
         let low = if was_low {
-            free < reserve.saturating_add(margin)
+            room < reserve.saturating_add(margin)
         } else {
-            free < reserve
+            room < reserve
         };
         if low != self.inner.low.swap(low, Ordering::Relaxed) {
             if low {
                 tracing::warn!(
                     free,
+                    unflushed = storage::UNFLUSHED_MAX,
                     reserve,
-                    "free space under the reserve: host writes are refused (ENOSPC) until space is freed: delete volumes or TRIM unused space ('flashcopy lspool' shows what uses it), or grow the disk"
+                    "free space, less what the state may still flush, under the reserve: host writes are refused (ENOSPC) until space is freed: delete volumes or TRIM unused space ('flashcopy lspool' shows what uses it), or grow the disk"
                 );
             } else {
                 tracing::info!(
@@ -120,7 +143,10 @@ impl DiskGuard {
                 );
             }
         }
-        let warning = self.used_percent() >= u64::from(self.inner.warning_percent);
+        // Warned as refused: with what a flush may still write counted as used, so the
+        // warning comes first.
+        let used_soon = capacity.saturating_sub(room.min(capacity)) * 100 / capacity.max(1);
+        let warning = used_soon >= u64::from(self.inner.warning_percent);
         if warning != self.inner.warning.swap(warning, Ordering::Relaxed) {
             if warning {
                 tracing::warn!(
@@ -144,11 +170,37 @@ impl DiskGuard {
         self.inner.low.load(Ordering::Relaxed)
     }
 
+    /// Admits a host write of `bytes`, or refuses it: under the reserve, or it would take the
+    /// disk under it before the next sample sees it (see the module comment).
+    pub fn admit(&self, bytes: u64) -> Result<(), Short> {
+        let admitted = self.inner.admitted.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        let pending = storage::UNFLUSHED_MAX.saturating_add(admitted.saturating_mul(2));
+        if self.low() || self.free().saturating_sub(pending) < self.reserve() {
+            self.inner.admitted.fetch_sub(bytes, Ordering::Relaxed);
+            // Refused: the disk says so until a sample finds room again (past the margin).
+            if !self.inner.low.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    free = self.free(),
+                    pending,
+                    reserve = self.reserve(),
+                    "free space, less what is about to be written, under the reserve: host writes are refused (ENOSPC) until space is freed: delete volumes or TRIM unused space ('flashcopy lspool' shows what uses it), or grow the disk"
+                );
+            }
+            return Err(Short {
+                free: self.free(),
+                pending,
+                reserve: self.reserve(),
+            });
+        }
+        Ok(())
+    }
+
     /// Under the reserve, or getting close to it (within half of it): the node gives back
     /// what it can at once (see `space_keeper.rs`).
     pub fn pressed(&self) -> bool {
         let reserve = self.reserve();
-        self.low() || (reserve > 0 && self.free() < reserve.saturating_add(reserve / 2))
+        let room = self.free().saturating_sub(storage::UNFLUSHED_MAX);
+        self.low() || (reserve > 0 && room < reserve.saturating_add(reserve / 2))
     }
 
     pub fn state(&self) -> DiskState {

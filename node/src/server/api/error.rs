@@ -139,7 +139,7 @@ impl From<HostIoError> for ApiError {
             HostIoError::Propose(e) => e.into(),
             HostIoError::Denied(reason) => ApiError::new(StatusCode::FORBIDDEN, "access-denied", reason),
             HostIoError::Empty => ApiError::new(StatusCode::BAD_REQUEST, "empty-request", e.to_string()),
-            HostIoError::DiskFull { .. } => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk-full", e.to_string()),
+            HostIoError::DiskFull(_) => ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk-full", e.to_string()),
             HostIoError::Unavailable(detail) => internal(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "storage-error",

@@ -393,20 +393,25 @@ pub(super) async fn apply(State(a): Api, body: Result<Bytes, BytesRejection>) ->
         })?;
     // The secondary keeps its reserve like the primary: mirrored data waits (the primary
     // retries, then suspends) rather than fill this disk.
-    let data = batches
+    let data: u64 = batches
         .iter()
         .flat_map(|b| &b.writes)
-        .any(|w| matches!(w.data, WriteData::Bytes(_)));
-    if data && a.disk.low() {
-        return Err(ApiError::new(
-            StatusCode::INSUFFICIENT_STORAGE,
-            "disk-full",
-            format!(
-                "the secondary's disk is under its reserve ({} bytes free, {} kept): mirrored data waits until space returns",
-                a.disk.free(),
-                a.disk.reserve()
-            ),
-        ));
+        .map(|w| match &w.data {
+            WriteData::Bytes(bytes) => bytes.len() as u64,
+            _ => 0,
+        })
+        .sum();
+    if data > 0 {
+        if let Err(short) = a.disk.admit(data) {
+            return Err(ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk-full",
+                format!(
+                    "the secondary's disk is under its reserve ({} bytes free, {} about to be written, {} kept): mirrored data waits until space returns",
+                    short.free, short.pending, short.reserve
+                ),
+            ));
+        }
     }
     let volumes: Vec<String> = batches.iter().map(|b| b.volume.clone()).collect();
     let _applied = run(&a, Command::MirrorApply(batches)).await?;

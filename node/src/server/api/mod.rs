@@ -119,7 +119,9 @@ pub fn router(api: AdminApi) -> Router {
 }
 
 /// Proposes a command; a refusal is an error reply, an accepted command lists its events.
+/// What no state would accept (a bad name) is refused before it reaches the log.
 async fn run(a: &AdminApi, command: Command) -> Result<Json<CommandReply>, ApiError> {
+    command.precheck()?;
     let committed = a.consensus.propose(command).await?;
     committed.result?;
     Ok(Json(CommandReply {

@@ -1,6 +1,7 @@
 //! Why a host I/O request failed, for both front ends.
 
 use crate::server::consensus::ProposeError;
+use crate::server::disk::Short;
 use statemachine::CommandError;
 use storage::ReadError;
 
@@ -22,8 +23,8 @@ pub enum HostIoError {
     #[error(transparent)]
     Propose(#[from] ProposeError),
     /// Host data writes are refused while this node's data disk is under its reserve.
-    #[error("the data disk has {free} bytes free, under the {reserve}-byte reserve (--disk-reserve): writes are refused until space is freed: delete volumes you no longer need ('flashcopy rmvol'), TRIM unused space from the hosts, or grow the disk ('flashcopy lspool' shows what uses it)")]
-    DiskFull { free: u64, reserve: u64 },
+    #[error("the data disk has {} bytes free; less the {} bytes about to be written (writes under way and memory buffers still to flush) that is under the {}-byte reserve (--disk-reserve): writes are refused until space is freed: delete volumes you no longer need ('flashcopy rmvol'), TRIM unused space from the hosts, or grow the disk ('flashcopy lspool' shows what uses it)", .0.free, .0.pending, .0.reserve)]
+    DiskFull(Short),
     #[error("{0}")]
     Unavailable(String),
 }

@@ -50,11 +50,9 @@ impl HostWrites {
             data => data,
         };
         // Zeroing is let through a full disk: it frees space rather than taking it.
-        if self.disk.low() && !matches!(data, WriteData::Zeroes(_)) {
-            return Err(HostIoError::DiskFull {
-                free: self.disk.free(),
-                reserve: self.disk.reserve(),
-            });
+        let zeroing = matches!(data, WriteData::Zeroes(_));
+        if !zeroing {
+            self.disk.admit(data.len()).map_err(HostIoError::DiskFull)?;
         }
         if let WriteData::Zeroes(length) = data {
             return self.zero(volume, opened, offset, length).await;

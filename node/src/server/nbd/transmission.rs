@@ -356,7 +356,7 @@ fn failure(f: HostIoError) -> Refusal {
         HostIoError::Propose(
             ProposeError::NotLeader { .. } | ProposeError::NoQuorum(_) | ProposeError::CommitTimeout,
         ) => ESHUTDOWN,
-        HostIoError::DiskFull { .. } => ENOSPC,
+        HostIoError::DiskFull(_) => ENOSPC,
         HostIoError::Refused(_) | HostIoError::Propose(ProposeError::Unavailable(_)) | HostIoError::Unavailable(_) => {
             EIO
         }
