@@ -270,28 +270,42 @@ impl Model {
         let failed = self.failed.get(volume).cloned().unwrap_or_default();
         let runs = self.volumes.get_mut(volume).expect("a modelled volume");
         for (start, stop, possible) in runs.range_mut(offset, end) {
-            let bytes = &data[(start - offset) as usize..(stop - offset) as usize];
-            let Some(mut candidates) = possible.candidates() else {
+            let Some(base) = possible.candidates() else {
                 continue;
             };
-            let covering = failed
+            // A failed write may cover only part of a run (a point in time or a restore gives
+            // a volume another's runs, whose edges are not its failed writes' edges): the run
+            // is checked piece by piece between their edges (seed 70880).
+            let mut edges: Vec<u64> = failed
                 .iter()
-                .filter(|f| f.offset <= start && stop <= f.offset + f.length);
-            candidates.extend(covering.map(|f| f.value));
-            candidates.sort_unstable();
-            candidates.dedup();
-            let matching: Vec<u64> = candidates.into_iter().filter(|v| holds(bytes, *v, start)).collect();
-            match matching.as_slice() {
-                [] => {
-                    return Err(format!(
-                        "{volume} bytes {start}..{stop} read as no acknowledged or in-flight write left them (possible: {possible:?}; first bytes read {:?})",
-                        &bytes[..bytes.len().min(8)]
-                    ));
+                .flat_map(|f| [f.offset, f.offset + f.length])
+                .filter(|edge| start < *edge && *edge < stop)
+                .chain([start, stop])
+                .collect();
+            edges.sort_unstable();
+            edges.dedup();
+            let whole = edges.len() == 2;
+            for piece in edges.windows(2) {
+                let (from, to) = (piece[0], piece[1]);
+                let bytes = &data[(from - offset) as usize..(to - offset) as usize];
+                let mut candidates = base.clone();
+                let covering = failed.iter().filter(|f| f.offset <= from && to <= f.offset + f.length);
+                candidates.extend(covering.map(|f| f.value));
+                candidates.sort_unstable();
+                candidates.dedup();
+                let matching: Vec<u64> = candidates.into_iter().filter(|v| holds(bytes, *v, from)).collect();
+                match matching.as_slice() {
+                    [] => {
+                        return Err(format!(
+                            "{volume} bytes {from}..{to} read as no acknowledged or in-flight write left them (possible: {possible:?}; first bytes read {:?})",
+                            &bytes[..bytes.len().min(8)]
+                        ));
+                    }
+                    // Seen (a short run may match more than one value by chance: then nothing
+                    // is learnt; nor from a piece of a run).
+                    [value] if whole => possible.seen(*value),
+                    _ => {}
                 }
-                // Seen (a short run may match more than one value by chance: then nothing is
-                // learnt).
-                [value] => possible.seen(*value),
-                _ => {}
             }
         }
         Ok(())
