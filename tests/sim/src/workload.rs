@@ -250,6 +250,17 @@ impl Workload {
         self.world.borrow_mut().under_way = Some(what);
     }
 
+    /// `target` reads as its `image` again (a revertible increment thrown away); its writes
+    /// still in flight may land after it (seed 80418).
+    fn restored(&mut self, target: &str, image: Image) {
+        let mut world = self.world.borrow_mut();
+        world.model.restore(target, image);
+        for p in self.pending.iter_mut().filter(|p| VOLUMES[p.volume] == target) {
+            world.model.written(target, p.offset, p.length, p.value, false);
+            p.across = true;
+        }
+    }
+
     /// A new point in time on `target`; its writes still in flight may land after it.
     fn established(&mut self, source: &str, target: &str) {
         let mut world = self.world.borrow_mut();
@@ -395,7 +406,7 @@ impl Workload {
                 let seqnum = self.seqnum();
                 let outcome = self.admin(Command::RevertFlash { pairs, seqnum }).await;
                 let reverted = move |w: &mut Self| match w.increment.take() {
-                    Some(before) => w.world.borrow_mut().model.restore(target, before),
+                    Some(before) => w.restored(target, before),
                     // Taken by a command of unknown outcome: the target is tainted already.
                     None => w.world.borrow_mut().model.taint(target),
                 };

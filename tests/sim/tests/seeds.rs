@@ -47,10 +47,11 @@ fn the_same_seed_gives_the_same_run() {
 /// in time taken of its volume was taken as landed after it), 202 (two leaders in one term,
 /// which openraft 0.9's leader ids allow: the check was wrong, not the product), 70880 (a
 /// failed write covering part of a run, after a revertible increment was reverted: the model
-/// checked only failed writes covering a whole run).
+/// checked only failed writes covering a whole run), 80418 (a write still in flight when a
+/// revertible increment was reverted landed after the revert: the model dropped it).
 #[test]
 fn kept_seeds_pass() {
-    for seed in ["113", "202", "70880"] {
+    for seed in ["113", "202", "70880", "80418"] {
         let (ok, stdout, stderr) = sim(&["--seed", seed]);
         assert!(ok, "seed {seed}:\n{stderr}\n{stdout}");
     }
