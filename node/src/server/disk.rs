@@ -5,7 +5,8 @@
 //! taken: the memtables a flush may write at any moment (`storage::UNFLUSHED_MAX`), and twice
 //! the host bytes admitted since the last sample (the log and the state each take them); a
 //! fast disk otherwise took more than the reserve between two samples, and RocksDB hit a full
-//! disk (`tests/disk.rs::a_large_write_onto_a_filling_disk_is_refused_before_the_disk_is_full`). Past the warning threshold (a share of
+//! disk (`tests/disk.rs::a_large_write_onto_a_filling_disk_is_refused_before_the_disk_is_full`).
+//! Past the warning threshold (a share of
 //! the filesystem used) the node says so first: a log line, a metric, `cluster status`.
 
 use crate::server::config::Reserve;
@@ -28,6 +29,11 @@ impl Filesystem for Statvfs {
     fn measure(&self, dir: &Path) -> std::io::Result<(u64, u64)> {
         Ok((storage::total_bytes(dir)?, storage::free_bytes(dir)?))
     }
+}
+
+/// Free bytes less what a flush may still write (it counts as taken).
+fn room(free: u64) -> u64 {
+    free.saturating_sub(storage::UNFLUSHED_MAX)
 }
 
 /// How often free space is sampled (a `statvfs`).
@@ -117,8 +123,7 @@ impl DiskGuard {
         self.inner.free.store(free, Ordering::Relaxed);
         self.inner.admitted.store(0, Ordering::Relaxed);
         let reserve = self.reserve();
-        // What a flush may still write counts as taken.
-        let room = free.saturating_sub(storage::UNFLUSHED_MAX);
+        let room = room(free);
         // Refused under the reserve, accepted again only a margin above it, so writes do not
         // flip on and off (and the log with them) at the edge.
         let was_low = self.inner.low.load(Ordering::Relaxed);
@@ -199,7 +204,7 @@ impl DiskGuard {
     /// what it can at once (see `space_keeper.rs`).
     pub fn pressed(&self) -> bool {
         let reserve = self.reserve();
-        let room = self.free().saturating_sub(storage::UNFLUSHED_MAX);
+        let room = room(self.free());
         self.low() || (reserve > 0 && room < reserve.saturating_add(reserve / 2))
     }
 
