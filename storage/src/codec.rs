@@ -17,10 +17,7 @@ use serde::{de::DeserializeOwned, Serialize};
 ///     log could decide differently).
 /// 11: revertible increments (`setflashrevertible`): relationships keep the previous point in
 ///     time's sequence number, time and change bitmaps.
-/// 12: log segments named with the seed of their records' checksums and reused after a purge
-///     (`storage/src/log_files.rs`): a version-11 build would not see them, and would start
-///     with a short log.
-pub(crate) const FORMAT_VERSION: u8 = 12;
+pub(crate) const FORMAT_VERSION: u8 = 11;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -151,12 +151,6 @@ impl LogStore {
         self.files.bytes()
     }
 
-    /// Whether purged segment files are kept for reuse; not while the disk is short (the ones
-    /// kept are deleted).
-    pub fn keep_spare_segments(&self, keep: bool) -> std::io::Result<()> {
-        self.files.keep_spares(keep)
-    }
-
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(name).expect("column families are created at open")
     }
@@ -455,8 +449,8 @@ mod tests {
         };
         {
             let (log, _state) = crate::open(dir.path()).unwrap();
-            // 6 MiB entries: the fourth starts a second segment (16 MiB passed).
-            let records: Vec<_> = (1..=5).map(|i| (i, codec::encode(&entry(i, 6)).unwrap())).collect();
+            // 30 MiB entries: the fourth starts a second segment (64 MiB passed).
+            let records: Vec<_> = (1..=5).map(|i| (i, codec::encode(&entry(i, 30)).unwrap())).collect();
             for record in records {
                 log.files.append(&[record]).unwrap();
             }
@@ -466,19 +460,14 @@ mod tests {
                 .unwrap();
         }
         let (mut log, _state) = crate::open(dir.path()).unwrap();
-        assert_eq!(segments(), 1, "the purged segment is retired at open");
+        assert_eq!(segments(), 1, "the purged segment is deleted at open");
         let state = log.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(3));
         assert_eq!(state.last_log_id.map(|l| l.index), Some(5));
         assert_eq!(log.last_log_id(), state.last_log_id);
         assert_eq!(
             log.log_bytes(),
-            std::fs::read_dir(dir.path().join("raft-log"))
-                .unwrap()
-                .map(|e| e.unwrap())
-                .find(|e| e.file_name().to_string_lossy().starts_with(&format!("{:020}", 4)))
-                .unwrap()
-                .metadata()
+            std::fs::metadata(dir.path().join("raft-log").join(format!("{:020}.log", 4)))
                 .unwrap()
                 .len()
         );

@@ -6,8 +6,7 @@
 //! dropped, their key ranges are compacted first (and blob garbage collected, see
 //! `storage::Space::reclaim`), then a new snapshot replaces the old one, whose checkpoint still
 //! links the files that held them. While the disk is short of its reserve everything is done
-//! at once, whatever the log's size: the log must never hold the disk hostage (nor its spare
-//! segment files, deleted first).
+//! at once, whatever the log's size: the log must never hold the disk hostage.
 
 use crate::server::disk::DiskGuard;
 use crate::server::metrics::Metrics;
@@ -49,21 +48,11 @@ pub async fn run(k: SpaceKeeper) {
     // A snapshot was asked for to cut the log back: the purge up to it follows.
     let mut cutting = false;
     let mut snapshot_at: Option<Instant> = None;
-    let mut spares_off = false;
     loop {
         every.tick().await;
         let log_bytes = k.log.log_bytes();
         k.metrics.log_bytes.store(log_bytes, Ordering::Relaxed);
         let pressed = k.disk.pressed();
-        if pressed != spares_off {
-            // While the disk is short the log keeps no spare segment files (kept for reuse).
-            let log = k.log.clone();
-            match storage::runtime::offload(move || log.keep_spare_segments(!pressed)).await {
-                Ok(Ok(())) => spares_off = pressed,
-                Ok(Err(e)) => tracing::warn!(error = %e, "deleting the log's spare segment files failed; retrying"),
-                Err(e) => tracing::warn!(error = %e, "deleting the log's spare segment files stopped"),
-            }
-        }
         // RocksDB's properties wait on its mutex: measured here, off the async workers, once a
         // tick; the admin API and metrics read the last measure.
         let measuring = k.space.clone();

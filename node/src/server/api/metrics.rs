@@ -59,7 +59,7 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
     );
     gauge(
         "flashcopy_log_bytes",
-        "Bytes of entries the Raft log's segment files hold, as last checked (cut back past --max-log-size; the two spare segment files kept for reuse not counted).",
+        "Bytes the Raft log's segment files hold, as last checked (cut back past --max-log-size).",
         a.metrics.log_bytes.load(std::sync::atomic::Ordering::Relaxed),
     );
     gauge(
