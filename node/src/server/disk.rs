@@ -6,8 +6,8 @@
 //! the host bytes admitted since the last sample (the log and the state each take them); a
 //! fast disk otherwise took more than the reserve between two samples, and RocksDB hit a full
 //! disk (`tests/disk.rs::a_large_write_onto_a_filling_disk_is_refused_before_the_disk_is_full`).
-//! Past the warning threshold (a share of
-//! the filesystem used) the node says so first: a log line, a metric, `cluster status`.
+//! Past the warning threshold (a share of the filesystem used) the node says so first: a log
+//! line, a metric, `cluster status`.
 
 use crate::server::config::Reserve;
 use std::path::{Path, PathBuf};

@@ -253,18 +253,19 @@ impl Workload {
     /// `target` reads as its `image` again (a revertible increment thrown away); its writes
     /// still in flight may land after it (seed 80418).
     fn restored(&mut self, target: &str, image: Image) {
-        let mut world = self.world.borrow_mut();
-        world.model.restore(target, image);
-        for p in self.pending.iter_mut().filter(|p| VOLUMES[p.volume] == target) {
-            world.model.written(target, p.offset, p.length, p.value, false);
-            p.across = true;
-        }
+        self.world.borrow_mut().model.restore(target, image);
+        self.pending_land_after(target);
     }
 
     /// A new point in time on `target`; its writes still in flight may land after it.
     fn established(&mut self, source: &str, target: &str) {
+        self.world.borrow_mut().model.established(source, target);
+        self.pending_land_after(target);
+    }
+
+    /// `target`'s writes still in flight may land after what just replaced its image.
+    fn pending_land_after(&mut self, target: &str) {
         let mut world = self.world.borrow_mut();
-        world.model.established(source, target);
         for p in self.pending.iter_mut().filter(|p| VOLUMES[p.volume] == target) {
             world.model.written(target, p.offset, p.length, p.value, false);
             p.across = true;
