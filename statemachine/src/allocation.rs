@@ -4,6 +4,7 @@
 use crate::bitmap::OutOfSync;
 use crate::state::State;
 use crate::track::{TrackReader, VolumeId};
+use roaring::RoaringBitmap;
 
 /// A run of a volume's bytes that are all allocated (stored) or all a hole (read as zeros
 /// without anything stored), as NBD block status reports it.
@@ -44,7 +45,14 @@ impl State {
             track_size: u64::from(self.globals.track_size),
             levels: self
                 .upstream(volume)
-                .map(|v| (v, self.incoming(v).map(|rel| rel.out_of_sync.clone())))
+                .map(|v| {
+                    let rel = self.incoming(v);
+                    Level {
+                        volume: v,
+                        shared: rel.map(|rel| rel.out_of_sync.clone()),
+                        kept: rel.map(|rel| rel.kept.clone()).unwrap_or_default(),
+                    }
+                })
                 .collect(),
         }
     }
@@ -56,7 +64,18 @@ pub struct AllocationQuery {
     track_size: u64,
     /// The volume and its sources up the cascade, nearest first, each with the tracks it still
     /// shares with the next (`None` for the last, which is no target).
-    levels: Vec<(VolumeId, Option<OutOfSync>)>,
+    levels: Vec<Level>,
+}
+
+/// One volume of the cascade a block status query looks through.
+#[derive(Clone, Debug)]
+struct Level {
+    volume: VolumeId,
+    /// The tracks it still shares with the next level (`None` for the last, which is no target).
+    shared: Option<OutOfSync>,
+    /// Of those, the ones it reads from kept tracks instead: allocated, since only tracks that
+    /// hold data are kept.
+    kept: RoaringBitmap,
 }
 
 impl AllocationQuery {
@@ -123,7 +142,32 @@ impl AllocationQuery {
         looked: &mut u32,
         budget: u32,
     ) -> Result<Allocated, R::Error> {
-        let (volume, shared) = &self.levels[level];
+        // A kept track is allocated: search the tracks before the first one as if it were not there.
+        let Some(kept) = self.levels[level].kept.range(from..=last).next() else {
+            return self.next_allocated_unkept(tracks, level, from, last, looked, budget);
+        };
+        if kept == from {
+            return Ok(Allocated::At(from));
+        }
+        Ok(
+            match self.next_allocated_unkept(tracks, level, from, kept - 1, looked, budget)? {
+                Allocated::NoneBefore(bound) if bound >= kept => Allocated::At(kept),
+                found => found,
+            },
+        )
+    }
+
+    /// [`Self::next_allocated`] over a range holding no kept track of this level.
+    fn next_allocated_unkept<R: TrackReader>(
+        &self,
+        tracks: &R,
+        level: usize,
+        from: u32,
+        last: u32,
+        looked: &mut u32,
+        budget: u32,
+    ) -> Result<Allocated, R::Error> {
+        let Level { volume, shared, .. } = &self.levels[level];
         let is_shared = |track: u32| shared.as_ref().is_some_and(|oos| oos.contains(track));
         // Nothing the next level reads as allocated is shared here before `bound`, unless `theirs`.
         let mut bound = last + 1;

@@ -53,7 +53,11 @@ pub(crate) fn apply_as<R: TrackReader>(
         }
         Err(Failure::Storage(error)) => return Err(error),
     };
-    end_copied(&mut tx);
+    match end_copied(&mut tx) {
+        Ok(()) => {}
+        Err(Failure::Storage(error)) => return Err(error),
+        Err(Failure::Refused(error)) => unreachable!("ending a copied relationship refuses nothing: {error}"),
+    }
     Ok(tx.finish(result))
 }
 
@@ -146,7 +150,7 @@ fn thaw_due<R: TrackReader>(tx: &mut Tx<'_, R>) -> Result<(), Failure<R::Error>>
 }
 
 /// Ends the relationships whose copy completed in this apply (non-persistent or completing).
-fn end_copied<R: TrackReader>(tx: &mut Tx<'_, R>) {
+fn end_copied<R: TrackReader>(tx: &mut Tx<'_, R>) -> Result<(), Failure<R::Error>> {
     for target in tx.take_copied_out() {
         let Some(rel) = tx.state().incoming(target) else {
             continue;
@@ -161,7 +165,8 @@ fn end_copied<R: TrackReader>(tx: &mut Tx<'_, R>) {
             target: target_name,
         });
         if ends {
-            withdraw::withdraw(tx, target, true);
+            withdraw::withdraw(tx, target, true)?;
         }
     }
+    Ok(())
 }

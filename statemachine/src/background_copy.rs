@@ -40,16 +40,24 @@ pub(crate) fn copy_step<R: TrackReader>(
         .out_of_sync
         .first_from(from)
     {
-        // Tracks never written on either side (nor up the source's cascade) copy as nothing:
-        // mark them in sync in bulk.
+        // Tracks never written on either side (nor up the source's cascade) and not kept copy
+        // as nothing: mark them in sync in bulk.
+        let kept = tx
+            .state()
+            .incoming(target_id)
+            .expect("found")
+            .kept
+            .range(track..)
+            .next();
         let stored = [
             tx.next_stored_upstream(source_id, track)?,
             tx.next_stored(target_id, track)?,
+            kept,
         ];
         let next_data = stored.into_iter().flatten().min().unwrap_or(total);
         if next_data > track {
             let end = next_data.min(track.saturating_add(MAX_SKIPPED_TRACKS - skipped));
-            tracks += tx.mark_range_copied(target_id, track..end);
+            tracks += tx.mark_range_copied(target_id, track..end)?;
             skipped += end - track;
             ranges += 1;
             from = end;
@@ -61,7 +69,7 @@ pub(crate) fn copy_step<R: TrackReader>(
         if data_tracks == max_tracks {
             break;
         }
-        tx.copy_to_target(source_id, target_id, track)?;
+        tx.copy_to_target(target_id, track)?;
         tracks += 1;
         data_tracks += 1;
         from = track + 1;

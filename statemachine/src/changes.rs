@@ -18,15 +18,18 @@ pub enum BitmapKind {
     /// A revertible increment's previous change recording (`Revertible`).
     PreviousSourceChanges = 3,
     PreviousTargetChanges = 4,
+    /// Out-of-sync tracks kept once for several targets (`Relationship::kept`).
+    Kept = 5,
 }
 
 impl BitmapKind {
-    pub const ALL: [BitmapKind; 5] = [
+    pub const ALL: [BitmapKind; 6] = [
         BitmapKind::OutOfSync,
         BitmapKind::SourceChanges,
         BitmapKind::TargetChanges,
         BitmapKind::PreviousSourceChanges,
         BitmapKind::PreviousTargetChanges,
+        BitmapKind::Kept,
     ];
 }
 

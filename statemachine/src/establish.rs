@@ -63,6 +63,8 @@ pub(crate) fn mkflash<R: TrackReader>(
                 MirrorTarget::RemotePair | MirrorTarget::RemotePairSecondary
             ),
             out_of_sync: OutOfSync::all(tracks),
+            kept: RoaringBitmap::new(),
+            kept_by: source,
             source_changes: RoaringBitmap::new(),
             target_changes: RoaringBitmap::new(),
             created_at: tx.now(),

@@ -161,7 +161,7 @@ fn write_range<R: TrackReader>(
     let track_size = u64::from(tx.state().track_size());
     let record = tx.state().record(id).expect("checked");
     let targets: Vec<VolumeId> = record.volume.targets.iter().copied().collect();
-    let source = record.incoming.as_ref().map(|r| r.source);
+    let is_target = record.incoming.is_some();
 
     let Range { start: mut pos, end } = range;
     while pos < end {
@@ -170,31 +170,32 @@ fn write_range<R: TrackReader>(
         let take = (track_size - within as u64).min(end - pos) as usize;
 
         // As a source: every target still sharing this track gets the old content first.
+        if !targets.is_empty() {
+            tx.preserve_for_targets(id, track)?;
+        }
         for &target in &targets {
-            let rel = tx.state().incoming(target).expect("targets have relationships");
-            let (shared, recording) = (rel.out_of_sync.contains(track), rel.recording);
-            #[cfg(feature = "sabotage")]
-            let shared = shared && !crate::sabotage::active(crate::sabotage::Sabotage::SkipCopyOnWrite);
-            if shared {
-                tx.copy_to_target(id, target, track)?;
-            }
-            if recording {
+            if tx
+                .state()
+                .incoming(target)
+                .expect("targets have relationships")
+                .recording
+            {
                 tx.note_change(target, BitmapKind::SourceChanges, track);
             }
         }
 
         // As a target: the track stops living on the source; a partial write keeps the rest of
-        // what the source reads there (its own track, or one up the cascade).
+        // what it read there (the source's track, one up the cascade, or a kept one). It is
+        // marked copied once stored: that may drop the kept track it reads from.
         let mut base = id;
-        if let Some(source) = source {
+        if is_target {
             let rel = tx.state().incoming(id).expect("checked");
             let (recording, shared) = (rel.recording, rel.out_of_sync.contains(track));
             if recording {
                 tx.note_change(id, BitmapKind::TargetChanges, track);
             }
             if shared {
-                base = tx.state().resolve_read(source, track);
-                tx.mark_copied(id, track);
+                base = tx.state().resolve_read(id, track);
             }
         }
 
@@ -250,6 +251,9 @@ fn write_range<R: TrackReader>(
             put(&mut data[start..start + take], bytes.as_deref());
             tx.store_blocks(id, track, first as u32, data.into())?;
         }
+        if base != id {
+            tx.mark_copied(id, track)?;
+        }
         pos += take as u64;
     }
     Ok(())
@@ -262,24 +266,21 @@ fn zero_tracks<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, tracks: Range<u
     let targets: Vec<VolumeId> = record.volume.targets.iter().copied().collect();
     let is_target = record.incoming.is_some();
 
-    // As a source: a target still sharing a track this volume stores gets it first. A shared
-    // track stored on neither side reads as zeros on both: it is in sync as it stands.
-    for target in targets {
-        let shared = |tx: &Tx<'_, R>, track| {
-            tx.state()
-                .incoming(target)
-                .expect("targets have relationships")
-                .out_of_sync
-                .contains(track)
-        };
-        // What this volume reads may be stored up its cascade too.
+    // As a source: a target still sharing a track this volume stores gets it first (what this
+    // volume reads may be stored up its cascade too). A shared track stored on neither side
+    // reads as zeros on both: it is in sync as it stands.
+    if !targets.is_empty() {
         let mut next = next_stored_upstream(tx, id, tracks.start, &tracks)?;
         while let Some(track) = next {
-            if shared(tx, track) {
-                tx.copy_to_target(id, target, track)?;
-            }
+            tx.preserve_for_targets(id, track)?;
             next = next_stored_upstream(tx, id, track + 1, &tracks)?;
         }
+    }
+    for target in targets {
+        let shared = |tx: &Tx<'_, R>, track| {
+            let rel = tx.state().incoming(target).expect("targets have relationships");
+            rel.out_of_sync.contains(track) && !rel.kept.contains(track)
+        };
         let mut next = next_stored(tx, target, tracks.start, &tracks)?;
         while let Some(track) = next {
             if shared(tx, track) {
@@ -287,7 +288,7 @@ fn zero_tracks<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, tracks: Range<u
             }
             next = next_stored(tx, target, track + 1, &tracks)?;
         }
-        tx.mark_range_copied(target, tracks.clone());
+        tx.mark_unkept_range_copied(target, tracks.clone())?;
         if tx
             .state()
             .incoming(target)
@@ -302,7 +303,7 @@ fn zero_tracks<R: TrackReader>(tx: &mut Tx<'_, R>, id: VolumeId, tracks: Range<u
         if tx.state().incoming(id).expect("checked").recording {
             tx.note_range_changed(id, BitmapKind::TargetChanges, tracks.clone());
         }
-        tx.mark_range_copied(id, tracks.clone());
+        tx.mark_range_copied(id, tracks.clone())?;
     }
     let mut next = next_stored(tx, id, tracks.start, &tracks)?;
     while let Some(track) = next {

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 pub struct VolumeInfo {
     pub name: String,
     pub size: u64,
-    /// Bytes of stored tracks: the space the volume uses (thin: never-written tracks use none).
+    /// Bytes of stored tracks: the space the volume uses (thin: never-written tracks use none),
+    /// with the old tracks a source keeps once for several of its targets to share.
     pub used: u64,
     /// For a target, bytes of tracks still shared with its source (out of sync): what a
     /// withdraw now would leave it without.
@@ -60,7 +61,7 @@ impl State {
                 VolumeInfo {
                     name: v.name.clone(),
                     size: v.size,
-                    used: record.stored_tracks * track_size,
+                    used: (record.stored_tracks + record.kept_tracks) * track_size,
                     shared: record.incoming.as_ref().map_or(0, |r| r.out_of_sync.len()) * track_size,
                     state: v.state(),
                     source_of: v.targets.iter().map(|t| self.name(*t).to_string()).collect(),

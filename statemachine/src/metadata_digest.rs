@@ -32,6 +32,7 @@ impl MetadataDigest {
             relationship: &'a Option<crate::relationship::Relationship>,
             held: Vec<(u64, &'a str, u64, u64, u64)>,
             stored_tracks: u64,
+            kept_tracks: u64,
             mirror: &'a Option<crate::mirror::MirrorPair>,
         }
         let volumes: BTreeMap<String, u64> = state
@@ -54,6 +55,7 @@ impl MetadataDigest {
                         })
                         .collect(),
                     stored_tracks: record.stored_tracks,
+                    kept_tracks: record.kept_tracks,
                     mirror: &record.mirror,
                 };
                 (record.volume.name.clone(), xxh3_64(&encode(&view)))
@@ -130,16 +132,18 @@ impl State {
         let mut data = vec![0; ts as usize];
         for record in self.records.values() {
             meta = meta.wrapping_add(digest::record_hash(record));
-            let id = record.volume.id;
-            let mut from = 0;
-            while let Some(track) = tracks.next_stored(id, from)? {
-                tracks.read_into(id, track, 0, &mut data)?;
-                let mut sums = [0; crate::track::BLOCKS_PER_TRACK];
-                digest::hash_blocks(track, 0, &data, bs, &mut sums);
-                content = content.wrapping_add(digest::track_hash(id, track, &sums));
-                match track.checked_add(1) {
-                    Some(next) => from = next,
-                    None => break,
+            // Its own tracks and the old ones it keeps for its targets.
+            for id in [record.volume.id, record.volume.id.kept()] {
+                let mut from = 0;
+                while let Some(track) = tracks.next_stored(id, from)? {
+                    tracks.read_into(id, track, 0, &mut data)?;
+                    let mut sums = [0; crate::track::BLOCKS_PER_TRACK];
+                    digest::hash_blocks(track, 0, &data, bs, &mut sums);
+                    content = content.wrapping_add(digest::track_hash(id, track, &sums));
+                    match track.checked_add(1) {
+                        Some(next) => from = next,
+                        None => break,
+                    }
                 }
             }
         }

@@ -30,6 +30,8 @@ pub(crate) fn create<R: TrackReader>(tx: &mut Tx<'_, R>, name: &str, size: u64) 
         held_writes: Default::default(),
         content_digest: 0,
         stored_tracks: 0,
+        kept_tracks: 0,
+        kept_digest: 0,
         mirror: None,
     });
     tx.push_event(Event::VolumeCreated {

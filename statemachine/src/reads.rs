@@ -15,11 +15,38 @@ impl State {
         let mut at = volume;
         for _ in 0..=crate::cascade::MAX_CASCADE_DEPTH {
             match self.incoming(at).filter(|r| r.out_of_sync.contains(track)) {
+                // Its point-in-time content left the source: kept once for the targets sharing it.
+                Some(rel) if rel.kept.contains(track) => return rel.kept_by.kept(),
                 Some(rel) => at = rel.source,
                 None => break,
             }
         }
         at
+    }
+
+    /// Whether any relationship still reads `track` from the tracks `owner` keeps
+    /// ([`VolumeId::kept`]): a target of it, or its own relationship after a fast reverse.
+    pub fn holds_kept(&self, owner: VolumeId, track: u32) -> bool {
+        self.keepers(owner).any(|rel| rel.kept.contains(track))
+    }
+
+    /// Whether any relationship reads anything from the tracks `owner` keeps.
+    pub fn keeps_any(&self, owner: VolumeId) -> bool {
+        self.keepers(owner).any(|rel| !rel.kept.is_empty())
+    }
+
+    /// The relationships whose kept tracks `owner` keeps (at most its targets and its own).
+    fn keepers(&self, owner: VolumeId) -> impl Iterator<Item = &crate::relationship::Relationship> + '_ {
+        let targets = self
+            .records
+            .get(&owner)
+            .into_iter()
+            .flat_map(|r| r.volume.targets.iter());
+        targets
+            .copied()
+            .chain(std::iter::once(owner))
+            .filter_map(|v| self.incoming(v))
+            .filter(move |rel| rel.kept_by == owner)
     }
 
     /// The volume and its sources up the cascade, nearest first (A→B→C: C, B, A): every volume

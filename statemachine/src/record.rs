@@ -15,10 +15,14 @@ pub struct VolumeRecord {
     pub incoming: Option<Relationship>,
     /// Host writes held by a freeze, in arrival order.
     pub held_writes: HeldWrites,
-    /// Sum of the track hashes of this volume's stored content.
+    /// Sum of the track hashes of this volume's stored content, kept tracks included.
     pub content_digest: u64,
     /// How many of its tracks are stored (the space it uses is this many tracks).
     pub stored_tracks: u64,
+    /// How many old tracks it keeps for its targets to share ([`crate::VolumeId::kept`]), and
+    /// their part of `content_digest`, so the store can be dropped at once.
+    pub kept_tracks: u64,
+    pub kept_digest: u64,
     /// The Metro Mirror pair it is in, at either end.
     pub mirror: Option<MirrorPair>,
 }

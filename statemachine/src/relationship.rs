@@ -32,6 +32,14 @@ pub struct Relationship {
     /// secondaries, and every command on it runs at both sites.
     pub remote_pair: bool,
     pub out_of_sync: OutOfSync,
+    /// Out-of-sync tracks whose point-in-time content is not on the source any more but kept
+    /// once in `kept_by`'s kept tracks ([`VolumeId::kept`]), shared with other targets that
+    /// needed the same old track. A kept track reads from there until it is copied, written
+    /// or the relationship ends; the last relationship to let go of a kept track drops it.
+    pub kept: RoaringBitmap,
+    /// The volume whose kept tracks `kept` names: the source, or, after a fast reverse, the
+    /// new target (the old source, which kept them).
+    pub kept_by: VolumeId,
     /// Tracks written on the source since the last point in time (only while recording).
     pub source_changes: RoaringBitmap,
     /// Tracks written on the target since the last point in time (only while recording).

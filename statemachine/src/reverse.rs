@@ -109,7 +109,10 @@ pub(crate) fn reverseflash<R: TrackReader>(
             changed |= &old.target_changes;
             OutOfSync::from_set(old.out_of_sync.tracks(), changed)
         } else {
-            old.out_of_sync.complement()
+            // Kept tracks hold the point in time, not the source's bytes: they diverged too.
+            let mut diverged = old.out_of_sync.complement();
+            diverged.mark_out_of_sync(&old.kept);
+            diverged
         };
         let tracks_to_copy = diverged.len();
         if !old.remote_pair {
@@ -128,6 +131,9 @@ pub(crate) fn reverseflash<R: TrackReader>(
             completing: false,
             remote_pair: old.remote_pair,
             out_of_sync: diverged,
+            // The old source keeps them; it now reads them as the new target until copied back.
+            kept: old.kept.clone(),
+            kept_by: old.kept_by,
             source_changes: RoaringBitmap::new(),
             target_changes: RoaringBitmap::new(),
             created_at: old.created_at,
@@ -158,7 +164,7 @@ pub(crate) fn reverseflash<R: TrackReader>(
         });
         if empty && fast {
             // Nothing to copy back: a fast-reversed relationship ends at once.
-            crate::withdraw::withdraw(tx, old_source, true);
+            crate::withdraw::withdraw(tx, old_source, true)?;
         }
     }
     Ok(())

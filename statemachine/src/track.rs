@@ -34,6 +34,29 @@ pub fn block_size(track_size: u32) -> u32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct VolumeId(pub u64);
 
+/// Set in the id of a volume's kept tracks (see [`VolumeId::kept`]); volume ids never reach it.
+const KEPT: u64 = 1 << 63;
+
+impl VolumeId {
+    /// Where this volume keeps old tracks that several of its targets share (copy-on-write to
+    /// many targets stores the old track once, here, not once per target): a track store of its
+    /// own, accounted in this volume's record, never a volume hosts see.
+    pub fn kept(self) -> VolumeId {
+        VolumeId(self.0 | KEPT)
+    }
+
+    /// The volume whose record accounts for this store's tracks: the volume itself, or the
+    /// volume whose kept tracks these are.
+    pub fn owner(self) -> VolumeId {
+        VolumeId(self.0 & !KEPT)
+    }
+
+    /// This is a volume's store of kept tracks.
+    pub fn is_kept(self) -> bool {
+        self.0 & KEPT != 0
+    }
+}
+
 /// One change to stored tracks. Every op of one apply must be made durable atomically, together
 /// with the metadata and the applied index. A track that is absent reads as zeros; so does a
 /// block of a stored track that has no stored bytes.

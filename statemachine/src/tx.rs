@@ -220,6 +220,9 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         self.state.unindex(&record);
         self.state.content_digest = self.state.content_digest.wrapping_sub(record.content_digest);
         self.tracks.drop_volume(id);
+        if record.kept_tracks > 0 {
+            self.tracks.drop_volume(id.kept());
+        }
     }
 
     pub(crate) fn name(&self, id: VolumeId) -> String {
@@ -260,7 +263,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     fn set_sums(&mut self, volume: VolumeId, track: u32, sums: BlockSums) -> Result<(), Failure<R::Error>> {
         let old = self.stored_sums(volume, track)?;
         if old.is_none() {
-            self.record_mut(volume).stored_tracks += 1;
+            *self.track_count(volume) += 1;
         }
         let old = old.map_or(0, |old| digest::track_hash(volume, track, &old));
         self.shift_content_digest(volume, old, digest::track_hash(volume, track, &sums));
@@ -273,9 +276,18 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             return Ok(());
         };
         self.shift_content_digest(volume, digest::track_hash(volume, track, &old), 0);
-        self.record_mut(volume).stored_tracks -= 1;
+        *self.track_count(volume) -= 1;
         self.tracks.zero(volume, track);
         Ok(())
+    }
+
+    /// The count a stored track of `volume` is in: its record's, or its owner's kept tracks.
+    fn track_count(&mut self, volume: VolumeId) -> &mut u64 {
+        let record = self.record_mut(volume.owner());
+        match volume.is_kept() {
+            true => &mut record.kept_tracks,
+            false => &mut record.stored_tracks,
+        }
     }
 
     /// The block hashes of a track, `None` if it is not stored.
@@ -301,40 +313,144 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     }
 
     fn shift_content_digest(&mut self, volume: VolumeId, old_hash: u64, new_hash: u64) {
-        let record = self.record_mut(volume);
+        let record = self.record_mut(volume.owner());
         record.content_digest = record.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
+        if volume.is_kept() {
+            record.kept_digest = record.kept_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
+        }
         self.state.content_digest = self.state.content_digest.wrapping_sub(old_hash).wrapping_add(new_hash);
     }
 
-    /// Copies a track of the target's source to the target and marks it in sync. The target's
-    /// track is stored exactly when the source's is; the block hashes travel with the bytes.
-    pub(crate) fn copy_to_target(
-        &mut self,
-        source: VolumeId,
-        target: VolumeId,
-        track: u32,
-    ) -> Result<(), Failure<R::Error>> {
-        // What the source reads there: its own track, or one up the cascade.
-        let from = self.state.resolve_read(source, track);
+    /// Copies what a target reads at an out-of-sync track (its source's track, one up the
+    /// cascade, or a kept one) to the target and marks it in sync. The target's track is stored
+    /// exactly when what it read is; the block hashes travel with the bytes.
+    pub(crate) fn copy_to_target(&mut self, target: VolumeId, track: u32) -> Result<(), Failure<R::Error>> {
+        let from = self.state.resolve_read(target, track);
         match self.stored_sums(from, track)? {
             Some(sums) => {
-                let mut data = vec![0; self.state.track_size() as usize];
-                self.read_into(from, track, 0, &mut data)?;
+                let data = self.read_track(from, track)?;
                 self.set_sums(target, track, sums)?;
-                self.tracks.store_track(target, track, data.into(), sums);
+                self.tracks.store_track(target, track, data, sums);
             }
             None => self.zero(target, track)?,
         }
-        self.mark_copied(target, track);
+        self.mark_copied(target, track)
+    }
+
+    fn read_track(&self, volume: VolumeId, track: u32) -> Result<Bytes, Failure<R::Error>> {
+        let mut data = vec![0; self.state.track_size() as usize];
+        self.read_into(volume, track, 0, &mut data)?;
+        Ok(data.into())
+    }
+
+    /// Before a source's track changes, every target still reading it there gets the old
+    /// content. Targets without change recording share one kept copy when two or more need it
+    /// and the source keeps no other old version of that track; the others get a copy each.
+    /// (A target with change recording holds its old tracks itself: a revertible increment
+    /// relies on it.)
+    pub(crate) fn preserve_for_targets(&mut self, source: VolumeId, track: u32) -> Result<(), Failure<R::Error>> {
+        let record = self.state.record(source).expect("sources exist");
+        let needing: Vec<VolumeId> = record
+            .volume
+            .targets
+            .iter()
+            .copied()
+            .filter(|t| {
+                let rel = self.state.incoming(*t).expect("targets have relationships");
+                rel.out_of_sync.contains(track) && !rel.kept.contains(track)
+            })
+            .collect();
+        #[cfg(feature = "sabotage")]
+        if crate::sabotage::active(crate::sabotage::Sabotage::SkipCopyOnWrite) {
+            return Ok(());
+        }
+        let sharing: Vec<VolumeId> = needing
+            .iter()
+            .copied()
+            .filter(|t| {
+                let rel = self.state.incoming(*t).expect("targets have relationships");
+                !rel.recording && rel.kept_by == source
+            })
+            .collect();
+        let from = self.state.resolve_read(source, track);
+        let shared = match sharing.len() >= 2 && !self.state.holds_kept(source, track) {
+            true => self.stored_sums(from, track)?,
+            false => None,
+        };
+        if let Some(sums) = shared {
+            let data = self.read_track(from, track)?;
+            let kept = source.kept();
+            self.set_sums(kept, track, sums)?;
+            self.tracks.store_track(kept, track, data, sums);
+            for &target in &sharing {
+                self.relationship_mut(target).kept.insert(track);
+                self.note_kept_block(target, track);
+            }
+        }
+        for target in needing {
+            if shared.is_none() || !sharing.contains(&target) {
+                self.copy_to_target(target, track)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn note_kept_block(&mut self, target: VolumeId, track: u32) {
+        self.changes
+            .bitmap_blocks
+            .insert((target, BitmapKind::Kept, track / BITMAP_BLOCK_TRACKS));
+    }
+
+    /// A target stops reading a kept track (it copied it, was written over, or lets go); the
+    /// last relationship to stop drops it.
+    fn let_go(&mut self, target: VolumeId, track: u32) -> Result<(), Failure<R::Error>> {
+        let rel = self.relationship_mut(target);
+        if !rel.kept.remove(track) {
+            return Ok(());
+        }
+        let owner = rel.kept_by;
+        self.note_kept_block(target, track);
+        if !self.state.holds_kept(owner, track) {
+            self.zero(owner.kept(), track)?;
+        }
+        Ok(())
+    }
+
+    /// The relationship targeting `target` stops reading every kept track (it ends, or turns
+    /// into one that needs none); those no other relationship reads are dropped. The caller
+    /// replaces the target's bitmaps.
+    pub(crate) fn let_go_all(&mut self, target: VolumeId) -> Result<(), Failure<R::Error>> {
+        let rel = self.relationship_mut(target);
+        let owner = rel.kept_by;
+        let kept = std::mem::take(&mut rel.kept);
+        if kept.is_empty() {
+            return Ok(());
+        }
+        if !self.state.keeps_any(owner) {
+            // Nobody reads any of them any more: the whole store goes at once.
+            let record = self.record_mut(owner);
+            let hash = std::mem::take(&mut record.kept_digest);
+            record.content_digest = record.content_digest.wrapping_sub(hash);
+            record.kept_tracks = 0;
+            self.state.content_digest = self.state.content_digest.wrapping_sub(hash);
+            self.tracks.drop_volume(owner.kept());
+            return Ok(());
+        }
+        for track in &kept {
+            if !self.state.holds_kept(owner, track) {
+                self.zero(owner.kept(), track)?;
+            }
+        }
         Ok(())
     }
 
     /// Marks a target track in sync without copying (a host write replaced it whole).
-    pub(crate) fn mark_copied(&mut self, target: VolumeId, track: u32) {
+    pub(crate) fn mark_copied(&mut self, target: VolumeId, track: u32) -> Result<(), Failure<R::Error>> {
+        self.let_go(target, track)?;
         let rel = self.relationship_mut(target);
         let was_inverted = rel.out_of_sync.raw().1;
         if !rel.out_of_sync.mark_copied(track) {
-            return;
+            return Ok(());
         }
         let emptied = rel.out_of_sync.is_empty();
         if rel.out_of_sync.raw().1 != was_inverted {
@@ -348,16 +464,46 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         if emptied {
             self.copied_out.push(target);
         }
+        Ok(())
     }
 
-    /// Marks a range of target tracks in sync at once (nothing stored on either side).
-    /// Returns how many were out of sync.
-    pub(crate) fn mark_range_copied(&mut self, target: VolumeId, range: std::ops::Range<u32>) -> u64 {
+    /// Marks the target's out-of-sync tracks in `range` in sync except the kept ones, which
+    /// keep reading their kept content (the source's tracks there changed, not theirs).
+    pub(crate) fn mark_unkept_range_copied(
+        &mut self,
+        target: VolumeId,
+        range: std::ops::Range<u32>,
+    ) -> Result<u64, Failure<R::Error>> {
+        let rel = self.state.incoming(target).expect("targets have relationships");
+        let kept: Vec<u32> = rel.kept.range(range.clone()).collect();
+        let mut start = range.start;
+        let mut cleared = 0;
+        for track in kept.into_iter().chain(std::iter::once(range.end)) {
+            if start < track {
+                cleared += self.mark_range_copied(target, start..track)?;
+            }
+            start = track + 1;
+        }
+        Ok(cleared)
+    }
+
+    /// Marks a range of target tracks in sync at once (nothing stored on either side, or the
+    /// target's own range zeroed); kept ones are let go. Returns how many were out of sync.
+    pub(crate) fn mark_range_copied(
+        &mut self,
+        target: VolumeId,
+        range: std::ops::Range<u32>,
+    ) -> Result<u64, Failure<R::Error>> {
+        let rel = self.state.incoming(target).expect("targets have relationships");
+        let kept: Vec<u32> = rel.kept.range(range.clone()).collect();
+        for track in kept {
+            self.let_go(target, track)?;
+        }
         let rel = self.relationship_mut(target);
         let was_inverted = rel.out_of_sync.raw().1;
         let cleared = rel.out_of_sync.mark_range_copied(range.clone());
         if cleared == 0 {
-            return 0;
+            return Ok(0);
         }
         let emptied = rel.out_of_sync.is_empty();
         if rel.out_of_sync.raw().1 != was_inverted {
@@ -372,19 +518,21 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         if emptied {
             self.copied_out.push(target);
         }
-        cleared
+        Ok(cleared)
     }
 
     pub(crate) fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Failure<R::Error>> {
         self.tracks.next_stored(volume, from).map_err(Failure::Storage)
     }
 
-    /// The lowest track at or after `from` that the volume or a source up its cascade stores:
-    /// before it, the volume reads as zeros whatever its out-of-sync bits say.
+    /// The lowest track at or after `from` that the volume or a source up its cascade stores,
+    /// or that one of them reads from kept tracks: before it, the volume reads as zeros
+    /// whatever its out-of-sync bits say.
     pub(crate) fn next_stored_upstream(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, Failure<R::Error>> {
         let mut lowest: Option<u32> = None;
         for v in self.state.upstream(volume) {
-            if let Some(track) = self.next_stored(v, from)? {
+            let kept = self.state.incoming(v).and_then(|rel| rel.kept.range(from..).next());
+            for track in [self.next_stored(v, from)?, kept].into_iter().flatten() {
                 lowest = Some(lowest.map_or(track, |l| l.min(track)));
             }
         }
@@ -397,7 +545,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         let bits = match kind {
             BitmapKind::SourceChanges => &mut rel.source_changes,
             BitmapKind::TargetChanges => &mut rel.target_changes,
-            BitmapKind::OutOfSync => unreachable!("out-of-sync bits change through mark_copied"),
+            BitmapKind::OutOfSync | BitmapKind::Kept => unreachable!("out-of-sync bits change through mark_copied"),
             BitmapKind::PreviousSourceChanges | BitmapKind::PreviousTargetChanges => {
                 unreachable!("a revertible increment's bitmaps are replaced whole")
             }
@@ -418,7 +566,9 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         let bits = match kind {
             BitmapKind::SourceChanges => &mut rel.source_changes,
             BitmapKind::TargetChanges => &mut rel.target_changes,
-            BitmapKind::OutOfSync => unreachable!("out-of-sync bits change through mark_range_copied"),
+            BitmapKind::OutOfSync | BitmapKind::Kept => {
+                unreachable!("out-of-sync bits change through mark_range_copied")
+            }
             BitmapKind::PreviousSourceChanges | BitmapKind::PreviousTargetChanges => {
                 unreachable!("a revertible increment's bitmaps are replaced whole")
             }

@@ -39,7 +39,7 @@ pub(crate) fn rmflash<R: TrackReader>(
                 target: pair.target.clone(),
             });
         } else {
-            withdraw(tx, target, false);
+            withdraw(tx, target, false)?;
         }
     }
     Ok(())
@@ -47,8 +47,14 @@ pub(crate) fn rmflash<R: TrackReader>(
 
 /// Ends the relationship whose target is `target`. A target with tracks still out of sync
 /// becomes `incomplete`.
-pub(crate) fn withdraw<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeId, automatic: bool) {
+pub(crate) fn withdraw<R: TrackReader>(
+    tx: &mut Tx<'_, R>,
+    target: VolumeId,
+    automatic: bool,
+) -> Result<(), Failure<R::Error>> {
     tx.bitmaps_replaced(target);
+    // Kept tracks it still reads are out of sync: an incomplete target reads none of them.
+    tx.let_go_all(target)?;
     let record = tx.record_mut(target);
     let rel = record.incoming.take().expect("withdraw of an existing relationship");
     let incomplete = !rel.out_of_sync.is_empty();
@@ -67,4 +73,5 @@ pub(crate) fn withdraw<R: TrackReader>(tx: &mut Tx<'_, R>, target: VolumeId, aut
         incomplete,
         automatic,
     });
+    Ok(())
 }

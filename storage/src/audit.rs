@@ -291,11 +291,16 @@ impl Journal<'_> {
             if l == r {
                 continue;
             }
+            let owner = volume.owner();
             let name = names
-                .get(&volume)
+                .get(&owner)
                 .cloned()
-                .or_else(|| replay.state().record(volume).map(|r| r.volume.name.clone()))
-                .unwrap_or_else(|| format!("#{}", volume.0));
+                .or_else(|| replay.state().record(owner).map(|r| r.volume.name.clone()))
+                .unwrap_or_else(|| format!("#{}", owner.0));
+            let name = match volume.is_kept() {
+                true => format!("{name} (its kept tracks)"),
+                false => name,
+            };
             out.push(format!(
                 "volume {name}: {} tracks stored live but not in the replay, {} the other way",
                 (l - r).len(),

@@ -17,7 +17,10 @@ use serde::{de::DeserializeOwned, Serialize};
 ///     log could decide differently).
 /// 11: revertible increments (`setflashrevertible`): relationships keep the previous point in
 ///     time's sequence number, time and change bitmaps.
-pub(crate) const FORMAT_VERSION: u8 = 11;
+/// 12: kept tracks: copy-on-write to several targets stores the old track once under the
+///     source (`VolumeId::kept`), relationships name the ones they read (an older build would
+///     read those tracks from the source).
+pub(crate) const FORMAT_VERSION: u8 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -65,6 +65,8 @@ struct StoredRelationship {
     /// A revertible increment's previous sequence number and time (its change recording is in
     /// the `Previous…` bitmaps).
     revertible: Option<(u32, Timestamp)>,
+    /// The volume keeping its kept tracks (the tracks are the `Kept` bitmap).
+    kept_by: VolumeId,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -73,6 +75,8 @@ struct StoredRecord {
     incoming: Option<StoredRelationship>,
     content_digest: u64,
     stored_tracks: u64,
+    kept_tracks: u64,
+    kept_digest: u64,
     mirror: Option<statemachine::MirrorPair>,
 }
 
@@ -91,6 +95,7 @@ fn bits(rel: &Relationship, kind: BitmapKind) -> Option<&RoaringBitmap> {
         BitmapKind::TargetChanges => Some(&rel.target_changes),
         BitmapKind::PreviousSourceChanges => rel.revertible.as_ref().map(|p| &p.source_changes),
         BitmapKind::PreviousTargetChanges => rel.revertible.as_ref().map(|p| &p.target_changes),
+        BitmapKind::Kept => Some(&rel.kept),
     }
 }
 
@@ -201,9 +206,12 @@ fn encode_record(record: &VolumeRecord) -> Result<Vec<u8>, CodecError> {
             created_at: r.created_at,
             synced_at: r.synced_at,
             revertible: r.revertible.as_ref().map(|p| (p.seqnum, p.synced_at)),
+            kept_by: r.kept_by,
         }),
         content_digest: record.content_digest,
         stored_tracks: record.stored_tracks,
+        kept_tracks: record.kept_tracks,
+        kept_digest: record.kept_digest,
         mirror: record.mirror.clone(),
     };
     codec::encode(&stored)
@@ -265,6 +273,8 @@ impl Loader {
                             r.out_of_sync_inverted,
                             bitmap(target, BitmapKind::OutOfSync),
                         ),
+                        kept: bitmap(target, BitmapKind::Kept),
+                        kept_by: r.kept_by,
                         source_changes: bitmap(target, BitmapKind::SourceChanges),
                         target_changes: bitmap(target, BitmapKind::TargetChanges),
                         created_at: r.created_at,
@@ -283,6 +293,8 @@ impl Loader {
                     held_writes: Default::default(),
                     content_digest: stored.content_digest,
                     stored_tracks: stored.stored_tracks,
+                    kept_tracks: stored.kept_tracks,
+                    kept_digest: stored.kept_digest,
                     mirror: stored.mirror,
                 }
             })
