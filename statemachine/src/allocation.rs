@@ -147,11 +147,16 @@ impl AllocationQuery {
             return self.next_allocated_unkept(tracks, level, from, last, looked, budget);
         };
         if kept == from {
+            *looked += 1;
             return Ok(Allocated::At(from));
         }
         Ok(
             match self.next_allocated_unkept(tracks, level, from, kept - 1, looked, budget)? {
-                Allocated::NoneBefore(bound) if bound >= kept => Allocated::At(kept),
+                Allocated::NoneBefore(bound) if bound >= kept => {
+                    // Counted as a stored track looked at, as a target's own copy would be.
+                    *looked += 1;
+                    Allocated::At(kept)
+                }
                 found => found,
             },
         )

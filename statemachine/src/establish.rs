@@ -83,10 +83,14 @@ pub(crate) fn mkflash<R: TrackReader>(
         });
         if options.mirror == MirrorTarget::Copy {
             // The target now reads the source's image: every track stored on either side (or
-            // up the source's cascade) may differ at the target's secondary.
+            // up the source's cascade), or read from kept tracks there, may differ at the
+            // target's secondary.
             let mut tracks = RoaringBitmap::new();
             let volumes: Vec<VolumeId> = tx.state().upstream(source).chain([target]).collect();
             for volume in volumes {
+                if let Some(rel) = tx.state().incoming(volume) {
+                    tracks |= &rel.kept;
+                }
                 let mut next = tx.next_stored(volume, 0)?;
                 while let Some(track) = next {
                     tracks.insert(track);

@@ -4,7 +4,7 @@
 use crate::mem_tracks::{blocks_touched, lay_blocks};
 use crate::track::{block_size, execute, BlockSums, TrackOp, TrackReader, TrackSink, VolumeId};
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// What this apply did to one track so far.
 enum Pending {
@@ -19,16 +19,18 @@ enum Pending {
     },
 }
 
-/// The apply's own changes: a sink of the ops it made, read on top of the stored tracks.
+/// The apply's own changes: a sink of the ops it made, read on top of the stored tracks, and the
+/// volumes it dropped (whose stored tracks it no longer sees).
 #[derive(Default)]
-struct Overlay(BTreeMap<(VolumeId, u32), Pending>);
+struct Overlay(BTreeMap<(VolumeId, u32), Pending>, BTreeSet<VolumeId>);
 
 impl TrackSink for Overlay {
     fn put_sums(&mut self, volume: VolumeId, track: u32, new: &BlockSums) {
+        let over_reader = !self.1.contains(&volume);
         let pending = self.0.entry((volume, track)).or_insert(Pending::Stored {
             sums: *new,
             blocks: BTreeMap::new(),
-            over_reader: true,
+            over_reader,
         });
         match pending {
             Pending::Zeroed => {
@@ -54,6 +56,7 @@ impl TrackSink for Overlay {
 
     fn remove_volume(&mut self, volume: VolumeId) {
         self.0.retain(|(v, _), _| *v != volume);
+        self.1.insert(volume);
     }
 }
 
@@ -81,6 +84,7 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
         match self.overlay.0.get(&(volume, track)) {
             Some(Pending::Zeroed) => Ok(None),
             Some(Pending::Stored { sums, .. }) => Ok(Some(*sums)),
+            None if self.dropped(volume) => Ok(None),
             None => self.reader.block_sums(volume, track),
         }
     }
@@ -94,6 +98,10 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
         out: &mut [u8],
     ) -> Result<(), R::Error> {
         let (blocks, over_reader) = match self.overlay.0.get(&(volume, track)) {
+            None if self.dropped(volume) => {
+                out.fill(0);
+                return Ok(());
+            }
             None => return self.reader.read_into(volume, track, within, out),
             Some(Pending::Zeroed) => {
                 out.fill(0);
@@ -118,6 +126,9 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
     pub(crate) fn next_stored(&self, volume: VolumeId, from: u32) -> Result<Option<u32>, R::Error> {
         let mut cursor = from;
         let stored = loop {
+            if self.dropped(volume) {
+                break None;
+            }
             match self.reader.next_stored(volume, cursor)? {
                 // Zeroed earlier in this apply: not stored any more.
                 Some(t) if matches!(self.overlay.0.get(&(volume, t)), Some(Pending::Zeroed)) => {
@@ -139,6 +150,11 @@ impl<'a, R: TrackReader> TrackView<'a, R> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         })
+    }
+
+    /// Dropped in this apply: none of its stored tracks show any more.
+    fn dropped(&self, volume: VolumeId) -> bool {
+        self.overlay.1.contains(&volume)
     }
 
     /// Records `op` and lays it over the stored tracks.
@@ -240,5 +256,18 @@ mod tests {
         after.execute(&view.ops);
         assert_eq!(read(&after, v), read(&view, v));
         assert_eq!(after.block_sums(v, 0).unwrap(), Some(sums));
+
+        // A dropped volume shows none of its stored tracks for the rest of the apply, and a
+        // block written to it again lies over zeros, as in the store.
+        let mut view = TrackView::new(&stored, TS);
+        view.drop_volume(v);
+        assert_eq!(view.sums(v, 0).unwrap(), None);
+        assert_eq!(view.next_stored(v, 0).unwrap(), None);
+        assert_eq!(read(&view, v), [0; TS as usize]);
+        view.write_blocks(v, 0, 2, Bytes::from_static(&[5, 5]), sums);
+        assert_eq!(read(&view, v), [0, 0, 0, 0, 5, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let mut after = stored.clone();
+        after.execute(&view.ops);
+        assert_eq!(read(&after, v), read(&view, v));
     }
 }

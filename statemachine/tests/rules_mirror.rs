@@ -621,6 +621,31 @@ fn a_tgtpprc_flashcopy_from_a_cascade_sends_what_its_source_reads() {
     assert_eq!((pair.state.as_str(), pair.out_of_sync_tracks), ("copy-pending", 3));
 }
 
+/// As above, with a1's track 1 read from the tracks a0 keeps for a1 and a2 (a0 itself zeroed
+/// there, so it is stored nowhere in the cascade): p's secondary must get it too.
+#[test]
+fn a_tgtpprc_flashcopy_from_a_cascade_sends_what_its_source_reads_from_kept_tracks() {
+    let mut s = Sites::new();
+    s.copy_until_duplex();
+    for v in ["a0", "a1", "a2"] {
+        s.a.mkvol(v, 4);
+    }
+    s.a.fill("a0", 1, 7);
+    s.a.ok(mkflash("a0:a1 a0:a2", options("--nocp")));
+    let ts = s.a.track_size();
+    s.a.ok(zeroes("a0", ts, ts));
+    assert_eq!(s.a.byte_at("a1", 1), 7, "a1 reads its kept track 1");
+    s.a.ok(Command::MkFlash {
+        pairs: vec![Pair::new("a1", "p")],
+        options: EstablishOptions {
+            mirror: MirrorTarget::Copy,
+            ..Default::default()
+        },
+    });
+    let pair = Sites::pair(&s.a, "p");
+    assert_eq!((pair.state.as_str(), pair.out_of_sync_tracks), ("copy-pending", 3));
+}
+
 #[test]
 fn a_target_that_became_a_secondary_by_failback_is_not_refreshed() {
     let mut s = Sites::new();
