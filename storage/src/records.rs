@@ -101,8 +101,11 @@ fn bits(rel: &Relationship, kind: BitmapKind) -> Option<&RoaringBitmap> {
 
 fn block_value(bitmap: &RoaringBitmap, block: u32) -> Result<Option<Vec<u8>>, CodecError> {
     let start = block * BITMAP_BLOCK_TRACKS;
-    let part = RoaringBitmap::from_sorted_iter(bitmap.range(start..start.saturating_add(BITMAP_BLOCK_TRACKS)))
-        .expect("a range of a bitmap is sorted");
+    // An intersection works a container at a time (a block is one container of 2^16 bits);
+    // collecting the range bit by bit cost a host write a pass over every bit of the block.
+    let mut range = RoaringBitmap::new();
+    range.insert_range(start..start.saturating_add(BITMAP_BLOCK_TRACKS));
+    let part = range & bitmap;
     if part.is_empty() {
         return Ok(None);
     }
