@@ -175,6 +175,68 @@ fn killing_the_leader_mid_copy_under_host_writes_loses_nothing() {
     drop(dead);
 }
 
+/// Copy-on-write to several nocopy targets keeps each old track once (kept tracks, replicated
+/// like everything else): a leader killed under host writes to the source, and brought back
+/// (catching up through its log or a snapshot: snapshots come every 50 entries), loses none of
+/// them. Every node's targets read the point in time, the source every acknowledged write, the
+/// targets store nothing of their own, and all digests agree.
+#[test]
+fn killing_the_leader_while_a_source_keeps_old_tracks_for_three_targets_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = cluster(dir.path(), &["--snapshot-every", "50"]);
+    let size = 16 << 20;
+    for v in ["src", "t1", "t2", "t3"] {
+        nodes[0].ok(&["mkvol", v, "--size", "16M"]);
+    }
+    let image = noise(size);
+    let image_file = dir.path().join("image.raw");
+    std::fs::write(&image_file, &image).unwrap();
+    let fill = run("nbdcopy", &[image_file.to_str().unwrap(), &nodes[1].nbd_uri("src")]);
+    assert_eq!(fill.code, 0, "{}", fill.stderr);
+    nodes[0].ok(&["mkflash", "src:t1", "src:t2", "src:t3", "--nocp"]);
+
+    let mut writer = Writer::start(dir.path(), "src", 256, &nodes.iter().collect::<Vec<_>>());
+    writer.progress(50, "host writes before the failure");
+    let leader = leader_id(&nodes);
+    let idx = nodes.iter().position(|n| n.id == leader).unwrap();
+    let mut dead = nodes.remove(idx);
+    dead.kill9();
+    assert_ne!(leader_id(&nodes), leader);
+    writer.progress(50, "host writes after the failover");
+    let last = writer.finish();
+    dead.start_again();
+    dead.wait_ready();
+    nodes.push(dead);
+    assert_converged(&nodes);
+
+    for node in &nodes {
+        for t in ["t1", "t2", "t3"] {
+            assert!(
+                read_volume(dir.path(), node, t) == image,
+                "node {}: {t} is not the point in time",
+                node.id
+            );
+        }
+    }
+    let src = read_volume(dir.path(), &nodes[0], "src");
+    assert_blocks(&src, &last, |i| image[i * BLOCK..(i + 1) * BLOCK].to_vec());
+    let volumes = nodes[0].json(&["lsvol", "--json"]);
+    let used = |name: &str| {
+        volumes.as_array().unwrap().iter().find(|v| v["name"] == name).unwrap()["used"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        used("t1") + used("t2") + used("t3"),
+        0,
+        "the old tracks were kept once, under src"
+    );
+    assert!(
+        used("src") > size as u64,
+        "src keeps the old tracks it overwrote: {volumes:#}"
+    );
+}
+
 #[test]
 fn a_paused_follower_catches_up_through_a_snapshot_after_the_log_is_purged() {
     let dir = tempfile::tempdir().unwrap();
