@@ -15,19 +15,9 @@ for round in $(seq 1 "$rounds"); do
       after) bin="$after" ;;
     esac
     for rels in 1 12; do
-      start_nodes 1
-      cli mkvol src --size 1G >/dev/null
-      fill "$(nbd_uri src)" 1G
-      pairs=()
-      for t in $(seq 1 "$rels"); do
-        cli mkvol "t$t" --size 1G >/dev/null
-        pairs+=("src:t$t")
-      done
-      cli mkflash "${pairs[@]}" --nocp >/dev/null
+      cow_setup "$rels"
       written0=$(awk '/^write_bytes/ {print $2}' "/proc/${pids[0]}/io")
-      mib=$(fio --name=cow --ioengine=nbd --uri="$(nbd_uri src)" --rw=write --bs=64k --iodepth=16 \
-        --size=1G --output-format=json 2>/dev/null |
-        python3 -c 'import json,sys; t=sys.stdin.read(); print("%.0f" % (json.loads(t[t.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 2**20))')
+      mib=$(cow_write)
       sleep 5
       written=$(($(awk '/^write_bytes/ {print $2}' "/proc/${pids[0]}/io") - written0))
       echo "round $round $peer, $rels nocopy relationships: 64 KiB writes QD16 $mib MiB/s, $(python3 -c "print('%.2f' % ($written / 2**30))") bytes to disk per host byte"

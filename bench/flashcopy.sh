@@ -55,20 +55,9 @@ echo "== copy-on-write cost" >&2
 declare -A cow
 for _ in $(seq 1 "$rounds"); do
   for rels in 0 1 12; do
-    start_nodes 1
-    cli mkvol src --size 1G >/dev/null
-    fill "$(nbd_uri src)" 1G
-    pairs=()
-    for t in $(seq 1 "$rels"); do
-      cli mkvol "t$t" --size 1G >/dev/null
-      pairs+=("src:t$t")
-    done
-    [ "$rels" -eq 0 ] || cli mkflash "${pairs[@]}" --nocp >/dev/null
+    cow_setup "$rels"
     # Every 64 KiB write is the first to its track since the establish: each one copies.
-    mib=$(fio --name=cow --ioengine=nbd --uri="$(nbd_uri src)" --rw=write --bs=64k --iodepth=16 \
-      --size=1G --output-format=json 2>/dev/null |
-      python3 -c 'import json,sys; t=sys.stdin.read(); print("%.0f" % (json.loads(t[t.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 2**20))')
-    cow[$rels]+="$mib "
+    cow[$rels]+="$(cow_write) "
   done
 done
 cow0=$(median ${cow[0]}); cow1=$(median ${cow[1]}); cow12=$(median ${cow[12]})

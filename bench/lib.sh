@@ -100,6 +100,27 @@ fill() {
     --refill_buffers --output-format=terse >/dev/null 2>&1
 }
 
+# cow_setup RELS: a fresh node, a 1 GiB source `src` written full, and RELS nocopy targets of it
+# (none for 0): the next write to each source track is the first since the establish.
+cow_setup() {
+  start_nodes 1
+  cli mkvol src --size 1G >/dev/null
+  fill "$(nbd_uri src)" 1G
+  local pairs=()
+  for t in $(seq 1 "$1"); do
+    cli mkvol "t$t" --size 1G >/dev/null
+    pairs+=("src:t$t")
+  done
+  [ "$1" -eq 0 ] || cli mkflash "${pairs[@]}" --nocp >/dev/null
+}
+
+# cow_write: 1 GiB of 64 KiB writes QD16 over `src`; prints MiB/s.
+cow_write() {
+  fio --name=cow --ioengine=nbd --uri="$(nbd_uri src)" --rw=write --bs=64k --iodepth=16 \
+    --size=1G --output-format=json 2>/dev/null |
+    python3 -c 'import json,sys; t=sys.stdin.read(); print("%.0f" % (json.loads(t[t.index("{"):])["jobs"][0]["write"]["bw_bytes"] / 2**20))'
+}
+
 # Milliseconds since the epoch.
 now_ms() { date +%s%3N; }
 

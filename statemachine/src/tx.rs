@@ -474,8 +474,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         target: VolumeId,
         range: std::ops::Range<u32>,
     ) -> Result<u64, Failure<R::Error>> {
-        let rel = self.state.incoming(target).expect("targets have relationships");
-        let kept: Vec<u32> = rel.kept.range(range.clone()).collect();
+        let kept = self.kept_in(target, &range);
         let mut start = range.start;
         let mut cleared = 0;
         for track in kept.into_iter().chain(std::iter::once(range.end)) {
@@ -487,6 +486,12 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         Ok(cleared)
     }
 
+    /// The target's kept tracks in `range`.
+    fn kept_in(&self, target: VolumeId, range: &std::ops::Range<u32>) -> Vec<u32> {
+        let rel = self.state.incoming(target).expect("targets have relationships");
+        rel.kept.range(range.clone()).collect()
+    }
+
     /// Marks a range of target tracks in sync at once (nothing stored on either side, or the
     /// target's own range zeroed); kept ones are let go. Returns how many were out of sync.
     pub(crate) fn mark_range_copied(
@@ -494,9 +499,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         target: VolumeId,
         range: std::ops::Range<u32>,
     ) -> Result<u64, Failure<R::Error>> {
-        let rel = self.state.incoming(target).expect("targets have relationships");
-        let kept: Vec<u32> = rel.kept.range(range.clone()).collect();
-        for track in kept {
+        for track in self.kept_in(target, &range) {
             self.let_go(target, track)?;
         }
         let rel = self.relationship_mut(target);
