@@ -448,3 +448,26 @@ fn revertible_increments_as_hosts_see_them_through_a_kill() {
     qemu_io(&tgt, &["read -P 2 1M 1M", "read -P 1 5M 64k", "read -P 4 6M 64k"]);
     n.fails(&["revertflash", "src:tgt"], 1, "not-revertible");
 }
+
+/// Output piped into a reader that has gone (`flashcopy audit --json | head`) ends the command
+/// quietly by SIGPIPE, as it ends `cat`: no panic on the closed pipe.
+#[test]
+fn output_into_a_closed_pipe_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let (_dir, n) = single_node(&[]);
+    n.ok(&["mkvol", "a", "--size", "1M"]);
+    let mut child = std::process::Command::new(bin())
+        .args(["lsvol", "--json"])
+        .env("FLASHCOPY_API", &n.api)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes before the command has its answer from the node to print.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    const SIGPIPE: i32 = 13;
+    assert_eq!(out.status.signal(), Some(SIGPIPE), "{:?}: {stderr}", out.status);
+}

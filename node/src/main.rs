@@ -4,6 +4,14 @@ use node::server;
 
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.verb, Verb::Serve(_)) {
+        // A command's output piped into `head` ends it quietly, as it would `cat`, instead of
+        // panicking on the closed pipe (Rust ignores SIGPIPE; the server must, for its sockets).
+        // SAFETY: setting a signal's disposition to the default before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
