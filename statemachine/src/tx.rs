@@ -360,6 +360,9 @@ impl<'a, R: TrackReader> Tx<'a, R> {
                 rel.out_of_sync.contains(track) && !rel.kept.contains(track)
             })
             .collect();
+        if needing.is_empty() {
+            return Ok(());
+        }
         #[cfg(feature = "sabotage")]
         if crate::sabotage::active(crate::sabotage::Sabotage::SkipCopyOnWrite) {
             return Ok(());
@@ -429,10 +432,9 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         if !self.state.keeps_any(owner) {
             // Nobody reads any of them any more: the whole store goes at once.
             let record = self.record_mut(owner);
-            let hash = std::mem::take(&mut record.kept_digest);
-            record.content_digest = record.content_digest.wrapping_sub(hash);
+            let hash = record.kept_digest;
             record.kept_tracks = 0;
-            self.state.content_digest = self.state.content_digest.wrapping_sub(hash);
+            self.shift_content_digest(owner.kept(), hash, 0);
             self.tracks.drop_volume(owner.kept());
             return Ok(());
         }
@@ -548,7 +550,9 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         let bits = match kind {
             BitmapKind::SourceChanges => &mut rel.source_changes,
             BitmapKind::TargetChanges => &mut rel.target_changes,
-            BitmapKind::OutOfSync | BitmapKind::Kept => unreachable!("out-of-sync bits change through mark_copied"),
+            BitmapKind::OutOfSync | BitmapKind::Kept => {
+                unreachable!("out-of-sync and kept bits change through mark_copied and preserve_for_targets")
+            }
             BitmapKind::PreviousSourceChanges | BitmapKind::PreviousTargetChanges => {
                 unreachable!("a revertible increment's bitmaps are replaced whole")
             }
@@ -570,7 +574,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             BitmapKind::SourceChanges => &mut rel.source_changes,
             BitmapKind::TargetChanges => &mut rel.target_changes,
             BitmapKind::OutOfSync | BitmapKind::Kept => {
-                unreachable!("out-of-sync bits change through mark_range_copied")
+                unreachable!("out-of-sync and kept bits change through mark_range_copied and preserve_for_targets")
             }
             BitmapKind::PreviousSourceChanges | BitmapKind::PreviousTargetChanges => {
                 unreachable!("a revertible increment's bitmaps are replaced whole")
