@@ -206,6 +206,9 @@ fn a_scripted_session_is_audited_replayed_and_verified() {
     assert!(text.contains("alpha:bravo") && text.contains("128"), "{text}");
     n.fails(&["audit", "--at", "1999-01-01"], 1, "no-history");
     n.fails(&["audit", "--at", "noon"], 2, "invalid-time");
+    // An index past the journal's end is a typo, not "the state now".
+    let e = n.fails(&["audit", "--at", "99999999"], 1, "index-not-reached");
+    assert!(e.contains("the journal ends at index"), "{e}");
 
     n.fails(&["audit", "--volume", "alpha", "verify"], 2, "usage");
 

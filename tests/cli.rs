@@ -33,6 +33,19 @@ fn volumes_create_list_delete() {
     n.fails(&["mkvol", "a", "--size", "1M"], 1, "volume-exists");
     n.fails(&["mkvol", "c", "--size", "1000"], 2, "invalid-size");
     n.fails(&["mkvol", "c", "--size", "10X"], 2, "invalid-size");
+    let e = n.fails(&["mkvol", "c", "--size", "-1"], 2, "invalid-size");
+    assert!(e.contains("\"-1\" is not a size"), "{e}");
+    let e = n.fails(&["mkvol", "c", "--size", "99999999T"], 2, "invalid-size");
+    assert!(e.contains("is too large"), "{e}");
+    // The parser's own refusals carry a code too (and its usage lines after it).
+    let out = n.cli(&["mkvol", "c", "--sise", "1M"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with("error: usage: unexpected argument '--sise'"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("Usage: flashcopy mkvol"), "{}", out.stderr);
     n.fails(&["mkvol", "bad/name", "--size", "1M"], 2, "invalid-volume-name");
     n.fails(&["rmvol", "zz"], 1, "volume-not-found");
     n.ok(&["mkflash", "a:b", "--nocp"]);

@@ -19,8 +19,12 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "T" => 40,
         _ => return Err(bad()),
     };
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    n.checked_mul(1 << shift).ok_or_else(bad)
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    let too_large = || format!("\"{text}\" is too large: the largest size is {}T", u64::MAX >> 40);
+    let n: u64 = digits.parse().map_err(|_| too_large())?;
+    n.checked_mul(1 << shift).ok_or_else(too_large)
 }
 
 /// Bytes in the largest unit that keeps at least one whole unit: "0 B", "512 KiB", "1.5 GiB".
@@ -52,9 +56,13 @@ mod tests {
         assert_eq!(parse_size("10g").unwrap(), 10 << 30);
         assert_eq!(parse_size("1TiB").unwrap(), 1 << 40);
         assert_eq!(parse_size("2MB").unwrap(), 2 << 20);
-        for bad in ["", "G", "1.5G", "10X", "-1", "99999999999999T"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
+        for bad in ["", "G", "1.5G", "10X", "-1"] {
+            assert!(parse_size(bad).unwrap_err().contains("is not a size"), "{bad}");
         }
+        for large in ["99999999T", "99999999999999999999999"] {
+            assert!(parse_size(large).unwrap_err().contains("is too large"), "{large}");
+        }
+        assert_eq!(parse_size("16777215T").unwrap(), 16777215 << 40);
     }
 
     #[test]

@@ -151,7 +151,8 @@ pub enum Verb {
     Mkvol {
         name: String,
         /// Bytes, or with K/M/G/T (powers of 1024); a multiple of 64K.
-        #[arg(long)]
+        // Hyphen values too, so "-1" is refused as a size rather than as an unknown flag.
+        #[arg(long, allow_hyphen_values = true)]
         size: String,
         #[command(flatten)]
         client: ClientArgs,

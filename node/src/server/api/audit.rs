@@ -97,6 +97,18 @@ pub(super) async fn at(
         }
     };
     a.consensus.linearizable().await?;
+    let (applied, _) = a.state.applied();
+    if let Until::Index(index) = until {
+        // Otherwise the answer would be the state now, labelled with a lower index: a typo
+        // in the index would go unnoticed.
+        if index > applied {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "index-not-reached",
+                format!("log index {index} is not applied yet: the journal ends at index {applied}"),
+            ));
+        }
+    }
     let rebuilt = with_journal(&a, move |view| view.state_at(until)).await?;
     Ok(Json(AuditAt {
         index: rebuilt.index,
