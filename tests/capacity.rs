@@ -109,6 +109,52 @@ fn the_reserve_may_be_a_percentage_and_a_bad_one_is_a_usage_error() {
     }
 }
 
+/// Withdrawing relationships that let go of more kept tracks than one apply looks at leaves
+/// them to the leader's sweep: the withdrawal is instant, the space comes back by bounded
+/// steps, the targets that remain read their point in time, and the digests stay exact.
+#[test]
+fn space_kept_for_withdrawn_targets_comes_back_by_sweep_steps() {
+    let (_dir, mut n) = single_node(&[]);
+    for v in ["a", "t1", "t2", "t3", "t4"] {
+        n.ok(&["mkvol", v, "--size", "64M"]);
+    }
+    qemu_io(&n.nbd_uri("a"), &["write -P 3 0 21M"]);
+    n.ok(&["mkflash", "a:t1", "a:t2", "--nocp"]);
+    // 320 tracks kept for t1 and t2 (more than one apply drops: 256).
+    qemu_io(&n.nbd_uri("a"), &["write -P 4 0 20M"]);
+    n.ok(&["mkflash", "a:t3", "a:t4", "--nocp"]);
+    // 16 more, kept for all four.
+    qemu_io(&n.nbd_uri("a"), &["write -P 5 20M 1M"]);
+    let used = |n: &Node| volume(&n.json(&["lsvol", "--json"]), "a")["used"].as_u64().unwrap();
+    assert_eq!(used(&n), 42 * MIB, "21 MiB of its own, 21 MiB kept once");
+
+    n.ok(&["rmflash", "a:t1", "a:t2"]);
+    eventually("the kept tracks only t1 and t2 read are swept", 60, || {
+        used(&n) == 22 * MIB
+    });
+    for t in ["t3", "t4"] {
+        let out = qemu_io(&n.nbd_uri(t), &["read -P 4 0 20M", "read -P 3 20M 1M"]);
+        assert!(!out.contains("Pattern verification failed"), "{t}: {out}");
+    }
+    let out = qemu_io(&n.nbd_uri("a"), &["read -P 4 0 20M", "read -P 5 20M 1M"]);
+    assert!(!out.contains("Pattern verification failed"), "{out}");
+    let audit = n.ok(&["audit", "--volume", "a"]);
+    assert!(
+        audit.contains("sweep-kept a"),
+        "the sweep steps are in the journal: {audit}"
+    );
+    let report = n.json(&["audit", "verify", "--json"]);
+    assert!(report["differences"].as_array().unwrap().is_empty(), "{report:#}");
+    let (_, digest) = n.applied();
+    n.kill9();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    n.restart();
+    n.wait_ready();
+    assert_eq!(n.applied().1, digest, "same digest after kill -9 and restart");
+    n.ok(&["rmflash", "a:t3", "a:t4"]);
+    assert_eq!(used(&n), 21 * MIB, "the last relationship takes the rest at once");
+}
+
 /// Copy-on-write to twelve nocopy targets stores each overwritten track once, not twelve
 /// times: the source's `used` grows by what was overwritten, the targets' by nothing, every
 /// target still reads its point in time (after a SIGKILL too), the audit replays it, and the

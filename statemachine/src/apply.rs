@@ -12,8 +12,8 @@ use crate::timestamp::Stamp;
 use crate::track::{TrackReader, VolumeId};
 use crate::tx::{Failure, Tx};
 use crate::{
-    background_copy, establish, freeze, host_mapping, host_write, pprc, provision, resync, reverse, revertible,
-    withdraw,
+    background_copy, establish, freeze, host_mapping, host_write, kept_sweep, pprc, provision, resync, reverse,
+    revertible, withdraw,
 };
 
 pub use crate::tx::Applied;
@@ -86,6 +86,7 @@ fn dispatch<R: TrackReader>(tx: &mut Tx<'_, R>, command: &Command) -> Result<(),
             target,
             max_tracks,
         } => background_copy::copy_step(tx, source, target, *max_tracks),
+        Command::SweepKept { volume, max_tracks } => kept_sweep::sweep(tx, volume, *max_tracks),
         Command::CreateHost { name, identity } => host_mapping::create(tx, name, identity),
         Command::DeleteHost { name } => host_mapping::delete(tx, name),
         Command::MapVolume {

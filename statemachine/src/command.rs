@@ -271,6 +271,13 @@ pub enum Command {
         target: String,
         max_tracks: u32,
     },
+    /// Drops up to `max_tracks` of the tracks `volume` keeps that no relationship reads any
+    /// more, from where its sweep stands ([`crate::VolumeRecord::kept_sweep`]). The leader
+    /// proposes these after a withdrawal let go of too many to drop in its own apply.
+    SweepKept {
+        volume: String,
+        max_tracks: u32,
+    },
     /// `mkhost`: a host that proves `identity` over TLS sees the volumes mapped to it.
     CreateHost {
         name: String,
@@ -491,6 +498,7 @@ impl Command {
                 target,
                 max_tracks,
             } => format!("copy-step {source}:{target} max_tracks={max_tracks}"),
+            Command::SweepKept { volume, max_tracks } => format!("sweep-kept {volume} max_tracks={max_tracks}"),
             Command::CreateHost { name, identity } => format!("mkhost {name} --{identity}"),
             Command::DeleteHost { name } => format!("rmhost {name}"),
             Command::MapVolume {
@@ -602,6 +610,7 @@ impl Command {
             Command::MkPprc { volume, .. }
             | Command::AcceptSecondary { volume, .. }
             | Command::PprcCopyStep { volume, .. }
+            | Command::SweepKept { volume, .. }
             | Command::PprcConfirmed { volume, .. }
             | Command::PausePprc { volume, .. }
             | Command::ResumePprc { volume }

@@ -33,6 +33,7 @@ impl MetadataDigest {
             held: Vec<(u64, &'a str, u64, u64, u64)>,
             stored_tracks: u64,
             kept_tracks: u64,
+            kept_sweep: Option<u32>,
             mirror: &'a Option<crate::mirror::MirrorPair>,
         }
         let volumes: BTreeMap<String, u64> = state
@@ -56,6 +57,7 @@ impl MetadataDigest {
                         .collect(),
                     stored_tracks: record.stored_tracks,
                     kept_tracks: record.kept_tracks,
+                    kept_sweep: record.kept_sweep,
                     mirror: &record.mirror,
                 };
                 (record.volume.name.clone(), xxh3_64(&encode(&view)))

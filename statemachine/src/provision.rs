@@ -32,6 +32,7 @@ pub(crate) fn create<R: TrackReader>(tx: &mut Tx<'_, R>, name: &str, size: u64) 
         stored_tracks: 0,
         kept_tracks: 0,
         kept_digest: 0,
+        kept_sweep: None,
         mirror: None,
     });
     tx.push_event(Event::VolumeCreated {

@@ -31,6 +31,15 @@ impl State {
             .collect()
     }
 
+    /// Volumes with kept tracks left to sweep (see `kept_sweep.rs`), for the leader.
+    pub fn kept_sweeps(&self) -> Vec<String> {
+        self.records
+            .values()
+            .filter(|r| r.kept_sweep.is_some())
+            .map(|r| r.volume.name.clone())
+            .collect()
+    }
+
     /// When the next automatic thaw is due, if any volume is frozen (on the state's clock).
     pub fn next_thaw(&self) -> Option<Timestamp> {
         self.thaw_queue.first().map(|(t, _)| *t)

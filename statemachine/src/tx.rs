@@ -431,11 +431,14 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         }
         if !self.state.keeps_any(owner) {
             // Nobody reads any of them any more: the whole store goes at once.
+            self.drop_kept_store(owner);
+            return Ok(());
+        }
+        if kept.len() > u64::from(crate::SWEEP_TRACKS) {
+            // Too many to look at in one apply: sweep steps drop those nobody reads.
+            let first = kept.min().expect("not empty");
             let record = self.record_mut(owner);
-            let hash = record.kept_digest;
-            record.kept_tracks = 0;
-            self.shift_content_digest(owner.kept(), hash, 0);
-            self.tracks.drop_volume(owner.kept());
+            record.kept_sweep = Some(record.kept_sweep.map_or(first, |at| at.min(first)));
             return Ok(());
         }
         for track in &kept {
@@ -444,6 +447,16 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             }
         }
         Ok(())
+    }
+
+    /// Drops every track `owner` keeps, in one op (no relationship reads any of them).
+    pub(crate) fn drop_kept_store(&mut self, owner: VolumeId) {
+        let record = self.record_mut(owner);
+        let hash = record.kept_digest;
+        record.kept_tracks = 0;
+        record.kept_sweep = None;
+        self.shift_content_digest(owner.kept(), hash, 0);
+        self.tracks.drop_volume(owner.kept());
     }
 
     /// Marks a target track in sync without copying (a host write replaced it whole).

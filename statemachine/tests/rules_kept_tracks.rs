@@ -240,3 +240,159 @@ fn a_journal_replay_rebuilds_the_kept_tracks() {
         [[1; TS as usize], [0; TS as usize]].concat()
     );
 }
+
+/// A withdrawal that lets go of more kept tracks than one apply should look at leaves them
+/// stored and sets the source's sweep bookmark; sweep steps, each bounded, drop those no one
+/// reads and keep the rest. Reads, digests and a journal replay stay exact throughout.
+#[test]
+fn a_large_withdrawal_leaves_its_kept_tracks_to_bounded_sweep_steps() {
+    let n = u64::from(SWEEP_TRACKS) * 2 + 10;
+    let mut h = Harness::new(TS);
+    let mut journal = Vec::new();
+    let mut run = |h: &mut Harness, command: Command| -> Applied {
+        journal.push((
+            command.journal_form(),
+            Stamp {
+                time: Timestamp(h.now + 1000),
+                term: h.term,
+            },
+        ));
+        let applied = h.run(command);
+        assert!(applied.result.is_ok(), "{:?}", applied.result);
+        applied
+    };
+    let fill = |h: &mut Harness, track: u64, byte: u8| h.write_cmd("a", track * u64::from(TS), &[byte; TS as usize]);
+    for name in ["a", "t1", "t2", "t3", "t4"] {
+        let size = n * u64::from(TS);
+        run(
+            &mut h,
+            Command::CreateVolume {
+                name: name.into(),
+                size,
+            },
+        );
+    }
+    for track in 0..n {
+        let c = fill(&mut h, track, 1);
+        run(&mut h, c);
+    }
+    run(&mut h, mkflash("a:t1 a:t2", options("--nocp")));
+    // Every track but the last overwritten: t1 and t2 share one kept copy of each.
+    for track in 0..n - 1 {
+        let c = fill(&mut h, track, 2);
+        run(&mut h, c);
+    }
+    run(&mut h, mkflash("a:t3 a:t4", options("--nocp")));
+    let c = fill(&mut h, n - 1, 2);
+    run(&mut h, c);
+    assert_eq!(kept(&h, "a"), (n, n as usize));
+    let a = id(&h, "a");
+    let drops = |applied: &Applied| {
+        applied
+            .ops
+            .iter()
+            .filter(|op| matches!(op, TrackOp::Zero { volume, .. } if *volume == a.kept()))
+            .count()
+    };
+    // t1 lets go of n tracks: too many for its apply, though t2 still reads them all.
+    let applied = run(&mut h, rmflash("a:t1"));
+    assert_eq!(drops(&applied), 0);
+    assert_eq!(h.state.kept_sweeps(), vec!["a".to_string()]);
+    // t2 too: now only the last track is read by anyone (t3 and t4).
+    let applied = run(&mut h, rmflash("a:t2"));
+    assert_eq!(drops(&applied), 0);
+    assert_eq!(kept(&h, "a"), (n, n as usize), "left for the sweep");
+    assert_eq!(h.vol("a").used, 2 * n * u64::from(TS), "kept tracks are still counted");
+    exact(&h);
+    let mut steps = 0;
+    while !h.state.kept_sweeps().is_empty() {
+        let applied = run(
+            &mut h,
+            Command::SweepKept {
+                volume: "a".into(),
+                max_tracks: SWEEP_TRACKS,
+            },
+        );
+        assert!(drops(&applied) <= SWEEP_TRACKS as usize, "a step is bounded");
+        exact(&h);
+        steps += 1;
+        assert!(steps <= 4, "the sweep ends");
+    }
+    assert_eq!(steps, 3, "n tracks, SWEEP_TRACKS at a time");
+    assert_eq!(kept(&h, "a"), (1, 1), "the one t3 and t4 read is kept");
+    for t in ["t3", "t4"] {
+        assert_eq!(h.byte_at(t, n - 1), 1, "{t} still reads its point in time");
+        assert_eq!(h.byte_at(t, 0), 2);
+    }
+    // A step after the sweep ended changes nothing.
+    let applied = run(
+        &mut h,
+        Command::SweepKept {
+            volume: "a".into(),
+            max_tracks: SWEEP_TRACKS,
+        },
+    );
+    assert!(applied.ops.is_empty());
+    // The journal, sweeps included, replays to the same state and stored tracks.
+    let mut replay = Replay::with_track_size(TS);
+    for (command, stamp) in &journal {
+        replay.apply(command, *stamp);
+    }
+    assert_eq!(replay.state().metadata_digest(), h.state.metadata_digest());
+    let mut replayed: Vec<(VolumeId, u32)> = replay.stored_tracks().collect();
+    let mut live: Vec<(VolumeId, u32)> = h.tracks.stored().collect();
+    replayed.sort();
+    live.sort();
+    assert_eq!(replayed, live);
+}
+
+/// A track left to the sweep and needed again (two new targets, the source written again) is
+/// kept anew over the old one; the sweep then leaves it, and the last withdrawal drops the
+/// whole store (the bookmark with it).
+#[test]
+fn a_track_left_to_the_sweep_can_be_kept_again() {
+    let n = u64::from(SWEEP_TRACKS) + 1;
+    let mut h = Harness::with_volumes(TS, &["a", "t1", "t2", "t3", "t4", "t5"], n);
+    h.fill_tracks("a", 0..n, 1);
+    h.ok(mkflash("a:t1 a:t2", options("--nocp")));
+    h.fill_tracks("a", 0..n, 2);
+    h.ok(mkflash("a:t3", options("--nocp")));
+    h.ok(rmflash("a:t1"));
+    h.ok(rmflash("a:t2"));
+    // t3 still holds nothing kept, so nothing was looked at: the whole store went at once.
+    assert_eq!(kept(&h, "a"), (0, 0));
+    assert!(h.state.kept_sweeps().is_empty());
+    // Again, with t3 and t4 keeping track 0 while t1 and t2 go.
+    h.ok(mkflash("a:t1 a:t2", options("--nocp")));
+    h.fill_tracks("a", 1..n, 3);
+    h.ok(mkflash("a:t4", options("--nocp")));
+    h.fill("a", 0, 3);
+    h.ok(rmflash("a:t1"));
+    h.ok(rmflash("a:t2"));
+    assert_eq!(h.state.kept_sweeps(), vec!["a".to_string()]);
+    // t3 goes too: tracks 1 on are read by no one, left to the sweep. Then t3 again and t5:
+    // with t4 they need track 1 when the source is written, and keep it anew.
+    h.ok(rmflash("a:t3"));
+    h.ok(mkflash("a:t3 a:t5", options("--nocp")));
+    h.fill("a", 1, 4);
+    assert_eq!(h.byte_at("t3", 1), 3);
+    assert_eq!(h.byte_at("t5", 1), 3);
+    assert_eq!(h.byte_at("t4", 1), 3);
+    exact(&h);
+    while !h.state.kept_sweeps().is_empty() {
+        h.ok(Command::SweepKept {
+            volume: "a".into(),
+            max_tracks: SWEEP_TRACKS,
+        });
+    }
+    for t in ["t3", "t4", "t5"] {
+        assert_eq!(h.byte_at(t, 1), 3, "{t}: the track kept again survives the sweep");
+    }
+    exact(&h);
+    for t in ["t3", "t4", "t5"] {
+        h.ok(rmflash(&format!("a:{t}")));
+    }
+    assert_eq!(kept(&h, "a"), (0, 0));
+    assert!(h.state.kept_sweeps().is_empty());
+    exact(&h);
+}

@@ -20,7 +20,9 @@ use serde::{de::DeserializeOwned, Serialize};
 /// 12: kept tracks: copy-on-write to several targets stores the old track once under the
 ///     source (`VolumeId::kept`), relationships name the ones they read (an older build would
 ///     read those tracks from the source).
-pub(crate) const FORMAT_VERSION: u8 = 12;
+/// 13: kept tracks nobody reads after a large withdrawal are swept by bounded steps: a volume
+///     record carries where its sweep stands (`kept_sweep`), and `Command::SweepKept`.
+pub(crate) const FORMAT_VERSION: u8 = 13;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -77,6 +77,7 @@ struct StoredRecord {
     stored_tracks: u64,
     kept_tracks: u64,
     kept_digest: u64,
+    kept_sweep: Option<u32>,
     mirror: Option<statemachine::MirrorPair>,
 }
 
@@ -215,6 +216,7 @@ fn encode_record(record: &VolumeRecord) -> Result<Vec<u8>, CodecError> {
         stored_tracks: record.stored_tracks,
         kept_tracks: record.kept_tracks,
         kept_digest: record.kept_digest,
+        kept_sweep: record.kept_sweep,
         mirror: record.mirror.clone(),
     };
     codec::encode(&stored)
@@ -298,6 +300,7 @@ impl Loader {
                     stored_tracks: stored.stored_tracks,
                     kept_tracks: stored.kept_tracks,
                     kept_digest: stored.kept_digest,
+                    kept_sweep: stored.kept_sweep,
                     mirror: stored.mirror,
                 }
             })
