@@ -16,6 +16,16 @@ fn volume<'a>(volumes: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
         .unwrap_or_else(|| panic!("no volume {name} in {volumes:#}"))
 }
 
+/// SIGKILL, restart: the node comes back with the digest it had.
+fn killed_and_restarted_with_the_same_digest(n: &mut Node) {
+    let (_, digest) = n.applied();
+    n.kill9();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    n.restart();
+    n.wait_ready();
+    assert_eq!(n.applied().1, digest, "same digest after kill -9 and restart");
+}
+
 #[test]
 fn lsvol_and_lspool_agree_with_what_was_written() {
     let (_dir, n) = single_node(&[]);
@@ -99,6 +109,8 @@ fn the_reserve_may_be_a_percentage_and_a_bad_one_is_a_usage_error() {
     for bad in [
         &["--disk-reserve", "95%"][..],
         &["--disk-reserve", "lots"],
+        // More MiB than any disk here: no write could ever be accepted.
+        &["--disk-reserve", "1000000000"],
         &["--disk-warning", "0"],
     ] {
         let mut args = vec!["serve", "--data-dir", dir.path().to_str().unwrap()];
@@ -145,12 +157,7 @@ fn space_kept_for_withdrawn_targets_comes_back_by_sweep_steps() {
     );
     let report = n.json(&["audit", "verify", "--json"]);
     assert!(report["differences"].as_array().unwrap().is_empty(), "{report:#}");
-    let (_, digest) = n.applied();
-    n.kill9();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    n.restart();
-    n.wait_ready();
-    assert_eq!(n.applied().1, digest, "same digest after kill -9 and restart");
+    killed_and_restarted_with_the_same_digest(&mut n);
     n.ok(&["rmflash", "a:t3", "a:t4"]);
     assert_eq!(used(&n), 21 * MIB, "the last relationship takes the rest at once");
 }
@@ -186,12 +193,7 @@ fn twelve_nocopy_targets_share_one_kept_copy_of_each_overwritten_track() {
     let pool = n.json(&["lspool", "--json"]);
     assert_eq!(pool["used_by_volumes"], 6 * MIB, "not 4 + 12 x 2 MiB");
 
-    let (_, digest) = n.applied();
-    n.kill9();
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    n.restart();
-    n.wait_ready();
-    assert_eq!(n.applied().1, digest, "same digest after kill -9 and restart");
+    killed_and_restarted_with_the_same_digest(&mut n);
     for t in [1, 7, 12] {
         let out = qemu_io(&n.nbd_uri(&format!("t{t}")), &["read -P 3 0 4M"]);
         assert!(!out.contains("Pattern verification failed"), "t{t}: {out}");

@@ -271,13 +271,6 @@ pub enum Command {
         target: String,
         max_tracks: u32,
     },
-    /// Drops up to `max_tracks` of the tracks `volume` keeps that no relationship reads any
-    /// more, from where its sweep stands ([`crate::VolumeRecord::kept_sweep`]). The leader
-    /// proposes these after a withdrawal let go of too many to drop in its own apply.
-    SweepKept {
-        volume: String,
-        max_tracks: u32,
-    },
     /// `mkhost`: a host that proves `identity` over TLS sees the volumes mapped to it.
     CreateHost {
         name: String,
@@ -375,6 +368,13 @@ pub enum Command {
     FailbackPprc {
         volume: String,
         remote_changes: Vec<u32>,
+    },
+    /// Drops up to `max_tracks` of the tracks `volume` keeps that no relationship reads any
+    /// more, from where its sweep stands ([`crate::VolumeRecord::kept_sweep`]). The leader
+    /// proposes these while a bookmark is set (see `kept_sweep.rs`).
+    SweepKept {
+        volume: String,
+        max_tracks: u32,
     },
 }
 

@@ -72,8 +72,8 @@ pub enum CommandError {
     RelationshipNotFound { pair: String },
     #[error("relationship {pair} has sequence number {actual}, not {expected}; nothing was changed")]
     SeqnumMismatch { pair: String, expected: u32, actual: u32 },
-    #[error("relationship {pair} is not persistent and recording changes; establish it with --persist --record to use resyncflash and reverseflash (or use reverseflash --fast)")]
-    NotRecording { pair: String },
+    #[error("relationship {pair} is not persistent and recording changes, which {verb} needs; establish it with --persist --record{}", fast_reverse_hint(.verb))]
+    NotRecording { pair: String, verb: String },
     #[error("relationship {pair} still has {remaining} tracks to copy; wait for the copy ('flashcopy lsflash --watch') or use reverseflash --fast")]
     CopyNotFinished { pair: String, remaining: u64 },
     #[error("relationship {pair} is being withdrawn (rmflash --cp); wait for it to finish, or withdraw it now with 'flashcopy rmflash {pair}'")]
@@ -233,6 +233,14 @@ impl CommandError {
 /// How much of a user's input an error message repeats, in characters as shown.
 const SHOWN_WIDTH: usize = 64;
 
+/// A reverse without change recording still has the fast reverse (FRR), which needs none.
+fn fast_reverse_hint(verb: &str) -> &'static str {
+    match verb {
+        "reverseflash" => " (or use reverseflash --fast, which needs neither)",
+        _ => "",
+    }
+}
+
 /// User input (a name, a pair, an identity) as an error message shows it: quoted and escaped
 /// as `{:?}` escapes — control, format (bidirectional overrides, zero-width) and other
 /// invisible characters become `\u{…}`, so a message cannot hide or reorder text — and cut
@@ -261,6 +269,17 @@ mod tests {
             CommandError::VolumeNotFound { name: "a".into() }.to_string(),
             "volume \"a\" does not exist; 'flashcopy lsvol' lists the volumes"
         );
+        // The fast reverse is named only where it is an alternative.
+        let not_recording = |verb: &str| {
+            CommandError::NotRecording {
+                pair: "a:b".into(),
+                verb: verb.into(),
+            }
+            .to_string()
+        };
+        assert!(not_recording("reverseflash").ends_with("(or use reverseflash --fast, which needs neither)"));
+        assert!(!not_recording("resyncflash").contains("--fast"));
+        assert!(not_recording("resyncflash").contains("which resyncflash needs"));
         assert_eq!(
             CommandError::VolumeExists { name: "a".into() }.to_string(),
             "volume \"a\" already exists; pick another name or remove it with 'flashcopy rmvol a'"

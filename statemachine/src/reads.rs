@@ -35,6 +35,15 @@ impl State {
         self.keepers(owner).any(|rel| !rel.kept.is_empty())
     }
 
+    /// Every kept track of `owner` some relationship still reads.
+    pub(crate) fn kept_union(&self, owner: VolumeId) -> roaring::RoaringBitmap {
+        let mut union = roaring::RoaringBitmap::new();
+        for rel in self.keepers(owner) {
+            union |= &rel.kept;
+        }
+        union
+    }
+
     /// The relationships whose kept tracks `owner` keeps (at most its targets and its own).
     fn keepers(&self, owner: VolumeId) -> impl Iterator<Item = &crate::relationship::Relationship> + '_ {
         let targets = self

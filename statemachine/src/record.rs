@@ -23,9 +23,9 @@ pub struct VolumeRecord {
     /// their part of `content_digest`, so the store can be dropped at once.
     pub kept_tracks: u64,
     pub kept_digest: u64,
-    /// Kept tracks from this one on may be read by no relationship any more: a withdrawal that
-    /// let go of more than [`crate::SWEEP_TRACKS`] leaves them to the leader's bounded sweep
-    /// steps ([`crate::Command::SweepKept`]), so no one apply drops an unbounded number.
+    /// Kept tracks from this one on may be read by no relationship any more: an apply that let
+    /// go of more such tracks than [`crate::SWEEP_TRACKS`] leaves them to the leader's bounded
+    /// sweep steps ([`crate::Command::SweepKept`]), so no one apply drops an unbounded number.
     pub kept_sweep: Option<u32>,
     /// The Metro Mirror pair it is in, at either end.
     pub mirror: Option<MirrorPair>,

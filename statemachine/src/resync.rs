@@ -27,7 +27,11 @@ pub(crate) fn resyncflash<R: TrackReader>(
     for (pair, target) in pairs.iter().zip(&targets) {
         let rel = tx.state().incoming(*target).expect("found");
         if !rel.recording {
-            return Err(CommandError::NotRecording { pair: pair.to_string() }.into());
+            return Err(CommandError::NotRecording {
+                pair: pair.to_string(),
+                verb: "resyncflash".into(),
+            }
+            .into());
         }
         if rel.completing {
             return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());

@@ -27,7 +27,11 @@ pub(crate) fn reverseflash<R: TrackReader>(
             return Err(CommandError::WithdrawInProgress { pair: pair.to_string() }.into());
         }
         if !fast && !rel.recording {
-            return Err(CommandError::NotRecording { pair: pair.to_string() }.into());
+            return Err(CommandError::NotRecording {
+                pair: pair.to_string(),
+                verb: "reverseflash".into(),
+            }
+            .into());
         }
         if !fast && !rel.out_of_sync.is_empty() {
             return Err(CommandError::CopyNotFinished {

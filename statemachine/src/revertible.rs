@@ -72,7 +72,10 @@ fn cannot_take_increment(state: &State, pair: &Pair, rel: &Relationship) -> Opti
     if rel.revertible.is_some() {
         Some(CommandError::RelationshipRevertible { pair: pair_name })
     } else if !rel.recording {
-        Some(CommandError::NotRecording { pair: pair_name })
+        Some(CommandError::NotRecording {
+            pair: pair_name,
+            verb: "setflashrevertible".into(),
+        })
     } else if rel.completing {
         Some(CommandError::WithdrawInProgress { pair: pair_name })
     } else if rel.remote_pair {

@@ -14,6 +14,7 @@ use crate::timestamp::Timestamp;
 use crate::track::{block_size, BlockSums, TrackOp, TrackReader, VolumeId, BLOCKS_PER_TRACK};
 use crate::track_view::TrackView;
 use bytes::Bytes;
+use roaring::RoaringBitmap;
 use std::collections::BTreeSet;
 
 /// What one apply produced. Storage must make `ops`, the `touched` records and the applied
@@ -77,6 +78,9 @@ pub(crate) struct Tx<'a, R> {
     hosts_changed: bool,
     paths_changed: bool,
     mirrored: Vec<Mirrored>,
+    /// Kept tracks this apply may still drop as their readers let go of them in bulk; beyond
+    /// that they are left to sweep steps (see `release_kept`).
+    kept_budget: u64,
 }
 
 impl<'a, R: TrackReader> Tx<'a, R> {
@@ -94,6 +98,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             hosts_changed: false,
             paths_changed: false,
             mirrored: Vec::new(),
+            kept_budget: u64::from(crate::SWEEP_TRACKS),
         }
     }
 
@@ -423,28 +428,40 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     /// into one that needs none); those no other relationship reads are dropped. The caller
     /// replaces the target's bitmaps.
     pub(crate) fn let_go_all(&mut self, target: VolumeId) -> Result<(), Failure<R::Error>> {
-        let rel = self.relationship_mut(target);
-        let owner = rel.kept_by;
-        let kept = std::mem::take(&mut rel.kept);
-        if kept.is_empty() {
+        let kept = self
+            .state
+            .incoming(target)
+            .expect("targets have relationships")
+            .kept
+            .clone();
+        self.release_kept(target, kept)
+    }
+
+    /// `target` stops reading `tracks`, kept tracks it read. Those no other relationship reads
+    /// are dropped now while this apply's budget lasts (the whole store in one op when nobody
+    /// reads any); beyond it the owner's sweep bookmark is set and sweep steps drop them
+    /// (`kept_sweep.rs`), so no apply drops an unbounded number. The caller notes the target's
+    /// kept bitmap blocks.
+    fn release_kept(&mut self, target: VolumeId, tracks: RoaringBitmap) -> Result<(), Failure<R::Error>> {
+        if tracks.is_empty() {
             return Ok(());
         }
+        let rel = self.relationship_mut(target);
+        rel.kept -= &tracks;
+        let owner = rel.kept_by;
         if !self.state.keeps_any(owner) {
-            // Nobody reads any of them any more: the whole store goes at once.
             self.drop_kept_store(owner);
             return Ok(());
         }
-        if kept.len() > u64::from(crate::SWEEP_TRACKS) {
-            // Too many to look at in one apply: sweep steps drop those nobody reads.
-            let first = kept.min().expect("not empty");
-            let record = self.record_mut(owner);
-            record.kept_sweep = Some(record.kept_sweep.map_or(first, |at| at.min(first)));
-            return Ok(());
-        }
-        for track in &kept {
-            if !self.state.holds_kept(owner, track) {
+        let orphans = tracks - self.state.kept_union(owner);
+        if orphans.len() <= self.kept_budget {
+            self.kept_budget -= orphans.len();
+            for track in &orphans {
                 self.zero(owner.kept(), track)?;
             }
+        } else if let Some(first) = orphans.min() {
+            let record = self.record_mut(owner);
+            record.kept_sweep = Some(record.kept_sweep.map_or(first, |at| at.min(first)));
         }
         Ok(())
     }
@@ -492,7 +509,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         let kept = self.kept_in(target, &range);
         let mut start = range.start;
         let mut cleared = 0;
-        for track in kept.into_iter().chain(std::iter::once(range.end)) {
+        for track in kept.iter().chain(std::iter::once(range.end)) {
             if start < track {
                 cleared += self.mark_range_copied(target, start..track)?;
             }
@@ -502,7 +519,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     }
 
     /// The target's kept tracks in `range`.
-    fn kept_in(&self, target: VolumeId, range: &std::ops::Range<u32>) -> Vec<u32> {
+    fn kept_in(&self, target: VolumeId, range: &std::ops::Range<u32>) -> RoaringBitmap {
         let rel = self.state.incoming(target).expect("targets have relationships");
         rel.kept.range(range.clone()).collect()
     }
@@ -514,8 +531,12 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         target: VolumeId,
         range: std::ops::Range<u32>,
     ) -> Result<u64, Failure<R::Error>> {
-        for track in self.kept_in(target, &range) {
-            self.let_go(target, track)?;
+        let kept = self.kept_in(target, &range);
+        if !kept.is_empty() {
+            for block in range.start / BITMAP_BLOCK_TRACKS..=(range.end - 1) / BITMAP_BLOCK_TRACKS {
+                self.changes.bitmap_blocks.insert((target, BitmapKind::Kept, block));
+            }
+            self.release_kept(target, kept)?;
         }
         let rel = self.relationship_mut(target);
         let was_inverted = rel.out_of_sync.raw().1;

@@ -241,9 +241,25 @@ fn a_journal_replay_rebuilds_the_kept_tracks() {
     );
 }
 
-/// A withdrawal that lets go of more kept tracks than one apply should look at leaves them
-/// stored and sets the source's sweep bookmark; sweep steps, each bounded, drop those no one
-/// reads and keep the rest. Reads, digests and a journal replay stay exact throughout.
+fn sweep(volume: &str) -> Command {
+    Command::SweepKept {
+        volume: volume.into(),
+        max_tracks: SWEEP_TRACKS,
+    }
+}
+
+fn kept_drops(h: &Harness, applied: &Applied) -> usize {
+    let kept = id(h, "a").kept();
+    applied
+        .ops
+        .iter()
+        .filter(|op| matches!(op, TrackOp::Zero { volume, .. } if *volume == kept))
+        .count()
+}
+
+/// A withdrawal that leaves more kept tracks unread than one apply may drop drops none itself
+/// and sets the source's sweep bookmark; sweep steps, each bounded, drop exactly those no one
+/// reads. Reads, digests and a journal replay stay exact throughout.
 #[test]
 fn a_large_withdrawal_leaves_its_kept_tracks_to_bounded_sweep_steps() {
     let n = u64::from(SWEEP_TRACKS) * 2 + 10;
@@ -286,52 +302,33 @@ fn a_large_withdrawal_leaves_its_kept_tracks_to_bounded_sweep_steps() {
     let c = fill(&mut h, n - 1, 2);
     run(&mut h, c);
     assert_eq!(kept(&h, "a"), (n, n as usize));
-    let a = id(&h, "a");
-    let drops = |applied: &Applied| {
-        applied
-            .ops
-            .iter()
-            .filter(|op| matches!(op, TrackOp::Zero { volume, .. } if *volume == a.kept()))
-            .count()
-    };
-    // t1 lets go of n tracks: too many for its apply, though t2 still reads them all.
+    // t1 lets go of n tracks t2 still reads: nothing to drop, nothing to sweep.
     let applied = run(&mut h, rmflash("a:t1"));
-    assert_eq!(drops(&applied), 0);
-    assert_eq!(h.state.kept_sweeps(), vec!["a".to_string()]);
-    // t2 too: now only the last track is read by anyone (t3 and t4).
+    assert_eq!(kept_drops(&h, &applied), 0);
+    assert!(h.state.kept_sweeps().is_empty());
+    // t2 too: now only the last track is read by anyone (t3 and t4); n - 1 are left.
     let applied = run(&mut h, rmflash("a:t2"));
-    assert_eq!(drops(&applied), 0);
+    assert_eq!(kept_drops(&h, &applied), 0);
+    assert_eq!(h.state.kept_sweeps(), vec!["a".to_string()]);
     assert_eq!(kept(&h, "a"), (n, n as usize), "left for the sweep");
     assert_eq!(h.vol("a").used, 2 * n * u64::from(TS), "kept tracks are still counted");
     exact(&h);
     let mut steps = 0;
     while !h.state.kept_sweeps().is_empty() {
-        let applied = run(
-            &mut h,
-            Command::SweepKept {
-                volume: "a".into(),
-                max_tracks: SWEEP_TRACKS,
-            },
-        );
-        assert!(drops(&applied) <= SWEEP_TRACKS as usize, "a step is bounded");
+        let applied = run(&mut h, sweep("a"));
+        assert!(kept_drops(&h, &applied) <= SWEEP_TRACKS as usize, "a step is bounded");
         exact(&h);
         steps += 1;
         assert!(steps <= 4, "the sweep ends");
     }
-    assert_eq!(steps, 3, "n tracks, SWEEP_TRACKS at a time");
+    assert_eq!(steps, 3, "n - 1 tracks, SWEEP_TRACKS at a time");
     assert_eq!(kept(&h, "a"), (1, 1), "the one t3 and t4 read is kept");
     for t in ["t3", "t4"] {
         assert_eq!(h.byte_at(t, n - 1), 1, "{t} still reads its point in time");
         assert_eq!(h.byte_at(t, 0), 2);
     }
     // A step after the sweep ended changes nothing.
-    let applied = run(
-        &mut h,
-        Command::SweepKept {
-            volume: "a".into(),
-            max_tracks: SWEEP_TRACKS,
-        },
-    );
+    let applied = run(&mut h, sweep("a"));
     assert!(applied.ops.is_empty());
     // The journal, sweeps included, replays to the same state and stored tracks.
     let mut replay = Replay::with_track_size(TS);
@@ -346,12 +343,71 @@ fn a_large_withdrawal_leaves_its_kept_tracks_to_bounded_sweep_steps() {
     assert_eq!(replayed, live);
 }
 
-/// A track left to the sweep and needed again (two new targets, the source written again) is
-/// kept anew over the old one; the sweep then leaves it, and the last withdrawal drops the
-/// whole store (the bookmark with it).
+/// The bound is per apply, not per relationship: one rmflash of two relationships, each the
+/// only reader of fewer than SWEEP_TRACKS kept tracks but more together, drops what fits and
+/// leaves the rest to the sweep.
+#[test]
+fn one_apply_drops_at_most_sweep_tracks_however_many_pairs_it_withdraws() {
+    let (first, second) = (150u64, 149u64);
+    let n = first + second + 1;
+    let mut h = Harness::with_volumes(TS, &["a", "t1", "t2", "t3"], n);
+    h.fill_tracks("a", 0..n, 1);
+    h.ok(mkflash("a:t1 a:t2 a:t3", options("--nocp")));
+    h.fill_tracks("a", 0..n, 2);
+    assert_eq!(kept(&h, "a"), (n, n as usize));
+    // t1 alone reads the first 150, t2 alone the next 149, all three the last one.
+    h.fill_tracks("t2", 0..first, 9);
+    h.fill_tracks("t3", 0..first, 9);
+    h.fill_tracks("t1", first..n - 1, 9);
+    h.fill_tracks("t3", first..n - 1, 9);
+    assert_eq!(kept(&h, "a"), (n, n as usize));
+    let applied = h.run(rmflash("a:t1 a:t2"));
+    assert!(applied.result.is_ok(), "{:?}", applied.result);
+    assert_eq!(
+        kept_drops(&h, &applied),
+        first as usize,
+        "t1's, then the budget ran out"
+    );
+    assert_eq!(h.state.kept_sweeps(), vec!["a".to_string()]);
+    exact(&h);
+    h.ok(sweep("a"));
+    assert!(h.state.kept_sweeps().is_empty());
+    assert_eq!(kept(&h, "a"), (1, 1));
+    assert_eq!(h.byte_at("t3", n - 1), 1);
+    exact(&h);
+}
+
+/// Zeroing a range of a target lets go of its kept tracks there in bulk, within the same
+/// budget: beyond it, they are left to the sweep too.
+#[test]
+fn zeroing_a_target_lets_go_of_its_kept_tracks_within_the_budget() {
+    let n = u64::from(SWEEP_TRACKS) + 20;
+    let mut h = Harness::with_volumes(TS, &["a", "t1", "t2"], n);
+    h.fill_tracks("a", 0..n, 1);
+    h.ok(mkflash("a:t1 a:t2", options("--nocp")));
+    h.fill_tracks("a", 0..n, 2);
+    // t2 takes every track as its own (written over), so t1 alone reads them.
+    h.fill_tracks("t2", 0..n, 9);
+    assert_eq!(kept(&h, "a"), (n, n as usize));
+    let applied = h.run(zeroes("t1", 0, (n - 1) * u64::from(TS)));
+    assert!(applied.result.is_ok(), "{:?}", applied.result);
+    assert!(kept_drops(&h, &applied) <= SWEEP_TRACKS as usize);
+    assert_eq!(h.state.kept_sweeps(), vec!["a".to_string()]);
+    assert_eq!(h.byte_at("t1", 0), 0, "zeroed");
+    assert_eq!(h.byte_at("t1", n - 1), 1, "still its point in time");
+    exact(&h);
+    h.ok(sweep("a"));
+    h.ok(sweep("a"));
+    assert!(h.state.kept_sweeps().is_empty(), "n - 1 tracks in two steps");
+    assert_eq!(kept(&h, "a"), (1, 1));
+    exact(&h);
+}
+
+/// A track left to the sweep and needed again (new targets, the source written again) is kept
+/// anew over the old one, counted once; the sweep then leaves it and the tracks still read.
 #[test]
 fn a_track_left_to_the_sweep_can_be_kept_again() {
-    let n = u64::from(SWEEP_TRACKS) + 1;
+    let n = u64::from(SWEEP_TRACKS) + 2;
     let mut h = Harness::with_volumes(TS, &["a", "t1", "t2", "t3", "t4", "t5"], n);
     h.fill_tracks("a", 0..n, 1);
     h.ok(mkflash("a:t1 a:t2", options("--nocp")));
@@ -359,39 +415,64 @@ fn a_track_left_to_the_sweep_can_be_kept_again() {
     h.ok(mkflash("a:t3", options("--nocp")));
     h.ok(rmflash("a:t1"));
     h.ok(rmflash("a:t2"));
-    // t3 still holds nothing kept, so nothing was looked at: the whole store went at once.
+    // t3 reads no kept track: the whole store went in one op, nothing left to sweep.
     assert_eq!(kept(&h, "a"), (0, 0));
     assert!(h.state.kept_sweeps().is_empty());
-    // Again, with t3 and t4 keeping track 0 while t1 and t2 go.
+    // t1, t2 and t3 keep tracks 1 on, and with t4 track 0.
     h.ok(mkflash("a:t1 a:t2", options("--nocp")));
     h.fill_tracks("a", 1..n, 3);
     h.ok(mkflash("a:t4", options("--nocp")));
     h.fill("a", 0, 3);
-    h.ok(rmflash("a:t1"));
-    h.ok(rmflash("a:t2"));
-    assert_eq!(h.state.kept_sweeps(), vec!["a".to_string()]);
-    // t3 goes too: tracks 1 on are read by no one, left to the sweep. Then t3 again and t5:
-    // with t4 they need track 1 when the source is written, and keep it anew.
+    assert_eq!(kept(&h, "a"), (n, n as usize));
+    h.ok(rmflash("a:t1 a:t2"));
+    assert!(h.state.kept_sweeps().is_empty(), "t3 still reads every one");
+    // t3 goes: tracks 1 on are read by no one, more than one apply drops.
     h.ok(rmflash("a:t3"));
+    assert_eq!(h.state.kept_sweeps(), vec!["a".to_string()]);
+    assert_eq!(kept(&h, "a"), (n, n as usize));
+    // t3 again and t5: with t4 they need track 1 when the source is written, and keep it anew
+    // over the one left to the sweep (counted once).
     h.ok(mkflash("a:t3 a:t5", options("--nocp")));
     h.fill("a", 1, 4);
-    assert_eq!(h.byte_at("t3", 1), 3);
-    assert_eq!(h.byte_at("t5", 1), 3);
-    assert_eq!(h.byte_at("t4", 1), 3);
-    exact(&h);
-    while !h.state.kept_sweeps().is_empty() {
-        h.ok(Command::SweepKept {
-            volume: "a".into(),
-            max_tracks: SWEEP_TRACKS,
-        });
+    assert_eq!(kept(&h, "a"), (n, n as usize));
+    for t in ["t3", "t4", "t5"] {
+        assert_eq!(h.byte_at(t, 1), 3, "{t}");
     }
+    exact(&h);
+    h.ok(sweep("a"));
+    assert!(h.state.kept_sweeps().is_empty());
+    assert_eq!(kept(&h, "a"), (2, 2), "track 0 (t4) and track 1 (t3, t4, t5)");
     for t in ["t3", "t4", "t5"] {
         assert_eq!(h.byte_at(t, 1), 3, "{t}: the track kept again survives the sweep");
     }
+    assert_eq!(h.byte_at("t4", 0), 2);
     exact(&h);
-    for t in ["t3", "t4", "t5"] {
-        h.ok(rmflash(&format!("a:{t}")));
-    }
+    h.ok(rmflash("a:t3 a:t4 a:t5"));
+    assert_eq!(kept(&h, "a"), (0, 0));
+    exact(&h);
+}
+
+/// Tracks left to the sweep when the last reader lets go one by one (written over) are
+/// dropped by the next step, all at once.
+#[test]
+fn a_sweep_with_no_reader_left_drops_the_whole_store() {
+    let n = u64::from(SWEEP_TRACKS) + 2;
+    let mut h = Harness::with_volumes(TS, &["a", "t1", "t2", "t3"], n);
+    h.fill_tracks("a", 0..n, 1);
+    h.ok(mkflash("a:t1 a:t2", options("--nocp")));
+    h.fill_tracks("a", 0..n - 1, 2);
+    h.ok(mkflash("a:t3", options("--nocp")));
+    h.fill("a", n - 1, 2);
+    h.ok(rmflash("a:t1 a:t2"));
+    assert_eq!(h.state.kept_sweeps(), vec!["a".to_string()]);
+    // t3 written over its one kept track: nobody reads any; the rest wait for the sweep.
+    h.fill("t3", n - 1, 9);
+    assert_eq!(kept(&h, "a"), (n - 1, n as usize - 1));
+    let applied = h.run(sweep("a"));
+    assert!(applied
+        .ops
+        .iter()
+        .any(|op| matches!(op, TrackOp::DropVolume { volume } if *volume == id(&h, "a").kept())));
     assert_eq!(kept(&h, "a"), (0, 0));
     assert!(h.state.kept_sweeps().is_empty());
     exact(&h);

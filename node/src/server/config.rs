@@ -4,6 +4,7 @@
 use crate::logs::LogFormat;
 use crate::server::nbd::tls::{TlsConfigError, TlsFiles, TlsMode, TlsServer};
 use crate::server::nbd::TlsPolicy;
+use crate::units::format_bytes;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -205,6 +206,8 @@ pub enum ConfigError {
     Tls(#[from] TlsConfigError),
     #[error("api-tls: {0}")]
     ApiTls(String),
+    #[error("disk-reserve: --disk-reserve {} is not less than the data disk's whole capacity ({}): no host write could ever be accepted; give less, or a percentage (e.g. 10%)", format_bytes(*.reserve), format_bytes(*.capacity))]
+    ReserveTooLarge { reserve: u64, capacity: u64 },
     #[error("insecure: --{option} {addr} is reachable from other machines and the cluster has no token: give every node the same --token-file, or say --insecure to run it open")]
     Insecure { option: &'static str, addr: String },
 }
@@ -243,6 +246,15 @@ impl ServeArgs {
                         option,
                         addr: addr.clone(),
                     });
+                }
+            }
+        }
+        if let Reserve::Bytes(reserve) = self.disk_reserve {
+            // The data directory, or the nearest one above it (the node makes it at start).
+            let existing = self.data_dir.ancestors().find(|dir| dir.is_dir());
+            if let Some(capacity) = existing.and_then(|dir| storage::total_bytes(dir).ok()) {
+                if reserve >= capacity {
+                    return Err(ConfigError::ReserveTooLarge { reserve, capacity });
                 }
             }
         }

@@ -2,14 +2,15 @@
 //! work, round robin, yielding to host writes, each relationship within its own copy rate
 //! (`chflash`, Raft state) and all within the node's `--copy-rate`. The work
 //! list comes from the replicated bitmaps, so a new leader or a restarted node resumes where
-//! the copy stood. It also proposes the tick that fires a due automatic thaw, and the steps that
-//! drop kept tracks a withdrawal left to sweep (`statemachine`'s `kept_sweep.rs`).
+//! the copy stood. It also proposes the tick that fires a due automatic thaw, and starts the
+//! kept-track sweeper (`kept_sweeper.rs`) when a volume has kept tracks left to sweep.
 
 use crate::server::consensus::{Committed, Propose, ProposeError};
 use crate::server::disk::DiskGuard;
+use crate::server::kept_sweeper;
 use crate::server::metrics::Metrics;
 use crate::server::write_batcher::WritesWaiting;
-use statemachine::{Command, Event, Timestamp, SWEEP_TRACKS, TRACK_SIZE};
+use statemachine::{Command, Event, Timestamp, TRACK_SIZE};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,6 +65,7 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
     let mut paces: BTreeMap<PairKey, Pace> = BTreeMap::new();
     // Under a copy rate one step at a time, so the rate holds from the first step on.
     let most = if pace.rate.is_some() { 1 } else { STEPS_IN_FLIGHT };
+    let mut sweeper: Option<tokio::task::JoinHandle<()>> = None;
     loop {
         while let Some(done) = in_flight.try_join_next() {
             s.finished(
@@ -88,15 +90,8 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
         if tick {
             let _ = s.proposer.propose(Command::Tick).await;
         }
-        // One bounded step per volume per turn: each frees space, none holds the copy up long.
-        for volume in s.state.query(|state| state.kept_sweeps()) {
-            let step = Command::SweepKept {
-                volume,
-                max_tracks: SWEEP_TRACKS,
-            };
-            if let Err(e) = s.proposer.propose(step).await {
-                tracing::debug!(error = %e, "kept-track sweep step not proposed");
-            }
+        if sweeper.as_ref().is_none_or(|h| h.is_finished()) && s.state.query(|state| state.kept_sweep_pending()) {
+            sweeper = Some(tokio::spawn(kept_sweeper::run(s.proposer.clone(), s.state.clone())));
         }
         let work = s.state.query(|state| state.copy_work());
         paces.retain(|(source, target), _| work.iter().any(|w| &w.source == source && &w.target == target));

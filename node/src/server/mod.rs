@@ -9,6 +9,7 @@ pub mod consensus;
 pub mod copy_scheduler;
 pub mod disk;
 pub mod host_io;
+pub mod kept_sweeper;
 pub mod metrics;
 pub mod mirror;
 pub mod nbd;
