@@ -44,6 +44,15 @@ impl State {
         union
     }
 
+    /// Which of `tracks` (kept tracks of `owner`) no relationship reads: subtracted reader by
+    /// reader, so the cost follows `tracks`, not the readers' whole bitmaps.
+    pub(crate) fn unread_kept(&self, owner: VolumeId, mut tracks: roaring::RoaringBitmap) -> roaring::RoaringBitmap {
+        for rel in self.keepers(owner) {
+            tracks -= &rel.kept;
+        }
+        tracks
+    }
+
     /// The relationships whose kept tracks `owner` keeps (at most its targets and its own).
     fn keepers(&self, owner: VolumeId) -> impl Iterator<Item = &crate::relationship::Relationship> + '_ {
         let targets = self

@@ -453,7 +453,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             self.drop_kept_store(owner);
             return Ok(());
         }
-        let orphans = tracks - self.state.kept_union(owner);
+        let orphans = self.state.unread_kept(owner, tracks);
         if orphans.len() <= self.kept_budget {
             self.kept_budget -= orphans.len();
             for track in &orphans {
