@@ -40,11 +40,6 @@ impl State {
             .collect()
     }
 
-    /// Whether any volume has kept tracks left to sweep.
-    pub fn kept_sweep_pending(&self) -> bool {
-        self.records.values().any(|r| r.kept_sweep.is_some())
-    }
-
     /// When the next automatic thaw is due, if any volume is frozen (on the state's clock).
     pub fn next_thaw(&self) -> Option<Timestamp> {
         self.thaw_queue.first().map(|(t, _)| *t)

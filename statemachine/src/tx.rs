@@ -428,27 +428,20 @@ impl<'a, R: TrackReader> Tx<'a, R> {
     /// into one that needs none); those no other relationship reads are dropped. The caller
     /// replaces the target's bitmaps.
     pub(crate) fn let_go_all(&mut self, target: VolumeId) -> Result<(), Failure<R::Error>> {
-        let kept = self
-            .state
-            .incoming(target)
-            .expect("targets have relationships")
-            .kept
-            .clone();
+        let kept = std::mem::take(&mut self.relationship_mut(target).kept);
         self.release_kept(target, kept)
     }
 
-    /// `target` stops reading `tracks`, kept tracks it read. Those no other relationship reads
-    /// are dropped now while this apply's budget lasts (the whole store in one op when nobody
-    /// reads any); beyond it the owner's sweep bookmark is set and sweep steps drop them
-    /// (`kept_sweep.rs`), so no apply drops an unbounded number. The caller notes the target's
-    /// kept bitmap blocks.
+    /// `target` has stopped reading `tracks` (the caller took them out of its kept bits and
+    /// notes its kept bitmap blocks). Those no other relationship reads are dropped now while
+    /// this apply's budget lasts (the whole store in one op when nobody reads any); beyond it the
+    /// owner's sweep bookmark is set and sweep steps drop them (`kept_sweep.rs`), so no apply
+    /// drops an unbounded number.
     fn release_kept(&mut self, target: VolumeId, tracks: RoaringBitmap) -> Result<(), Failure<R::Error>> {
         if tracks.is_empty() {
             return Ok(());
         }
-        let rel = self.relationship_mut(target);
-        rel.kept -= &tracks;
-        let owner = rel.kept_by;
+        let owner = self.relationship_mut(target).kept_by;
         if !self.state.keeps_any(owner) {
             self.drop_kept_store(owner);
             return Ok(());
@@ -536,6 +529,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             for block in range.start / BITMAP_BLOCK_TRACKS..=(range.end - 1) / BITMAP_BLOCK_TRACKS {
                 self.changes.bitmap_blocks.insert((target, BitmapKind::Kept, block));
             }
+            self.relationship_mut(target).kept.remove_range(range.clone());
             self.release_kept(target, kept)?;
         }
         let rel = self.relationship_mut(target);

@@ -90,7 +90,7 @@ pub async fn run<P: Propose>(s: CopyScheduler<P>) {
         if tick {
             let _ = s.proposer.propose(Command::Tick).await;
         }
-        if sweeper.as_ref().is_none_or(|h| h.is_finished()) && s.state.query(|state| state.kept_sweep_pending()) {
+        if sweeper.as_ref().is_none_or(|h| h.is_finished()) && s.state.query(|state| !state.kept_sweeps().is_empty()) {
             sweeper = Some(tokio::spawn(kept_sweeper::run(s.proposer.clone(), s.state.clone())));
         }
         let work = s.state.query(|state| state.copy_work());

@@ -97,10 +97,10 @@ pub(super) async fn at(
         }
     };
     a.consensus.linearizable().await?;
-    let (applied, _) = a.state.applied();
     if let Until::Index(index) = until {
         // Otherwise the answer would be the state now, labelled with a lower index: a typo
         // in the index would go unnoticed.
+        let (applied, _) = a.state.applied();
         if index > applied {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,
