@@ -49,7 +49,9 @@ fn a_full_disk_refuses_writes_with_enospc_keeps_serving_and_recovers_by_itself()
         failure.contains("No space left on device"),
         "the refusal is ENOSPC: {failure}"
     );
-    assert_eq!(node.metric("flashcopy_disk_low"), Some(1));
+    // Counted, not only shown: the low flag may clear within a sample once the state has
+    // flushed and purged what it held.
+    assert!(node.metric("flashcopy_disk_refused_writes_total") >= Some(1));
 
     // Reads, admin commands and deletes go on.
     verify(&uri, acked);

@@ -54,6 +54,8 @@ struct Inner {
     admitted: AtomicU64,
     low: AtomicBool,
     warning: AtomicBool,
+    /// Host writes refused for space since the start: `low` may clear again within a sample.
+    refused: AtomicU64,
 }
 
 /// Why a write was not admitted: the disk's free bytes, less what is about to be written
@@ -98,6 +100,7 @@ impl DiskGuard {
                 admitted: AtomicU64::new(0),
                 low: AtomicBool::new(false),
                 warning: AtomicBool::new(false),
+                refused: AtomicU64::new(0),
             }),
         };
         guard.sample(&dir);
@@ -182,6 +185,7 @@ impl DiskGuard {
         let pending = storage::UNFLUSHED_MAX.saturating_add(admitted.saturating_mul(2));
         if self.low() || self.free().saturating_sub(pending) < self.reserve() {
             self.inner.admitted.fetch_sub(bytes, Ordering::Relaxed);
+            self.inner.refused.fetch_add(1, Ordering::Relaxed);
             // Refused: the disk says so until a sample finds room again (past the margin).
             if !self.inner.low.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
@@ -198,6 +202,11 @@ impl DiskGuard {
             });
         }
         Ok(())
+    }
+
+    /// How many host writes were refused for space since the node started.
+    pub fn refused(&self) -> u64 {
+        self.inner.refused.load(Ordering::Relaxed)
     }
 
     /// Under the reserve, or getting close to it (within half of it): the node gives back

@@ -147,6 +147,11 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
             );
         }
     }
+    let _ = writeln!(
+        text,
+        "# HELP flashcopy_disk_refused_writes_total Host and mirror writes refused (ENOSPC) because free space was under the reserve.\n# TYPE flashcopy_disk_refused_writes_total counter\nflashcopy_disk_refused_writes_total {}",
+        a.disk.refused()
+    );
     let (pairs, paths) = a.state.query(|s| (s.mirror_pairs(&[]), s.mirror_paths()));
     let _ = writeln!(
         text,
