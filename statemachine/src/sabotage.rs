@@ -23,19 +23,23 @@ pub enum Sabotage {
     OneNodeAppliesTwice,
     /// The vote is saved without a sync (a power loss can take it back).
     VoteNotSynced,
+    /// A target that lets go of kept tracks drops them even where another target still reads
+    /// them (the old track shared by a source's targets freed by the first to go).
+    KeptDroppedWhileRead,
 }
 
 /// The data directory's name of the node `OneNodeAppliesTwice` breaks (the simulation's node 2).
 pub const APPLIES_TWICE_IN: &str = "n2";
 
 impl Sabotage {
-    pub const ALL: [Sabotage; 6] = [
+    pub const ALL: [Sabotage; 7] = [
         Sabotage::SkipCopyOnWrite,
         Sabotage::AckBeforeCommit,
         Sabotage::SnapshotDropsBitmaps,
         Sabotage::ReleaseHeldOutOfOrder,
         Sabotage::OneNodeAppliesTwice,
         Sabotage::VoteNotSynced,
+        Sabotage::KeptDroppedWhileRead,
     ];
 }
 

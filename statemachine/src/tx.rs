@@ -418,7 +418,7 @@ impl<'a, R: TrackReader> Tx<'a, R> {
         }
         let owner = rel.kept_by;
         self.note_kept_block(target, track);
-        if !self.state.holds_kept(owner, track) {
+        if drops_read_kept() || !self.state.holds_kept(owner, track) {
             self.zero(owner.kept(), track)?;
         }
         Ok(())
@@ -446,7 +446,11 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             self.drop_kept_store(owner);
             return Ok(());
         }
-        let orphans = self.state.unread_kept(owner, tracks);
+        let orphans = if drops_read_kept() {
+            tracks
+        } else {
+            self.state.unread_kept(owner, tracks)
+        };
         if orphans.len() <= self.kept_budget {
             self.kept_budget -= orphans.len();
             for track in &orphans {
@@ -663,4 +667,13 @@ impl<'a, R: TrackReader> Tx<'a, R> {
             mirrored: self.mirrored,
         }
     }
+}
+
+/// The `KeptDroppedWhileRead` sabotage: a kept track let go of is dropped even where another
+/// relationship still reads it. Never in a product build.
+fn drops_read_kept() -> bool {
+    #[cfg(feature = "sabotage")]
+    return crate::sabotage::active(crate::sabotage::Sabotage::KeptDroppedWhileRead);
+    #[cfg(not(feature = "sabotage"))]
+    false
 }

@@ -18,7 +18,12 @@ use std::rc::Rc;
 use std::time::Duration;
 use storage::StateQuery;
 
-pub const VOLUMES: [&str; 2] = ["a", "b"];
+/// `a` and `b`, a FlashCopy pair either way; `c`, made later, a second target of `a`.
+pub static VOLUMES: [&str; 3] = ["a", "b", "c"];
+/// The volumes the main stream picks among: a and b (see `Workload::second`).
+const PICKED: usize = 2;
+/// Index of `c` in `VOLUMES`.
+const C: usize = 2;
 const HOSTS: [&str; 2] = ["h1", "h2"];
 const EPERM: u32 = 1;
 /// How long the liveness phase may take to converge, in simulated time.
@@ -41,7 +46,7 @@ pub struct Workload {
     /// stream of their own: the main stream, and so what earlier seeds ran, stays as it was.
     options: StdRng,
     plan: Plan,
-    connections: [Option<NbdClient>; 2],
+    connections: [Option<NbdClient>; 3],
     next_value: u64,
     /// The relationship's direction as last established or reversed (source, target).
     direction: (&'static str, &'static str),
@@ -55,6 +60,26 @@ pub struct Workload {
     frozen: std::collections::BTreeMap<&'static str, tokio::time::Instant>,
     /// The target's image before the revertible increment that applied last, for a revert.
     increment: Option<Image>,
+    /// Draws what concerns `c`, from a stream of its own: a run goes as it did before `c`
+    /// existed up to `c`'s first use.
+    second_draws: StdRng,
+    /// `c` and its relationship a→c, which makes `a` a source of two targets: with both
+    /// without change recording, a host write to `a` keeps the old track once for both (the
+    /// kept tracks), which reads of either target, withdrawals and writes to `c` then use.
+    second: Second,
+}
+
+/// What the workload knows of `c` and the relationship a→c.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Second {
+    /// `c` was never made.
+    Absent,
+    /// `c` exists; no relationship a→c.
+    Free,
+    /// a→c was established.
+    Related,
+    /// a command on a→c had an unknown outcome.
+    Unknown,
 }
 
 struct PendingWrite {
@@ -75,12 +100,13 @@ type Failed = Box<dyn std::error::Error>;
 impl Workload {
     pub fn new(world: Rc<RefCell<World>>, rng: StdRng, plan: Plan) -> Workload {
         let options = StdRng::seed_from_u64(rng.clone().gen::<u64>() ^ 0x5e9_u32 as u64);
+        let second_draws = StdRng::seed_from_u64(rng.clone().gen::<u64>() ^ 0xc0c0);
         Workload {
             world,
             rng,
             options,
             plan,
-            connections: [None, None],
+            connections: [None, None, None],
             next_value: 1,
             direction: ("a", "b"),
             removed: None,
@@ -88,6 +114,25 @@ impl Workload {
             frozen: Default::default(),
             hosts: Default::default(),
             increment: None,
+            second_draws,
+            second: Second::Absent,
+        }
+    }
+
+    /// The volumes that exist (as far as the workload made them).
+    fn volumes(&self) -> &'static [&'static str] {
+        match self.second {
+            Second::Absent => &VOLUMES[..PICKED],
+            _ => &VOLUMES,
+        }
+    }
+
+    /// Volume `picked` by the main stream, or now and then `c` once it exists.
+    fn or_second(&mut self, picked: usize) -> usize {
+        if self.second != Second::Absent && self.second_draws.gen_bool(0.25) {
+            C
+        } else {
+            picked
         }
     }
 
@@ -96,24 +141,10 @@ impl Workload {
     }
 
     pub async fn run(mut self) -> Result<(), Failed> {
-        for volume in VOLUMES {
-            let size = self.plan.volume_size;
-            loop {
-                match self
-                    .admin(Command::CreateVolume {
-                        name: volume.into(),
-                        size,
-                    })
-                    .await
-                {
-                    Admin::Applied(Ok(())) => break,
-                    // A create that did land: refused the second time as existing.
-                    Admin::Applied(Err(e)) if e.code() == "volume-exists" => break,
-                    other => self.note(format!("mkvol {volume}: {other:?}; again")),
-                }
+        for volume in &VOLUMES[..PICKED] {
+            while !self.create(volume).await {
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            self.world.borrow_mut().model.create(volume, size);
         }
         for step in self.plan.steps.clone() {
             self.step(step).await?;
@@ -143,6 +174,26 @@ impl Workload {
         self.world.borrow_mut().phase = Phase::Liveness;
         self.note("liveness phase: faults healed");
         self.liveness().await
+    }
+
+    /// `mkvol volume`; whether it exists now.
+    async fn create(&mut self, volume: &str) -> bool {
+        let size = self.plan.volume_size;
+        let command = Command::CreateVolume {
+            name: volume.into(),
+            size,
+        };
+        match self.admin(command).await {
+            // A create that did land: refused the second time as existing.
+            Admin::Applied(Ok(())) => {}
+            Admin::Applied(Err(e)) if e.code() == "volume-exists" => {}
+            other => {
+                self.note(format!("mkvol {volume}: {other:?}; again"));
+                return false;
+            }
+        }
+        self.world.borrow_mut().model.create(volume, size);
+        true
     }
 
     /// Proposes through whichever live node leads, until one takes it or 30 s pass.
@@ -333,19 +384,33 @@ impl Workload {
     async fn mkflash_with(&mut self, options: EstablishOptions) {
         let freeze = options.freeze;
         let copying = !options.nocp && options.copy_rate != Some(0);
-        // A new relationship goes a to b (a refused one changes nothing).
-        let outcome = self
-            .admin(Command::MkFlash {
-                pairs: vec![Pair {
-                    source: "a".into(),
-                    target: "b".into(),
-                }],
-                options,
-            })
-            .await;
+        // A new relationship goes a to b (a refused one changes nothing); now and then a to c
+        // as well, in the same command (one point in time for both).
+        let mut pairs = vec![Pair {
+            source: "a".into(),
+            target: "b".into(),
+        }];
+        let with_c = self.second_draws.gen_bool(0.5) && self.second_free().await;
+        if with_c {
+            pairs.push(Pair {
+                source: "a".into(),
+                target: "c".into(),
+            });
+        }
+        let outcome = self.admin(Command::MkFlash { pairs, options }).await;
+        if with_c {
+            self.second = match outcome {
+                Admin::Applied(Ok(())) => Second::Related,
+                Admin::Unknown => Second::Unknown,
+                Admin::Applied(Err(_)) | Admin::NotRun => Second::Free,
+            };
+        }
         let established = move |w: &mut Self| {
             w.direction = ("a", "b");
             w.established("a", "b");
+            if with_c {
+                w.established("a", "c");
+            }
             if freeze {
                 w.frozen.insert("a", tokio::time::Instant::now());
                 w.under_way(UnderWay::Freeze);
@@ -353,7 +418,16 @@ impl Workload {
                 w.under_way(UnderWay::Copy);
             }
         };
-        self.settle(outcome, established, &["b"]);
+        let may_change: &[&str] = if with_c { &["b", "c"] } else { &["b"] };
+        self.settle(outcome, established, may_change);
+    }
+
+    /// Whether `c` exists with no relationship a→c: made if it was not.
+    async fn second_free(&mut self) -> bool {
+        if self.second == Second::Absent && self.create("c").await {
+            self.second = Second::Free;
+        }
+        self.second == Second::Free
     }
 
     async fn resyncflash(&mut self) {
@@ -452,7 +526,7 @@ impl Workload {
             return;
         }
         let host = HOSTS[self.rng.gen_range(0..HOSTS.len())];
-        let volume = VOLUMES[self.rng.gen_range(0..VOLUMES.len())];
+        let volume = VOLUMES[self.rng.gen_range(0..PICKED)];
         let identity = if self.rng.gen_bool(0.5) {
             statemachine::HostIdentity::Psk(format!("{host}-key"))
         } else {
@@ -483,7 +557,7 @@ impl Workload {
     /// Unmaps and removes every host that may exist; `true` once none does.
     async fn remove_hosts(&mut self) -> bool {
         for host in self.hosts.clone() {
-            for volume in VOLUMES {
+            for volume in self.volumes().iter().copied() {
                 let unmap = Command::UnmapVolume {
                     volume: volume.into(),
                     host: host.into(),
@@ -520,14 +594,29 @@ impl Workload {
     async fn rmflash(&mut self) {
         // With `--cp` the copy finishes first and the target ends a complete copy.
         let cp = self.rng.gen_bool(0.3);
-        let command = Command::RmFlash {
-            pairs: self.pair(),
-            cp,
-            seqnum: self.seqnum(),
+        let seqnum = self.seqnum();
+        // Now and then a→c instead: it lets go of the old tracks it shares with a→b.
+        let second = matches!(self.second, Second::Related | Second::Unknown) && self.second_draws.gen_bool(0.4);
+        let (pairs, target) = if second {
+            let pair = Pair {
+                source: "a".into(),
+                target: "c".into(),
+            };
+            (vec![pair], "c")
+        } else {
+            (self.pair(), self.direction.1)
         };
+        let command = Command::RmFlash { pairs, cp, seqnum };
         let outcome = self.admin(command).await;
+        if second {
+            match &outcome {
+                Admin::Applied(Ok(())) => self.second = Second::Free,
+                Admin::Applied(Err(e)) if e.code() == "relationship-not-found" => self.second = Second::Free,
+                Admin::Unknown => self.second = Second::Unknown,
+                Admin::Applied(Err(_)) | Admin::NotRun => {}
+            }
+        }
         // Withdrawn, perhaps before its copy finished: the target is `incomplete`.
-        let target = self.direction.1;
         let withdrawn = move |w: &mut Self| {
             if !cp {
                 w.world.borrow_mut().model.unknown(target);
@@ -559,7 +648,8 @@ impl Workload {
     /// write only once its last one ended, unless it is frozen: held writes keep their order.
     async fn write(&mut self) -> Result<(), Failed> {
         self.settle_writes().await;
-        let v = self.rng.gen_range(0..VOLUMES.len());
+        let v = self.rng.gen_range(0..PICKED);
+        let v = self.or_second(v);
         if !self.may_write(v) {
             return Ok(());
         }
@@ -722,7 +812,8 @@ impl Workload {
     }
 
     async fn read(&mut self) -> Result<(), Failed> {
-        let v = self.rng.gen_range(0..VOLUMES.len());
+        let v = self.rng.gen_range(0..PICKED);
+        let v = self.or_second(v);
         let size = self.world.borrow().model.size(VOLUMES[v]);
         let length = self.rng.gen_range(1..=32_768u64);
         let span = if self.rng.gen_bool(0.5) { 32_768 } else { size };
@@ -767,7 +858,7 @@ impl Workload {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         // Every held write is released (a thaw for each source that may be frozen) and ends.
-        for source in VOLUMES {
+        for source in self.volumes().iter().copied() {
             while matches!(
                 self.admin(Command::UnfreezeFlash {
                     sources: vec![source.into()]
@@ -853,7 +944,7 @@ impl Workload {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        for (v, volume) in VOLUMES.iter().enumerate() {
+        for (v, volume) in self.volumes().iter().enumerate() {
             let size = self.world.borrow().model.size(volume);
             let mut offset = 0;
             while offset < size {
