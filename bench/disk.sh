@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The disk under the benchmarks' data directories, with fio alone: what a synced log can write
 # at most, whichever store sits on top (docs/PERFORMANCE.md, section 6). Rows: large writes
-# synced one at a time (direct, and buffered appends as the log does them), the disk's most
+# synced one at a time (direct, and buffered appends as the log does them, to a new file and to
+# a reused one), the disk's most
 # (1 MiB direct writes eight in flight), and small synced writes that grow the file against ones
 # that overwrite written blocks.
 # Usage: bench/disk.sh
@@ -27,6 +28,12 @@ rm -f "$file"
 run "4 MiB buffered appends, fdatasync after each" --rw=write --bs=4M --size=512M --fdatasync=1 --file_append=1
 rm -f "$file"
 run "8 MiB direct, fdatasync after each" --rw=write --bs=8M --size=1G --direct=1 --fdatasync=1
+rm -f "$file"
+# The log's large appends: into a new file (it grows) or into a file written before and dropped
+# from the page cache (a reused segment).
+run "8 MiB buffered appends to a new file, fdatasync after each" --rw=write --bs=8M --size=512M --fdatasync=1 --file_append=1
+sync && { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null || true
+run "8 MiB buffered overwrites of a written file, fdatasync after each" --rw=write --bs=8M --size=512M --fdatasync=1
 run "1 MiB direct, 8 in flight (the disk's most)" --rw=write --bs=1M --size=1G --direct=1 --iodepth=8 --ioengine=libaio
 rm -f "$file"
 run "8 KiB direct appends, fdatasync after each" --rw=write --bs=8k --size=16M --direct=1 --fdatasync=1 --file_append=1

@@ -122,6 +122,24 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or_else(|| panic!("du: {}{}", out.stdout, out.stderr))
 }
 
+/// Bytes of the files in `dir` whose names end with `suffix`.
+fn files_bytes(dir: &Path, suffix: &str) -> u64 {
+    named(dir, suffix).map(|e| e.metadata().unwrap().len()).sum()
+}
+
+/// How many files in `dir` have names ending with `suffix`.
+fn files_named(dir: &Path, suffix: &str) -> usize {
+    named(dir, suffix).count()
+}
+
+fn named(dir: &Path, suffix: &str) -> impl Iterator<Item = std::fs::DirEntry> {
+    let suffix = suffix.to_string();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(move |e| e.file_name().to_string_lossy().ends_with(&suffix))
+}
+
 /// Bytes used on the filesystem holding `dir` (what `df` shows as used).
 fn used_bytes(dir: &Path) -> u64 {
     let out = run("df", &["-B1", "--output=used", dir.to_str().unwrap()]);
@@ -148,6 +166,11 @@ fn space_comes_back_when_a_volume_is_deleted_and_when_it_is_trimmed() {
     assert!(acked > 10 && acked < 256, "the disk never filled ({acked} chunks)");
     assert!(failure.contains("No space left on device"), "{failure}");
     let full = used_bytes(disk.path());
+    // Short of space, the log keeps no purged segment files for reuse.
+    let log_dir = disk.path().join("n1/raft-log");
+    eventually("the spare log segment files deleted", 30, || {
+        files_named(&log_dir, ".spare") == 0
+    });
 
     node.ok(&["rmvol", "big"]);
     node.ok(&["mkvol", "again", "--size", "1G"]);
@@ -181,9 +204,10 @@ fn space_comes_back_when_a_volume_is_deleted_and_when_it_is_trimmed() {
         used_bytes(disk.path()) + written / 2 < full
     });
 
-    // The log that carried the deleted volume's data was cut back too.
+    // The log that carried the deleted volume's data was cut back too. The purged segment
+    // files it keeps for reuse stay within an eighth of the disk: five 16 MiB files of 700 MiB.
     eventually("the log cut back", 60, || {
-        dir_bytes(&disk.path().join("n1/raft-log")) < written / 4
+        files_bytes(&log_dir, ".log") < written / 4 && files_named(&log_dir, ".spare") <= 5
     });
 
     // TRIM: 64 MiB written and on disk (a clean stop flushes the state), then discarded: the

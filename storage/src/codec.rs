@@ -22,7 +22,10 @@ use serde::{de::DeserializeOwned, Serialize};
 ///     read those tracks from the source).
 /// 13: kept tracks nobody reads after a large withdrawal are swept by bounded steps: a volume
 ///     record carries where its sweep stands (`kept_sweep`), and `Command::SweepKept`.
-pub(crate) const FORMAT_VERSION: u8 = 13;
+/// 14: log segments named with the seed of their records' checksums and reused after a purge
+///     (`storage/src/log_files.rs`): a version-13 build would not see them, and would start
+///     with a short log.
+pub(crate) const FORMAT_VERSION: u8 = 14;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {

@@ -21,7 +21,16 @@ pub trait LogDisk: Send + Sync {
     fn sync(&self) -> io::Result<()>;
     /// How `name` is shown in messages (its path).
     fn show(&self, name: &str) -> String;
+    /// A new segment is started once the current one holds this much.
+    fn segment_bytes(&self) -> u64 {
+        SEGMENT_BYTES
+    }
 }
+
+/// Segment size on a real disk: large enough that starting one (a file made or reused, the
+/// directory synced) is rare, small enough that a purge frees space in fine steps and the
+/// spare files kept for reuse (two) cost little.
+const SEGMENT_BYTES: u64 = 16 << 20;
 
 /// One segment file.
 pub trait LogFile: Send + Sync {
@@ -36,12 +45,22 @@ pub trait LogFile: Send + Sync {
 /// The log's directory on the node's disk.
 pub struct DirLogDisk {
     dir: PathBuf,
+    segment_bytes: u64,
 }
 
 impl DirLogDisk {
     pub fn new(dir: PathBuf) -> io::Result<DirLogDisk> {
         std::fs::create_dir_all(&dir)?;
-        Ok(DirLogDisk { dir })
+        Ok(DirLogDisk {
+            dir,
+            segment_bytes: SEGMENT_BYTES,
+        })
+    }
+
+    /// Small segments, so tests start and reuse many.
+    #[cfg(test)]
+    pub(crate) fn with_segment_bytes(self, segment_bytes: u64) -> DirLogDisk {
+        DirLogDisk { segment_bytes, ..self }
     }
 }
 
@@ -77,6 +96,10 @@ impl LogDisk for DirLogDisk {
 
     fn sync(&self) -> io::Result<()> {
         File::open(&self.dir)?.sync_all()
+    }
+
+    fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
     }
 
     fn show(&self, name: &str) -> String {

@@ -151,6 +151,18 @@ impl LogStore {
         self.files.bytes()
     }
 
+    /// Keeps purged segment files for reuse, up to about `bytes` of them (0 while the disk is
+    /// short: the ones kept beyond it are deleted).
+    pub fn keep_spare_segments(&self, bytes: u64) -> std::io::Result<()> {
+        let files = bytes / self.files.segment_bytes().max(1);
+        self.files.keep_spares(usize::try_from(files).unwrap_or(usize::MAX))
+    }
+
+    /// Bytes the spare segment files hold, kept beside the log for reuse.
+    pub fn spare_bytes(&self) -> u64 {
+        self.files.spare_bytes()
+    }
+
     fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
         self.db.cf_handle(name).expect("column families are created at open")
     }
@@ -449,8 +461,8 @@ mod tests {
         };
         {
             let (log, _state) = crate::open(dir.path()).unwrap();
-            // 30 MiB entries: the fourth starts a second segment (64 MiB passed).
-            let records: Vec<_> = (1..=5).map(|i| (i, codec::encode(&entry(i, 30)).unwrap())).collect();
+            // 6 MiB entries: the fourth starts a second segment (16 MiB passed).
+            let records: Vec<_> = (1..=5).map(|i| (i, codec::encode(&entry(i, 6)).unwrap())).collect();
             for record in records {
                 log.files.append(&[record]).unwrap();
             }
@@ -460,14 +472,19 @@ mod tests {
                 .unwrap();
         }
         let (mut log, _state) = crate::open(dir.path()).unwrap();
-        assert_eq!(segments(), 1, "the purged segment is deleted at open");
+        assert_eq!(segments(), 1, "the purged segment is retired at open");
         let state = log.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(3));
         assert_eq!(state.last_log_id.map(|l| l.index), Some(5));
         assert_eq!(log.last_log_id(), state.last_log_id);
         assert_eq!(
             log.log_bytes(),
-            std::fs::metadata(dir.path().join("raft-log").join(format!("{:020}.log", 4)))
+            std::fs::read_dir(dir.path().join("raft-log"))
+                .unwrap()
+                .map(|e| e.unwrap())
+                .find(|e| e.file_name().to_string_lossy().starts_with(&format!("{:020}", 4)))
+                .unwrap()
+                .metadata()
                 .unwrap()
                 .len()
         );

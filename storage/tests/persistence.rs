@@ -340,7 +340,7 @@ fn a_data_directory_of_an_older_format_is_refused_with_the_version() {
         .expect("an old directory is refused")
         .to_string();
     assert!(
-        error.contains("format version 4, this build reads version 13"),
+        error.contains("format version 4, this build reads version 14"),
         "{error}"
     );
     let error = storage::open_read_only(dir.path())
@@ -354,12 +354,12 @@ fn a_data_directory_of_an_older_format_is_refused_with_the_version() {
 
 /// Formats 5 (before hosts), 6 (before volume records counted their stored tracks), 7 (before
 /// Metro Mirror), 8 (before relationships had a copy rate), 9 (the vote still in RocksDB), 10
-/// (before revertible increments), 11 (before kept tracks) and 12 (before kept-track sweeps) have today's column families: their values carry the version,
+/// (before revertible increments), 11 (before kept tracks) 12 (before kept-track sweeps) and 13 (log segments not reused) have today's column families: their values carry the version,
 /// and the first one read refuses the directory (before Raft starts: a node must never start
 /// without its vote), before the log is touched.
 #[tokio::test]
-async fn a_data_directory_of_format_5_to_12_is_refused_with_the_version() {
-    for version in [5u8, 6, 7, 8, 9, 10, 11, 12] {
+async fn a_data_directory_of_format_5_to_13_is_refused_with_the_version() {
+    for version in [5u8, 6, 7, 8, 9, 10, 11, 12, 13] {
         refused_with_version(version).await;
     }
 }
@@ -392,11 +392,11 @@ async fn refused_with_version(version: u8) {
         db.put_cf(meta, b"globals", globals).unwrap();
     }
     // What this build would take for a torn record and cut off, in another format's log.
-    let segment = dir.path().join("raft-log").join(format!("{:020}.log", 1));
+    let segment = dir.path().join("raft-log").join(format!("{:020}-{:016x}.log", 1, 7));
     std::fs::write(&segment, [9u8; 30]).unwrap();
     let error = storage::open(dir.path()).err().expect("refused").to_string();
     assert!(
-        error.contains(&format!("format version {version}, this build reads version 13")),
+        error.contains(&format!("format version {version}, this build reads version 14")),
         "{error}"
     );
     assert_eq!(std::fs::read(&segment).unwrap(), [9u8; 30], "the log is left as it was");

@@ -6,7 +6,8 @@
 //! dropped, their key ranges are compacted first (and blob garbage collected, see
 //! `storage::Space::reclaim`), then a new snapshot replaces the old one, whose checkpoint still
 //! links the files that held them. While the disk is short of its reserve everything is done
-//! at once, whatever the log's size: the log must never hold the disk hostage.
+//! at once, whatever the log's size: the log must never hold the disk hostage (nor its spare
+//! segment files, deleted first).
 
 use crate::server::disk::DiskGuard;
 use crate::server::metrics::Metrics;
@@ -48,11 +49,22 @@ pub async fn run(k: SpaceKeeper) {
     // A snapshot was asked for to cut the log back: the purge up to it follows.
     let mut cutting = false;
     let mut snapshot_at: Option<Instant> = None;
+    // The limit last given to the log for its spare segment files.
+    let mut spares_set: Option<u64> = None;
     loop {
         every.tick().await;
         let log_bytes = k.log.log_bytes();
         k.metrics.log_bytes.store(log_bytes, Ordering::Relaxed);
         let pressed = k.disk.pressed();
+        let spare_limit = spare_limit(pressed, k.max_log_bytes, k.disk.capacity());
+        if spares_set != Some(spare_limit) {
+            let log = k.log.clone();
+            match storage::runtime::offload(move || log.keep_spare_segments(spare_limit)).await {
+                Ok(Ok(())) => spares_set = Some(spare_limit),
+                Ok(Err(e)) => tracing::warn!(error = %e, "deleting the log's spare segment files failed; retrying"),
+                Err(e) => tracing::warn!(error = %e, "deleting the log's spare segment files stopped"),
+            }
+        }
         // RocksDB's properties wait on its mutex: measured here, off the async workers, once a
         // tick; the admin API and metrics read the last measure.
         let measuring = k.space.clone();
@@ -123,4 +135,15 @@ pub async fn run(k: SpaceKeeper) {
             return; // The Raft core stopped; `serve` reports why.
         }
     }
+}
+
+/// Bytes of purged log segment files kept for reuse: as many as the log may hold
+/// (`--max-log-size`), so under sustained writes each new segment overwrites a file (a much
+/// cheaper sync than one that grows a file), but never more than an eighth of the disk, and
+/// none while the disk is short (their space is worth more than their reuse).
+fn spare_limit(pressed: bool, max_log_bytes: u64, capacity: u64) -> u64 {
+    if pressed {
+        return 0;
+    }
+    max_log_bytes.min(capacity / 8)
 }

@@ -107,8 +107,8 @@ impl SimDisk {
         self.power.lock().unwrap().off
     }
 
-    /// The power goes: only what was synced stays, and a file written past its last sync may
-    /// keep part of what followed (a torn write). Then it is back on.
+    /// The power goes: only what was synced stays, and a file written since its last sync may
+    /// keep part of what followed, in order (a torn write). Then it is back on.
     pub fn power_loss(&self, rng: &mut StdRng) -> Lost {
         *self.power.lock().unwrap() = Power::default();
         let mut names = self.names.lock().unwrap();
@@ -128,10 +128,14 @@ impl SimDisk {
         for (name, file) in &names.durable {
             let old = file.bytes.lock().unwrap();
             let mut bytes = old.durable.clone();
-            let appended = old.same_below >= bytes.len() && old.now.len() > bytes.len();
-            if appended && rng.gen_bool(0.5) {
-                let extra = rng.gen_range(1..=old.now.len() - bytes.len());
-                bytes.extend_from_slice(&old.now[old.durable.len()..old.durable.len() + extra]);
+            // Writes since the sync reached the disk in order, up to some point: an append cut
+            // short, or in a reused log file, new records up to some point and old bytes after.
+            let written = old.now.len() > old.same_below;
+            if written && rng.gen_bool(0.5) {
+                let cut = rng.gen_range(old.same_below + 1..=old.now.len());
+                let rest = bytes.get(cut..).unwrap_or_default().to_vec();
+                bytes = old.now[..cut].to_vec();
+                bytes.extend_from_slice(&rest);
                 lost.torn = true;
             }
             lost.bytes += old.now.len().abs_diff(bytes.len()) as u64;
@@ -207,6 +211,11 @@ impl LogDisk for SimDisk {
 
     fn show(&self, name: &str) -> String {
         format!("sim://raft-log/{name}")
+    }
+
+    /// Small segments, so a run starts, purges and reuses many (and loses power among them).
+    fn segment_bytes(&self) -> u64 {
+        16 << 10
     }
 }
 
@@ -313,7 +322,13 @@ mod tests {
             vec!["a".to_string()],
             "the removal was not synced"
         );
-        assert_eq!(read_all(&disk, "a"), b"synced", "an overwrite not synced is gone");
+        let a = read_all(&disk, "a");
+        assert!(
+            [&b"synced"[..], b"Xynced", b"XXnced"].contains(&a.as_slice()),
+            "an overwrite not synced is gone, or kept in part from its start: {a:?}"
+        );
+        disk.open("a").unwrap().write_all_at(b"synced", 0).unwrap();
+        disk.open("a").unwrap().sync().unwrap();
 
         // Appends past the last sync: gone, or a prefix of them left (torn).
         let mut seen = std::collections::BTreeSet::new();
@@ -339,6 +354,24 @@ mod tests {
         assert!(b"synced-mo".starts_with(&bytes) && bytes.starts_with(b"synced"));
         disk.open("a").unwrap().set_len(6).unwrap();
         disk.open("a").unwrap().sync().unwrap();
+
+        // Overwrites past the last sync (a reused log file): the new bytes up to some point,
+        // the old ones after, never a later write without an earlier one.
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..20 {
+            let a = disk.open("a").unwrap();
+            a.write_all_at(b"NEW", 1).unwrap();
+            disk.power_loss(&mut StdRng::seed_from_u64(seed));
+            let bytes = read_all(&disk, "a");
+            assert!(
+                [&b"synced"[..], b"sNnced", b"sNEced", b"sNEWed"].contains(&bytes.as_slice()),
+                "{bytes:?}"
+            );
+            seen.insert(bytes);
+            disk.open("a").unwrap().write_all_at(b"synced", 0).unwrap();
+            disk.open("a").unwrap().sync().unwrap();
+        }
+        assert!(seen.len() > 2, "kept whole, in part and not at all: {seen:?}");
 
         // A cut that was synced stays cut.
         let a = disk.open("a").unwrap();

@@ -35,7 +35,8 @@ pub(super) fn disk_status(a: &AdminApi) -> DiskStatus {
         warning_percent: a.disk.warning_percent(),
         used_by_state: usage.state,
         garbage: usage.garbage,
-        used_by_log: a.log.log_bytes(),
+        // The spare segment files kept for reuse are the log's disk too.
+        used_by_log: a.log.log_bytes() + a.log.spare_bytes(),
     }
 }
 

@@ -59,7 +59,7 @@ pub(super) async fn render(State(a): Api) -> impl IntoResponse {
     );
     gauge(
         "flashcopy_log_bytes",
-        "Bytes the Raft log's segment files hold, as last checked (cut back past --max-log-size).",
+        "Bytes of entries the Raft log's segment files hold, as last checked (cut back past --max-log-size; the spare segment files kept for reuse not counted: lspool counts them).",
         a.metrics.log_bytes.load(std::sync::atomic::Ordering::Relaxed),
     );
     gauge(
