@@ -29,7 +29,7 @@ pub trait LogDisk: Send + Sync {
 
 /// Segment size on a real disk: large enough that starting one (a file made or reused, the
 /// directory synced) is rare, small enough that a purge frees space in fine steps and the
-/// spare files kept for reuse (two) cost little.
+/// spare files kept for reuse are freed in fine steps too when the disk runs short.
 const SEGMENT_BYTES: u64 = 16 << 20;
 
 /// One segment file.

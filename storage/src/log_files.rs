@@ -12,23 +12,23 @@
 //! A purged segment's file is kept as a spare (`….spare`, as many as the node allows: see
 //! [`LogFiles::keep_spares`]) and reused for the next segment: appends then overwrite blocks the
 //! file already has, so a sync need not also commit the filesystem's journal for a file that
-//! grew — for an 8 MiB append, about five times faster on this project's test machine
-//! (`docs/PERFORMANCE.md`, section 11). Each reuse draws a new seed, so an old record left in the file never
+//! grew (`docs/PERFORMANCE.md`, section 11: on this project's test machine, one and a half to
+//! five times as fast for an 8 MiB append, depending on what else the disk's host is doing). Each reuse draws a new seed, so an old record left in the file never
 //! passes for a new one, and a host's data inside an entry cannot be made to look like a record
 //! (the seed is not known outside the node). Spares go, and none are kept, while the disk is
 //! short.
 
 use crate::log_disk::{LogDisk, LogFile};
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 const HEADER: usize = 4 + 8 + 8;
-/// Purged segment files kept for reuse until the node says how many it allows (the node keeps
-/// as many as `--max-log-size` holds, so under sustained writes every segment is a reused
-/// file once the log was first cut back).
-const DEFAULT_SPARES: usize = 2;
+/// Purged segment files kept for reuse until the node says how many bytes of them it allows
+/// (the node keeps `--max-log-size` worth, so under sustained writes every segment is a reused
+/// file once the log was first cut back): this many segments' worth.
+const DEFAULT_SPARE_SEGMENTS: u64 = 2;
 
 struct Segment {
     /// Index of the first entry in this segment.
@@ -61,10 +61,10 @@ impl Segment {
 pub(crate) struct LogFiles {
     disk: Arc<dyn LogDisk>,
     segments: Mutex<Vec<Segment>>,
-    /// Names of the spare files, to reuse for new segments. Locked after `segments`.
-    spares: Mutex<Vec<String>>,
-    /// Spare files kept, at most (none while the disk is short).
-    spare_limit: AtomicUsize,
+    /// Names and sizes of the spare files, to reuse for new segments. Locked after `segments`.
+    spares: Mutex<Vec<(String, u64)>>,
+    /// Bytes of spare files kept, at most (none while the disk is short).
+    spare_limit: AtomicU64,
     /// Entries below this index are purged: never read, though their segment may remain.
     first_kept: AtomicU64,
     /// A new segment is started once the current one holds this much.
@@ -94,7 +94,8 @@ impl LogFiles {
             if let Some((first, seed)) = parse_segment_name(&name) {
                 found.push((first, seed, name));
             } else if name.ends_with(".spare") {
-                spares.push(name);
+                let size = disk.open(&name)?.size()?;
+                spares.push((name, size));
             }
         }
         found.sort_unstable();
@@ -116,7 +117,7 @@ impl LogFiles {
             disk,
             segments: Mutex::new(segments),
             spares: Mutex::new(spares),
-            spare_limit: AtomicUsize::new(DEFAULT_SPARES),
+            spare_limit: AtomicU64::new(DEFAULT_SPARE_SEGMENTS * segment_bytes),
             first_kept: AtomicU64::new(0),
             segment_bytes,
         })
@@ -201,7 +202,7 @@ impl LogFiles {
         let name = segment_name(first, seed);
         let spare = self.spares.lock().expect("not poisoned").pop();
         let file = match spare {
-            Some(spare) => {
+            Some((spare, _)) => {
                 self.disk.rename(&spare, &name)?;
                 self.disk.open(&name)?
             }
@@ -218,32 +219,46 @@ impl LogFiles {
         })
     }
 
-    /// A segment no entry is read from any more: kept as a spare while spares are kept and
-    /// there is room for one, else deleted. (The caller syncs the directory.)
+    /// A segment no entry is read from any more: kept as a spare while the spares stay within
+    /// their limit with it, else deleted. (The caller syncs the directory.) A segment that is
+    /// not the last ends at its last record, so its file holds `len` bytes.
     fn retire(&self, gone: Segment) -> io::Result<()> {
         let mut spares = self.spares.lock().expect("not poisoned");
-        if spares.len() < self.spare_limit.load(Ordering::SeqCst) && gone.len > 0 {
+        let kept: u64 = spares.iter().map(|(_, size)| size).sum();
+        if gone.len > 0 && kept + gone.len <= self.spare_limit.load(Ordering::SeqCst) {
             // The segment's name is unique (a seed is drawn for each), so is the spare's.
             let spare = gone.name.replace(".log", ".spare");
             self.disk.rename(&gone.name, &spare)?;
-            spares.push(spare);
+            spares.push((spare, gone.len));
             return Ok(());
         }
         self.disk.remove(&gone.name)
     }
 
-    /// How many purged segment files are kept for reuse, at most; the spares beyond it are
-    /// deleted (0 while the disk is short: their space is worth more than their reuse).
-    pub(crate) fn keep_spares(&self, limit: usize) -> io::Result<()> {
+    /// How many bytes of purged segment files are kept for reuse, at most; the spares beyond
+    /// it are deleted (0 while the disk is short: their space is worth more than their reuse).
+    pub(crate) fn keep_spares(&self, limit: u64) -> io::Result<()> {
         self.spare_limit.store(limit, Ordering::SeqCst);
-        let mut spares = self.spares.lock().expect("not poisoned");
-        if spares.len() <= limit {
+        // Taken out under the lock, deleted outside it: an append that starts a segment meanwhile
+        // does not wait for the unlinks and the directory's sync.
+        let mut extra = Vec::new();
+        {
+            let mut spares = self.spares.lock().expect("not poisoned");
+            while spares.iter().map(|(_, size)| size).sum::<u64>() > limit {
+                extra.push(spares.pop().expect("spares hold more than the limit"));
+            }
+        }
+        if extra.is_empty() {
             return Ok(());
         }
-        // One at a time: a spare that cannot be deleted stays known, to be tried again.
-        while spares.len() > limit {
-            self.disk.remove(spares.last().expect("more than the limit"))?;
-            spares.pop();
+        while let Some((name, size)) = extra.pop() {
+            if let Err(e) = self.disk.remove(&name) {
+                // Still there: known again, to be deleted at the next call.
+                let mut spares = self.spares.lock().expect("not poisoned");
+                spares.push((name, size));
+                spares.append(&mut extra);
+                return Err(e);
+            }
         }
         self.disk.sync()
     }
@@ -251,15 +266,7 @@ impl LogFiles {
     /// Bytes the spare files hold (disk the log keeps beside its entries).
     pub(crate) fn spare_bytes(&self) -> u64 {
         let spares = self.spares.lock().expect("not poisoned");
-        spares
-            .iter()
-            .filter_map(|name| self.disk.open(name).and_then(|f| f.size()).ok())
-            .sum()
-    }
-
-    /// A new segment is started once the current one holds this much.
-    pub(crate) fn segment_bytes(&self) -> u64 {
-        self.segment_bytes
+        spares.iter().map(|(_, size)| size).sum()
     }
 
     /// Payloads of entries from `start` on while `wanted(index)` holds, stopping before `budget`
@@ -435,34 +442,41 @@ fn load_segment(disk: &dyn LogDisk, first: u64, seed: u64, name: String, last: b
             break None;
         }
         if offset + HEADER as u64 > size {
-            break Some("a record header is cut short".to_string());
+            break Some(("a record header is cut short".to_string(), false));
         }
         file.read_exact_at(&mut header, offset)?;
         let h = parse_header(&header).expect("a whole header");
         let expected = first + offsets.len() as u64;
         if h.index != expected {
-            break Some(format!("record holds entry {}, expected {expected}", h.index));
+            // An older entry: a reused file's old records, which follow the new ones.
+            let old = h.index < expected;
+            break Some((format!("record holds entry {}, expected {expected}", h.index), old));
         }
         let end = offset + (HEADER + h.length) as u64;
         if end > size {
-            break Some(format!("entry {expected} is cut short"));
+            break Some((format!("entry {expected} is cut short"), false));
         }
         if last {
             payload.resize(h.length, 0);
             file.read_exact_at(&mut payload, offset + HEADER as u64)?;
             if xxh3_64_with_seed(&payload, seed) != h.checksum {
-                break Some(format!("entry {expected} fails its checksum"));
+                break Some((format!("entry {expected} fails its checksum"), false));
             }
         }
         offsets.push(offset);
         offset = end;
     };
-    if let Some(why) = damaged {
+    if let Some((why, old)) = damaged {
         if !last {
             return Err(corrupt(disk, &name, why));
         }
-        // An append the crash cut off (it was never acknowledged), or a reused file's old bytes.
-        tracing::info!(path = %disk.show(&name), reason = %why, "the log ends here: cutting the last segment after its last whole record");
+        // A reused file's old bytes (every restart after a reuse), or an append the crash cut
+        // off (never acknowledged, but worth a warning: damage looks the same).
+        if old {
+            tracing::info!(path = %disk.show(&name), reason = %why, "the log ends here (a reused file's old records follow): cutting the last segment after its last whole record");
+        } else {
+            tracing::warn!(path = %disk.show(&name), reason = %why, "cutting off the log's unfinished last record");
+        }
         file.set_len(offset)?;
         file.sync()?;
     }
@@ -632,9 +646,10 @@ mod tests {
             log.append(&entries(i..i + 1, 1000)).unwrap();
         }
         assert_eq!(names(dir.path(), ".log"), 4);
+        log.keep_spares(2 * 5 * (HEADER as u64 + 1000)).unwrap();
         log.purge(15).unwrap();
         assert_eq!(names(dir.path(), ".log"), 1);
-        assert_eq!(names(dir.path(), ".spare"), DEFAULT_SPARES, "two kept, one deleted");
+        assert_eq!(names(dir.path(), ".spare"), 2, "two kept, one deleted");
         // Shorter entries than the reused files held (six to a segment, 720 bytes a record):
         // 21-26 and 27-32 go into the two spares, and old bytes follow the new records.
         for i in 21..=32 {
@@ -680,42 +695,46 @@ mod tests {
     }
 
     /// The disk is short: spares go, and purged segments are deleted until it has room again;
-    /// with room, as many are kept as the limit says. An open keeps those it finds (it deletes
-    /// nothing); the next limit set trims them.
+    /// with room, as many bytes of them are kept as the limit says. An open keeps those it finds
+    /// (it deletes nothing); the next limit set trims them.
     #[test]
     fn spares_go_while_the_disk_is_short_and_the_limit_trims_them() {
         let dir = tempfile::tempdir().unwrap();
         let log = open_small(dir.path(), 4096);
+        // Five records to a segment.
+        let segment = 5 * (HEADER as u64 + 1000);
         for i in 1..=20 {
             log.append(&entries(i..i + 1, 1000)).unwrap();
         }
+        log.keep_spares(2 * segment).unwrap();
         log.purge(10).unwrap();
         assert_eq!(names(dir.path(), ".spare"), 2);
-        assert_eq!(log.spare_bytes(), 2 * 5 * (HEADER as u64 + 1000));
+        assert_eq!(log.spare_bytes(), 2 * segment);
         log.keep_spares(0).unwrap();
         assert_eq!(names(dir.path(), ".spare"), 0);
         assert_eq!(log.spare_bytes(), 0);
         log.purge(15).unwrap();
         assert_eq!(names(dir.path(), ".spare"), 0, "deleted, not kept");
         assert_eq!(names(dir.path(), ".log"), 1);
-        log.keep_spares(8).unwrap();
         drop(log);
         for n in 0..6 {
             std::fs::write(dir.path().join(format!("{n:020}.spare")), b"old").unwrap();
         }
         let log = open_small(dir.path(), 4096);
         assert_eq!(names(dir.path(), ".spare"), 6, "an open deletes nothing");
+        assert_eq!(log.spare_bytes(), 18);
         assert_eq!(log.bounds(), Some((16, 20)));
-        log.keep_spares(3).unwrap();
+        log.keep_spares(9).unwrap();
         assert_eq!(names(dir.path(), ".spare"), 3);
-        // Up to the limit, purged segments are kept: three spares and two more from 16-20 and
-        // 21-25 would be five; the limit keeps four.
-        log.keep_spares(4).unwrap();
+        // Up to the limit, purged segments are kept: 21-25 and 26-30 start in two of the three
+        // spares; of the two segments purged then, one fits beside the spare left.
+        log.keep_spares(9 + segment).unwrap();
         for i in 21..=30 {
             log.append(&entries(i..i + 1, 1000)).unwrap();
         }
-        assert_eq!(names(dir.path(), ".spare"), 1, "two reused, for 21-25 and 26-30");
+        assert_eq!(names(dir.path(), ".spare"), 1, "two reused");
         log.purge(25).unwrap();
-        assert_eq!(names(dir.path(), ".spare"), 3);
+        assert_eq!(names(dir.path(), ".spare"), 2);
+        assert_eq!(log.spare_bytes(), 3 + segment);
     }
 }

@@ -151,11 +151,10 @@ impl LogStore {
         self.files.bytes()
     }
 
-    /// Keeps purged segment files for reuse, up to about `bytes` of them (0 while the disk is
-    /// short: the ones kept beyond it are deleted).
+    /// Keeps purged segment files for reuse, up to `bytes` of them (0 while the disk is short:
+    /// the ones kept beyond it are deleted).
     pub fn keep_spare_segments(&self, bytes: u64) -> std::io::Result<()> {
-        let files = bytes / self.files.segment_bytes().max(1);
-        self.files.keep_spares(usize::try_from(files).unwrap_or(usize::MAX))
+        self.files.keep_spares(bytes)
     }
 
     /// Bytes the spare segment files hold, kept beside the log for reuse.
