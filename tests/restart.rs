@@ -183,7 +183,7 @@ fn the_log_is_cut_back_under_sustained_writes_and_a_crash_after_a_purge_loses_no
     load.verify();
     // Once the writes stop, the log's files come down to about the state's size (a 64 MiB
     // volume) plus a segment (16 MiB) of purged entries and the spare segment files kept for
-    // reuse (`--max-log-size` worth: one), not the 384 MiB written.
+    // reuse (`--max-log-size` worth: at most one), not the 384 MiB written.
     let log_files = || -> u64 {
         std::fs::read_dir(dir.path().join("n1/raft-log"))
             .unwrap()
@@ -208,7 +208,8 @@ fn the_log_is_cut_back_under_sustained_writes_and_a_crash_after_a_purge_loses_no
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
     // The gauge is the entries those files hold (`LogStore::log_bytes`, spares not counted),
-    // sampled once a second: the same bound (it was 160 MiB against the files' 224, and failed under load in CI runs).
+    // sampled once a second: the same bound (it was 160 MiB against the files' 224, and failed
+    // under load in CI runs).
     eventually("the log size gauge to follow", 30, || {
         n.metric("flashcopy_log_bytes").is_some_and(|bytes| bytes < 224 << 20)
     });

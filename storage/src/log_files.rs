@@ -1,10 +1,10 @@
 //! The Raft log on disk: append-only segment files, each entry written once and synced, never
-//! rewritten or compacted. Purging deletes whole segments (or keeps a few files to reuse);
-//! truncating cuts the file.
+//! rewritten or compacted. Purging deletes whole segments (or keeps their files as spares to
+//! reuse); truncating cuts the file.
 //!
-//! A segment is `{first index:020}-{seed:016x}.log`. Each record is a header — payload length (u32), index
-//! (u64), xxh3 of the payload seeded with the segment's seed (u64), all little-endian — then the
-//! payload (the encoded entry). At open every segment's headers are read to rebuild the index;
+//! A segment is `{first index:020}-{seed:016x}.log`. Each record is a header — payload length
+//! (u32), index (u64), xxh3 of the payload seeded with the segment's seed (u64), all
+//! little-endian — then the payload (the encoded entry). At open every segment's headers are read to rebuild the index;
 //! in the last segment a record cut short, failing its checksum or holding another index ends
 //! the log, and the file is cut there: an append the crash interrupted (never acknowledged), or
 //! the old records of a reused file. Anywhere else it is damage, and opening fails.
@@ -13,8 +13,8 @@
 //! [`LogFiles::keep_spares`]) and reused for the next segment: appends then overwrite blocks the
 //! file already has, so a sync need not also commit the filesystem's journal for a file that
 //! grew (`docs/PERFORMANCE.md`, section 11: on this project's test machine, one and a half to
-//! five times as fast for an 8 MiB append, depending on what else the disk's host is doing). Each reuse draws a new seed, so an old record left in the file never
-//! passes for a new one, and a host's data inside an entry cannot be made to look like a record
+//! five times as fast for an 8 MiB append, depending on what else the disk's host is doing).
+//! Each reuse draws a new seed, so an old record left in the file never passes for a new one, and a host's data inside an entry cannot be made to look like a record
 //! (the seed is not known outside the node). Spares go, and none are kept, while the disk is
 //! short.
 
@@ -224,8 +224,7 @@ impl LogFiles {
     /// not the last ends at its last record, so its file holds `len` bytes.
     fn retire(&self, gone: Segment) -> io::Result<()> {
         let mut spares = self.spares.lock().expect("not poisoned");
-        let kept: u64 = spares.iter().map(|(_, size)| size).sum();
-        if gone.len > 0 && kept + gone.len <= self.spare_limit.load(Ordering::SeqCst) {
+        if gone.len > 0 && total(&spares) + gone.len <= self.spare_limit.load(Ordering::SeqCst) {
             // The segment's name is unique (a seed is drawn for each), so is the spare's.
             let spare = gone.name.replace(".log", ".spare");
             self.disk.rename(&gone.name, &spare)?;
@@ -244,8 +243,11 @@ impl LogFiles {
         let mut extra = Vec::new();
         {
             let mut spares = self.spares.lock().expect("not poisoned");
-            while spares.iter().map(|(_, size)| size).sum::<u64>() > limit {
-                extra.push(spares.pop().expect("spares hold more than the limit"));
+            let mut kept = total(&spares);
+            while kept > limit {
+                let spare = spares.pop().expect("spares hold more than the limit");
+                kept -= spare.1;
+                extra.push(spare);
             }
         }
         if extra.is_empty() {
@@ -265,8 +267,7 @@ impl LogFiles {
 
     /// Bytes the spare files hold (disk the log keeps beside its entries).
     pub(crate) fn spare_bytes(&self) -> u64 {
-        let spares = self.spares.lock().expect("not poisoned");
-        spares.iter().map(|(_, size)| size).sum()
+        total(&self.spares.lock().expect("not poisoned"))
     }
 
     /// Payloads of entries from `start` on while `wanted(index)` holds, stopping before `budget`
@@ -398,6 +399,11 @@ impl LogFiles {
             })
             .sum()
     }
+}
+
+/// Bytes of the spare files (name, size).
+fn total(spares: &[(String, u64)]) -> u64 {
+    spares.iter().map(|(_, size)| size).sum()
 }
 
 /// Checks a whole record read back for `index`.
@@ -635,8 +641,8 @@ mod tests {
         LogFiles::open(Arc::new(disk)).unwrap()
     }
 
-    /// Purged segments become spares (two at most until told otherwise), new segments reuse them, and what a reused
-    /// file still held is never read as the log: not while running, not after a reopen.
+    /// Purged segments become spares (up to the limit), new segments reuse them, and what a
+    /// reused file still held is never read as the log: not while running, not after a reopen.
     #[test]
     fn purged_segments_are_reused_and_their_old_records_never_read_as_new() {
         let dir = tempfile::tempdir().unwrap();

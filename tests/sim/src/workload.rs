@@ -127,8 +127,10 @@ impl Workload {
         }
     }
 
-    /// Volume `picked` by the main stream, or now and then `c` once it exists.
-    fn or_second(&mut self, picked: usize) -> usize {
+    /// A volume to read or write: `a` or `b` as the main stream picks, or now and then `c` once
+    /// it exists (drawn from its own stream).
+    fn pick_volume(&mut self) -> usize {
+        let picked = self.rng.gen_range(0..PICKED);
         if self.second != Second::Absent && self.second_draws.gen_bool(0.25) {
             C
         } else {
@@ -392,10 +394,7 @@ impl Workload {
         }];
         let with_c = self.second_draws.gen_bool(0.5) && self.second_free().await;
         if with_c {
-            pairs.push(Pair {
-                source: "a".into(),
-                target: "c".into(),
-            });
+            pairs.push(second_pair());
         }
         let outcome = self.admin(Command::MkFlash { pairs, options }).await;
         if with_c {
@@ -598,11 +597,7 @@ impl Workload {
         // Now and then a→c instead: it lets go of the old tracks it shares with a→b.
         let second = matches!(self.second, Second::Related | Second::Unknown) && self.second_draws.gen_bool(0.4);
         let (pairs, target) = if second {
-            let pair = Pair {
-                source: "a".into(),
-                target: "c".into(),
-            };
-            (vec![pair], "c")
+            (vec![second_pair()], "c")
         } else {
             (self.pair(), self.direction.1)
         };
@@ -648,8 +643,7 @@ impl Workload {
     /// write only once its last one ended, unless it is frozen: held writes keep their order.
     async fn write(&mut self) -> Result<(), Failed> {
         self.settle_writes().await;
-        let v = self.rng.gen_range(0..PICKED);
-        let v = self.or_second(v);
+        let v = self.pick_volume();
         if !self.may_write(v) {
             return Ok(());
         }
@@ -812,8 +806,7 @@ impl Workload {
     }
 
     async fn read(&mut self) -> Result<(), Failed> {
-        let v = self.rng.gen_range(0..PICKED);
-        let v = self.or_second(v);
+        let v = self.pick_volume();
         let size = self.world.borrow().model.size(VOLUMES[v]);
         let length = self.rng.gen_range(1..=32_768u64);
         let span = if self.rng.gen_bool(0.5) { 32_768 } else { size };
@@ -981,6 +974,14 @@ impl Workload {
         }
         self.note("liveness: every volume read whole and written");
         Ok(())
+    }
+}
+
+/// The relationship a→c.
+fn second_pair() -> Pair {
+    Pair {
+        source: "a".into(),
+        target: "c".into(),
     }
 }
 
