@@ -9,7 +9,7 @@ use std::time::Instant;
 
 fn usage() -> ! {
     eprintln!(
-        "usage: sim --seed N | sim --seeds COUNT [--from FIRST]   [--quiet: no random faults]   (built with --features sabotage: [--sabotage VARIANT])"
+        "usage: sim --seed N | sim --seeds COUNT [--from FIRST]   [--quiet: no random faults]   [--no-second-target: no volume c]   (built with --features sabotage: [--sabotage VARIANT])"
     );
     std::process::exit(2);
 }
@@ -24,16 +24,49 @@ fn main() {
         .iter()
         .position(|a| a == "--sabotage")
         .map(|i| args.get(i + 1).cloned().unwrap_or_else(|| usage()));
-    let quiet = args.iter().any(|a| a == "--quiet");
+    let switches = Switches {
+        quiet: args.iter().any(|a| a == "--quiet"),
+        no_second_target: args.iter().any(|a| a == "--no-second-target"),
+    };
     match (value("--seed"), value("--seeds")) {
-        (Some(seed), None) => one(seed, sabotage.as_deref(), quiet),
-        (None, Some(count)) => many(value("--from").unwrap_or(1), count, sabotage.as_deref(), quiet),
+        (Some(seed), None) => one(seed, sabotage.as_deref(), switches),
+        (None, Some(count)) => many(value("--from").unwrap_or(1), count, sabotage.as_deref(), switches),
         _ => usage(),
     }
 }
 
+/// What the command line changes in every seed's plan.
+#[derive(Clone, Copy)]
+struct Switches {
+    quiet: bool,
+    no_second_target: bool,
+}
+
+impl Switches {
+    fn apply(self, mut plan: sim::plan::Plan) -> sim::plan::Plan {
+        if self.quiet {
+            plan = plan.quiet();
+        }
+        if self.no_second_target {
+            plan = plan.without_second_target();
+        }
+        plan
+    }
+
+    fn args(self) -> Vec<&'static str> {
+        let mut args = Vec::new();
+        if self.quiet {
+            args.push("--quiet");
+        }
+        if self.no_second_target {
+            args.push("--no-second-target");
+        }
+        args
+    }
+}
+
 /// Runs one seed here; the last line of its output says what it checked, for `many`.
-fn one(seed: u64, sabotage: Option<&str>, quiet: bool) {
+fn one(seed: u64, sabotage: Option<&str>, switches: Switches) {
     #[cfg(feature = "sabotage")]
     if let Some(name) = sabotage {
         let variant = statemachine::sabotage::Sabotage::ALL
@@ -51,11 +84,7 @@ fn one(seed: u64, sabotage: Option<&str>, quiet: bool) {
             std::fs::write(&path, trace.join("\n") + "\n").expect("the trace file is writable");
         }
     };
-    let result = if quiet {
-        sim::run_with(seed, |plan| plan.quiet())
-    } else {
-        sim::run(seed)
-    };
+    let result = sim::run_with(seed, |plan| switches.apply(plan));
     match result {
         Ok(report) => {
             write_trace(&report.trace);
@@ -78,7 +107,7 @@ fn one(seed: u64, sabotage: Option<&str>, quiet: bool) {
 }
 
 /// Runs seeds one process each and prints where it is now and then, and a summary.
-fn many(from: u64, count: u64, sabotage: Option<&str>, quiet: bool) {
+fn many(from: u64, count: u64, sabotage: Option<&str>, switches: Switches) {
     let me = std::env::current_exe().expect("the running program's path");
     let started = Instant::now();
     let (mut ran, mut checks, mut failed) = (0u64, 0u64, Vec::new());
@@ -89,9 +118,7 @@ fn many(from: u64, count: u64, sabotage: Option<&str>, quiet: bool) {
         if let Some(variant) = sabotage {
             command.args(["--sabotage", variant]);
         }
-        if quiet {
-            command.arg("--quiet");
-        }
+        command.args(switches.args());
         let out = command.output().expect("the simulation runs");
         ran += 1;
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -40,6 +40,10 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// No random faults (`quiet`).
     pub quiet: bool,
+    /// The workload makes `c`, a second target of `a`, now and then. Off for the seeds kept as
+    /// regression cases (`sim --no-second-target`): they were kept before `c` existed, and a
+    /// run that makes `c` is another run.
+    pub second_target: bool,
 }
 
 /// A fault a scenario places at a fixed time.
@@ -95,6 +99,7 @@ impl Plan {
             script: Vec::new(),
             steps: Vec::new(),
             quiet: false,
+            second_target: true,
             // Drawn last: the draws before it are as they were.
             mid_crash: rng.gen_range(0.0..0.5),
         }
@@ -110,6 +115,12 @@ impl Plan {
         self
     }
 
+    /// No second target (`c`): the workload runs as it did before `c` was added.
+    pub fn without_second_target(mut self) -> Plan {
+        self.second_target = false;
+        self
+    }
+
     /// The command line that runs this plan again for `seed`, if one does (a scenario's script
     /// or steps are its test's to run).
     pub fn replay(&self, seed: u64) -> Option<String> {
@@ -121,8 +132,9 @@ impl Plan {
             None => ("", String::new()),
         };
         let quiet = if self.quiet { " --quiet" } else { "" };
+        let second = if self.second_target { "" } else { " --no-second-target" };
         Some(format!(
-            "cargo run -p sim{features} --bin sim -- --seed {seed}{sabotage}{quiet}"
+            "cargo run -p sim{features} --bin sim -- --seed {seed}{sabotage}{quiet}{second}"
         ))
     }
 }

@@ -392,7 +392,7 @@ impl Workload {
             source: "a".into(),
             target: "b".into(),
         }];
-        let with_c = self.second_draws.gen_bool(0.5) && self.second_free().await;
+        let with_c = self.plan.second_target && self.second_draws.gen_bool(0.5) && self.second_free().await;
         if with_c {
             pairs.push(second_pair());
         }
