@@ -51,13 +51,17 @@ pub async fn run(k: SpaceKeeper) {
     let mut snapshot_at: Option<Instant> = None;
     // The limit last given to the log for its spare segment files.
     let mut spares_set: Option<u64> = None;
-    // openraft's own purge after a snapshot must not go back below a purge already scheduled
-    // (its debug builds assert it: simulation seed 54 met it): while a purge asked for here is
-    // not done (a leader purges once no replication reads the entries), no snapshot is asked
-    // for, and while a snapshot asked for here is being built (after the one it names), no
-    // purge. Each wait ends after `PRESSED_SNAPSHOT_EVERY` whatever happens.
-    let mut purge_asked: Option<(u64, Instant)> = None;
-    let mut building_after: Option<(Option<u64>, Instant)> = None;
+    // openraft's own purge after a snapshot (up to the snapshot less what it keeps) must not go
+    // back below a purge already scheduled (its debug builds assert it: simulation seed 54 met
+    // it), and a leader schedules a purge until no replication reads the entries. So: a
+    // snapshot is asked for only once the highest purge asked for here is done or far enough
+    // behind what is applied, and while a snapshot asked for here is being built, purges stay
+    // below what it will let openraft purge.
+    let keep = k.raft.config().max_in_snapshot_log_to_keep;
+    let mut asked_max: Option<u64> = None;
+    // While a snapshot asked for here is built: the snapshot it replaces, and the applied index
+    // when it was asked for (the new one is at least that).
+    let mut building: Option<(Option<u64>, u64)> = None;
     loop {
         every.tick().await;
         let log_bytes = k.log.log_bytes();
@@ -121,24 +125,28 @@ pub async fn run(k: SpaceKeeper) {
             _ => snapshot,
         };
         let current = raft_metrics.snapshot.map(|s| s.index);
-        if building_after.is_some_and(|(before, at)| current != before || at.elapsed() >= PRESSED_SNAPSHOT_EVERY) {
-            building_after = None;
+        if building.is_some_and(|(before, _)| current != before) {
+            building = None;
         }
-        if purge_asked.is_some_and(|(asked, at)| purged >= Some(asked) || at.elapsed() >= PRESSED_SNAPSHOT_EVERY) {
-            purge_asked = None;
-        }
-        let result = if purged < snapshot && (cutting || over || pressed) && building_after.is_none() {
-            let upto = snapshot.expect("a snapshot exists");
+        let purge_to = match building {
+            Some((_, floor)) => snapshot.map(|s| s.min(floor.saturating_sub(keep))),
+            None => snapshot,
+        };
+        let may_snapshot = asked_max.is_none_or(|asked| purged >= Some(asked) || applied >= Some(asked + keep));
+        let result = if purged < purge_to && (cutting || over || pressed) {
+            let upto = purge_to.expect("a snapshot exists");
             tracing::info!(log_bytes, upto, "purging the log up to the snapshot");
-            cutting = false;
-            purge_asked = Some((upto, Instant::now()));
+            if building.is_none() {
+                cutting = false;
+            }
+            asked_max = asked_max.max(Some(upto));
             k.raft.trigger().purge_log(upto).await
-        } else if (snapshot < applied || reclaimed) && snapshot_due && !cutting && purge_asked.is_none() {
+        } else if (snapshot < applied || reclaimed) && snapshot_due && !cutting && may_snapshot {
             tracing::info!(log_bytes, pressed, reclaimed, "taking a snapshot (a checkpoint)");
             reclaimed = false;
             cutting = true;
             snapshot_at = Some(Instant::now());
-            building_after = Some((current, Instant::now()));
+            building = Some((current, applied.unwrap_or(0)));
             k.raft.trigger().snapshot().await
         } else {
             if cutting && purged >= snapshot && snapshot_at.is_some_and(|at| at.elapsed() >= PRESSED_SNAPSHOT_EVERY) {
