@@ -4,18 +4,20 @@
 //!
 //! A segment is `{first index:020}-{seed:016x}.log`. Each record is a header — payload length
 //! (u32), index (u64), xxh3 of the payload seeded with the segment's seed (u64), all
-//! little-endian — then the payload (the encoded entry). At open every segment's headers are read to rebuild the index;
-//! in the last segment a record cut short, failing its checksum or holding another index ends
-//! the log, and the file is cut there: an append the crash interrupted (never acknowledged), or
-//! the old records of a reused file. Anywhere else it is damage, and opening fails.
+//! little-endian — then the payload (the encoded entry). At open every segment's headers are
+//! read to rebuild the index; in the last segment a record cut short, failing its checksum or
+//! holding another index ends the log, and the file is cut there: an append the crash
+//! interrupted (never acknowledged), or the old records of a reused file. Anywhere else it is
+//! damage, and opening fails.
 //!
 //! A purged segment's file is kept as a spare (`….spare`, as many as the node allows: see
 //! [`LogFiles::keep_spares`]) and reused for the next segment: appends then overwrite blocks the
 //! file already has, so a sync need not also commit the filesystem's journal for a file that
 //! grew (`docs/PERFORMANCE.md`, section 11: on this project's test machine, one and a half to
 //! five times as fast for an 8 MiB append, depending on what else the disk's host is doing).
-//! Each reuse draws a new seed, so an old record left in the file never passes for a new one, and a host's data inside an entry cannot be made to look like a record
-//! (the seed is not known outside the node). Spares go, and none are kept, while the disk is
+//! Each reuse draws a new seed, so an old record left in the file never passes for a new one,
+//! and a host's data inside an entry cannot be made to look like a record (the seed is not
+//! known outside the node). Spares go, and none are kept, while the disk is
 //! short.
 
 use crate::log_disk::{LogDisk, LogFile};

@@ -51,12 +51,11 @@ fn the_same_seed_gives_the_same_run() {
 /// revertible increment was reverted landed after the revert: the model dropped it), 54 (the
 /// space keeper asked for a snapshot while a purge it had asked for was still scheduled: the
 /// purge openraft schedules after the snapshot went back below it, which openraft's debug
-/// builds assert against; it needs the second target `c`). They run
-/// as they were kept, without the second target `c` (added later: a run that makes `c` is
-/// another run), and as the seeds run now. Checked by undoing each fix (session 20): 80418
-/// without `c` fails again (with `c` it passes: the switch is what keeps it); 113 and 70880
-/// pass either way: the workload changed since they were kept, and they no longer reach their
-/// case (they stay as two more seeds).
+/// builds assert against; it needs the second target `c`). They run as they were kept, without
+/// the second target `c` (added later: a run that makes `c` is another run), and as the seeds
+/// run now. Checked by undoing each fix (session 20): 80418 without `c` fails again (with `c`
+/// it passes: the switch is what keeps it); 113 and 70880 pass either way: the workload changed
+/// since they were kept, and they no longer reach their case (they stay as two more seeds).
 #[test]
 fn kept_seeds_pass() {
     for seed in ["54", "113", "202", "70880", "80418"] {
