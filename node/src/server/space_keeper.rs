@@ -7,7 +7,10 @@
 //! `storage::Space::reclaim`), then a new snapshot replaces the old one, whose checkpoint still
 //! links the files that held them. While the disk is short of its reserve everything is done
 //! at once, whatever the log's size: the log must never hold the disk hostage (nor its spare
-//! segment files, deleted first).
+//! segment files, deleted first). Every purge of the log is asked for here, in increasing
+//! order (openraft is configured to purge nothing itself): after each snapshot, up to a few
+//! entries behind it, as openraft would; when cutting back, up to the snapshot (or what the
+//! slowest follower still needs, unless the disk is short).
 
 use crate::server::disk::DiskGuard;
 use crate::server::metrics::Metrics;
@@ -37,6 +40,8 @@ pub struct SpaceKeeper {
     pub disk: DiskGuard,
     /// `--max-log-size` in bytes.
     pub max_log_bytes: u64,
+    /// Entries kept behind a snapshot (`server::log_kept_behind_snapshot`).
+    pub kept_behind_snapshot: u64,
 }
 
 pub async fn run(k: SpaceKeeper) {
@@ -46,22 +51,15 @@ pub async fn run(k: SpaceKeeper) {
     // still holds it until a new one replaces it.
     let mut reclaimed = false;
     let mut collected_at: Option<Instant> = None;
-    // A snapshot was asked for to cut the log back: the purge up to it follows.
+    // A snapshot was asked for to cut the log back (replacing this one): the purge up to it
+    // follows.
     let mut cutting = false;
+    let mut cutting_from: Option<u64> = None;
     let mut snapshot_at: Option<Instant> = None;
     // The limit last given to the log for its spare segment files.
     let mut spares_set: Option<u64> = None;
-    // openraft's own purge after a snapshot (up to the snapshot less what it keeps) must not go
-    // back below a purge already scheduled (its debug builds assert it: simulation seed 54 met
-    // it), and a leader schedules a purge until no replication reads the entries. So: a
-    // snapshot is asked for only once the highest purge asked for here is done or far enough
-    // behind what is applied, and while a snapshot asked for here is being built, purges stay
-    // below what it will let openraft purge.
-    let keep = k.raft.config().max_in_snapshot_log_to_keep;
-    let mut asked_max: Option<u64> = None;
-    // While a snapshot asked for here is built: the snapshot it replaces, and the applied index
-    // when it was asked for (the new one is at least that).
-    let mut building: Option<(Option<u64>, u64)> = None;
+    // The highest purge asked for: openraft ignores a lower one, so it is not asked again.
+    let mut asked: Option<u64> = None;
     loop {
         every.tick().await;
         let log_bytes = k.log.log_bytes();
@@ -103,54 +101,51 @@ pub async fn run(k: SpaceKeeper) {
         // Past its size, and past the state's: a follower that fell behind by less than the
         // state catches up from the log, which is cheaper for it than a snapshot install.
         let over = log_bytes > k.max_log_bytes.max(usage.state);
-        if !over && !pressed && !reclaimed && !cutting {
-            continue;
-        }
+        let cut_back = over || pressed || cutting;
         let raft_metrics = k.raft.metrics().borrow().clone();
         let snapshot = raft_metrics.snapshot.map(|s| s.index);
         let purged = raft_metrics.purged.map(|p| p.index);
         let applied = raft_metrics.last_applied.map(|a| a.index);
+        // After every snapshot (openraft's every `--snapshot-every` entries, or one asked for
+        // here), the log up to a few entries behind it goes, as openraft itself would purge.
+        let mut purge_to = snapshot.and_then(|s| s.checked_sub(k.kept_behind_snapshot));
+        if cut_back {
+            // Purge first: under sustained writes there is always a newer entry to snapshot.
+            // Entries a follower still needs stay unless the disk is short: a follower that fell
+            // behind catches up from the log, not by installing a snapshot.
+            let needed = raft_metrics
+                .replication
+                .as_ref()
+                .and_then(|followers| followers.values().map(|m| m.map_or(0, |m| m.index)).min());
+            let cut = match needed {
+                Some(needed) if !pressed => snapshot.map(|s| s.min(needed)),
+                _ => snapshot,
+            };
+            purge_to = purge_to.max(cut);
+        }
         // A disk short of live data alone is not helped by snapshots every second.
         let snapshot_due =
             over || reclaimed || snapshot_at.is_none_or(|at: Instant| at.elapsed() >= PRESSED_SNAPSHOT_EVERY);
-        // Purge first: under sustained writes there is always a newer entry to snapshot.
-        // Entries a follower still needs stay unless the disk is short: a follower that fell
-        // behind catches up from the log, not by installing a snapshot.
-        let needed = raft_metrics
-            .replication
-            .as_ref()
-            .and_then(|followers| followers.values().map(|m| m.map_or(0, |m| m.index)).min());
-        let snapshot = match needed {
-            Some(needed) if !pressed => snapshot.map(|s| s.min(needed)),
-            _ => snapshot,
-        };
-        let current = raft_metrics.snapshot.map(|s| s.index);
-        if building.is_some_and(|(before, _)| current != before) {
-            building = None;
-        }
-        let purge_to = match building {
-            Some((_, floor)) => snapshot.map(|s| s.min(floor.saturating_sub(keep))),
-            None => snapshot,
-        };
-        let may_snapshot = asked_max.is_none_or(|asked| purged >= Some(asked) || applied >= Some(asked + keep));
-        let result = if purged < purge_to && (cutting || over || pressed) {
+        let result = if purge_to > purged && purge_to > asked {
             let upto = purge_to.expect("a snapshot exists");
-            tracing::info!(log_bytes, upto, "purging the log up to the snapshot");
-            if building.is_none() {
+            tracing::info!(log_bytes, upto, "purging the log");
+            if cut_back && snapshot != cutting_from {
                 cutting = false;
             }
-            asked_max = asked_max.max(Some(upto));
+            asked = purge_to;
             k.raft.trigger().purge_log(upto).await
-        } else if (snapshot < applied || reclaimed) && snapshot_due && !cutting && may_snapshot {
+        } else if (over || pressed || reclaimed) && (snapshot < applied || reclaimed) && snapshot_due && !cutting {
             tracing::info!(log_bytes, pressed, reclaimed, "taking a snapshot (a checkpoint)");
             reclaimed = false;
             cutting = true;
+            cutting_from = snapshot;
             snapshot_at = Some(Instant::now());
-            building = Some((current, applied.unwrap_or(0)));
             k.raft.trigger().snapshot().await
         } else {
-            if cutting && purged >= snapshot && snapshot_at.is_some_and(|at| at.elapsed() >= PRESSED_SNAPSHOT_EVERY) {
-                // The snapshot never came (the trigger was dropped): ask again.
+            // The snapshot came with nothing to purge, or never came (the trigger was dropped:
+            // ask again).
+            let asked_long_ago = snapshot_at.is_some_and(|at| at.elapsed() >= PRESSED_SNAPSHOT_EVERY);
+            if cutting && (snapshot != cutting_from || asked_long_ago) {
                 cutting = false;
             }
             continue;

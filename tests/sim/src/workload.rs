@@ -257,11 +257,9 @@ impl Workload {
         let Some(raft) = raft else { return };
         let snapshot = raft.trigger().snapshot().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        // Up to what openraft keeps behind a snapshot (`max_in_snapshot_log_to_keep`): its own
-        // purge after its next snapshot must not go back below a purge asked for (it asserts
-        // so in debug builds; the simulation met it when this purged up to the snapshot).
-        let keep = node::server::raft_config(self.plan.snapshot_every).max_in_snapshot_log_to_keep;
-        let upto = raft.metrics().borrow().snapshot.map(|s| s.index.saturating_sub(keep));
+        // Up to the snapshot: openraft purges nothing of its own (the space keeper asks for
+        // every purge), so no purge of its can go back below this one.
+        let upto = raft.metrics().borrow().snapshot.map(|s| s.index);
         let purged = match (snapshot, upto) {
             (Ok(()), Some(upto)) => raft.trigger().purge_log(upto).await.map(|()| upto),
             _ => Ok(0),

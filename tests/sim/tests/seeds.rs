@@ -51,7 +51,8 @@ fn the_same_seed_gives_the_same_run() {
 /// revertible increment was reverted landed after the revert: the model dropped it), 54 (the
 /// space keeper asked for a snapshot while a purge it had asked for was still scheduled: the
 /// purge openraft schedules after the snapshot went back below it, which openraft's debug
-/// builds assert against; it needs the second target `c`). They run as they were kept, without
+/// builds assert against; it needs the second target `c`; since session 21 openraft purges
+/// nothing of its own, so the case cannot arise). They run as they were kept, without
 /// the second target `c` (added later: a run that makes `c` is another run), and as the seeds
 /// run now. Checked by undoing each fix (session 20): 80418 without `c` fails again (with `c`
 /// it passes: the switch is what keeps it); 113 and 70880 pass either way: the workload changed
