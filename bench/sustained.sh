@@ -12,6 +12,7 @@ source "$(dirname "$0")/lib.sh"
 before="$1"; after="$2"; rounds="${3:-2}"
 host_bytes() { curl -s "$(api 1)/metrics" | awk '$1 == "flashcopy_nbd_bytes_total{command=\"write\"}" { print $2 }'; }
 # Bytes written to the disk under the benchmarks' directory, from /proc/diskstats.
+mkdir -p "$work"
 disk="$(lsblk -no PKNAME "$(df --output=source "$work" | tail -1)" 2>/dev/null || true)"
 disk="${disk:-$(basename "$(df --output=source "$work" | tail -1)")}"
 disk_bytes() { awk -v d="$disk" '$3 == d { print $10 * 512 }' /proc/diskstats; }
