@@ -36,6 +36,13 @@ fn room(free: u64) -> u64 {
     free.saturating_sub(storage::UNFLUSHED_MAX)
 }
 
+/// Free space is under what a flush may still write plus `level`. Not `room(free) < level`:
+/// with a reserve of 0 that is never true, and the node filled its own disk to the last byte
+/// (then could not even open its database to start again).
+fn under(free: u64, level: u64) -> bool {
+    free < storage::UNFLUSHED_MAX.saturating_add(level)
+}
+
 /// How often free space is sampled (a `statvfs`).
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
@@ -126,15 +133,14 @@ impl DiskGuard {
         self.inner.free.store(free, Ordering::Relaxed);
         self.inner.admitted.store(0, Ordering::Relaxed);
         let reserve = self.reserve();
-        let room = room(free);
         // Refused under the reserve, accepted again only a margin above it, so writes do not
         // flip on and off (and the log with them) at the edge.
         let was_low = self.inner.low.load(Ordering::Relaxed);
         let margin = reserve / 8;
         let low = if was_low {
-            room < reserve.saturating_add(margin)
+            under(free, reserve.saturating_add(margin))
         } else {
-            room < reserve
+            under(free, reserve)
         };
         if low != self.inner.low.swap(low, Ordering::Relaxed) {
             if low {
@@ -153,7 +159,7 @@ impl DiskGuard {
         }
         // Warned as refused: with what a flush may still write counted as used, so the
         // warning comes first.
-        let used_soon = capacity.saturating_sub(room.min(capacity)) * 100 / capacity.max(1);
+        let used_soon = capacity.saturating_sub(room(free).min(capacity)) * 100 / capacity.max(1);
         let warning = used_soon >= u64::from(self.inner.warning_percent);
         if warning != self.inner.warning.swap(warning, Ordering::Relaxed) {
             if warning {
@@ -183,7 +189,7 @@ impl DiskGuard {
     pub fn admit(&self, bytes: u64) -> Result<(), Short> {
         let admitted = self.inner.admitted.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let pending = storage::UNFLUSHED_MAX.saturating_add(admitted.saturating_mul(2));
-        if self.low() || self.free().saturating_sub(pending) < self.reserve() {
+        if self.low() || self.free() < pending.saturating_add(self.reserve()) {
             self.inner.admitted.fetch_sub(bytes, Ordering::Relaxed);
             self.inner.refused.fetch_add(1, Ordering::Relaxed);
             // Refused: the disk says so until a sample finds room again (past the margin).
@@ -213,8 +219,7 @@ impl DiskGuard {
     /// what it can at once (see `space_keeper.rs`).
     pub fn pressed(&self) -> bool {
         let reserve = self.reserve();
-        let room = room(self.free());
-        self.low() || (reserve > 0 && room < reserve.saturating_add(reserve / 2))
+        self.low() || (reserve > 0 && under(self.free(), reserve.saturating_add(reserve / 2)))
     }
 
     pub fn state(&self) -> DiskState {
