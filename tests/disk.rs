@@ -87,6 +87,25 @@ fn a_full_disk_refuses_writes_with_enospc_keeps_serving_and_recovers_by_itself()
     verify(&node.nbd_uri("v"), acked);
 }
 
+/// A disk too small for the reserve plus what the node keeps free for its memtables (128 MiB)
+/// could never take a host write: `serve` says so at once (a usage error), instead of a node
+/// that refuses every write.
+#[test]
+fn a_disk_too_small_for_the_reserve_and_the_memtables_is_a_usage_error() {
+    let Some(disk) = SmallDisk::mount(100) else {
+        return;
+    };
+    let data_dir = disk.path().join("n1");
+    let args = ["serve", "--data-dir", data_dir.to_str().unwrap(), "--disk-reserve", "0"];
+    let out = output_within(std::process::Command::new(bin()).args(args), 30);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("--disk-reserve 0 B plus the 128 MiB") && out.stderr.contains("memtables"),
+        "{}",
+        out.stderr
+    );
+}
+
 /// `--disk-reserve 0` keeps no reserve for the administrator, but the node still keeps room
 /// for what its state may flush: before, it accepted host writes until the disk was full to
 /// the last byte, stopped, and could not start again (RocksDB could not open its database);

@@ -206,7 +206,7 @@ pub enum ConfigError {
     Tls(#[from] TlsConfigError),
     #[error("api-tls: {0}")]
     ApiTls(String),
-    #[error("disk-reserve: --disk-reserve {} is not less than the data disk's whole capacity ({}): no host write could ever be accepted; give less, or a percentage (e.g. 10%)", format_bytes(*.reserve), format_bytes(*.capacity))]
+    #[error("disk-reserve: --disk-reserve {} plus the {} the node keeps free for its state's memtables is not less than the data disk's whole capacity ({}): no host write could ever be accepted; give a smaller reserve, or a larger disk", format_bytes(*.reserve), format_bytes(storage::UNFLUSHED_MAX), format_bytes(*.capacity))]
     ReserveTooLarge { reserve: u64, capacity: u64 },
     #[error("insecure: --{option} {addr} is reachable from other machines and the cluster has no token: give every node the same --token-file, or say --insecure to run it open")]
     Insecure { option: &'static str, addr: String },
@@ -249,13 +249,13 @@ impl ServeArgs {
                 }
             }
         }
-        if let Reserve::Bytes(reserve) = self.disk_reserve {
-            // The data directory, or the nearest one above it (the node makes it at start).
-            let existing = self.data_dir.ancestors().find(|dir| dir.is_dir());
-            if let Some(capacity) = existing.and_then(|dir| storage::total_bytes(dir).ok()) {
-                if reserve >= capacity {
-                    return Err(ConfigError::ReserveTooLarge { reserve, capacity });
-                }
+        // The data directory, or the nearest one above it (the node makes it at start).
+        let existing = self.data_dir.ancestors().find(|dir| dir.is_dir());
+        if let Some(capacity) = existing.and_then(|dir| storage::total_bytes(dir).ok()) {
+            // The disk guard keeps what a flush may write free on top of the reserve.
+            let reserve = self.disk_reserve.bytes(capacity);
+            if reserve.saturating_add(storage::UNFLUSHED_MAX) >= capacity {
+                return Err(ConfigError::ReserveTooLarge { reserve, capacity });
             }
         }
         let copy_rate = match self.copy_rate {
