@@ -149,24 +149,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or_else(|| panic!("du: {}{}", out.stdout, out.stderr))
 }
 
-/// Bytes of the files in `dir` whose names end with `suffix`.
-fn files_bytes(dir: &Path, suffix: &str) -> u64 {
-    named(dir, suffix).map(|e| e.metadata().unwrap().len()).sum()
-}
-
-/// How many files in `dir` have names ending with `suffix`.
-fn files_named(dir: &Path, suffix: &str) -> usize {
-    named(dir, suffix).count()
-}
-
-fn named(dir: &Path, suffix: &str) -> impl Iterator<Item = std::fs::DirEntry> {
-    let suffix = suffix.to_string();
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(move |e| e.file_name().to_string_lossy().ends_with(&suffix))
-}
-
 /// Bytes used on the filesystem holding `dir` (what `df` shows as used).
 fn used_bytes(dir: &Path) -> u64 {
     let out = run("df", &["-B1", "--output=used", dir.to_str().unwrap()]);

@@ -186,13 +186,8 @@ fn the_log_is_cut_back_under_sustained_writes_and_a_crash_after_a_purge_loses_no
     // Once the writes stop, the log's files come down to about the state's size (a 64 MiB
     // volume) plus a segment (16 MiB) of purged entries and the spare segment files kept for
     // reuse (`--max-log-size` worth: one), not the 384 MiB written.
-    let log_files = || -> u64 {
-        std::fs::read_dir(dir.path().join("n1/raft-log"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.metadata().unwrap().len())
-            .sum()
-    };
+    let log_dir = dir.path().join("n1/raft-log");
+    let log_files = || files_bytes(&log_dir, "");
     let cut_back = (0..240).any(|_| {
         let small = log_files() < 224 << 20;
         if !small {
@@ -217,19 +212,15 @@ fn the_log_is_cut_back_under_sustained_writes_and_a_crash_after_a_purge_loses_no
     });
     // Purged segment files are kept for reuse, and `lspool` counts them as the log's disk
     // (the gauge does not: it is the entries the log holds).
-    let spare_files = || -> u64 {
-        std::fs::read_dir(dir.path().join("n1/raft-log"))
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().ends_with(".spare"))
-            .map(|e| e.metadata().unwrap().len())
-            .sum()
-    };
     let mut seen = (0, None, 0);
     let counted = (0..300).any(|_| {
         let pool = n.json(&["lspool", "--json"]);
         let used_by_log = pool["nodes"][0]["disk"]["used_by_log"].as_u64().unwrap();
-        seen = (used_by_log, n.metric("flashcopy_log_bytes"), spare_files());
+        seen = (
+            used_by_log,
+            n.metric("flashcopy_log_bytes"),
+            files_bytes(&log_dir, ".spare"),
+        );
         let counted = seen.2 > 0 && Some(used_by_log) == seen.1.map(|entries| entries + seen.2);
         if !counted {
             std::thread::sleep(Duration::from_millis(100));

@@ -855,3 +855,21 @@ impl Drop for SmallDisk {
         let _ = run("umount", &["-l", self.mount.to_str().unwrap()]);
     }
 }
+
+/// Bytes of the files in `dir` whose names end with `suffix`.
+pub fn files_bytes(dir: &Path, suffix: &str) -> u64 {
+    named(dir, suffix).map(|e| e.metadata().unwrap().len()).sum()
+}
+
+/// How many files in `dir` have names ending with `suffix`.
+pub fn files_named(dir: &Path, suffix: &str) -> usize {
+    named(dir, suffix).count()
+}
+
+pub fn named(dir: &Path, suffix: &str) -> impl Iterator<Item = std::fs::DirEntry> {
+    let suffix = suffix.to_string();
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(move |e| e.file_name().to_string_lossy().ends_with(&suffix))
+}
